@@ -1,0 +1,63 @@
+"""setpoint's object store: content-addressed blobs, per-server pointers and reports.
+
+Backends (memory, local directory; S3 and Swift to come) only move bytes; the
+``Store`` base class hashes on put, verifies on get and guards generations.
+"""
+
+from store.base import Store, StoreStats, blob_key, pointer_key, report_key
+from store.digest import canonical_json, digest_bytes, digest_json, is_digest, short
+from store.documents import (
+    LIFECYCLE_ACTIONS,
+    DeploymentReport,
+    Manifest,
+    ManifestEntry,
+    Pointer,
+    Report,
+    config_for_action,
+)
+from store.errors import (
+    BundleError,
+    DigestMismatch,
+    GenerationRegression,
+    InvalidDigest,
+    InvalidDocument,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    StoreError,
+    TransientError,
+    UnknownScheme,
+)
+from store.url import open_store
+
+__all__ = [
+    "LIFECYCLE_ACTIONS",
+    "BundleError",
+    "DeploymentReport",
+    "DigestMismatch",
+    "GenerationRegression",
+    "InvalidDigest",
+    "InvalidDocument",
+    "Manifest",
+    "ManifestEntry",
+    "NotFound",
+    "PermanentError",
+    "PermissionDenied",
+    "Pointer",
+    "Report",
+    "Store",
+    "StoreError",
+    "StoreStats",
+    "TransientError",
+    "UnknownScheme",
+    "blob_key",
+    "canonical_json",
+    "config_for_action",
+    "digest_bytes",
+    "digest_json",
+    "is_digest",
+    "open_store",
+    "pointer_key",
+    "report_key",
+    "short",
+]

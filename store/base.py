@@ -1,0 +1,248 @@
+"""The one ``Store`` class that holds the logic; backends only move bytes.
+
+Layout (relative to the store root):
+
+- ``blobs/<2 hex>/<62 hex>``: write-once, content-addressed, verified on read.
+- ``agents/<server>/pointer``: replaced by the controller only.
+- ``agents/<server>/report``: written by that server's agent only.
+
+A backend implements the ``_``-prefixed methods. Everything else (hashing on
+put, verifying on get, generation checks, request accounting) lives here, so
+every backend behaves the same and one contract suite tests them all.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from store.digest import canonical_json, check_digest, digest_bytes, hex_of
+from store.documents import Pointer, Report, is_server_name, loads_object
+from store.errors import DigestMismatch, GenerationRegression, InvalidDocument, NotFound
+
+BLOBS = "blobs/"
+AGENTS = "agents/"
+
+
+def blob_key(digest: str) -> str:
+    hexd = hex_of(digest)
+    return f"{BLOBS}{hexd[:2]}/{hexd[2:]}"
+
+
+def digest_of_blob_key(key: str) -> str | None:
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] + "/" != BLOBS:
+        return None
+    return "blake3:" + parts[1] + parts[2]
+
+
+def _server_key(server: str, name: str) -> str:
+    if not is_server_name(server):
+        raise InvalidDocument("server name", f"{server!r} is not a valid server name")
+    return f"{AGENTS}{server}/{name}"
+
+
+def pointer_key(server: str) -> str:
+    return _server_key(server, "pointer")
+
+
+def report_key(server: str) -> str:
+    return _server_key(server, "report")
+
+
+@dataclass
+class StoreStats:
+    """Requests and bytes through this store object, by operation.
+
+    Operations: ``get``, ``get_if_changed`` (a 304 counts in ``not_modified``),
+    ``put``, ``put_if_absent``, ``exists``, ``list``, ``delete``.
+    """
+
+    requests: Counter[str] = field(default_factory=Counter)
+    bytes_read: int = 0
+    bytes_written: int = 0
+    not_modified: int = 0
+
+    @property
+    def writes(self) -> int:
+        return self.requests["put"] + self.requests["put_if_absent"] + self.requests["delete"]
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.bytes_read = self.bytes_written = self.not_modified = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": dict(sorted(self.requests.items())),
+            "total": self.total,
+            "writes": self.writes,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "not_modified": self.not_modified,
+        }
+
+
+class Store(abc.ABC):
+    """Content-addressed blobs plus per-server pointers and reports."""
+
+    def __init__(self) -> None:
+        self.stats = StoreStats()
+
+    # -- what a backend implements: bytes only ---------------------------------
+
+    @abc.abstractmethod
+    def _get(self, key: str) -> bytes:
+        """The object's bytes; ``NotFound`` if absent."""
+
+    @abc.abstractmethod
+    def _get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        """(bytes, etag), or None when ``etag`` still matches; ``NotFound`` if absent."""
+
+    @abc.abstractmethod
+    def _put(self, key: str, data: bytes) -> None:
+        """Replace the object atomically: a reader sees the old or the new bytes."""
+
+    @abc.abstractmethod
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object unless it exists; True when this call wrote it."""
+
+    @abc.abstractmethod
+    def _exists(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` exist (one batched request where the backend allows)."""
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix``, sorted."""
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None:
+        """Remove the object; absent is not an error."""
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """The URL that opens this store again."""
+
+    # -- accounting wrappers ----------------------------------------------------
+
+    def _read(self, key: str) -> bytes:
+        self.stats.requests["get"] += 1
+        data = self._get(key)
+        self.stats.bytes_read += len(data)
+        return data
+
+    def _write(self, key: str, data: bytes) -> None:
+        self.stats.requests["put"] += 1
+        self.stats.bytes_written += len(data)
+        self._put(key, data)
+
+    # -- blobs ------------------------------------------------------------------
+
+    def put_blob(self, data: bytes) -> str:
+        """Store ``data`` under its digest (create-if-absent) and return the digest."""
+        digest = digest_bytes(data)
+        self.stats.requests["put_if_absent"] += 1
+        if self._put_if_absent(blob_key(digest), data):
+            self.stats.bytes_written += len(data)
+        return digest
+
+    def put_json_blob(self, value: Any) -> str:
+        return self.put_blob(canonical_json(value))
+
+    def get_blob(self, digest: str) -> bytes:
+        """The blob's bytes, re-hashed; ``DigestMismatch`` if they do not match."""
+        data = self._read(blob_key(check_digest(digest)))
+        got = digest_bytes(data)
+        if got != digest:
+            raise DigestMismatch(digest, got)
+        return data
+
+    def get_json_blob(self, digest: str, what: str = "blob") -> dict[str, Any]:
+        return loads_object(self.get_blob(digest), what)
+
+    def find_missing(self, digests: Iterable[str]) -> set[str]:
+        """The digests among ``digests`` that the store does not hold."""
+        wanted = sorted({check_digest(d) for d in digests})
+        if not wanted:
+            return set()
+        self.stats.requests["exists"] += 1
+        present = self._exists([blob_key(d) for d in wanted])
+        return {d for d in wanted if blob_key(d) not in present}
+
+    def delete_blob(self, digest: str) -> None:
+        """Only for garbage collection and tests: blobs are otherwise immutable."""
+        self.stats.requests["delete"] += 1
+        self._delete(blob_key(digest))
+
+    # -- pointers ---------------------------------------------------------------
+
+    def read_pointer(self, server: str) -> Pointer | None:
+        try:
+            data = self._read(pointer_key(server))
+        except NotFound:
+            return None
+        return Pointer.from_dict(loads_object(data, "pointer"))
+
+    def poll_pointer(self, server: str, etag: str | None) -> tuple[Pointer, str] | None:
+        """The pointer and its etag, or None when it has not changed since ``etag``.
+
+        Raises ``NotFound`` when the server has no pointer yet.
+        """
+        self.stats.requests["get_if_changed"] += 1
+        got = self._get_if_changed(pointer_key(server), etag)
+        if got is None:
+            self.stats.not_modified += 1
+            return None
+        data, new_etag = got
+        self.stats.bytes_read += len(data)
+        return Pointer.from_dict(loads_object(data, "pointer")), new_etag
+
+    def write_pointer(self, pointer: Pointer, current: Pointer | None) -> None:
+        """Replace the server's pointer. ``current`` is what the caller last read.
+
+        The generation must grow past ``current``: the caller read the store
+        before deciding, and says so, so this costs no extra request.
+        """
+        floor = current.generation if current else 0
+        if pointer.generation <= floor:
+            raise GenerationRegression(pointer.server, floor, pointer.generation)
+        self._write(pointer_key(pointer.server), canonical_json(pointer.to_dict()))
+
+    # -- reports ----------------------------------------------------------------
+
+    def read_report(self, server: str) -> Report | None:
+        try:
+            data = self._read(report_key(server))
+        except NotFound:
+            return None
+        return Report.from_dict(loads_object(data, "report"))
+
+    def write_report(self, report: Report) -> None:
+        self._write(report_key(report.server), canonical_json(report.to_dict()))
+
+    # -- listing ----------------------------------------------------------------
+
+    def list_servers(self) -> list[str]:
+        """Servers that have a pointer or a report in this store."""
+        self.stats.requests["list"] += 1
+        names = {k[len(AGENTS) :].split("/", 1)[0] for k in self._list(AGENTS)}
+        return sorted(n for n in names if is_server_name(n))
+
+    def list_blobs(self) -> list[str]:
+        self.stats.requests["list"] += 1
+        out = []
+        for key in self._list(BLOBS):
+            digest = digest_of_blob_key(key)
+            if digest is not None:
+                out.append(digest)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,0 +1,289 @@
+"""The documents that cross the store between controller and agents.
+
+- ``Pointer`` (``agents/<server>/pointer``, written by the controller only):
+  which manifest a server should run, at which generation.
+- ``Manifest`` (a blob): the server's deployments in run order, each naming its
+  derived config by digest, plus where each directory bundle's zip is stored.
+- ``Report`` (``agents/<server>/report``, written by that server's agent only):
+  what the agent ran, per deployment, and which generation it answers.
+- The derived config itself (a blob) is a plain dict; see ``config_for_action``.
+
+Parsing validates shape and types and raises ``InvalidDocument``; a document
+from the store is never trusted to be well formed just because it parsed as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from store.digest import is_digest
+from store.errors import InvalidDocument
+
+LIFECYCLE_ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
+STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")
+COMPONENT_GROUP = "component"
+
+_SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+def is_server_name(name: object) -> bool:
+    """Server names become path segments in the store: keep them to a safe alphabet."""
+    return isinstance(name, str) and _SERVER_RE.match(name) is not None and ".." not in name
+
+
+def _need(doc: Any, what: str, key: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(doc, dict):
+        raise InvalidDocument(what, "not a JSON object")
+    if key not in doc:
+        raise InvalidDocument(what, f"missing field {key!r}")
+    value = doc[key]
+    # bool is an int in Python; a generation of `true` is still wrong.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise InvalidDocument(what, f"field {key!r} has the wrong type")
+    if not isinstance(value, kind):
+        raise InvalidDocument(what, f"field {key!r} has the wrong type")
+    return value
+
+
+def _need_digest(doc: Any, what: str, key: str) -> str:
+    value: str = _need(doc, what, key, str)
+    if not is_digest(value):
+        raise InvalidDocument(what, f"field {key!r} is not a blake3 digest")
+    return value
+
+
+def loads_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidDocument(what, f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidDocument(what, "not a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class Pointer:
+    server: str
+    generation: int
+    manifest: str
+    commit: str
+    published_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "Pointer", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Pointer:
+        what = "pointer"
+        server = _need(doc, what, "server", str)
+        generation = _need(doc, what, "generation", int)
+        if generation < 1:
+            raise InvalidDocument(what, "generation must be at least 1")
+        return cls(
+            server=server,
+            generation=generation,
+            manifest=_need_digest(doc, what, "manifest"),
+            commit=_need(doc, what, "commit", str),
+            published_at=_need(doc, what, "published_at", str),
+        )
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One deployment on one server.
+
+    ``name`` is ``<stack>/<deployment>``. ``actions`` are the lifecycle actions
+    this deployment runs (Heat's deployment ``actions``); ``timeout`` bounds one
+    hook run in seconds. Neither is part of the config's digest: they say when
+    and how long to run it, not what runs.
+    """
+
+    name: str
+    config: str
+    actions: tuple[str, ...]
+    timeout: float
+
+    @property
+    def stack(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def deployment(self) -> str:
+        return self.name.split("/", 1)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": self.config,
+            "actions": list(self.actions),
+            "timeout": self.timeout,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> ManifestEntry:
+        what = "manifest entry"
+        name = _need(doc, what, "name", str)
+        if name.count("/") != 1:
+            raise InvalidDocument(what, f"name {name!r} is not <stack>/<deployment>")
+        actions = _need(doc, what, "actions", list)
+        if not all(isinstance(a, str) and a for a in actions):
+            raise InvalidDocument(what, "actions must be non-empty strings")
+        timeout = _need(doc, what, "timeout", (int, float))
+        if timeout <= 0:
+            raise InvalidDocument(what, "timeout must be positive")
+        return cls(
+            name=name,
+            config=_need_digest(doc, what, "config"),
+            actions=tuple(actions),
+            timeout=float(timeout),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A server's desired deployments in run order. Stored as a blob.
+
+    It names no server, so servers with the same desired state share one blob.
+    ``bundles`` maps a directory's tree digest (its identity inside a derived
+    config) to the digest of the zip blob that carries it.
+    """
+
+    deployments: tuple[ManifestEntry, ...]
+    bundles: dict[str, str] = field(default_factory=dict)
+
+    def entry(self, name: str) -> ManifestEntry | None:
+        for e in self.deployments:
+            if e.name == name:
+                return e
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "Manifest",
+            "deployments": [e.to_dict() for e in self.deployments],
+            "bundles": dict(sorted(self.bundles.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Manifest:
+        what = "manifest"
+        entries = tuple(ManifestEntry.from_dict(e) for e in _need(doc, what, "deployments", list))
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise InvalidDocument(what, "a deployment is listed twice")
+        bundles = _need(doc, what, "bundles", dict)
+        if not all(is_digest(k) and is_digest(v) for k, v in bundles.items()):
+            raise InvalidDocument(what, "bundles must map digests to digests")
+        return cls(deployments=entries, bundles=dict(bundles))
+
+
+@dataclass(frozen=True)
+class DeploymentReport:
+    """What an agent knows of one deployment: the latest run of ``config``.
+
+    ``final`` is true when the agent will not try this digest again by itself
+    (it succeeded, or it failed and used up its attempts).
+    """
+
+    name: str
+    config: str
+    action: str
+    status: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    exit_code: int | None = None
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    reason: str | None = None
+    retry_at: str | None = None
+    final: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> DeploymentReport:
+        what = "deployment report"
+        status = _need(doc, what, "status", str)
+        if status not in STATUSES:
+            raise InvalidDocument(what, f"unknown status {status!r}")
+        known = set(cls.__dataclass_fields__)
+        return cls(
+            name=_need(doc, what, "name", str),
+            config=_need_digest(doc, what, "config"),
+            action=_need(doc, what, "action", str),
+            status=status,
+            **{k: v for k, v in doc.items() if k in known and k not in _REQUIRED_REPORT_FIELDS},
+        )
+
+
+_REQUIRED_REPORT_FIELDS = {"name", "config", "action", "status"}
+
+
+@dataclass(frozen=True)
+class Report:
+    """An agent's whole view, rewritten after each deployment it runs.
+
+    ``generation`` and ``manifest`` name the pointer this report answers, so a
+    stale report is never mistaken for a fresh one. ``error`` carries an
+    agent-level problem (a refused pointer, an unreachable blob).
+    """
+
+    server: str
+    generation: int
+    manifest: str | None
+    updated_at: str
+    deployments: dict[str, DeploymentReport] = field(default_factory=dict)
+    error: str | None = None
+    agent_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "Report",
+            "server": self.server,
+            "generation": self.generation,
+            "manifest": self.manifest,
+            "updated_at": self.updated_at,
+            "deployments": {k: v.to_dict() for k, v in sorted(self.deployments.items())},
+            "error": self.error,
+            "agent_version": self.agent_version,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Report:
+        what = "report"
+        manifest = doc.get("manifest") if isinstance(doc, dict) else None
+        if manifest is not None and not is_digest(manifest):
+            raise InvalidDocument(what, "field 'manifest' is not a blake3 digest")
+        deployments = _need(doc, what, "deployments", dict)
+        error = doc.get("error")
+        return cls(
+            server=_need(doc, what, "server", str),
+            generation=_need(doc, what, "generation", int),
+            manifest=manifest,
+            updated_at=_need(doc, what, "updated_at", str),
+            deployments={k: DeploymentReport.from_dict(v) for k, v in deployments.items()},
+            error=error if isinstance(error, str) else None,
+            agent_version=str(doc.get("agent_version", "")),
+        )
+
+
+def config_for_action(derived: dict[str, Any], action: str) -> tuple[str, Any] | None:
+    """The (tool, config) a derived config runs for ``action``, or None if it has none.
+
+    A derived config of group ``component`` carries one entry per set of
+    actions (as Heat's SoftwareComponent does); any other group is a single
+    config that runs for every action.
+    """
+    if derived.get("group") != COMPONENT_GROUP:
+        return str(derived.get("group", "script")), derived.get("config")
+    for entry in derived.get("config", {}).get("configs", []):
+        if action in entry.get("actions", ()):
+            return str(entry["tool"]), entry.get("config")
+    return None

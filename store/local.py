@@ -1,0 +1,131 @@
+"""A store in a local directory: the default, and what a single host needs.
+
+Every write goes to a temporary file in the same directory, is fsynced, and is
+renamed into place, so a reader (or a crash) never sees half an object.
+Blobs are created with ``os.link`` from the temporary file, which fails if the
+name exists: create-if-absent without a race between two writers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from store.base import Store
+from store.errors import NotFound, PermissionDenied, StoreError, TransientError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.root = Path(root).absolute()
+
+    @property
+    def url(self) -> str:
+        return self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        # Keys are built by the Store from validated parts; this is a last guard.
+        if key.startswith("/") or ".." in key.split("/"):
+            raise StoreError(f"refusing key outside the store: {key!r}")
+        return self.root / key
+
+    @contextlib.contextmanager
+    def _translate(self, key: str):  # type: ignore[no-untyped-def]
+        try:
+            yield
+        except FileNotFoundError as exc:
+            raise NotFound(key) from exc
+        except PermissionError as exc:
+            raise PermissionDenied(key, str(exc)) from exc
+        except OSError as exc:
+            raise TransientError(f"local store I/O error on {key}: {exc}") from exc
+
+    def _get(self, key: str) -> bytes:
+        with self._translate(key):
+            return self._path(key).read_bytes()
+
+    def _get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        path = self._path(key)
+        with self._translate(key), path.open("rb") as f:
+            # Every replacement is a rename to a new inode, so (inode, size,
+            # mtime) changes with every write: a poll costs one open and fstat.
+            # The etag and the bytes both come from the open file, so a
+            # replacement between the two can never pair new etag, old bytes.
+            st = os.fstat(f.fileno())
+            current = f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+            if etag == current:
+                return None
+            return f.read(), current
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return Path(tmp)
+
+    def _put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        with self._translate(key):
+            tmp = self._write_temp(path, data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(path.parent)
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        with self._translate(key):
+            tmp = self._write_temp(path, data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(path.parent)
+            return True
+
+    def _exists(self, keys: list[str]) -> set[str]:
+        return {k for k in keys if self._path(k).exists()}
+
+    def _list(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not base.is_dir():
+            return []
+        out = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                rel = Path(dirpath, name).relative_to(self.root).as_posix()
+                out.append(rel)
+        return sorted(out)
+
+    def _delete(self, key: str) -> None:
+        with self._translate(key), contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()

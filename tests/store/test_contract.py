@@ -1,0 +1,277 @@
+"""The contract every store backend passes (see ``conftest.BACKENDS``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from store_backends import Harness
+
+from store.base import Store, blob_key, pointer_key, report_key
+from store.digest import canonical_json, digest_bytes
+from store.documents import DeploymentReport, Pointer, Report
+from store.errors import (
+    DigestMismatch,
+    GenerationRegression,
+    InvalidDigest,
+    InvalidDocument,
+    NotFound,
+)
+
+
+def pointer(server: str = "web-1", generation: int = 1, content: bytes = b"m1") -> Pointer:
+    return Pointer(
+        server=server,
+        generation=generation,
+        manifest=digest_bytes(content),
+        commit="0" * 40,
+        published_at="2024-01-01T00:00:00Z",
+    )
+
+
+def report(server: str = "web-1", generation: int = 1) -> Report:
+    config = digest_bytes(b"config")
+    return Report(
+        server=server,
+        generation=generation,
+        manifest=digest_bytes(b"m1"),
+        updated_at="2024-01-01T00:00:01Z",
+        deployments={
+            "app/db": DeploymentReport(
+                name="app/db",
+                config=config,
+                action="CREATE",
+                status="COMPLETE",
+                outputs={"port": 5432},
+                exit_code=0,
+                attempts=1,
+                final=True,
+            )
+        },
+        agent_version="test",
+    )
+
+
+# -- blobs ---------------------------------------------------------------------
+
+
+def test_put_get_roundtrip(store: Store) -> None:
+    data = b"hello \x00 world"
+    digest = store.put_blob(data)
+    assert digest == digest_bytes(data)
+    assert store.get_blob(digest) == data
+    assert store.list_blobs() == [digest]
+
+
+def test_json_blob_roundtrip(store: Store) -> None:
+    value = {"b": [1, 2], "a": "é"}
+    digest = store.put_json_blob(value)
+    assert digest == digest_bytes(canonical_json(value))
+    assert store.get_json_blob(digest) == value
+
+
+def test_put_is_idempotent(store: Store) -> None:
+    data = b"x" * 1000
+    first = store.put_blob(data)
+    assert store.stats.bytes_written == len(data)
+    second = store.put_blob(data)
+    assert second == first
+    assert store.stats.bytes_written == len(data)
+    assert store.stats.requests["put_if_absent"] == 2
+    assert store.list_blobs() == [first]
+
+
+def test_get_corrupted_blob_raises(harness: Harness) -> None:
+    store = harness.store
+    digest = store.put_blob(b"the real thing")
+    harness.raw_put(blob_key(digest), b"something else")
+    with pytest.raises(DigestMismatch) as info:
+        store.get_blob(digest)
+    assert info.value.expected == digest
+    assert info.value.got == digest_bytes(b"something else")
+
+
+def test_get_missing_blob_raises_not_found(store: Store) -> None:
+    digest = digest_bytes(b"never stored")
+    with pytest.raises(NotFound) as info:
+        store.get_blob(digest)
+    assert info.value.key == blob_key(digest)
+
+
+@pytest.mark.parametrize("bad", ["", "blake3:xyz", "sha256:" + "0" * 64, "BLAKE3:" + "0" * 64])
+def test_invalid_digest_refused(store: Store, bad: str) -> None:
+    with pytest.raises(InvalidDigest):
+        store.get_blob(bad)
+    with pytest.raises(InvalidDigest):
+        store.find_missing([bad])
+
+
+def test_find_missing_is_one_batched_request(store: Store) -> None:
+    present = [store.put_blob(f"blob {i}".encode()) for i in range(3)]
+    absent = [digest_bytes(f"absent {i}".encode()) for i in range(4)]
+    store.stats.reset()
+    missing = store.find_missing([*present, *absent, *absent])
+    assert missing == set(absent)
+    assert store.stats.requests["exists"] == 1
+    assert store.stats.total == 1
+
+
+def test_find_missing_of_nothing_costs_nothing(store: Store) -> None:
+    assert store.find_missing([]) == set()
+    assert store.stats.total == 0
+
+
+# -- pointers --------------------------------------------------------------------
+
+
+def test_pointer_write_read(store: Store) -> None:
+    assert store.read_pointer("web-1") is None
+    p = pointer()
+    store.write_pointer(p, None)
+    assert store.read_pointer("web-1") == p
+    assert store.read_pointer("web-2") is None
+
+
+def test_generation_must_grow(store: Store) -> None:
+    p1 = pointer(generation=1)
+    store.write_pointer(p1, None)
+    for proposed in (1, 0):
+        with pytest.raises(GenerationRegression) as info:
+            store.write_pointer(pointer(generation=proposed, content=b"other"), p1)
+        assert (info.value.server, info.value.current, info.value.proposed) == (
+            "web-1",
+            1,
+            proposed,
+        )
+    assert store.read_pointer("web-1") == p1
+    p2 = pointer(generation=2, content=b"other")
+    store.write_pointer(p2, p1)
+    assert store.read_pointer("web-1") == p2
+
+
+def test_poll_pointer_missing_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.poll_pointer("web-1", None)
+
+
+def test_poll_pointer_unchanged_then_replaced_with_same_size(store: Store) -> None:
+    p1 = pointer(generation=1, content=b"m1")
+    p2 = pointer(generation=2, content=b"m2")
+    # The replacement is byte-for-byte the same length: size alone cannot tell.
+    assert len(canonical_json(p1.to_dict())) == len(canonical_json(p2.to_dict()))
+    store.write_pointer(p1, None)
+
+    got = store.poll_pointer("web-1", None)
+    assert got is not None
+    assert got[0] == p1
+    etag = got[1]
+
+    assert store.poll_pointer("web-1", etag) is None
+    assert store.stats.not_modified == 1
+
+    store.write_pointer(p2, p1)
+    again = store.poll_pointer("web-1", etag)
+    assert again is not None
+    assert again[0] == p2
+    assert again[1] != etag
+    assert store.poll_pointer("web-1", again[1]) is None
+
+
+# -- reports ---------------------------------------------------------------------
+
+
+def test_report_write_read(store: Store) -> None:
+    assert store.read_report("web-1") is None
+    r = report()
+    store.write_report(r)
+    assert store.read_report("web-1") == r
+    newer = report(generation=2)
+    store.write_report(newer)
+    assert store.read_report("web-1") == newer
+
+
+# -- listing and names -------------------------------------------------------------
+
+
+def test_list_servers(store: Store) -> None:
+    assert store.list_servers() == []
+    store.put_blob(b"a blob is not a server")
+    store.write_pointer(pointer("c-3"), None)
+    store.write_report(report("b-2"))
+    store.write_pointer(pointer("a-1"), None)
+    store.write_report(report("a-1"))
+    assert store.list_servers() == ["a-1", "b-2", "c-3"]
+
+
+@pytest.mark.parametrize("name", ["", "../etc", "a/b", ".hidden", "-x", "a..b", "a b", "x" * 300])
+def test_invalid_server_names_refused(store: Store, name: str) -> None:
+    with pytest.raises(InvalidDocument):
+        pointer_key(name)
+    with pytest.raises(InvalidDocument):
+        store.read_pointer(name)
+    with pytest.raises(InvalidDocument):
+        store.read_report(name)
+    with pytest.raises(InvalidDocument):
+        store.write_pointer(pointer(name), None)
+    with pytest.raises(InvalidDocument):
+        store.write_report(report(name))
+    assert store.list_servers() == []
+
+
+# -- malformed documents -------------------------------------------------------------
+
+GOOD_POINTER = pointer().to_dict()
+GOOD_REPORT = report().to_dict()
+
+MALFORMED_POINTERS: dict[str, str | bytes] = {
+    "not json": b"{not json",
+    "not utf-8": b"\xff\xfe",
+    "a list": b"[]",
+    "a string": b'"pointer"',
+    "missing generation": json.dumps({k: v for k, v in GOOD_POINTER.items() if k != "generation"}),
+    "generation as string": json.dumps({**GOOD_POINTER, "generation": "1"}),
+    "generation as bool": json.dumps({**GOOD_POINTER, "generation": True}),
+    "generation zero": json.dumps({**GOOD_POINTER, "generation": 0}),
+    "bad manifest digest": json.dumps({**GOOD_POINTER, "manifest": "blake3:nothex"}),
+}
+
+MALFORMED_REPORTS: dict[str, str | bytes] = {
+    "not json": b"\x00\x01",
+    "a number": b"42",
+    "missing server": json.dumps({k: v for k, v in GOOD_REPORT.items() if k != "server"}),
+    "deployments as list": json.dumps({**GOOD_REPORT, "deployments": []}),
+    "bad manifest": json.dumps({**GOOD_REPORT, "manifest": "sha1:abc"}),
+    "bad status": json.dumps(
+        {
+            **GOOD_REPORT,
+            "deployments": {"app/db": {**GOOD_REPORT["deployments"]["app/db"], "status": "DONE"}},
+        }
+    ),
+}
+
+
+def _raw(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_POINTERS))
+def test_malformed_pointer_refused(harness: Harness, case: str) -> None:
+    harness.raw_put(pointer_key("web-1"), _raw(MALFORMED_POINTERS[case]))
+    with pytest.raises(InvalidDocument) as info:
+        harness.store.read_pointer("web-1")
+    assert info.value.what == "pointer"
+    with pytest.raises(InvalidDocument):
+        harness.store.poll_pointer("web-1", None)
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_REPORTS))
+def test_malformed_report_refused(harness: Harness, case: str) -> None:
+    harness.raw_put(report_key("web-1"), _raw(MALFORMED_REPORTS[case]))
+    with pytest.raises(InvalidDocument):
+        harness.store.read_report("web-1")
+
+
+def test_malformed_json_blob_refused(store: Store) -> None:
+    digest = store.put_blob(b"[1, 2]")
+    with pytest.raises(InvalidDocument):
+        store.get_json_blob(digest, "manifest")
