@@ -30,6 +30,8 @@ from dulwich.objectspec import AmbiguousShortId, scan_for_short_id
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
+from controller.errors import SetpointError
+
 Kind = Literal["file", "dir", "symlink", "submodule"]
 DEFAULT_AUTHOR = "setpoint demo <demo@setpoint.invalid>"
 
@@ -41,7 +43,7 @@ _SUFFIX_RE = re.compile(r"(~\d*|\^\d*)$")
 # -- errors --------------------------------------------------------------------
 
 
-class GitError(Exception):
+class GitError(SetpointError):
     """Root of the errors of reading (or writing) a git repository."""
 
 
@@ -209,6 +211,14 @@ class CommitTree:
 
     def exists(self, path: str) -> bool:
         return self.kind(path) is not None
+
+    def mode(self, path: str) -> int:
+        """0o755 for an executable file, 0o644 for any other; ``PathNotFound`` if absent."""
+        segments = normalize_path(path)
+        found = self._lookup(segments)
+        if found is None:
+            raise PathNotFound(self._display(segments), self.commit)
+        return _file_mode(found[0])
 
     def read(self, path: str) -> bytes:
         """The content of the file at ``path``.

@@ -1,0 +1,332 @@
+"""``setpoint``: the controller's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from controller import logs
+from controller.errors import InvalidDefinitions, SetpointError
+from controller.gitrepo import GitError, GitRepo
+from store.digest import short
+from store.errors import StoreError
+
+# Exit codes: scripts and CI jobs may rely on these.
+OK, FAILED, TIMED_OUT, INVALID, UNAVAILABLE, USAGE = 0, 1, 2, 3, 4, 64
+
+EPILOG = """\
+exit codes:
+  0   success (reconcile --wait: every server converged)
+  1   a deployment failed (reconcile --wait)
+  2   timed out before the fleet converged (reconcile --wait)
+  3   invalid definitions: every problem is listed with file, line and field;
+      nothing was published
+  4   the repository or the store could not be used
+  64  wrong usage
+
+how it fits together:
+  git commit -> setpoint validate/render (offline) -> setpoint reconcile publishes
+  content-addressed configs to the store -> setpoint-agent on each server pulls,
+  runs and reports -> setpoint status shows desired against reported.
+
+Run 'setpoint COMMAND --help' for each command. 'setpoint demo' shows the whole
+story on a throwaway repository and store.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="setpoint",
+        description="A gitops convergence controller for software configuration on servers.",
+        epilog=EPILOG,
+        formatter_class=_formatter,
+    )
+    parser.add_argument(
+        "--log-level", choices=sorted(logs.LEVELS), default="info", help="log events at or above"
+    )
+    parser.add_argument(
+        "--log-format", choices=("console", "json"), default="console", help="log event format"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    def repo_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+        p.add_argument(
+            "--rev", default="HEAD", help="commit, branch or tag to read (default: HEAD)"
+        )
+
+    p = sub.add_parser(
+        "validate",
+        help="check a commit's definitions",
+        description="Check every definition in a commit and list all problems at once, each "
+        "with file, line and field. Reads the commit through git, never the working directory: "
+        "commit first.",
+        formatter_class=_formatter,
+    )
+    repo_args(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser(
+        "render",
+        help="show the derived configs a commit produces",
+        description="Render every (deployment, server) pair of a commit into its derived config "
+        "and digest, offline. Inputs that read other deployments' outputs (get_attr) are shown as "
+        "waiting unless --store gives reported outputs.",
+        formatter_class=_formatter,
+    )
+    repo_args(p)
+    p.add_argument("--server", help="only this server, with each derived config in full")
+    p.add_argument("--store", help="read reported outputs from this store (URL or path)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser(
+        "reconcile",
+        help="publish a branch's desired state and converge the fleet",
+        description="Render the branch head with the outputs reported so far, publish blobs, "
+        "manifests and then pointers for servers whose manifest changed. Idempotent: a pass "
+        "with nothing new writes nothing. Deployments whose inputs wait for outputs not yet "
+        "reported are published on a later pass.",
+        epilog="exit codes with --wait: 0 converged, 1 a deployment failed, 2 timed out, "
+        "3 invalid definitions (nothing published), 4 repository or store unusable.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
+    p.add_argument("--branch", default="HEAD", help="branch to deploy (default: HEAD)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
+    mode.add_argument("--wait", action="store_true", help="repeat passes until converged")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (600)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")
+    p.add_argument("--json", action="store_true", help="print the last pass as JSON")
+
+    p = sub.add_parser(
+        "status",
+        help="show desired against reported state per server",
+        description="Read pointers, manifests and reports from the store and show, per server "
+        "and deployment: desired digest, reported digest, status, last action, reported/"
+        "published generation, commit and the age of the last run.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--store", required=True, help="store URL or path")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = sub.add_parser(
+        "demo",
+        help="run the whole story on a throwaway repository",
+        description="Copy repos-example/ into a new git repository, start three agents as "
+        "processes on a local store, and walk through deploy, update, revert and delete, "
+        "checking each step. Exit 0 only if every step converged as described.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--workdir", help="keep everything in this directory (default: a temp dir)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
+    return parser
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _invalid(exc: InvalidDefinitions, as_json: bool) -> int:
+    if as_json:
+        _print_json(
+            {"valid": False, "commit": exc.commit, "problems": [p.to_dict() for p in exc.problems]}
+        )
+    else:
+        print(str(exc), file=sys.stderr)
+    return INVALID
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from controller.loader import load_model
+
+    with GitRepo.open(args.repo) as repo:
+        try:
+            model = load_model(repo.tree(args.rev))
+        except InvalidDefinitions as exc:
+            return _invalid(exc, args.json)
+    deployments = model.deployments()
+    pairs = sum(len(d.servers) for d in deployments)
+    if args.json:
+        _print_json(
+            {
+                "valid": True,
+                "commit": model.commit,
+                "components": sorted(model.components),
+                "stacks": sorted(model.stacks),
+                "deployments": [d.qualified for d in deployments],
+                "servers": sorted(model.inventory.servers),
+                "pairs": pairs,
+            }
+        )
+    else:
+        print(
+            f"{model.commit[:12]}: valid: {len(model.components)} components, "
+            f"{len(model.stacks)} stacks, {len(deployments)} deployments, "
+            f"{pairs} (deployment, server) pairs"
+        )
+    return OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from controller.desired import compute_desired
+    from controller.loader import load_model
+    from store.documents import Manifest, Report
+    from store.url import open_store
+
+    with GitRepo.open(args.repo) as repo:
+        try:
+            model = load_model(repo.tree(args.rev))
+        except InvalidDefinitions as exc:
+            return _invalid(exc, args.json)
+    reports: dict[str, Report] = {}
+    if args.store:
+        store = open_store(args.store)
+        for server in model.servers_in_use():
+            report = store.read_report(server)
+            if report is not None:
+                reports[server] = report
+
+    def nothing_published(_server: str) -> Manifest | None:
+        return None
+
+    desired = compute_desired(model, reports, nothing_published)
+    servers = [args.server] if args.server else sorted(desired.manifests)
+    if args.server and args.server not in desired.manifests:
+        print(f"setpoint: no deployment targets server {args.server!r}", file=sys.stderr)
+        return INVALID
+    result: dict[str, Any] = {"commit": model.commit, "servers": {}, "waiting": []}
+    for server in servers:
+        result["servers"][server] = [
+            {
+                "deployment": e.name,
+                "id": e.config,
+                "actions": list(e.actions),
+                **({"config": desired.configs[e.config].body} if args.server else {}),
+            }
+            for e in desired.manifests[server].deployments
+        ]
+    result["waiting"] = [w.to_dict() for w in desired.waiting if w.server in servers]
+    if args.json:
+        _print_json(result)
+        return OK
+    print(f"commit {model.commit}")
+    for server, entries in result["servers"].items():
+        print(f"\n{server}")
+        for e in entries:
+            print(f"  {e['deployment']:<32} {short(e['id'], 16)}")
+            if "config" in e:
+                body = json.dumps({"id": e["id"], **e["config"]}, indent=2, sort_keys=True)
+                print("    " + body.replace("\n", "\n    "))
+    if desired.waiting:
+        print("\nwaiting (known after apply):")
+        for w in desired.waiting:
+            if w.server in servers:
+                print(f"  {w}")
+    return OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from controller.reconcile import Reconciler
+    from store.url import open_store
+
+    with GitRepo.open(args.repo) as repo:
+        return _reconcile(args, Reconciler(repo, open_store(args.store), rev=args.branch))
+
+
+def _reconcile(args: argparse.Namespace, reconciler: Any) -> int:
+    from controller.reconcile import wait_for_convergence
+
+    try:
+        if not args.wait:
+            outcome = reconciler.run_pass()
+            code = OK
+        else:
+            last = [""]
+
+            def progress(outcome: Any) -> None:
+                line = outcome.summary()
+                if line != last[0] and not args.json:
+                    print(line, flush=True)
+                last[0] = line
+
+            code, outcome = wait_for_convergence(reconciler, args.timeout, args.interval, progress)
+    except InvalidDefinitions as exc:
+        return _invalid(exc, args.json)
+    if args.json:
+        _print_json({**outcome.to_dict(), "exit_code": code})
+    else:
+        if not args.wait:
+            print(outcome.summary())
+        for w in outcome.waiting:
+            print(f"  waiting: {w}")
+        for f in outcome.failed:
+            print(f"  FAILED: {f}")
+        if code == TIMED_OUT:
+            print(f"timed out after {args.timeout:g}s", file=sys.stderr)
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.status import fleet_status, format_table
+    from store.url import open_store
+
+    statuses = fleet_status(open_store(args.store))
+    if args.json:
+        _print_json({"servers": [s.to_dict() for s in statuses]})
+    elif not statuses:
+        print("no servers in this store yet")
+    else:
+        print(format_table(statuses))
+    return OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from controller.demo import run_demo
+
+    return run_demo(workdir=args.workdir, timeout=args.timeout)
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "render": cmd_render,
+    "reconcile": cmd_reconcile,
+    "status": cmd_status,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = "warning" if args.command == "demo" and args.log_level == "info" else args.log_level
+    logs.configure(level, args.log_format)
+    try:
+        return COMMANDS[args.command](args)
+    except (GitError, StoreError) as exc:
+        print(f"setpoint: {exc}", file=sys.stderr)
+        return UNAVAILABLE
+    except SetpointError as exc:
+        print(f"setpoint: {exc}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

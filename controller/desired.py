@@ -1,0 +1,207 @@
+"""Desired state: what each server should run now, given what agents reported.
+
+For every deployment (dependencies first) and every server it targets, the
+deployment is either *ready* (every output it reads was reported COMPLETE by
+the upstream's current config, every ``depends_on`` is COMPLETE on all its
+servers) and rendered, or *waiting*, with the reason. A waiting deployment
+keeps whatever entry the server was already given, so waiting never deletes
+anything; one never given before is simply not published yet.
+
+This is a pure function of (model, reports, previously published manifests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.model import Deployment, GetAttr, Model
+from controller.render import RenderCache, RenderedConfig
+from controller.values import coerce
+from store.documents import Manifest, ManifestEntry, Report
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why ``deployment`` is not (re)published on ``server`` yet."""
+
+    deployment: str
+    server: str
+    upstream: str
+    upstream_server: str | None
+    output: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.deployment} on {self.server}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "server": self.server,
+            "upstream": self.upstream,
+            "upstream_server": self.upstream_server,
+            "output": self.output,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class DesiredState:
+    commit: str
+    manifests: dict[str, Manifest] = field(default_factory=dict)
+    configs: dict[str, RenderedConfig] = field(default_factory=dict)
+    # Content of every file and zip blob a config may reference, by digest.
+    attachments: dict[str, bytes] = field(default_factory=dict)
+    # The freshly rendered digest of each (deployment, server) that is ready.
+    rendered: dict[tuple[str, str], str] = field(default_factory=dict)
+    waiting: list[Waiting] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """True when nothing waits: the manifests are the commit's whole intent."""
+        return not self.waiting
+
+
+class _Wait(Exception):
+    def __init__(self, waiting: Waiting) -> None:
+        self.waiting = waiting
+
+
+def _reported(reports: dict[str, Report], server: str, deployment: str) -> Any:
+    report = reports.get(server)
+    return report.deployments.get(deployment) if report else None
+
+
+class _Resolver:
+    def __init__(self, model: Model, reports: dict[str, Report], state: DesiredState) -> None:
+        self.model = model
+        self.reports = reports
+        self.state = state
+
+    def upstream_complete(
+        self, dep: Deployment, server: str, upstream: str, upstream_server: str, output: str | None
+    ) -> dict[str, Any]:
+        """The upstream's reported outputs on one server, or raise ``_Wait``."""
+
+        def wait(reason: str) -> _Wait:
+            return _Wait(Waiting(dep.qualified, server, upstream, upstream_server, output, reason))
+
+        wanted = self.state.rendered.get((upstream, upstream_server))
+        what = f"{upstream}" + (f".{output}" if output else "") + f" on {upstream_server}"
+        if wanted is None:
+            raise wait(f"waits for {what}: {upstream} is itself waiting")
+        entry = _reported(self.reports, upstream_server, upstream)
+        if entry is None or entry.config != wanted:
+            raise wait(f"waits for {what}: not yet run with its current config")
+        if entry.status != "COMPLETE":
+            raise wait(f"waits for {what}: {entry.status.lower()}")
+        if output is not None and output not in entry.outputs:
+            raise wait(f"waits for {what}: COMPLETE but the output was not reported")
+        return dict(entry.outputs)
+
+    def value(self, dep: Deployment, server: str, value: Any) -> Any:
+        if isinstance(value, GetAttr):
+            target = self.model.deployment(value.deployment)
+            if value.server is not None:
+                return self.upstream_complete(
+                    dep, server, value.deployment, value.server, value.output
+                )[value.output]
+            per_server = {
+                s: self.upstream_complete(dep, server, value.deployment, s, value.output)[
+                    value.output
+                ]
+                for s in target.servers
+            }
+            return per_server if target.reports_a_map else per_server[target.servers[0]]
+        if isinstance(value, dict):
+            return {k: self.value(dep, server, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(dep, server, v) for v in value]
+        return value
+
+    def inputs(self, dep: Deployment, server: str) -> dict[str, Any]:
+        for upstream in dep.depends_on:
+            for upstream_server in self.model.deployment(upstream).servers:
+                self.upstream_complete(dep, server, upstream, upstream_server, None)
+        component = self.model.components[dep.component]
+        values: dict[str, Any] = {}
+        for name, raw in dep.input_values.items():
+            resolved = self.value(dep, server, raw)
+            idef = component.input(name)
+            assert idef is not None  # the loader checked every input name
+            try:
+                values[name] = coerce(idef.type, resolved)
+            except ValueError as exc:
+                raise _Wait(
+                    Waiting(
+                        dep.qualified,
+                        server,
+                        dep.qualified,
+                        None,
+                        name,
+                        f"input {name!r}: reported value does not fit: {exc}",
+                    )
+                ) from None
+        return values
+
+
+def compute_desired(
+    model: Model,
+    reports: dict[str, Report],
+    previous: Callable[[str], Manifest | None],
+    cache: RenderCache | None = None,
+) -> DesiredState:
+    """Every server's manifest for ``model``, given the ``reports`` so far.
+
+    ``previous(server)`` returns the manifest the server was last given (read
+    lazily: only a server with a waiting deployment needs it).
+    """
+    cache = cache or RenderCache()
+    state = DesiredState(commit=model.commit)
+    resolver = _Resolver(model, reports, state)
+    entries: dict[str, list[ManifestEntry]] = {s: [] for s in sorted(model.servers_in_use())}
+    bundles: dict[str, dict[str, str]] = {s: {} for s in entries}
+    previous_cache: dict[str, Manifest | None] = {}
+
+    for dep in model.deployments():
+        component = model.components[dep.component]
+        timeout = dep.timeout or component.timeout
+        for server in dep.servers:
+            try:
+                values = resolver.inputs(dep, server)
+            except _Wait as waiting:
+                state.waiting.append(waiting.waiting)
+                if server not in previous_cache:
+                    previous_cache[server] = previous(server)
+                prior = previous_cache[server]
+                kept = prior.entry(dep.qualified) if prior else None
+                if kept is not None:
+                    entries[server].append(kept)
+                    if prior is not None:
+                        bundles[server].update(prior.bundles)
+                continue
+            rendered = cache.render(component, values)
+            state.configs[rendered.digest] = rendered
+            state.rendered[(dep.qualified, server)] = rendered.digest
+            entries[server].append(
+                ManifestEntry(
+                    name=dep.qualified,
+                    config=rendered.digest,
+                    actions=dep.actions,
+                    timeout=timeout,
+                )
+            )
+            for attached in component.files:
+                state.attachments[attached.zip_digest or attached.digest] = attached.content
+                if attached.zip_digest is not None:
+                    bundles[server][attached.digest] = attached.zip_digest
+
+    for server, server_entries in entries.items():
+        # Bundles come from the components rendered for this server and, for
+        # entries kept while waiting, from the manifest they were kept from.
+        state.manifests[server] = Manifest(
+            deployments=tuple(server_entries), bundles=bundles[server]
+        )
+    return state

@@ -1,0 +1,180 @@
+"""The definitions of one commit, checked and resolved: what the loader returns.
+
+Everything here is plain data. ``get_param`` and ``get_file`` are resolved by
+the loader; ``GetAttr`` stays symbolic until render time, because its value
+is an output that agents report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
+
+
+@dataclass(frozen=True)
+class InputDef:
+    name: str
+    type: str
+    default: Any = None
+    has_default: bool = False
+    description: str = ""
+    replace_on_change: bool = False
+
+
+@dataclass(frozen=True)
+class OutputDef:
+    name: str
+    description: str = ""
+    error_output: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    tool: str
+    actions: tuple[str, ...]
+    config: Any
+
+
+@dataclass(frozen=True)
+class AttachedFile:
+    """A file or directory attached to a component, already read from the commit.
+
+    For a file, ``digest`` is the blake3 of ``content``. For a directory,
+    ``digest`` is the tree digest (its identity in a derived config) and
+    ``content`` is the deterministic zip that carries it, stored under
+    ``zip_digest``.
+    """
+
+    name: str
+    path: str
+    kind: str  # "file" or "directory"
+    digest: str
+    content: bytes
+    executable: bool = False
+    zip_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    file: str
+    description: str
+    inputs: tuple[InputDef, ...]
+    outputs: tuple[OutputDef, ...]
+    configs: tuple[ConfigEntry, ...]
+    files: tuple[AttachedFile, ...]
+    options: dict[str, Any]
+    timeout: float = DEFAULT_TIMEOUT
+
+    def input(self, name: str) -> InputDef | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    def output(self, name: str) -> OutputDef | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+
+@dataclass(frozen=True)
+class GetAttr:
+    """``{get_attr: [deployment, output(, server)]}``: an output another deployment reports."""
+
+    deployment: str  # qualified: <stack>/<deployment>
+    output: str
+    server: str | None
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ParamDef:
+    name: str
+    type: str
+    default: Any = None
+    has_default: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    stack: str
+    name: str
+    component: str
+    servers: tuple[str, ...]
+    group: str | None
+    actions: tuple[str, ...]
+    input_values: dict[str, Any]
+    depends_on: tuple[str, ...]
+    timeout: float | None
+    file: str
+    line: int
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.stack}/{self.name}"
+
+    @property
+    def reports_a_map(self) -> bool:
+        """Whether ``get_attr`` on it yields {server: value} rather than one value.
+
+        A group always does (its size may change); an explicit list does when it
+        names more than one server.
+        """
+        return self.group is not None or len(self.servers) > 1
+
+    def attr_refs(self) -> list[GetAttr]:
+        refs: list[GetAttr] = []
+        _collect_attrs(self.input_values, refs)
+        return refs
+
+    def upstreams(self) -> set[str]:
+        """Deployments this one waits for: data flow and explicit ``depends_on``."""
+        return {r.deployment for r in self.attr_refs()} | set(self.depends_on)
+
+
+def _collect_attrs(value: Any, into: list[GetAttr]) -> None:
+    if isinstance(value, GetAttr):
+        into.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_attrs(v, into)
+    elif isinstance(value, list):
+        for v in value:
+            _collect_attrs(v, into)
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    file: str
+    description: str
+    parameters: dict[str, ParamDef]
+    deployments: dict[str, Deployment]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    servers: dict[str, dict[str, Any]]
+    groups: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Model:
+    commit: str
+    components: dict[str, Component]
+    stacks: dict[str, Stack]
+    inventory: Inventory
+    order: tuple[str, ...] = field(default=())  # qualified deployments, dependencies first
+
+    def deployment(self, qualified: str) -> Deployment:
+        stack, name = qualified.split("/", 1)
+        return self.stacks[stack].deployments[name]
+
+    def deployments(self) -> list[Deployment]:
+        """Every deployment, dependencies before dependents."""
+        return [self.deployment(q) for q in self.order]
+
+    def servers_in_use(self) -> set[str]:
+        return {s for d in self.deployments() for s in d.servers}

@@ -1,0 +1,180 @@
+"""One reconcile pass, and the loop that repeats it until the fleet converges.
+
+A pass: load the branch head from git, read the pointers and reports from the
+store, compute the desired state, publish what changed, and assess how far the
+fleet is. The controller keeps no state of its own: kill it anywhere, and the
+next pass starts from what git and the store say.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from controller.desired import DesiredState, Waiting, compute_desired
+from controller.gitrepo import GitRepo
+from controller.loader import load_model
+from controller.model import Model
+from controller.publish import PublishResult, publish
+from store.base import Store
+from store.documents import Manifest, Pointer, Report
+
+log = structlog.get_logger("setpoint.reconcile")
+
+
+@dataclass(frozen=True)
+class ServerProgress:
+    server: str
+    converged: bool
+    failed: list[str]
+    pending: list[str]
+
+
+@dataclass
+class PassOutcome:
+    commit: str
+    desired: DesiredState
+    published: PublishResult
+    servers: dict[str, ServerProgress] = field(default_factory=dict)
+
+    @property
+    def waiting(self) -> list[Waiting]:
+        return self.desired.waiting
+
+    @property
+    def failed(self) -> list[str]:
+        return [f"{s.server}: {f}" for s in self.servers.values() for f in s.failed]
+
+    @property
+    def converged(self) -> bool:
+        return self.desired.complete and all(s.converged for s in self.servers.values())
+
+    def summary(self) -> str:
+        done = sum(s.converged for s in self.servers.values())
+        parts = [f"{done}/{len(self.servers)} servers converged at {self.commit[:12]}"]
+        if self.published.changed:
+            parts.append(f"published {len(self.published.changed)}")
+        if self.waiting:
+            parts.append(f"{len(self.waiting)} waiting")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "converged": self.converged,
+            "published": self.published.changed,
+            "uploaded": len(self.published.uploaded),
+            "waiting": [w.to_dict() for w in self.waiting],
+            "failed": self.failed,
+            "servers": {
+                s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
+                for s in self.servers.values()
+            },
+        }
+
+
+def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProgress:
+    """How far one server is with the manifest it was given."""
+    failed: list[str] = []
+    pending: list[str] = []
+    reported = report.deployments if report else {}
+    if report is not None and report.error:
+        failed.append(f"agent error: {report.error}")
+    for entry in manifest.deployments:
+        got = reported.get(entry.name)
+        if got is None or got.config != entry.config:
+            pending.append(f"{entry.name}: not yet run")
+        elif got.status == "FAILED":
+            if got.final:
+                failed.append(f"{entry.name}: {got.reason or 'failed'}")
+            else:
+                pending.append(f"{entry.name}: failed, retry at {got.retry_at}")
+        elif got.status != "COMPLETE":
+            pending.append(f"{entry.name}: {got.status.lower()}")
+    wanted = {e.name for e in manifest.deployments}
+    for name, got in reported.items():
+        if name in wanted:
+            continue
+        if got.status == "FAILED" and got.final:
+            failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
+        else:
+            pending.append(f"{name}: being deleted")
+    return ServerProgress(server, not failed and not pending, failed, pending)
+
+
+@dataclass
+class Reconciler:
+    repo: GitRepo
+    store: Store
+    rev: str = "HEAD"
+    clock: Callable[[], float] = time.time
+
+    def load(self) -> Model:
+        return load_model(self.repo.tree(self.repo.resolve(self.rev)))
+
+    def run_pass(self) -> PassOutcome:
+        """Load, compute, publish, assess. Invalid definitions raise before any write."""
+        model = self.load()
+        known = set(self.store.list_servers())
+        servers = sorted(known | model.servers_in_use())
+        pointers: dict[str, Pointer | None] = {
+            s: self.store.read_pointer(s) if s in known else None for s in servers
+        }
+        reports: dict[str, Report] = {}
+        for s in servers:
+            report = self.store.read_report(s) if s in known else None
+            if report is not None:
+                reports[s] = report
+
+        def previous(server: str) -> Manifest | None:
+            pointer = pointers.get(server)
+            if pointer is None:
+                return None
+            return Manifest.from_dict(self.store.get_json_blob(pointer.manifest, "manifest"))
+
+        desired = compute_desired(model, reports, previous)
+        published = publish(self.store, desired, pointers, self.clock)
+        outcome = PassOutcome(commit=model.commit, desired=desired, published=published)
+        for server in published.pointers:
+            manifest = desired.manifests.get(server, Manifest(deployments=()))
+            outcome.servers[server] = assess(server, manifest, reports.get(server))
+        log.info(
+            "reconcile_pass",
+            commit=model.commit[:12],
+            published=len(published.changed),
+            uploaded=len(published.uploaded),
+            waiting=len(desired.waiting),
+            converged=outcome.converged,
+        )
+        return outcome
+
+
+# Exit codes of `setpoint reconcile --wait`, documented in --help.
+CONVERGED, FAILED, TIMED_OUT = 0, 1, 2
+
+
+def wait_for_convergence(
+    reconciler: Reconciler,
+    timeout: float,
+    interval: float,
+    on_pass: Callable[[PassOutcome], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, PassOutcome]:
+    """Repeat passes until converged (0), failed (1) or ``timeout`` seconds pass (2)."""
+    deadline = reconciler.clock() + timeout
+    while True:
+        outcome = reconciler.run_pass()
+        on_pass(outcome)
+        if outcome.failed:
+            return FAILED, outcome
+        if outcome.converged:
+            return CONVERGED, outcome
+        if reconciler.clock() >= deadline:
+            return TIMED_OUT, outcome
+        sleep(interval)

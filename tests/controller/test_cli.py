@@ -1,0 +1,123 @@
+"""The ``setpoint`` command line: output a script can parse, exit codes it can trust."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from controller.cli import INVALID, OK, UNAVAILABLE, USAGE, main
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+        timeout=60,
+    )
+
+
+def test_render_is_identical_across_processes_and_hash_seeds(example_repo: Path) -> None:
+    outputs = [
+        run_cli("render", "--repo", str(example_repo), "--json", env={"PYTHONHASHSEED": seed})
+        for seed in ("1", "4242")
+    ]
+    assert [o.returncode for o in outputs] == [0, 0], outputs[0].stderr
+    assert outputs[0].stdout == outputs[1].stdout
+    rendered = json.loads(outputs[0].stdout)
+    ids = {e["id"] for entries in rendered["servers"].values() for e in entries}
+    assert all(i.startswith("blake3:") and len(i) == 71 for i in ids)
+
+
+def test_validate_json_lists_every_problem(
+    make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo(
+        {
+            "stacks/a.yaml": "kind: Stack\ndeployments:\n  x: {component: nope, servers: [s1]}\n"
+            "  y: {component: nope2, servers: [zz]}\n"
+        }
+    )
+    code = main(["validate", "--repo", str(repo), "--json"])
+    assert code == INVALID
+    result = json.loads(capsys.readouterr().out)
+    assert result["valid"] is False
+    found = {(p["file"], p["line"], p["message"]) for p in result["problems"]}
+    assert ("stacks/a.yaml", 3, "unknown component 'nope'") in found
+    assert ("stacks/a.yaml", 4, "unknown server 'zz'") in found
+
+
+def test_validate_ok(example_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--repo", str(example_repo)]) == OK
+    assert "valid: 4 components, 1 stacks, 4 deployments" in capsys.readouterr().out
+
+
+def test_render_one_server_shows_full_configs(
+    example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["render", "--repo", str(example_repo), "--server", "db-1", "--json"]) == OK
+    result = json.loads(capsys.readouterr().out)
+    backend = result["servers"]["db-1"][0]
+    assert backend["deployment"] == "web/backend"
+    assert backend["config"]["group"] == "component"
+    assert [c["actions"] for c in backend["config"]["config"]["configs"]] == [
+        ["CREATE", "UPDATE"],
+        ["DELETE"],
+    ]
+
+
+def test_usage_errors_exit_64() -> None:
+    result = run_cli("reconcile", "--repo", ".")
+    assert result.returncode == USAGE
+    assert "--store" in result.stderr
+
+
+def test_unknown_store_scheme_is_an_error_not_a_local_fallback(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "reconcile", "--repo", str(example_repo), "--store", "ftp://example/bucket", "--once"
+    )
+    assert result.returncode == UNAVAILABLE
+    assert "unknown store URL scheme 'ftp'" in result.stderr
+
+
+def test_missing_repository_names_the_path(tmp_path: Path) -> None:
+    result = run_cli("validate", "--repo", str(tmp_path / "nowhere"))
+    assert result.returncode == UNAVAILABLE
+    assert "nowhere" in result.stderr
+
+
+def test_reconcile_once_then_status(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "store")
+    assert main(["reconcile", "--repo", str(example_repo), "--store", store, "--json"]) == OK
+    first = json.loads(capsys.readouterr().out)
+    assert sorted(first["published"]) == ["db-1", "web-1", "web-2"]
+    assert main(["reconcile", "--repo", str(example_repo), "--store", store, "--json"]) == OK
+    second = json.loads(capsys.readouterr().out)
+    assert second["published"] == []
+    assert main(["status", "--store", store]) == OK
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == [
+        "SERVER", "DEPLOYMENT", "DESIRED", "REPORTED", "STATUS", "ACTION", "GEN", "COMMIT", "AGE",
+    ]  # fmt: skip
+    assert any(
+        line.startswith("db-1") and "web/backend" in line and "PENDING" in line for line in table
+    )
+
+
+def test_help_teaches_exit_codes() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "exit codes:" in result.stdout
+    assert "invalid definitions" in result.stdout
