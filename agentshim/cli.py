@@ -1,0 +1,199 @@
+"""``setpoint-agent``: run a server's deployments from the store, report back."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import structlog
+
+from agentshim import __version__
+from agentshim.agent import Agent
+from agentshim.errors import StateError
+from agentshim.logs import FORMATS, configure
+from agentshim.state import Layout, locked
+from store import StoreError, open_store
+from store.documents import is_server_name
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_STORE = 3
+EXIT_USAGE = 64
+
+log = structlog.get_logger("setpoint.agent")
+
+EPILOG = """\
+how it runs:
+  Each cycle polls agents/<server>/pointer (a conditional GET). A new pointer is
+  accepted only whole: its generation must not be lower than the one accepted
+  (anti-rollback) and its manifest, configs and files must verify; otherwise the
+  last good configs keep running and the report carries the error.
+  Deployments run in manifest order. A config runs once per digest: CREATE the
+  first time, UPDATE when the digest changes. An action outside the deployment's
+  actions, or without a config in the component, is COMPLETE without running.
+  A failure is retried after --retry-backoff * 2**(n-1) seconds (at most 300),
+  up to --max-attempts, then reported final. A deployment gone from the manifest
+  runs its DELETE config and is forgotten. A success is recorded on disk only
+  after its hook succeeded; a run cut short by a crash counts as a failed
+  attempt and runs again. The report (agents/<server>/report) is rewritten after
+  every change.
+
+hooks:
+  An executable <hooks-dir>/<tool> gets Heat's document as JSON on stdin and
+  prints {deploy_stdout, deploy_stderr, deploy_status_code, <outputs>...}.
+  The built-in 'script' tool runs the config text with the inputs as environment
+  variables and reads outputs from $heat_outputs_path.<name>. A missing hook, a
+  crash, no JSON, a nonzero status or a timeout is FAILED, with the reason.
+
+exit status:
+  0  ok (--once: the cycle ran and nothing is FAILED)
+  1  --once: a deployment is FAILED, or the pointer was refused
+  3  the store could not be read or written (--once), or the state dir is unusable
+  64 usage error
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return number
+
+
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="setpoint-agent",
+        description=(
+            "Run this server's deployments as published by the setpoint controller: "
+            "poll the store, run each new config through its hook, report back."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--store", required=True, metavar="URL", help="store URL (file:///path, a path, ...)"
+    )
+    parser.add_argument(
+        "--server", required=True, metavar="NAME", help="this server's name in the store"
+    )
+    parser.add_argument(
+        "--state-dir",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="where the agent keeps its state, configs, files, work dirs and logs",
+    )
+    parser.add_argument("--once", action="store_true", help="run one cycle and exit")
+    parser.add_argument(
+        "--interval",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between polls, jittered by ±10%% (default: 10)",
+    )
+    parser.add_argument(
+        "--hooks-dir",
+        type=Path,
+        metavar="DIR",
+        help="where executable hooks live, one per tool (default: STATE_DIR/hooks)",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=_at_least_one,
+        default=3,
+        metavar="N",
+        help="attempts per config digest before giving up (default: 3)",
+    )
+    parser.add_argument(
+        "--retry-backoff",
+        type=_non_negative,
+        default=5.0,
+        metavar="SECONDS",
+        help="delay after the n-th failure is SECONDS * 2**(n-1), at most 300 (default: 5)",
+    )
+    parser.add_argument(
+        "--log-format", choices=FORMATS, default="console", help="log format (default: console)"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not is_server_name(args.server):
+        parser.error(f"--server: {args.server!r} is not a valid server name")
+    configure(args.log_format)
+    try:
+        store = open_store(args.store)
+    except StoreError as exc:
+        parser.error(f"--store: {exc}")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with locked(Layout(args.state_dir.absolute())):
+            agent = Agent(
+                store,
+                args.server,
+                args.state_dir,
+                hooks_dir=args.hooks_dir,
+                max_attempts=args.max_attempts,
+                retry_backoff=args.retry_backoff,
+                sleep=stop.wait,
+                stop_event=stop,
+            )
+            if not args.once:
+                agent.run_forever(args.interval, stop)
+                return EXIT_OK
+            result = agent.run_once()
+    except (StateError, OSError) as exc:
+        log.error("state_dir_unusable", error=str(exc))
+        return EXIT_STORE
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info(
+        "cycle_done",
+        generation=result.generation,
+        ran=len(result.ran),
+        failed=result.failing,
+        error=result.error,
+        store_error=result.store_error,
+    )
+    return result.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Materializing a derived config's attached files under the state dir.
+
+A config's ``files`` map names to ``{"type": "file", "digest", "executable"}``
+(a blob) or ``{"type": "directory", "digest": <tree digest>}`` (a zip blob,
+found through the manifest's ``bundles``). They land in
+``<state-dir>/files/<config hex>/<name>``; that directory is built under a
+temporary name and renamed into place, so it only ever exists complete. Every
+blob is verified by the store on read, and every directory's recomputed tree
+digest must equal the one the config names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from agentshim.errors import FilesError
+from agentshim.hooks import is_safe_name
+from agentshim.state import Layout, fsync_dir
+from store import Store, StoreError
+from store.bundles import extract_zip
+
+
+def config_files(derived: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    files = derived.get("files") or {}
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        raise FilesError(str(derived.get("name")), "'files' is not a map of file specs")
+    return files
+
+
+def materialize(
+    store: Store, layout: Layout, digest: str, derived: dict[str, Any], bundles: dict[str, str]
+) -> Path | None:
+    """The directory holding the config's files (created if needed), or None if it has none.
+
+    Raises ``FilesError`` (bad spec, missing bundle) or ``StoreError`` (a blob
+    that cannot be read or does not verify).
+    """
+    files = config_files(derived)
+    if not files:
+        return None
+    dest = layout.files_dir(digest)
+    if dest.is_dir():
+        return dest
+    layout.files.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=layout.files))
+    try:
+        for name, spec in sorted(files.items()):
+            _place(store, digest, tmp, name, spec, bundles)
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with contextlib.suppress(OSError):
+        fsync_dir(layout.files)
+    return dest
+
+
+def _place(
+    store: Store, config: str, tmp: Path, name: str, spec: dict[str, Any], bundles: dict[str, str]
+) -> None:
+    if not is_safe_name(name):
+        raise FilesError(config, f"file name {name!r} is not a safe file name")
+    kind = spec.get("type")
+    digest = spec.get("digest")
+    if not isinstance(digest, str):
+        raise FilesError(config, f"file {name!r} has no digest")
+    if kind == "file":
+        data = store.get_blob(digest)
+        mode = 0o755 if spec.get("executable") else 0o644
+        path = tmp / name
+        path.write_bytes(data)
+        path.chmod(mode)
+    elif kind == "directory":
+        zip_digest = bundles.get(digest)
+        if zip_digest is None:
+            raise FilesError(config, f"directory {name!r}: the manifest has no bundle for {digest}")
+        data = store.get_blob(zip_digest)
+        try:
+            extract_zip(data, tmp / name, expected=digest)
+        except StoreError as exc:
+            raise FilesError(config, f"directory {name!r}: {exc}") from exc
+    else:
+        raise FilesError(config, f"file {name!r} has unknown type {kind!r}")

@@ -1,0 +1,51 @@
+"""Fixtures for the agent tests (helpers live in agenttest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agenttest import SERVER, Clock, Publisher
+
+from agentshim.agent import Agent
+from store.memory import MemoryStore
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore("agent-tests")
+
+
+@pytest.fixture
+def publisher(store: MemoryStore) -> Publisher:
+    return Publisher(store)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def make_agent(store: MemoryStore, state_dir: Path, clock: Clock) -> Callable[..., Agent]:
+    """A new Agent over the same state dir each call (a restart is a second call)."""
+
+    def make(**kwargs: Any) -> Agent:
+        options: dict[str, Any] = {
+            "hooks_dir": state_dir.parent / "hooks",
+            "max_attempts": 3,
+            "retry_backoff": 1.0,
+            "clock": clock,
+            "sleep": clock.sleep,
+        }
+        options.update(kwargs)
+        return Agent(store, SERVER, state_dir, **options)
+
+    return make
