@@ -49,6 +49,7 @@ from agentshim.state import (
     load_state,
     save_state,
 )
+from agentshim.trust import Trust
 from store import (
     DeploymentReport,
     DigestMismatch,
@@ -65,8 +66,10 @@ from store import (
     TransientError,
     config_for_action,
 )
+from store.capabilities import Capabilities
 from store.documents import loads_object
 from store.errors import BundleError
+from store.http import CapabilityStore
 
 log = structlog.get_logger("setpoint.agent")
 
@@ -161,7 +164,10 @@ class Agent:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = time.sleep,
         stop_event: threading.Event | None = None,
+        trust: Trust | None = None,
     ) -> None:
+        """``trust`` None accepts unsigned pointers (tests, development); the CLI
+        always passes one."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.store = store
@@ -177,6 +183,8 @@ class Agent:
         self.runner = HookRunner(self.layout, self.hooks_dir.absolute(), self.stop)
         self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state: AgentState = load_state(self.layout)
+        self.trust = trust
+        self._resume_capabilities()
         self.log = log.bind(server=server)
         self._published: dict[str, Any] | None = None
         self._report_error: str | None = None
@@ -263,7 +271,7 @@ class Agent:
         if got is None:
             return
         pointer, etag = got
-        refusal = self._refusal(pointer)
+        refusal = self._refusal(pointer) or self._renew_capabilities(pointer)
         if refusal is not None:
             # Remember the etag: the same refused pointer is not fetched again.
             state.error, state.etag = refusal, etag
@@ -297,8 +305,35 @@ class Agent:
             return
         self._accept(pointer, etag, manifest, configs)
 
+    def _resume_capabilities(self) -> None:
+        """After a restart, use the newest URLs a pointer gave, not the bootstrap's."""
+        if not isinstance(self.store, CapabilityStore) or self.state.capabilities is None:
+            return
+        try:
+            saved = Capabilities.from_dict(self.state.capabilities)
+        except StoreError:
+            return
+        if saved.expires_at >= self.store.capabilities.expires_at:
+            self.store.renew(saved)
+
+    def _renew_capabilities(self, pointer: Pointer) -> str | None:
+        """Adopt the URLs a verified pointer carries; the reason if they are unusable."""
+        if pointer.capabilities is None or not isinstance(self.store, CapabilityStore):
+            return None
+        try:
+            caps = Capabilities.from_dict(pointer.capabilities)
+        except StoreError as exc:
+            return f"refused pointer generation {pointer.generation}: {exc}"
+        self.store.renew(caps)
+        self.state.capabilities = caps.to_dict()
+        return None
+
     def _refusal(self, pointer: Pointer) -> str | None:
         state = self.state
+        if self.trust is not None:
+            why = self.trust.check(pointer, state.trusted_keys)
+            if why is not None:
+                return f"refused pointer generation {pointer.generation}: {why}"
         if pointer.server != self.server:
             return (
                 f"refused pointer generation {pointer.generation}: "
@@ -352,6 +387,8 @@ class Agent:
             manifest,
         )
         state.etag, state.error = etag, None
+        if self.trust is not None and not self.trust.allow_unsigned and pointer.trust:
+            state.trusted_keys = dict(pointer.trust)
         for index, entry in enumerate(manifest.deployments):
             dep = state.deployments.get(entry.name)
             if dep is not None:

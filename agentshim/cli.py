@@ -18,8 +18,12 @@ from agentshim.agent import Agent
 from agentshim.errors import StateError
 from agentshim.logs import FORMATS, configure
 from agentshim.state import Layout, locked
-from store import StoreError, open_store
+from agentshim.trust import Trust
+from store import Store, StoreError, open_store
+from store.bootstrap import Bootstrap
 from store.documents import is_server_name
+from store.http import CapabilityStore
+from store.signing import PublicKey
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,11 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--store", required=True, metavar="URL", help="store URL (file:///path, a path, ...)"
+    where = parser.add_argument_group(
+        "where to pull from",
+        "Either --bootstrap (what 'setpoint enroll' prints: the server, the store's "
+        "URLs and the trusted keys), or --store and --server with --trusted-key or "
+        "--allow-unsigned.",
     )
-    parser.add_argument(
-        "--server", required=True, metavar="NAME", help="this server's name in the store"
+    where.add_argument(
+        "--bootstrap", type=Path, metavar="FILE", help="bootstrap JSON from 'setpoint enroll'"
+    )
+    where.add_argument("--store", metavar="URL", help="store URL (file:///path, a path)")
+    where.add_argument("--server", metavar="NAME", help="this server's name in the store")
+    where.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="NAME:BASE64",
+        help="a public key whose signed pointers are believed (repeatable)",
+    )
+    where.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="believe unsigned pointers (development only: anyone who can write to the "
+        "store could then make this server run anything)",
     )
     parser.add_argument(
         "--state-dir",
@@ -144,16 +166,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, Store, Trust]:
+    """The server name, its store and its trust, from --bootstrap or the flags."""
+    if args.bootstrap is not None:
+        if args.store or args.server or args.trusted_key or args.allow_unsigned:
+            parser.error("--bootstrap already says the server, the store and the trusted keys")
+        try:
+            boot = Bootstrap.load(args.bootstrap)
+            trust = Trust(keys=boot.trusted_keys)
+            if boot.capabilities is not None:
+                return boot.server, CapabilityStore(boot.server, boot.capabilities), trust
+            assert boot.store_url is not None
+            return boot.server, open_store(boot.store_url), trust
+        except StoreError as exc:
+            parser.error(str(exc))
+    if not args.store or not args.server:
+        parser.error("give --bootstrap FILE, or --store URL and --server NAME")
     if not is_server_name(args.server):
         parser.error(f"--server: {args.server!r} is not a valid server name")
-    configure(args.log_format)
+    if not args.trusted_key and not args.allow_unsigned:
+        parser.error("no trusted keys: give --trusted-key NAME:BASE64 (or --allow-unsigned)")
+    keys: dict[str, str] = {}
+    for text in args.trusted_key:
+        try:
+            key = PublicKey.parse(text)
+        except StoreError as exc:
+            parser.error(f"--trusted-key: {exc}")
+        keys[key.name] = str(key)
+    if "://" in args.store and not args.store.startswith(("file://", "memory://")):
+        parser.error(
+            "--store: an agent reaches S3 or Swift only through the URLs of a bootstrap "
+            "('setpoint enroll SERVER --store URL' prints one); use --bootstrap FILE"
+        )
     try:
         store = open_store(args.store)
     except StoreError as exc:
         parser.error(f"--store: {exc}")
+    return args.server, store, Trust(keys=keys, allow_unsigned=args.allow_unsigned)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure(args.log_format)
+    server, store, trust = _source(parser, args)
 
     stop = threading.Event()
 
@@ -166,13 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with locked(Layout(args.state_dir.absolute())):
             agent = Agent(
                 store,
-                args.server,
+                server,
                 args.state_dir,
                 hooks_dir=args.hooks_dir,
                 max_attempts=args.max_attempts,
                 retry_backoff=args.retry_backoff,
                 sleep=stop.wait,
                 stop_event=stop,
+                trust=trust,
             )
             if not args.once:
                 agent.run_forever(args.interval, stop)

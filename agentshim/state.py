@@ -195,6 +195,10 @@ class AgentState:
     error: str | None = None
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
     in_flight: InFlight | None = None
+    # Set from the last accepted signed pointer; until then the bootstrap's keys.
+    trusted_keys: dict[str, str] | None = None
+    # The newest capability URLs a verified pointer carried (they outlive the bootstrap's).
+    capabilities: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,6 +220,8 @@ class AgentState:
                 for name, d in sorted(self.deployments.items())
             },
             "in_flight": vars(self.in_flight) if self.in_flight else None,
+            "trusted_keys": self.trusted_keys,
+            "capabilities": self.capabilities,
         }
 
     @classmethod
@@ -245,6 +251,8 @@ class AgentState:
             error=doc.get("error"),
             deployments=deployments,
             in_flight=InFlight(**in_flight) if in_flight else None,
+            trusted_keys=doc.get("trusted_keys"),
+            capabilities=doc.get("capabilities"),
         )
 
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import structlog
+
 from controller import logs
+from controller.capabilities import DEFAULT_TTL
 from controller.errors import InvalidDefinitions, SetpointError
 from controller.gitrepo import GitError, GitRepo
+from controller.publish import PointerPolicy
 from store.digest import short
 from store.errors import StoreError
+
+log = structlog.get_logger("setpoint.cli")
 
 # Exit codes: scripts and CI jobs may rely on these.
 OK, FAILED, TIMED_OUT, INVALID, UNAVAILABLE, USAGE = 0, 1, 2, 3, 4, 64
@@ -64,6 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
 
+    def signing_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--signing-key",
+            default=os.environ.get("SETPOINT_SIGNING_KEY"),
+            metavar="FILE",
+            help="secret key that signs every pointer (default: $SETPOINT_SIGNING_KEY; "
+            "see 'setpoint keygen'); without one, pointers are unsigned and only agents "
+            "run with --allow-unsigned accept them",
+        )
+        p.add_argument(
+            "--announce-key",
+            action="append",
+            default=[],
+            metavar="NAME:BASE64",
+            help="also tell agents to trust this public key (to rotate to it later)",
+        )
+        p.add_argument(
+            "--url-ttl",
+            type=int,
+            default=DEFAULT_TTL,
+            metavar="SECONDS",
+            help="lifetime of the URLs agents get on Swift and S3, renewed at half-life "
+            "through the pointer (default: 7 days; at most 7 days on S3)",
+        )
+
     def repo_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--repo", default=".", help="definitions repository (default: .)")
         p.add_argument(
@@ -114,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (600)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")
     p.add_argument("--json", action="store_true", help="print the last pass as JSON")
+    signing_args(p)
 
     p = sub.add_parser(
         "status",
@@ -125,6 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--store", required=True, help="store URL or path")
     p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = sub.add_parser(
+        "keygen",
+        help="create a pointer signing key",
+        description="Create an ed25519 key NAME: NAME.key (secret, mode 0600) and NAME.pub in "
+        "--out, and print the public key. Give the secret to the controller "
+        "(--signing-key) and the public key to agents (through 'setpoint enroll').",
+        formatter_class=_formatter,
+    )
+    p.add_argument("name", help="key name, e.g. ctl-2026-11")
+    p.add_argument("--out", default=".", help="directory for the key files (default: .)")
+
+    p = sub.add_parser(
+        "enroll",
+        help="print a server's agent bootstrap",
+        description="Print the bootstrap a server's agent starts from: its name, how to reach "
+        "the store (a path, or TempURLs on Swift and presigned URLs on S3: read its own "
+        "pointer, write its own report), and the public keys it trusts. Nothing else: no "
+        "store credentials. An agent offline longer than its URLs live (--url-ttl) reports "
+        "nothing and shows as stale in 'setpoint status'; enrolling it again recovers it.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("server", help="the server's name, as in inventory.yaml")
+    p.add_argument("--store", required=True, help="store URL")
+    signing_args(p)
+    p.add_argument(
+        "--cloud-init", action="store_true", help="print cloud-init user-data that installs it"
+    )
 
     p = sub.add_parser(
         "demo",
@@ -247,7 +308,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from store.url import open_store
 
     with GitRepo.open(args.repo) as repo:
-        return _reconcile(args, Reconciler(repo, open_store(args.store), rev=args.branch))
+        reconciler = Reconciler(
+            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args)
+        )
+        if reconciler.policy.signing_key is None:
+            log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")
+        return _reconcile(args, reconciler)
 
 
 def _reconcile(args: argparse.Namespace, reconciler: Any) -> int:
@@ -297,6 +363,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from store.signing import SigningKey
+
+    key = SigningKey.generate(args.name)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    secret = out / f"{args.name}.key"
+    try:
+        key.save(secret)
+    except FileExistsError:
+        print(f"setpoint: {secret} exists; not overwriting a key", file=sys.stderr)
+        return FAILED
+    (out / f"{args.name}.pub").write_text(f"{key.public()}\n")
+    print(key.public())
+    return OK
+
+
+def pointer_policy(args: argparse.Namespace) -> PointerPolicy:
+    from store.signing import PublicKey, SigningKey
+
+    announce = tuple(str(PublicKey.parse(text)) for text in args.announce_key)
+    if args.url_ttl <= 0:
+        raise SetpointError("--url-ttl must be positive")
+    if not args.signing_key:
+        return PointerPolicy(announce=announce, ttl=args.url_ttl)
+    return PointerPolicy(SigningKey.load(args.signing_key), announce, args.url_ttl)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from controller.enroll import bootstrap_for, cloud_init
+    from store.url import open_store
+
+    policy = pointer_policy(args)
+    boot = bootstrap_for(open_store(args.store), args.server, policy.trust() or {}, policy.ttl)
+    if args.cloud_init:
+        print(cloud_init(boot), end="")
+    else:
+        _print_json(boot.to_dict())
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import run_demo
 
@@ -309,6 +418,8 @@ COMMANDS = {
     "reconcile": cmd_reconcile,
     "status": cmd_status,
     "demo": cmd_demo,
+    "keygen": cmd_keygen,
+    "enroll": cmd_enroll,
 }
 
 

@@ -14,6 +14,7 @@ reconciles with ``--wait`` semantics and checks what the agents reported.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -23,11 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.enroll import bootstrap_for
 from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir, revert
+from controller.publish import PointerPolicy
 from controller.reconcile import CONVERGED, Reconciler, wait_for_convergence
 from controller.status import fleet_status, format_table
 from store.base import Store
 from store.local import LocalStore
+from store.signing import SigningKey
 
 SERVERS = ("db-1", "web-1", "web-2")
 EXAMPLE = Path(__file__).resolve().parent.parent / "repos-example"
@@ -73,15 +77,19 @@ class _Demo:
         self.store_dir = self.root / "store"
         self.store = LocalStore(self.store_dir)
         self.agents: list[subprocess.Popen[bytes]] = []
+        # Pointers are signed; each agent trusts this key through its bootstrap.
+        self.policy = PointerPolicy(signing_key=SigningKey.generate("demo"))
 
     def start_agents(self) -> None:
         for server in SERVERS:
             state = self.root / "agents" / server
             state.mkdir(parents=True, exist_ok=True)
+            boot = bootstrap_for(self.store, server, self.policy.trust() or {})
+            boot_file = self.root / "agents" / f"{server}.bootstrap.json"
+            boot_file.write_text(json.dumps(boot.to_dict(), indent=2))
             log = (self.root / "agents" / f"{server}.log").open("ab")
             cmd = [
-                sys.executable, "-m", "agentshim",
-                "--store", str(self.store_dir), "--server", server,
+                sys.executable, "-m", "agentshim", "--bootstrap", str(boot_file),
                 "--state-dir", str(state), "--interval", "0.2", "--retry-backoff", "0.5",
             ]  # fmt: skip
             self.agents.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
@@ -103,7 +111,7 @@ class _Demo:
                 raise DemoFailed(step, f"an agent exited with status {proc.returncode}")
         with GitRepo.open(self.repo_dir) as repo:
             code, outcome = wait_for_convergence(
-                Reconciler(repo, self.store),
+                Reconciler(repo, self.store, policy=self.policy),
                 self.timeout,
                 0.2,
                 lambda o: self.say(f"  reconcile: {o.summary()}"),

@@ -1,7 +1,8 @@
 """Publish desired state: blobs, then manifests, then pointers (last).
 
 A reader never sees a pointer to something missing. Only servers whose
-manifest changed get a new pointer generation, and only blobs the store does
+pointer must change get a new generation: a new manifest, a new signing key
+or trust set, or capability URLs due for renewal. Only blobs the store does
 not hold are uploaded (one batched existence check decides), so an idle pass
 writes nothing and a ``git revert`` uploads nothing new.
 """
@@ -10,21 +11,46 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
 
+from controller.capabilities import DEFAULT_TTL, issue, needs_renewal
 from controller.desired import DesiredState
 from store.base import Store
 from store.digest import canonical_json, digest_bytes
 from store.documents import Manifest, Pointer
+from store.signing import SigningKey
 
 log = structlog.get_logger("setpoint.publish")
 
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class PointerPolicy:
+    """How pointers are signed and what they carry besides the manifest.
+
+    ``trust`` is the set of public keys (``NAME:BASE64`` by name) agents are
+    told to trust; the signing key's own public key is always in it. ``ttl``
+    is the lifetime of capability URLs issued to agents.
+    """
+
+    signing_key: SigningKey | None = None
+    announce: tuple[str, ...] = ()
+    ttl: int = DEFAULT_TTL
+
+    def trust(self) -> dict[str, str] | None:
+        if self.signing_key is None:
+            return None
+        keys = {self.signing_key.name: str(self.signing_key.public())}
+        for text in self.announce:
+            name = text.split(":", 1)[0]
+            keys.setdefault(name, text)
+        return dict(sorted(keys.items()))
 
 
 @dataclass
@@ -35,11 +61,33 @@ class PublishResult:
     uploaded: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Planned:
+    manifest: Manifest
+    blob: bytes
+    digest: str
+    needs: set[str]
+
+
+def _blobs_needed(store: Store, desired: DesiredState, manifest: Manifest) -> set[str]:
+    """Every blob an agent fetches for ``manifest``: configs and their files."""
+    needs: set[str] = set()
+    for entry in manifest.deployments:
+        needs.add(entry.config)
+        rendered = desired.configs.get(entry.config)
+        # A kept entry (waiting) was not rendered this pass: read its config.
+        body = rendered.body if rendered else store.get_json_blob(entry.config, "config")
+        for ref in body.get("files", {}).values():
+            needs.add(manifest.bundles.get(ref["digest"], ref["digest"]))
+    return needs
+
+
 def publish(
     store: Store,
     desired: DesiredState,
     current: dict[str, Pointer | None],
     clock: Callable[[], float] = time.time,
+    policy: PointerPolicy | None = None,
 ) -> PublishResult:
     """Bring the store's pointers to ``desired``.
 
@@ -47,34 +95,53 @@ def publish(
     for every server the store knows; a server that has a pointer but no
     deployments any more gets an empty manifest, so its agent deletes what ran.
     """
+    policy = policy or PointerPolicy()
+    trust = policy.trust()
+    key_name = policy.signing_key.name if policy.signing_key else None
+    now = clock()
     result = PublishResult()
-    manifests: dict[str, tuple[Manifest, bytes, str]] = {}
+    planned: dict[str, _Planned] = {}
     servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
     for server in servers:
         manifest = desired.manifests.get(server, Manifest(deployments=()))
         blob = canonical_json(manifest.to_dict())
         digest = digest_bytes(blob)
         pointer = current.get(server)
-        if pointer is not None and pointer.manifest == digest:
+        needs: set[str] | None = None
+        if store.capability_kind == "s3":
+            needs = {digest} | _blobs_needed(store, desired, manifest)
+        unchanged = (
+            pointer is not None
+            and pointer.manifest == digest
+            and pointer.key == key_name
+            and pointer.trust == trust
+            and (
+                store.capability_kind is None
+                or not needs_renewal(pointer.capabilities, needs or (), now, policy.ttl)
+            )
+        )
+        if unchanged and pointer is not None:
             result.pointers[server] = pointer
             continue
-        manifests[server] = (manifest, blob, digest)
+        if needs is None:
+            needs = {digest} | _blobs_needed(store, desired, manifest)
+        planned[server] = _Planned(manifest, blob, digest, needs)
 
-    if not manifests:
+    if not planned:
         return result
 
-    # Blobs first: everything the changed manifests reference, then the manifests.
+    # Blobs first: everything the new manifests reference, then the manifests.
     content: dict[str, bytes] = {}
-    for manifest, _, _ in manifests.values():
-        for entry in manifest.deployments:
+    for plan in planned.values():
+        for entry in plan.manifest.deployments:
             rendered = desired.configs.get(entry.config)
             if rendered is None:
                 continue  # kept from an earlier manifest: already in the store
             content[entry.config] = rendered.blob
             for ref in rendered.body["files"].values():
-                zip_digest = manifest.bundles.get(ref["digest"], ref["digest"])
+                zip_digest = plan.manifest.bundles.get(ref["digest"], ref["digest"])
                 content[zip_digest] = desired.attachments[zip_digest]
-    manifest_blobs = {digest: blob for _, blob, digest in manifests.values()}
+    manifest_blobs = {plan.digest: plan.blob for plan in planned.values()}
     missing = store.find_missing([*content, *manifest_blobs])
     for digest in sorted(d for d in content if d in missing):
         store.put_blob(content[digest])
@@ -84,16 +151,22 @@ def publish(
         result.uploaded.append(digest)
 
     # Pointers last.
-    now = iso(clock())
-    for server, (_, _, digest) in sorted(manifests.items()):
+    stamp = iso(now)
+    for server, plan in sorted(planned.items()):
         previous = current.get(server)
+        caps = issue(store, server, plan.needs, now, policy.ttl)
         pointer = Pointer(
             server=server,
             generation=(previous.generation if previous else 0) + 1,
-            manifest=digest,
+            manifest=plan.digest,
             commit=desired.commit,
-            published_at=now,
+            published_at=stamp,
+            capabilities=caps.to_dict() if caps else None,
+            trust=trust,
+            key=key_name,
         )
+        if policy.signing_key is not None:
+            pointer = _signed(pointer, policy.signing_key)
         store.write_pointer(pointer, previous)
         result.pointers[server] = pointer
         result.changed.append(server)
@@ -101,7 +174,12 @@ def publish(
             "pointer_published",
             server=server,
             generation=pointer.generation,
-            manifest=digest,
+            manifest=plan.digest,
             commit=desired.commit[:12],
+            renewed=previous is not None and previous.manifest == plan.digest,
         )
     return result
+
+
+def _signed(pointer: Pointer, key: SigningKey) -> Pointer:
+    return replace(pointer, signature=key.sign(pointer.payload()))

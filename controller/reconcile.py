@@ -19,7 +19,7 @@ from controller.desired import DesiredState, Waiting, compute_desired
 from controller.gitrepo import GitRepo
 from controller.loader import load_model
 from controller.model import Model
-from controller.publish import PublishResult, publish
+from controller.publish import PointerPolicy, PublishResult, publish
 from store.base import Store
 from store.documents import Manifest, Pointer, Report
 
@@ -114,6 +114,7 @@ class Reconciler:
     store: Store
     rev: str = "HEAD"
     clock: Callable[[], float] = time.time
+    policy: PointerPolicy = field(default_factory=PointerPolicy)
 
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
@@ -139,7 +140,7 @@ class Reconciler:
             return Manifest.from_dict(self.store.get_json_blob(pointer.manifest, "manifest"))
 
         desired = compute_desired(model, reports, previous)
-        published = publish(self.store, desired, pointers, self.clock)
+        published = publish(self.store, desired, pointers, self.clock, self.policy)
         outcome = PassOutcome(commit=model.commit, desired=desired, published=published)
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))

@@ -17,7 +17,7 @@ import abc
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from store.digest import canonical_json, check_digest, digest_bytes, hex_of
 from store.documents import Pointer, Report, is_server_name, loads_object
@@ -91,6 +91,10 @@ class StoreStats:
 
 class Store(abc.ABC):
     """Content-addressed blobs plus per-server pointers and reports."""
+
+    # Which kind of URLs this backend can hand to agents ("swift", "s3"), if any:
+    # a local directory is reached by path, with no capability URLs.
+    capability_kind: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.stats = StoreStats()

@@ -19,7 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from store.digest import is_digest
+from store.digest import canonical_json, is_digest
 from store.errors import InvalidDocument
 
 LIFECYCLE_ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
@@ -67,14 +67,44 @@ def loads_object(data: bytes, what: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Pointer:
+    """Which manifest a server runs, at which generation; signed by the controller.
+
+    ``capabilities`` renews the agent's URLs (Swift TempURLs, S3 presigned
+    URLs) before they expire; ``trust`` is the set of signing keys the agent
+    trusts from now on (how a new key is announced and an old one retired).
+    The signature covers every other field.
+    """
+
     server: str
     generation: int
     manifest: str
     commit: str
     published_at: str
+    capabilities: dict[str, Any] | None = None
+    trust: dict[str, str] | None = None
+    key: str | None = None
+    signature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "Pointer", **asdict(self)}
+        doc: dict[str, Any] = {
+            "kind": "Pointer",
+            "server": self.server,
+            "generation": self.generation,
+            "manifest": self.manifest,
+            "commit": self.commit,
+            "published_at": self.published_at,
+        }
+        for name in ("capabilities", "trust", "key", "signature"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value
+        return doc
+
+    def payload(self) -> bytes:
+        """The bytes the signature covers: the canonical pointer without it."""
+        doc = self.to_dict()
+        doc.pop("signature", None)
+        return canonical_json(doc)
 
     @classmethod
     def from_dict(cls, doc: Any) -> Pointer:
@@ -83,12 +113,27 @@ class Pointer:
         generation = _need(doc, what, "generation", int)
         if generation < 1:
             raise InvalidDocument(what, "generation must be at least 1")
+        optional: dict[str, Any] = {}
+        for name, kind in (
+            ("capabilities", dict),
+            ("trust", dict),
+            ("key", str),
+            ("signature", str),
+        ):
+            if doc.get(name) is not None:
+                optional[name] = _need(doc, what, name, kind)
+        trust = optional.get("trust")
+        if trust is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in trust.items()
+        ):
+            raise InvalidDocument(what, "trust must map key names to public keys")
         return cls(
             server=server,
             generation=generation,
             manifest=_need_digest(doc, what, "manifest"),
             commit=_need(doc, what, "commit", str),
             published_at=_need(doc, what, "published_at", str),
+            **optional,
         )
 
 

@@ -7,11 +7,12 @@ blob, then the pointer (``write_pointer`` with the pointer last read).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from store import Manifest, ManifestEntry, Pointer, Store
+from store.signing import SigningKey
 
 SERVER = "web1"
 START = 1_700_000_000.0
@@ -65,6 +66,9 @@ class Publisher:
     server: str = SERVER
     current: Pointer | None = None
     digests: dict[str, str] = field(default_factory=dict)
+    # When set, pointers are signed the way the controller signs them.
+    signing_key: SigningKey | None = None
+    trust: dict[str, str] | None = None
 
     def publish(
         self,
@@ -82,6 +86,8 @@ class Publisher:
         manifest_digest = self.store.put_json_blob(manifest.to_dict())
         gen = generation if generation is not None else self.generation + 1
         pointer = Pointer(self.server, gen, manifest_digest, "c0ffee", "2024-01-01T00:00:00Z")
+        if self.signing_key is not None:
+            pointer = sign(pointer, self.signing_key, self.trust)
         # An explicit generation may go back (anti-rollback tests): write as if first.
         self.store.write_pointer(pointer, self.current if generation is None else None)
         self.current = pointer
@@ -90,6 +96,11 @@ class Publisher:
     @property
     def generation(self) -> int:
         return self.current.generation if self.current else 0
+
+
+def sign(pointer: Pointer, key: SigningKey, trust: dict[str, str] | None = None) -> Pointer:
+    unsigned = replace(pointer, key=key.name, trust=trust, signature=None)
+    return replace(unsigned, signature=key.sign(unsigned.payload()))
 
 
 class Clock:

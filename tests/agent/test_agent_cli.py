@@ -49,6 +49,7 @@ def agent_argv(store_dir: Path, state_dir: Path, *extra: str) -> list[str]:
         str(state_dir),
         "--log-format",
         "json",
+        "--allow-unsigned",
         *extra,
     ]
 
@@ -220,13 +221,17 @@ def test_help_teaches_the_rules(capsys: pytest.CaptureFixture[str]) -> None:
     "argv",
     [
         [],
-        ["--store", "x", "--server", SERVER],
-        ["--store", "x", "--server", "../etc", "--state-dir", "s"],
+        ["--store", "x", "--server", SERVER, "--allow-unsigned"],
+        ["--store", "x", "--server", SERVER, "--state-dir", "s"],  # no trusted key
+        ["--store", "x", "--server", SERVER, "--state-dir", "s", "--trusted-key", "k:bad"],
+        ["--store", "x", "--server", "../etc", "--state-dir", "s", "--allow-unsigned"],
         ["--store", "x", "--server", SERVER, "--state-dir", "s", "--interval", "0"],
         ["--store", "x", "--server", SERVER, "--state-dir", "s", "--max-attempts", "0"],
         ["--store", "x", "--server", SERVER, "--state-dir", "s", "--retry-backoff", "-1"],
         ["--store", "x", "--server", SERVER, "--state-dir", "s", "--log-format", "xml"],
-        ["--store", "s3://bucket", "--server", SERVER, "--state-dir", "s", "--once"],
+        ["--store", "s3://bucket", "--server", SERVER, "--state-dir", "s", "--allow-unsigned"],
+        ["--bootstrap", "missing.json", "--state-dir", "s"],
+        ["--bootstrap", "b.json", "--store", "x", "--state-dir", "s"],
     ],
 )
 def test_usage_errors_exit_64(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,6 +249,7 @@ def once(tmp_path: Path, *extra: str) -> int:
             "--state-dir",
             str(tmp_path / "state"),
             "--once",
+            "--allow-unsigned",
             *extra,
         ]
     )

@@ -39,7 +39,8 @@ def start_agents(tmp_path: Path) -> Iterator[StartAgents]:
             log = (tmp_path / "agents" / f"{server}.log").open("ab")
             cmd = [
                 sys.executable, "-m", "agentshim", "--store", str(store), "--server", server,
-                "--state-dir", str(state), "--interval", "0.1", "--retry-backoff", "0.2", *extra,
+                "--state-dir", str(state), "--interval", "0.1", "--retry-backoff", "0.2",
+                "--allow-unsigned", *extra,
             ]  # fmt: skip
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
             log.close()

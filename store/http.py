@@ -1,0 +1,116 @@
+"""The agent's view of a remote store: plain HTTP(S) to the URLs it was given.
+
+``CapabilityStore`` moves bytes with the standard library only (no boto3, no
+Swift client on servers). It can read its own pointer (conditionally: a 304
+costs one small request), read the blobs its capabilities cover, and write
+its own report; anything else is ``PermissionDenied``. The ``Store`` base
+class still re-hashes every blob it reads.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.error
+import urllib.request
+
+from store.base import BLOBS, Store, digest_of_blob_key, pointer_key, report_key
+from store.capabilities import Capabilities
+from store.errors import NotFound, PermissionDenied, StoreError, TransientError
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class CapabilityStore(Store):
+    def __init__(
+        self, server: str, capabilities: Capabilities, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        super().__init__()
+        self.server = server
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._caps = capabilities
+        self._pointer_key = pointer_key(server)
+        self._report_key = report_key(server)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def renew(self, capabilities: Capabilities) -> None:
+        """Use the URLs a verified pointer carries from now on."""
+        with self._lock:
+            self._caps = capabilities
+
+    @property
+    def url(self) -> str:
+        return self._caps.pointer.split("?", 1)[0]
+
+    # -- mapping keys to URLs ---------------------------------------------------
+
+    def _read_url(self, key: str) -> str:
+        caps = self._caps
+        if key == self._pointer_key:
+            return caps.pointer
+        digest = digest_of_blob_key(key) if key.startswith(BLOBS) else None
+        if digest is not None:
+            url = caps.blob_url(key, digest)
+            if url is not None:
+                return url
+        raise PermissionDenied(key, "this agent holds no URL that reads it")
+
+    def _request(
+        self, method: str, url: str, key: str, data: bytes | None = None, etag: str | None = None
+    ) -> tuple[int, bytes, str]:
+        headers = {"User-Agent": "setpoint-agent"}
+        if etag:
+            headers["If-None-Match"] = etag
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        self.stats.requests[f"http.{method}"] += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, response.read(), response.headers.get("ETag", "")
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            exc.close()
+            if status == 304:
+                return 304, b"", etag or ""
+            if status == 404:
+                raise NotFound(key) from exc
+            if status in (401, 403):
+                raise PermissionDenied(key, f"HTTP {status} (expired or revoked URL?)") from exc
+            if status in (408, 429, 498) or status >= 500:
+                raise TransientError(f"HTTP {status} on {method} {key}", delay=2.0) from exc
+            raise StoreError(f"HTTP {status} on {method} {key}") from exc
+        except (http.client.HTTPException, OSError) as exc:  # URLError, timeouts included
+            raise TransientError(f"cannot reach the store for {key}: {exc}", delay=2.0) from exc
+
+    # -- byte movers ------------------------------------------------------------
+
+    def _get(self, key: str) -> bytes:
+        return self._request("GET", self._read_url(key), key)[1]
+
+    def _get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        status, body, new_etag = self._request("GET", self._read_url(key), key, etag=etag)
+        if status == 304:
+            return None
+        return body, new_etag
+
+    def _put(self, key: str, data: bytes) -> None:
+        if key != self._report_key:
+            raise PermissionDenied(key, "an agent writes its own report only")
+        self._request("PUT", self._caps.report, key, data=data)
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        raise PermissionDenied(key, "an agent does not write blobs")
+
+    def _exists(self, keys: list[str]) -> set[str]:
+        raise PermissionDenied(keys[0] if keys else BLOBS, "an agent cannot list the store")
+
+    def _list(self, prefix: str) -> list[str]:
+        raise PermissionDenied(prefix, "an agent cannot list the store")
+
+    def _delete(self, key: str) -> None:
+        raise PermissionDenied(key, "an agent deletes nothing")

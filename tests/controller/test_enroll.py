@@ -1,0 +1,99 @@
+"""Keys, enrolment and signed pointers from the controller's side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.cli import FAILED, OK, UNAVAILABLE, main
+from controller.gitrepo import GitRepo
+from controller.publish import PointerPolicy
+from controller.reconcile import Reconciler
+from store.bootstrap import Bootstrap
+from store.memory import MemoryStore
+from store.signing import PublicKey, SigningKey
+
+
+def test_keygen_writes_a_secret_and_prints_the_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keygen", "ctl-1", "--out", str(tmp_path)]) == OK
+    printed = capsys.readouterr().out.strip()
+    public = PublicKey.parse(printed)
+    assert public.name == "ctl-1"
+    assert (tmp_path / "ctl-1.pub").read_text().strip() == printed
+    secret = tmp_path / "ctl-1.key"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert SigningKey.load(secret).public() == public
+    assert main(["keygen", "ctl-1", "--out", str(tmp_path)]) == FAILED
+    assert "not overwriting" in capsys.readouterr().err
+
+
+def test_enroll_prints_a_bootstrap_with_the_trusted_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = SigningKey.generate("ctl-1")
+    key.save(tmp_path / "ctl-1.key")
+    store = str(tmp_path / "store")
+    args = ["enroll", "web-1", "--store", store, "--signing-key", str(tmp_path / "ctl-1.key")]
+    assert main(args) == OK
+    boot = Bootstrap.from_dict(json.loads(capsys.readouterr().out))
+    assert boot.server == "web-1"
+    assert boot.trusted_keys == {"ctl-1": str(key.public())}
+    assert boot.store_url == (tmp_path / "store").as_uri()
+    assert boot.capabilities is None
+
+    assert main([*args, "--cloud-init"]) == OK
+    user_data = capsys.readouterr().out
+    assert user_data.startswith("#cloud-config\n")
+    written = yaml.safe_load(user_data)["write_files"]
+    assert Bootstrap.from_dict(json.loads(written[0]["content"])) == boot
+    assert "--bootstrap /etc/setpoint/bootstrap.json" in written[1]["content"]
+
+
+def test_enroll_needs_a_signing_key_and_a_reachable_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["enroll", "web-1", "--store", str(tmp_path)]) == FAILED
+    assert "no signing key" in capsys.readouterr().err
+    SigningKey.generate("k").save(tmp_path / "k.key")
+    key = ["--signing-key", str(tmp_path / "k.key")]
+    assert main(["enroll", "web-1", "--store", "memory://x", *key]) == FAILED
+    assert "cannot be reached by an agent" in capsys.readouterr().err
+    assert main(["enroll", "web-1", "--store", str(tmp_path), "--signing-key", "nope"]) == (
+        UNAVAILABLE
+    )
+    assert "nope" in capsys.readouterr().err
+
+
+def test_pointers_are_signed_and_an_announced_key_rewrites_them_once(
+    example_repo: Path,
+) -> None:
+    store = MemoryStore("signed")
+    k1, k2 = SigningKey.generate("ctl-1"), SigningKey.generate("ctl-2")
+    with GitRepo.open(example_repo) as repo:
+        Reconciler(repo, store, policy=PointerPolicy(k1)).run_pass()
+        pointer = store.read_pointer("db-1")
+        assert pointer is not None
+        assert pointer.key == "ctl-1"
+        assert pointer.trust == {"ctl-1": str(k1.public())}
+        k1.public().verify(pointer.payload(), pointer.signature or "")
+
+        store.stats.reset()
+        Reconciler(repo, store, policy=PointerPolicy(k1)).run_pass()
+        assert store.stats.writes == 0
+
+        announce = PointerPolicy(k1, announce=(str(k2.public()),))
+        outcome = Reconciler(repo, store, policy=announce).run_pass()
+        assert sorted(outcome.published.changed) == ["db-1", "web-1", "web-2"]
+        after = store.read_pointer("db-1")
+        assert after is not None
+        assert after.generation == pointer.generation + 1
+        assert after.manifest == pointer.manifest
+        assert after.trust == {"ctl-1": str(k1.public()), "ctl-2": str(k2.public())}
+        store.stats.reset()
+        Reconciler(repo, store, policy=announce).run_pass()
+        assert store.stats.writes == 0
