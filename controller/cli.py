@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     p.add_argument("--workdir", help="keep everything in this directory (default: a temp dir)")
+    p.add_argument(
+        "--store",
+        help="run against this (empty) store instead of a local directory, e.g. "
+        "swift://demo or s3://demo; agents reach it only through enrolled URLs",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
     return parser
 
@@ -409,7 +414,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import run_demo
 
-    return run_demo(workdir=args.workdir, timeout=args.timeout)
+    return run_demo(workdir=args.workdir, timeout=args.timeout, store_url=args.store)
 
 
 COMMANDS = {

@@ -32,6 +32,7 @@ from controller.status import fleet_status, format_table
 from store.base import Store
 from store.local import LocalStore
 from store.signing import SigningKey
+from store.url import open_store
 
 SERVERS = ("db-1", "web-1", "web-2")
 EXAMPLE = Path(__file__).resolve().parent.parent / "repos-example"
@@ -71,11 +72,10 @@ class _Demo:
     root: Path
     timeout: float
     say: Callable[[str], None]
+    store: Store
 
     def __post_init__(self) -> None:
         self.repo_dir = self.root / "repo"
-        self.store_dir = self.root / "store"
-        self.store = LocalStore(self.store_dir)
         self.agents: list[subprocess.Popen[bytes]] = []
         # Pointers are signed; each agent trusts this key through its bootstrap.
         self.policy = PointerPolicy(signing_key=SigningKey.generate("demo"))
@@ -198,14 +198,23 @@ class _Demo:
 
 
 def run_demo(
-    workdir: str | None = None, timeout: float = 120.0, say: Callable[[str], None] = print
+    workdir: str | None = None,
+    timeout: float = 120.0,
+    say: Callable[[str], None] = print,
+    store_url: str | None = None,
 ) -> int:
+    """Run the story; on ``store_url`` (Swift, S3) agents reach it through enrolled URLs."""
     if not (EXAMPLE / "inventory.yaml").is_file():
         say(f"setpoint demo: the example repository is missing at {EXAMPLE}")
         return 4
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="setpoint-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    demo = _Demo(root, timeout, say)
+    store = open_store(store_url) if store_url else LocalStore(root / "store")
+    if store.list_servers():
+        say(f"setpoint demo: {store.url} already holds servers; give it an empty store")
+        return 4
+    say(f"setpoint demo: repository {root / 'repo'}, store {store.url}")
+    demo = _Demo(root, timeout, say, store)
     started = time.monotonic()
     try:
         demo.run()
