@@ -31,12 +31,32 @@ class DeploymentStatus:
         return self.desired == self.reported and self.status == "COMPLETE"
 
 
+# An agent that has not answered a generation published this long ago is stale:
+# offline, or its URLs expired (enrolling it again recovers it).
+STALE_AFTER = 600.0
+
+
 @dataclass
 class ServerStatus:
     server: str
     pointer: Pointer | None
     report: Report | None
     deployments: list[DeploymentStatus] = field(default_factory=list)
+    agent: str = "unknown"
+
+    @staticmethod
+    def agent_state(
+        pointer: Pointer | None, report: Report | None, now: float, stale_after: float
+    ) -> str:
+        """current, behind (catching up), stale (not answering), or never-reported."""
+        if report is None:
+            return "never-reported"
+        if pointer is None or report.generation >= pointer.generation:
+            return "current"
+        published = _parse_time(pointer.published_at)
+        if published is not None and now - published > stale_after:
+            return "stale"
+        return "behind"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +67,7 @@ class ServerStatus:
             "published_at": self.pointer.published_at if self.pointer else None,
             "report_updated_at": self.report.updated_at if self.report else None,
             "agent_error": self.report.error if self.report else None,
+            "agent": self.agent,
             "deployments": [
                 {
                     "name": d.name,
@@ -71,7 +92,9 @@ def _parse_time(value: str | None) -> float | None:
         return None
 
 
-def fleet_status(store: Store, now: float | None = None) -> list[ServerStatus]:
+def fleet_status(
+    store: Store, now: float | None = None, stale_after: float = STALE_AFTER
+) -> list[ServerStatus]:
     now = time.time() if now is None else now
     out: list[ServerStatus] = []
     for server in store.list_servers():
@@ -82,7 +105,12 @@ def fleet_status(store: Store, now: float | None = None) -> list[ServerStatus]:
             if pointer
             else Manifest(deployments=())
         )
-        status = ServerStatus(server, pointer, report)
+        status = ServerStatus(
+            server,
+            pointer,
+            report,
+            agent=ServerStatus.agent_state(pointer, report, now, stale_after),
+        )
         reported = report.deployments if report else {}
         names = [e.name for e in manifest.deployments]
         names += sorted(n for n in reported if n not in names)
@@ -160,6 +188,8 @@ def format_table(statuses: list[ServerStatus]) -> str:
             )
         if s.report and s.report.error:
             rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+        if s.agent == "stale":
+            rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -262,3 +262,21 @@ def test_status_json_names_desired_and_reported(reconciler: Reconciler, store: M
     assert [d["name"] for d in db["deployments"]] == ["web/backend", "web/motd"]
     assert all(d["desired"] == d["reported"] for d in db["deployments"])
     assert json.loads(json.dumps(statuses)) == statuses
+
+
+def test_status_marks_an_agent_that_stopped_answering_as_stale(
+    reconciler: Reconciler, store: MemoryStore, example_repo: Path, commit_files: Callable[..., str]
+) -> None:
+    converge(reconciler, store)
+    stack = (example_repo / "stacks/web.yaml").read_text()
+    commit_files(example_repo, {"stacks/web.yaml": stack.replace("Managed by", "Run by")})
+    reconciler.run_pass()  # publishes generation n+1 at the reconciler's clock
+    published = 1_700_000_000.0
+    fresh = {s.server: s.agent for s in fleet_status(store, now=published + 5)}
+    assert fresh == {"db-1": "behind", "web-1": "behind", "web-2": "behind"}
+    later = fleet_status(store, now=published + 3600)
+    assert {s.server: s.agent for s in later} == dict.fromkeys(fresh, "stale")
+    assert "STALE" in format_table(later)
+    for server in fresh:
+        simulate_agent(store, server)
+    assert {s.agent for s in fleet_status(store, now=published + 3600)} == {"current"}
