@@ -188,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "rotate-keys",
+        help="rotate a Swift account's TempURL key without breaking agents",
+        description="Put a new secret in TempURL key 2, publish every server new URLs signed "
+        "with it, wait until every agent has answered that generation, then make the new "
+        "secret key 1 and remove key 2. An agent that does not answer in time stops the "
+        "rotation before the old key is retired (exit 2), unless --force.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--store", required=True, help="swift://container[/prefix]")
+    p.add_argument("--branch", default="HEAD", help="branch to deploy (default: HEAD)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    p.add_argument("--force", action="store_true", help="retire the old key even if agents lag")
+    signing_args(p)
+
+    p = sub.add_parser(
         "demo",
         help="run the whole story on a throwaway repository",
         description="Copy repos-example/ into a new git repository, start three agents as "
@@ -411,6 +427,29 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from controller.reconcile import Reconciler
+    from controller.rotate import RotationError, rotate_temp_url_key
+    from store.url import open_store
+
+    with GitRepo.open(args.repo) as repo:
+        reconciler = Reconciler(
+            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args)
+        )
+        try:
+            result = rotate_temp_url_key(reconciler, args.timeout, force=args.force)
+        except InvalidDefinitions as exc:
+            return _invalid(exc, False)
+        except RotationError as exc:
+            print(f"setpoint: {exc}", file=sys.stderr)
+            return TIMED_OUT if exc.behind else FAILED
+    if result.generations:
+        print(f"rotated: {len(result.generations)} servers renewed, old key retired")
+    else:
+        print("the account had no TempURL key: created one")
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import run_demo
 
@@ -425,6 +464,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "keygen": cmd_keygen,
     "enroll": cmd_enroll,
+    "rotate-keys": cmd_rotate_keys,
 }
 
 

@@ -42,6 +42,8 @@ class PointerPolicy:
     signing_key: SigningKey | None = None
     announce: tuple[str, ...] = ()
     ttl: int = DEFAULT_TTL
+    # Issue every server new URLs now (a TempURL key rotation).
+    force_renewal: bool = False
 
     def trust(self) -> dict[str, str] | None:
         if self.signing_key is None:
@@ -117,7 +119,10 @@ def publish(
             and pointer.trust == trust
             and (
                 store.capability_kind is None
-                or not needs_renewal(pointer.capabilities, needs or (), now, policy.ttl)
+                or not (
+                    policy.force_renewal
+                    or needs_renewal(pointer.capabilities, needs or (), now, policy.ttl)
+                )
             )
         )
         if unchanged and pointer is not None:

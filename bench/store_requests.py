@@ -1,0 +1,101 @@
+"""Store requests and bytes per reconcile pass, counted through the store layer.
+
+Scenarios on a synthetic fleet: the initial publish, an idle pass, a commit
+that changes one component, a revert of it, and an idle agent poll. The
+controller and the simulated agents use separate store objects over the same
+storage, so the controller's counters hold only its own requests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import simulate
+from bench.synth import FleetShape, change_one_component, init_fleet
+from controller.gitrepo import GitRepo, revert
+from controller.publish import PointerPolicy
+from controller.reconcile import Reconciler
+from store.base import Store
+from store.signing import SigningKey
+
+StoreFactory = Callable[[], Store]
+
+
+def _converge(reconciler: Reconciler, agents: Store, servers: list[str]) -> list[dict[str, Any]]:
+    """Passes (with simulated agents answering between them) until converged."""
+    passes = []
+    for _ in range(20):
+        reconciler.store.stats.reset()
+        outcome = reconciler.run_pass()
+        passes.append(reconciler.store.stats.as_dict())
+        if outcome.converged:
+            return passes
+        for server in servers:
+            simulate.answer(agents, server)
+    raise RuntimeError("did not converge in 20 passes")
+
+
+def _sum(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("total", "writes", "bytes_read", "bytes_written")
+    out: dict[str, Any] = {k: sum(p[k] for p in passes) for k in keys}
+    out["passes"] = len(passes)
+    out["publish_pass"] = passes[0]
+    return out
+
+
+def measure(make_store: StoreFactory, shape: FleetShape) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="setpoint-bench-") as tmp:
+        repo_path = init_fleet(Path(tmp), shape)
+        servers = [shape.server(i) for i in range(shape.servers)]
+        controller_store, agent_store = make_store(), make_store()
+        results: dict[str, Any] = {"servers": shape.servers}
+        with GitRepo.open(repo_path) as repo:
+            policy = PointerPolicy(SigningKey.generate("bench"))
+            reconciler = Reconciler(repo, controller_store, policy=policy)
+            results["initial"] = _sum(_converge(reconciler, agent_store, servers))
+            results["idle"] = _converge(reconciler, agent_store, servers)[0]
+            change = change_one_component(repo_path)
+            results["one_component_changed"] = _sum(_converge(reconciler, agent_store, servers))
+            revert(repo_path, change)
+            results["revert"] = _sum(_converge(reconciler, agent_store, servers))
+
+        poller = make_store()
+        got = poller.poll_pointer(servers[0], None)
+        assert got is not None
+        poller.stats.reset()
+        assert poller.poll_pointer(servers[0], got[1]) is None
+        results["idle_agent_poll"] = poller.stats.as_dict()
+        return results
+
+
+def table(name: str, results: dict[str, Any]) -> str:
+    rows = [f"{name}: {results['servers']} servers"]
+    rows.append(
+        f"  {'scenario':<24}{'passes':>7}{'requests':>10}{'writes':>8}{'bytes read':>12}"
+        f"{'bytes written':>15}"
+    )
+    for scenario in ("initial", "one_component_changed", "revert"):
+        r = results[scenario]
+        rows.append(
+            f"  {scenario:<24}{r['passes']:>7}{r['total']:>10}{r['writes']:>8}"
+            f"{r['bytes_read']:>12}{r['bytes_written']:>15}"
+        )
+        p = r["publish_pass"]
+        rows.append(
+            f"  {'  of which publish pass':<24}{1:>7}{p['total']:>10}{p['writes']:>8}"
+            f"{p['bytes_read']:>12}{p['bytes_written']:>15}"
+        )
+    i = results["idle"]
+    rows.append(
+        f"  {'idle pass':<24}{1:>7}{i['total']:>10}{i['writes']:>8}{i['bytes_read']:>12}"
+        f"{i['bytes_written']:>15}"
+    )
+    a = results["idle_agent_poll"]
+    rows.append(
+        f"  {'idle agent poll':<24}{'':>7}{a['total']:>10}{a['writes']:>8}{a['bytes_read']:>12}"
+        f"{a['bytes_written']:>15}  (not modified: {a['not_modified']})"
+    )
+    return "\n".join(rows)
