@@ -6,10 +6,11 @@ options}``. Two kinds:
 - an executable ``<hooks-dir>/<tool>`` (any heat-agents hook works unmodified):
   the document as JSON on stdin, a JSON object on stdout with ``deploy_stdout``,
   ``deploy_stderr``, ``deploy_status_code``; every other key is an output;
-- the built-in ``script`` tool (used when no ``<hooks-dir>/script`` exists), as
-  heat-agents' hook-script.py: the config text is written to an executable file
-  and run with the inputs as environment variables; outputs are read from
-  ``$heat_outputs_path.<name>``.
+- a built-in tool (used when no ``<hooks-dir>/<tool>`` exists), one module per
+  tool in ``agentshim.tools`` (``script``, ``ansible``, ``puppet``, ``salt``,
+  ``chef``, ``docker-compose``), each following its heat-agents hook: the
+  runner hands it a ``ToolCall`` (the document, where to work, how to run a
+  process within the deadline) and it returns a ``HookResult``.
 
 Every hook runs in its own session (process group) so a timeout, or the agent
 stopping, kills all it started. Nothing ever succeeds silently: a missing hook,
@@ -32,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentshim.state import Layout, write_atomic
+from agentshim.state import Layout
+from agentshim.tools import builtin_tool
 
-BUILTIN_TOOLS = ("script",)
 TAIL_CHARS = 4096
 # After SIGTERM to a hook's process group, how long before SIGKILL.
 KILL_GRACE = 2.0
@@ -42,8 +43,7 @@ KILL_GRACE = 2.0
 POLL_SLICE = 0.1
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-_ENV_NAME = re.compile(r"^[^=\x00]+$")
-_PASSED_ENV = ("PATH", "HOME", "LANG")
+PASSED_ENV = ("PATH", "HOME", "LANG")
 
 
 def is_safe_name(name: str) -> bool:
@@ -63,7 +63,7 @@ class HookResult:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
     returncode: int | None
     stdout: bytes
     stderr: bytes
@@ -142,7 +142,7 @@ def run_process(
     timeout: float,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> _Outcome:
+) -> Outcome:
     try:
         proc = subprocess.Popen(
             argv,
@@ -154,7 +154,7 @@ def run_process(
             start_new_session=True,
         )
     except OSError as exc:
-        return _Outcome(None, b"", b"", start_error=f"{exc.strerror or exc} ({argv[0]})")
+        return Outcome(None, b"", b"", start_error=f"{exc.strerror or exc} ({argv[0]})")
     if on_start is not None:
         on_start(proc.pid)
     deadline = time.monotonic() + timeout
@@ -172,7 +172,7 @@ def run_process(
             except subprocess.TimeoutExpired:
                 pending = None  # communicate() keeps feeding what it was first given
                 continue
-            return _Outcome(proc.returncode, out, err)
+            return Outcome(proc.returncode, out, err)
         break
     _kill_group(proc)
     try:
@@ -181,16 +181,16 @@ def run_process(
         # Something left the group and still holds our pipes: give up on its output.
         proc.kill()
         out, err = proc.communicate()
-    return _Outcome(proc.returncode, out, err, timed_out=timed_out, aborted=aborted)
+    return Outcome(proc.returncode, out, err, timed_out=timed_out, aborted=aborted)
 
 
-def _decode(data: bytes) -> str:
+def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _interrupted(outcome: _Outcome, what: str, timeout: float) -> HookResult | None:
+def interrupted(outcome: Outcome, what: str, timeout: float) -> HookResult | None:
     """The failed result of a run that did not end on its own, else None."""
-    stdout, stderr = _decode(outcome.stdout), _decode(outcome.stderr)
+    stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
     if outcome.start_error is not None:
         return HookResult(False, reason=f"cannot start {what}: {outcome.start_error}")
     if outcome.timed_out:
@@ -202,7 +202,7 @@ def _interrupted(outcome: _Outcome, what: str, timeout: float) -> HookResult | N
     return None
 
 
-def _status_text(what: str, returncode: int | None) -> str:
+def status_text(what: str, returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         with contextlib.suppress(ValueError):
             return f"{what} was killed by signal {signal.Signals(-returncode).name}"
@@ -211,6 +211,43 @@ def _status_text(what: str, returncode: int | None) -> str:
 
 
 # -- the hooks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What the runner hands a built-in tool for one run of one document."""
+
+    tool: str
+    document: dict[str, Any]
+    work: Path  # the deployment's working dir (made, 0700): every process runs in it
+    outputs_dir: Path  # where ``$heat_outputs_path.<name>`` files go (made, 0700)
+    timeout: float  # the deployment's timeout, for messages
+    deadline: float  # time.monotonic() by which everything the tool runs has ended
+    stop: threading.Event | None = None
+    on_start: Callable[[int], None] | None = None
+
+    def execute(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        *,
+        stdin: bytes | None = None,
+        limit: float | None = None,
+    ) -> Outcome:
+        """Run one process in the working dir, in its own group, within the deadline
+        (and within ``limit`` seconds when given)."""
+        remaining = max(self.deadline - time.monotonic(), 0.0)
+        if limit is not None:
+            remaining = min(remaining, limit)
+        return run_process(
+            argv,
+            stdin=stdin,
+            env=env,
+            cwd=self.work,
+            timeout=remaining,
+            stop=self.stop,
+            on_start=self.on_start,
+        )
 
 
 class HookRunner:
@@ -241,8 +278,20 @@ class HookRunner:
         external = self.find_external(tool)
         if external is not None:
             return self._run_external(external, tool, document, deployment, timeout, on_start)
-        if tool == "script":
-            return self._run_script(document, deployment, timeout, on_start)
+        builtin = builtin_tool(tool)
+        if builtin is not None:
+            self.layout.outputs.mkdir(parents=True, exist_ok=True, mode=0o700)
+            call = ToolCall(
+                tool=tool,
+                document=document,
+                work=self._work_dir(deployment),
+                outputs_dir=self.layout.outputs,
+                timeout=timeout,
+                deadline=time.monotonic() + timeout,
+                stop=self.stop,
+                on_start=on_start,
+            )
+            return builtin(call)
         return HookResult(
             False,
             reason=(
@@ -254,64 +303,6 @@ class HookRunner:
         work = self.layout.work_dir(deployment)
         work.mkdir(parents=True, exist_ok=True, mode=0o700)
         return work
-
-    # -- built-in script ---------------------------------------------------------
-
-    def _run_script(
-        self,
-        document: dict[str, Any],
-        deployment: str,
-        timeout: float,
-        on_start: Callable[[int], None] | None,
-    ) -> HookResult:
-        config = document.get("config")
-        if not isinstance(config, str):
-            return HookResult(False, reason="script config is not text")
-        env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-        for item in document["inputs"]:
-            name = item["name"]
-            if not _ENV_NAME.match(name):
-                return HookResult(False, reason=f"input {name!r} cannot be an environment variable")
-            env[name] = input_as_env(item.get("value"))
-        output_names = [str(o["name"]) for o in document.get("outputs") or ()]
-        for name in output_names:
-            if not is_safe_name(name):
-                return HookResult(False, reason=f"output name {name!r} is not a safe file name")
-
-        hexd = str(document["id"]).removeprefix("blake3:")
-        work = self._work_dir(deployment)
-        path = work / hexd
-        # Replaced, never rewritten in place: a leftover reader never sees half a script.
-        write_atomic(path, config.encode(), 0o700)
-        self.layout.outputs.mkdir(parents=True, exist_ok=True, mode=0o700)
-        outputs_base = self.layout.outputs / hexd
-        for old in self.layout.outputs.glob(f"{hexd}.*"):
-            old.unlink()
-        env["heat_outputs_path"] = str(outputs_base)
-        argv = [str(path)] if config.startswith("#!") else ["/bin/sh", str(path)]
-
-        outcome = run_process(
-            argv, stdin=None, env=env, cwd=work, timeout=timeout, stop=self.stop, on_start=on_start
-        )
-        failed = _interrupted(outcome, "script", timeout)
-        if failed is not None:
-            return failed
-        outputs: dict[str, Any] = {}
-        for name in output_names:
-            try:
-                text = Path(f"{outputs_base}.{name}").read_text(errors="replace")
-            except FileNotFoundError:
-                continue
-            outputs[name] = text.removesuffix("\n")
-        ok = outcome.returncode == 0
-        return HookResult(
-            ok,
-            outputs,
-            _decode(outcome.stdout),
-            _decode(outcome.stderr),
-            outcome.returncode,
-            None if ok else _status_text("script", outcome.returncode),
-        )
 
     # -- external hooks ------------------------------------------------------------
 
@@ -341,12 +332,12 @@ class HookRunner:
             stop=self.stop,
             on_start=on_start,
         )
-        failed = _interrupted(outcome, what, timeout)
+        failed = interrupted(outcome, what, timeout)
         if failed is not None:
             return failed
-        raw_out, raw_err = _decode(outcome.stdout), _decode(outcome.stderr)
+        raw_out, raw_err = decode(outcome.stdout), decode(outcome.stderr)
         if outcome.returncode != 0:
-            reason = _status_text(what, outcome.returncode)
+            reason = status_text(what, outcome.returncode)
             return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
         try:
             result = json.loads(raw_out)

@@ -211,12 +211,12 @@ def test_script_that_cannot_start_fails_with_the_reason(
 def test_unknown_tool_fails_with_a_clear_reason(
     publisher: Publisher, store: MemoryStore, make_agent: Callable[..., Agent], tmp_path: Path
 ) -> None:
-    publisher.publish({"app/web": component([(["CREATE"], "puppet", "class {}")])})
+    publisher.publish({"app/web": component([(["CREATE"], "mytool", "class {}")])})
     result = make_agent().run_once()
     dep = entry(store)
     assert dep.status == "FAILED"
     assert dep.reason == (
-        f"no hook for tool 'puppet': not built in and no executable {tmp_path / 'hooks' / 'puppet'}"
+        f"no hook for tool 'mytool': not built in and no executable {tmp_path / 'hooks' / 'mytool'}"
     )
     assert result.exit_code == 1
 
@@ -224,8 +224,8 @@ def test_unknown_tool_fails_with_a_clear_reason(
 def test_non_executable_hook_is_not_a_hook(
     publisher: Publisher, store: MemoryStore, make_agent: Callable[..., Agent], tmp_path: Path
 ) -> None:
-    write_hook(tmp_path / "hooks", "puppet", "#!/bin/sh\necho '{}'\n").chmod(0o644)
-    publisher.publish({"app/web": component([(["CREATE"], "puppet", "class {}")])})
+    write_hook(tmp_path / "hooks", "mytool", "#!/bin/sh\necho '{}'\n").chmod(0o644)
+    publisher.publish({"app/web": component([(["CREATE"], "mytool", "class {}")])})
     make_agent().run_once()
     assert entry(store).status == "FAILED"
 

@@ -1,0 +1,50 @@
+"""The built-in tools: one module per tool, each following its heat-agents hook.
+
+A tool module has ``run(call: ToolCall) -> HookResult`` and a one-line
+``PASSES`` summary of what it hands the tool. Modules are imported on first use,
+so the agent only loads the tools it runs, and none imports more than the
+standard library: every tool itself runs as a subprocess.
+
+A ``<hooks-dir>/<tool>`` executable takes precedence over the built-in tool of
+the same name (see ``agentshim.hooks``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from agentshim.hooks import HookResult, ToolCall
+
+    Tool = Callable[[ToolCall], HookResult]
+
+# tool name (the ``group`` of Heat's document) -> module in this package
+BUILTIN_TOOLS: dict[str, str] = {
+    "script": "script",
+    "ansible": "ansible",
+    "puppet": "puppet",
+    "salt": "salt",
+    "chef": "chef",
+    "docker-compose": "docker_compose",
+}
+
+
+def builtin_tool(tool: str) -> Tool | None:
+    """The built-in tool's ``run``, or None when ``tool`` is not built in."""
+    module = BUILTIN_TOOLS.get(tool)
+    if module is None:
+        return None
+    return cast("Tool", importlib.import_module(f"{__name__}.{module}").run)
+
+
+def summaries() -> dict[str, str]:
+    """Each built-in tool's one-line summary of what it passes to the tool."""
+    return {
+        tool: str(importlib.import_module(f"{__name__}.{module}").PASSES)
+        for tool, module in BUILTIN_TOOLS.items()
+    }
+
+
+__all__ = ["BUILTIN_TOOLS", "builtin_tool", "summaries"]
