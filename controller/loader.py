@@ -6,6 +6,9 @@ directory):
 - ``inventory.yaml``: ``servers`` (name → labels) and ``groups`` (name → servers)
 - ``components/<name>/component.yaml``: ``kind: Component``
 - ``stacks/<name>.yaml``: ``kind: Stack``
+- ``environments/<name>.yaml``: ``kind: Environment``, read only when an
+  environment is asked for: parameter values for the stacks and, optionally,
+  the environment's own inventory in place of ``inventory.yaml``
 
 Every problem found is collected with its file, line and field; if there is
 any, ``InvalidDefinitions`` carries all of them and nothing may be published.
@@ -46,6 +49,7 @@ from store.documents import LIFECYCLE_ACTIONS, is_server_name
 INVENTORY = "inventory.yaml"
 COMPONENTS = "components"
 STACKS = "stacks"
+ENVIRONMENTS = "environments"
 COMPONENT_FILE = "component.yaml"
 
 COMPONENT_KEYS = (
@@ -92,6 +96,10 @@ class _Loader:
     # References between deployments are checked once every stack is loaded.
     _pending_refs: list[tuple[str, str, list[tuple[str, _Ctx]]]] = field(default_factory=list)
     _pending_attrs: list[tuple[GetAttr, _Ctx]] = field(default_factory=list)
+    # The selected environment's parameter values (raw, with where they were
+    # written) and which of them some stack declares.
+    env_params: dict[str, tuple[Any, _Ctx]] = field(default_factory=dict)
+    env_params_used: set[str] = field(default_factory=set)
 
     # -- reporting helpers ---------------------------------------------------------
 
@@ -269,6 +277,10 @@ class _Loader:
         self.check_keys(m, ctx, ("kind", "servers", "groups"))
         if "kind" in m and m["kind"] != "Inventory":
             self.error(ctx.at(m, "kind"), f"expected kind: Inventory, got {m['kind']!r}")
+        return self.inventory_body(m, ctx)
+
+    def inventory_body(self, m: YMap, ctx: _Ctx) -> Inventory:
+        """``servers`` and ``groups`` of an inventory (its own file or an environment's)."""
         servers: dict[str, dict[str, Any]] = {}
         raw_servers = m.get("servers") or YMap()
         if self.mapping(raw_servers, ctx.at(m, "servers"), "servers") is not None:
@@ -389,7 +401,10 @@ class _Loader:
             if im is None:
                 continue
             self.check_keys(
-                im, c, ("name", "type", "default", "description", "replace_on_change"), ("name",)
+                im,
+                c,
+                ("name", "type", "default", "description", "replace_on_change", "secret"),
+                ("name",),
             )
             name = self.name(im, "name", c, "", "input")
             if name in {i.name for i in out}:
@@ -413,6 +428,7 @@ class _Loader:
                     has_default="default" in im,
                     description=self.text(im, "description", c),
                     replace_on_change=self.boolean(im, "replace_on_change", c),
+                    secret=self.boolean(im, "secret", c),
                 )
             )
         return out
@@ -531,7 +547,7 @@ class _Loader:
         if "kind" in m and m["kind"] != "Stack":
             self.error(ctx.at(m, "kind"), f"expected kind: Stack, got {m['kind']!r}")
         name = self.name(m, "name", ctx, stem, "stack")
-        params = self.parameters(m, ctx)
+        params = self.with_environment(self.parameters(m, ctx))
         deployments: dict[str, Deployment] = {}
         raw = m.get("deployments") or YMap()
         dctx = ctx.at(m, "deployments")
@@ -584,6 +600,82 @@ class _Loader:
                 description=self.text(pm, "description", c),
             )
         return out
+
+    # -- environments ----------------------------------------------------------------------
+
+    def environment(self, env: str) -> Inventory | None:
+        """Read ``environments/<env>.yaml``: keep its parameter values, return its inventory.
+
+        ``None`` when the environment has no ``inventory`` (``inventory.yaml`` applies).
+        """
+        # The name is checked before it is used in a path: "../x" names no environment.
+        path = None
+        if _NAME_RE.match(env):
+            path = next(
+                (
+                    f"{ENVIRONMENTS}/{env}{ext}"
+                    for ext in (".yaml", ".yml")
+                    if self.tree.kind(f"{ENVIRONMENTS}/{env}{ext}") == "file"
+                ),
+                None,
+            )
+        if path is None:
+            known = ", ".join(environment_names(self.tree)) or "none"
+            self.error(
+                _Ctx(f"{ENVIRONMENTS}/{env}.yaml", 0, ""),
+                f"no environment {env!r} in the commit (environments: {known})",
+            )
+            return None
+        ctx = _Ctx(path, 1, "")
+        doc = load_yaml(self.tree.read(path), path, self.problems)
+        m = self.mapping(doc, ctx, "an environment") if doc is not None else YMap()
+        if m is None:
+            return None
+        self.check_keys(m, ctx, ("kind", "description", "parameters", "inventory"), ("kind",))
+        if "kind" in m and m["kind"] != "Environment":
+            self.error(ctx.at(m, "kind"), f"expected kind: Environment, got {m['kind']!r}")
+        raw = m.get("parameters")
+        pctx = ctx.at(m, "parameters")
+        if raw is not None and self.mapping(raw, pctx, "parameters") is not None:
+            for pname, value in raw.items():
+                self.env_params[str(pname)] = (value, pctx.at(raw, pname))
+        if "inventory" not in m:
+            return None
+        ictx = ctx.at(m, "inventory")
+        inv = self.mapping(m["inventory"], ictx, "an inventory")
+        if inv is None:
+            return Inventory({}, {})
+        self.check_keys(inv, ictx, ("servers", "groups"))
+        return self.inventory_body(inv, ictx)
+
+    def with_environment(self, params: dict[str, ParamDef]) -> dict[str, ParamDef]:
+        """A stack's parameters with the environment's values as their values.
+
+        As Heat's ``parameter_defaults``: a value applies to every stack that
+        declares a parameter of that name, and is checked against each one's type.
+        """
+        out = dict(params)
+        for pname, param in params.items():
+            if pname not in self.env_params:
+                continue
+            raw, ctx = self.env_params[pname]
+            self.env_params_used.add(pname)
+            value = self.literal(param.type, raw, ctx)
+            out[pname] = ParamDef(
+                name=pname,
+                type=param.type,
+                default=value,
+                has_default=True,
+                description=param.description,
+            )
+        return out
+
+    def check_environment_params(self, stacks: dict[str, Stack]) -> None:
+        declared = tuple(sorted({p for s in stacks.values() for p in s.parameters}))
+        for pname, (_raw, ctx) in self.env_params.items():
+            if pname not in self.env_params_used:
+                hint = _did_you_mean(pname, declared)
+                self.error(ctx, f"no stack declares a parameter {pname!r}{hint}")
 
     def deployment(
         self,
@@ -870,16 +962,33 @@ def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load_model(tree: Tree, on_problem: Callable[[Problem], None] | None = None) -> Model:
-    """Load, check and resolve a commit's definitions.
+def environment_names(tree: Tree) -> list[str]:
+    """The environments a commit defines (``environments/<name>.yaml``), sorted."""
+    if tree.kind(ENVIRONMENTS) != "dir":
+        return []
+    return sorted(
+        name.rsplit(".", 1)[0]
+        for name in tree.listdir(ENVIRONMENTS)
+        if name.endswith((".yaml", ".yml")) and tree.kind(f"{ENVIRONMENTS}/{name}") == "file"
+    )
+
+
+def load_model(
+    tree: Tree,
+    on_problem: Callable[[Problem], None] | None = None,
+    env: str | None = None,
+) -> Model:
+    """Load, check and resolve a commit's definitions, for environment ``env`` if given.
 
     Raises ``InvalidDefinitions`` with every problem found; warnings (none yet)
     would go to ``on_problem`` without failing the load.
     """
     loader = _Loader(tree)
-    inventory = loader.inventory()
+    env_inventory = loader.environment(env) if env is not None else None
+    inventory = env_inventory if env_inventory is not None else loader.inventory()
     components = loader.components()
     stacks = loader.stacks(components, inventory)
+    loader.check_environment_params(stacks)
     loader.check_references(stacks, components)
     errors = [p for p in loader.problems if p.severity == "error"]
     order = loader.order(stacks) if not errors else ()
@@ -896,4 +1005,5 @@ def load_model(tree: Tree, on_problem: Callable[[Problem], None] | None = None) 
         stacks=stacks,
         inventory=inventory,
         order=order,
+        environment=env,
     )

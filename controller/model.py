@@ -23,6 +23,9 @@ class InputDef:
     has_default: bool = False
     description: str = ""
     replace_on_change: bool = False
+    # Masked wherever a value is shown to people (plans); still part of the
+    # digest, since the server must rerun when a password changes.
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ class Model:
     stacks: dict[str, Stack]
     inventory: Inventory
     order: tuple[str, ...] = field(default=())  # qualified deployments, dependencies first
+    environment: str | None = None  # environments/<name>.yaml the model was loaded with
 
     def deployment(self, qualified: str) -> Deployment:
         stack, name = qualified.split("/", 1)
