@@ -6,12 +6,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import structlog
 
-from controller import logs
+from controller import changecmds, logs
 from controller.capabilities import DEFAULT_TTL
 from controller.errors import InvalidDefinitions, SetpointError
 from controller.gitrepo import GitError, GitRepo
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     repo_args(p)
+    changecmds.env_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser(
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     repo_args(p)
+    changecmds.env_arg(p)
     p.add_argument("--server", help="only this server, with each derived config in full")
     p.add_argument("--store", help="read reported outputs from this store (URL or path)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
     p.add_argument("--branch", default="HEAD", help="branch to deploy (default: HEAD)")
+    changecmds.env_arg(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one pass, then exit (the default)")
     mode.add_argument("--wait", action="store_true", help="repeat passes until converged")
@@ -218,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "swift://demo or s3://demo; agents reach it only through enrolled URLs",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
+    COMMANDS.update(changecmds.add_commands(sub, _formatter))
     return parser
 
 
@@ -240,7 +244,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     with GitRepo.open(args.repo) as repo:
         try:
-            model = load_model(repo.tree(args.rev))
+            model = load_model(repo.tree(args.rev), env=args.env)
         except InvalidDefinitions as exc:
             return _invalid(exc, args.json)
     deployments = model.deployments()
@@ -274,7 +278,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     with GitRepo.open(args.repo) as repo:
         try:
-            model = load_model(repo.tree(args.rev))
+            model = load_model(repo.tree(args.rev), env=args.env)
         except InvalidDefinitions as exc:
             return _invalid(exc, args.json)
     reports: dict[str, Report] = {}
@@ -325,12 +329,12 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from controller.reconcile import Reconciler
+    from controller.environments import EnvironmentReconciler
     from store.url import open_store
 
     with GitRepo.open(args.repo) as repo:
-        reconciler = Reconciler(
-            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args)
+        reconciler = EnvironmentReconciler(
+            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args), env=args.env
         )
         if reconciler.policy.signing_key is None:
             log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")
@@ -456,7 +460,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=args.workdir, timeout=args.timeout, store_url=args.store)
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "render": cmd_render,
     "reconcile": cmd_reconcile,

@@ -1,0 +1,358 @@
+"""``setpoint plan``: exact offline plans on crafted commit pairs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.cli import main
+from controller.gitrepo import revert
+from controller.notes import CONVERGED, DeployRecord, Notebook
+from tests.controller.conftest import CommitFiles
+
+APP = """\
+kind: Component
+inputs:
+  - name: version
+    type: String
+  - name: db_password
+    type: String
+    secret: true
+    default: first-secret-value
+  - name: datadir
+    type: String
+    default: /srv
+    replace_on_change: true
+outputs:
+  - name: address
+configs:
+  - tool: script
+    actions: [CREATE, UPDATE]
+    config: |
+      #!/bin/sh
+      echo "configure $version"
+"""
+
+CLIENT = """\
+kind: Component
+inputs:
+  - name: address
+    type: String
+configs:
+  - tool: script
+    actions: [CREATE, UPDATE]
+    config: |
+      #!/bin/sh
+      echo "$address"
+"""
+
+STACK = """\
+kind: Stack
+parameters:
+  version: {type: String, default: "1.0"}
+deployments:
+  app:
+    component: app
+    servers: {group: pair}
+    input_values:
+      version: {get_param: version}
+"""
+
+BASE: dict[str, str | None] = {
+    "components/app/component.yaml": APP,
+    "components/client/component.yaml": CLIENT,
+    "stacks/web.yaml": STACK,
+}
+
+
+def plan(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> tuple[int, str]:
+    capsys.readouterr()  # drop what earlier commands printed
+    code = main(["plan", "--repo", str(repo), *args])
+    return code, capsys.readouterr().out
+
+
+def plan_json(capsys: pytest.CaptureFixture[str], repo: Path, *args: str) -> dict[str, Any]:
+    code, out = plan(capsys, repo, "--format", "json", *args)
+    assert code == 0, out
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def servers(result: dict[str, Any], deployment: str) -> dict[str, dict[str, Any]]:
+    (dep,) = [d for d in result["deployments"] if d["name"] == deployment]
+    return {s["server"]: s for s in dep["servers"]}
+
+
+@pytest.fixture
+def repo(make_repo: Callable[..., Path]) -> Path:
+    return make_repo(BASE)
+
+
+def test_add_is_create_for_every_server(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(
+        repo,
+        {"stacks/web.yaml": STACK + "  extra:\n    component: client\n    servers: [s1]\n"
+         "    input_values: {address: here}\n"},
+    )  # fmt: skip
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    extra = servers(result, "web/extra")
+    assert list(extra) == ["s1"]
+    assert extra["s1"]["action"] == "CREATE"
+    assert extra["s1"]["old"] is None
+    assert extra["s1"]["new"].startswith("blake3:")
+    assert '+    echo "$address"' in extra["s1"]["diff"]
+    assert '+  address = "here"' in extra["s1"]["diff"]
+    assert result["summary"] == {
+        "text": "1 server, 1 deployment change; 2 servers unchanged",
+        "servers_changed": 1,
+        "deployments_changed": 1,
+        "servers_unchanged": 2,
+    }
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"unchanged"}
+
+
+def test_change_shows_digests_and_a_diff_of_config_and_inputs(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(
+        repo,
+        {
+            "components/app/component.yaml": APP.replace("configure", "set up"),
+            "stacks/web.yaml": STACK.replace('"1.0"', '"1.1"'),
+        },
+    )
+    code, out = plan(capsys, repo, "HEAD~1..HEAD", "--exit-code")
+    assert code == 2
+    assert "UPDATE    web/app (component app)" in out
+    assert '-    echo "configure $version"' in out
+    assert '+    echo "set up $version"' in out
+    assert '-  version = "1.0"' in out
+    assert '+  version = "1.1"' in out
+    assert "rollout order:\n  1. web/app: [s2, s3]" in out
+    assert out.rstrip().endswith("2 servers, 1 deployment change; 0 servers unchanged")
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    pair = servers(result, "web/app")
+    assert pair["s2"]["old"] != pair["s2"]["new"]
+    assert pair["s2"]["new"] == pair["s3"]["new"]
+    assert result["rollout"] == [{"deployment": "web/app", "batches": [["s2", "s3"]]}]
+
+
+def test_rename_and_reformat_is_no_change(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reformatted = STACK.replace("servers: {group: pair}", "servers:\n      group: pair")
+    commit_files(
+        repo, {"stacks/web.yaml": None, "stacks/renamed.yaml": reformatted + "name: web\n"}
+    )
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 0
+    assert out.rstrip().endswith("no change: 2 servers unchanged")
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert result["changes"] is False
+    assert result["rollout"] == []
+
+
+def test_delete_runs_the_delete_config(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(repo, {"stacks/web.yaml": "kind: Stack\n"})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    pair = servers(result, "web/app")
+    assert {s["action"] for s in pair.values()} == {"DELETE"}
+    assert pair["s2"]["new"] is None
+    assert result["summary"]["text"] == "2 servers, 1 deployment change; 0 servers unchanged"
+
+
+def test_revert_brings_the_old_digests_back(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    first = plan_json(capsys, repo, "HEAD", "HEAD")
+    old_digest = servers(first, "web/app")["s2"]["new"]
+    store = str(tmp_path / "store")
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"2.0"')}, "bump")
+    _code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store)
+    assert "uploads: 1 blob\n" in out  # the new config
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    revert(repo, "HEAD")
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD", "--store", store)
+    assert result["uploads"] == 0
+    pair = servers(result, "web/app")
+    assert pair["s2"]["action"] == "UPDATE"
+    assert pair["s2"]["new"] == old_digest
+    assert pair["s2"]["returning"] is None  # nothing recorded yet
+    # Once the first commit is recorded as converged, the plan says so.
+    Notebook(repo).write(
+        DeployRecord(
+            commit=first["head"],
+            environment="default",
+            outcome=CONVERGED,
+            started_at=1.0,
+            finished_at=2.0,
+            servers={"s2": "converged", "s3": "converged"},
+            configs={"web/app": [old_digest]},
+        )
+    )
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert servers(result, "web/app")["s2"]["returning"] == first["head"]
+    _code, out = plan(capsys, repo, "HEAD~1", "HEAD")
+    assert f"returning: converged here at commit {first['head'][:12]}" in out
+
+
+def test_secret_values_never_appear(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(
+        repo, {"components/app/component.yaml": APP.replace("first-secret-value", "second-one")}
+    )
+    for fmt in ("text", "markdown", "json"):
+        code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--format", fmt)
+        assert code == 0
+        assert "first-secret-value" not in out
+        assert "second-one" not in out
+        assert "(secret, changed)" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    change = servers(result, "web/app")["s2"]
+    # The digest still covers the secret: the server reruns.
+    assert change["action"] == "UPDATE"
+    assert "-  db_password = ******** (secret)" in change["diff"]
+    assert "+  db_password = ******** (secret, changed)" in change["diff"]
+
+
+def test_replace_on_change_input_is_a_replace(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(repo, {"components/app/component.yaml": APP.replace("/srv", "/data")})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"REPLACE"}
+
+
+def test_outputs_only_agents_report_are_known_after_apply(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = (
+        "  client:\n    component: client\n    servers: [s1]\n"
+        "    input_values: {address: {get_attr: [app, address, s2]}}\n"
+    )
+    commit_files(repo, {"stacks/web.yaml": STACK + client})
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"') + client})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    change = servers(result, "web/client")["s1"]
+    assert change["action"] == "UPDATE"
+    assert change["known_after_apply"] is True
+    assert change["new"] is None
+    assert change["reads_changed"] == ["web/app"]
+    _code, out = plan(capsys, repo, "HEAD~2", "HEAD~1")
+    assert "CREATE (known after apply) s1: (known after apply)" in out
+    assert "<known after apply: web/app.address@s2>" in out
+
+
+def test_invalid_head_fails_the_plan_like_validate(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(repo, {"stacks/web.yaml": STACK.replace("component: app", "component: ap")})
+    assert main(["plan", "--repo", str(repo), "HEAD~1", "HEAD", "--exit-code"]) == 1
+    err = capsys.readouterr().err
+    assert "stacks/web.yaml:6: deployments.app.component: unknown component 'ap'" in err
+    assert main(["plan", "--repo", str(repo), "HEAD~1", "HEAD"]) == 3
+    capsys.readouterr()
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "json")
+    assert code == 3
+    assert json.loads(out)["valid"] is False
+    code, out = plan(capsys, repo, "nope", "HEAD", "--exit-code")
+    assert code == 1
+
+
+def test_markdown_is_capped_with_a_note(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    many = "kind: Stack\ndeployments:\n" + "".join(
+        f"  d{i}:\n    component: client\n    servers: [s1]\n"
+        f"    input_values: {{address: '{{n}}-{i}'}}\n"
+        for i in range(40)
+    )
+    repo = make_repo(
+        {"components/client/component.yaml": CLIENT, "stacks/many.yaml": many.replace("{n}", "a")}
+    )
+    commit_files(repo, {"stacks/many.yaml": many.replace("{n}", "b")})
+    code, full = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "markdown")
+    assert code == 0
+    assert full.count("<details>") == 40
+    assert "left out" not in full
+    code, cut = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "markdown", "--max-size", "6000")
+    assert len(cut) <= 6000
+    kept = cut.count("<details>")
+    assert 0 < kept < 40
+    assert f"{40 - kept} of 40 diffs left out to keep this comment under 6000 characters" in cut
+    assert "| `many/d39` | s1 | UPDATE |" in cut  # the table is never cut
+    assert "**1 server, 40 deployments change; 0 servers unchanged**" in cut
+
+
+def test_json_is_stable(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert sorted(result) == [
+        "base",
+        "base_problems",
+        "changes",
+        "deployments",
+        "environment",
+        "format",
+        "head",
+        "rollout",
+        "summary",
+        "uploads",
+    ]
+    assert result["format"] == "setpoint-plan/1"
+    assert sorted(result["deployments"][0]) == [
+        "action", "batches", "component", "name", "servers", "stack",
+    ]  # fmt: skip
+    assert sorted(result["deployments"][0]["servers"][0]) == [
+        "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
+        "returning", "server",
+    ]  # fmt: skip
+    again = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert again == result
+
+
+def test_promotion_names_the_environment_where_the_config_converged(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    envs = {
+        "environments/staging.yaml": "kind: Environment\nparameters: {version: '1.0'}\n"
+        "inventory: {servers: {stg: {}}, groups: {pair: [stg]}}\n",
+        "environments/production.yaml": "kind: Environment\nparameters: {version: '1.0'}\n"
+        "inventory: {servers: {p1: {}, p2: {}}, groups: {pair: [p1, p2]}}\n",
+    }
+    repo = make_repo({**BASE, **envs})
+    bumped = {k: v.replace("'1.0'", "'2.0'") for k, v in envs.items()}
+    staged = commit_files(repo, bumped, "2.0 everywhere")
+    staging = plan_json(capsys, repo, "HEAD~1", "HEAD", "--env", "staging")
+    new_digest = servers(staging, "web/app")["stg"]["new"]
+    assert staging["environment"] == "staging"
+    Notebook(repo).write(
+        DeployRecord(
+            commit=staged,
+            environment="staging",
+            outcome=CONVERGED,
+            started_at=1.0,
+            finished_at=5.0,
+            servers={"stg": "converged"},
+            configs={"web/app": [new_digest]},
+        )
+    )
+    production = plan_json(capsys, repo, "HEAD~1", "HEAD", "--env", "production")
+    pair = servers(production, "web/app")
+    assert sorted(pair) == ["p1", "p2"]
+    assert pair["p1"]["new"] == new_digest
+    assert pair["p1"]["promoted_from"] == {"environment": "staging", "commit": staged}
+    _code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--env", "production")
+    assert f"promoted: identical to staging at commit {staged[:12]}" in out
