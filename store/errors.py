@@ -96,3 +96,14 @@ class BundleError(StoreError):
         super().__init__(f"bad bundle: {reason}" + (f" ({path!r})" if path is not None else ""))
         self.reason = reason
         self.path = path
+
+
+class InvalidArgument(StoreError, ValueError):
+    """A caller asked for something the store cannot do as asked: a malformed store
+    URL, an expiry out of range, an unknown HTTP method for a signed URL..."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid {name} {value!r}: {reason}")
+        self.name = name
+        self.value = value
+        self.reason = reason

@@ -14,3 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if sys.path[:1] != [str(ROOT)]:
     sys.path.insert(0, str(ROOT))
+
+# Real Swift servers for the store tests: session fixtures ``swift_server`` and
+# ``swift_new_server`` (see tests/swift_fixtures.py for the environment knobs).
+pytest_plugins = ["swift_fixtures"]

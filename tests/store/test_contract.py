@@ -52,6 +52,20 @@ def report(server: str = "web-1", generation: int = 1) -> Report:
     )
 
 
+def logical_total(store: Store) -> int:
+    """The store operations counted, without what HTTP backends count besides:
+    their requests (``http.<METHOD>``) and retries."""
+    return sum(
+        n
+        for op, n in store.stats.requests.items()
+        if not op.startswith("http.") and op != "retries"
+    )
+
+
+def http_requests(store: Store) -> int:
+    return sum(n for op, n in store.stats.requests.items() if op.startswith("http."))
+
+
 # -- blobs ---------------------------------------------------------------------
 
 
@@ -113,12 +127,35 @@ def test_find_missing_is_one_batched_request(store: Store) -> None:
     missing = store.find_missing([*present, *absent, *absent])
     assert missing == set(absent)
     assert store.stats.requests["exists"] == 1
-    assert store.stats.total == 1
+    assert logical_total(store) == 1
+    # and on a small store it is one real request too (a listing page)
+    assert http_requests(store) <= 1 + store.stats.requests["retries"]
+
+
+def test_http_backends_count_every_request(harness: Harness) -> None:
+    store = harness.store
+    digest = store.put_blob(b"counted")
+    assert store.get_blob(digest) == b"counted"
+    if harness.http:
+        assert store.stats.requests["http.PUT"] >= 1
+        assert store.stats.requests["http.GET"] >= 1
+    else:
+        assert http_requests(store) == 0
 
 
 def test_find_missing_of_nothing_costs_nothing(store: Store) -> None:
     assert store.find_missing([]) == set()
     assert store.stats.total == 0
+
+
+def test_find_missing_of_one_blob(store: Store) -> None:
+    present = store.put_blob(b"one")
+    absent = digest_bytes(b"other")
+    store.stats.reset()
+    assert store.find_missing([present]) == set()
+    assert store.find_missing([absent]) == {absent}
+    assert logical_total(store) == 2
+    assert http_requests(store) - store.stats.requests["retries"] in (0, 2)
 
 
 # -- pointers --------------------------------------------------------------------

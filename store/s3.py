@@ -1,0 +1,469 @@
+"""S3 (and S3-compatible stores: Swift's s3api, MinIO, Ceph RGW) through boto3.
+
+``s3://bucket/prefix``. Only the controller side opens one; the agent never
+imports this module (``store.url`` imports backends lazily).
+
+- Endpoint: the ``endpoint_url`` argument, else ``SETPOINT_S3_ENDPOINT``, else
+  ``AWS_ENDPOINT_URL``, else AWS. Credentials and region the usual boto3 way
+  (environment, shared config, instance role). Path-style addressing, SigV4.
+- Blobs are created with ``PutObject`` + ``If-None-Match: *`` (412 means
+  "already there"). A server that answers 501 (Swift's s3api before 2.36) is
+  remembered in ``conditional_put`` and then served by HEAD-then-PUT, which is
+  safe for content-addressed blobs: two racing writers write the same bytes.
+- A pointer poll is ``GetObject`` + ``If-None-Match: <etag>``; 304 means unchanged.
+- botocore's own retries are off: ``store.retry.Retry`` retries, so attempts
+  are bounded once, and every HTTP request (retries included) is counted in
+  ``stats.requests`` as ``http.<METHOD>`` (listings as ``http.LIST``).
+- Errors are translated here; nothing above ``store/`` sees a botocore type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote, urlencode
+
+import boto3
+import botocore.exceptions as bce
+from botocore.config import Config
+
+from store.base import Store
+from store.errors import (
+    InvalidArgument,
+    NotFound,
+    PermanentError,
+    PermissionDenied,
+    StoreError,
+    TransientError,
+)
+from store.retry import Retry, Timeouts
+
+T = TypeVar("T")
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+"""SigV4 presigned URLs live at most 7 days."""
+LIST_PAGE = 1000
+"""Keys per listing page (S3's maximum)."""
+
+_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+    }
+)
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "ConditionalRequestConflict",  # AWS: a concurrent conditional write; retry
+        "InternalError",
+        "OperationAborted",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+    }
+)
+_THROTTLE_CODES = frozenset(
+    {"RequestLimitExceeded", "SlowDown", "Throttling", "ThrottlingException"}
+)
+
+
+def _status_code(exc: bce.ClientError) -> tuple[int, str]:
+    meta = exc.response.get("ResponseMetadata", {})
+    status = int(meta.get("HTTPStatusCode", 0) or 0)
+    code = str(exc.response.get("Error", {}).get("Code", "") or status)
+    return status, code
+
+
+def _retry_after(exc: bce.ClientError) -> float | None:
+    value = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def translate(exc: Exception, key: str) -> StoreError:
+    """The store error for a botocore exception (the caller chains ``exc``)."""
+    if isinstance(exc, bce.ClientError):
+        status, code = _status_code(exc)
+        detail = f"{status} {code}: {exc}"
+        if status in (401, 403) or code in _DENIED_CODES:
+            return PermissionDenied(key, detail)
+        if status == 404 or code in _MISSING_CODES:
+            return NotFound(key)
+        if code in _TRANSIENT_CODES or status in (408, 429) or (status >= 500 and status != 501):
+            hint = _retry_after(exc)
+            throttled = code in _THROTTLE_CODES or status in (429, 503)
+            default = 1.0 if throttled else 0.0
+            return TransientError(f"S3 {key}: {detail}", delay=default if hint is None else hint)
+        return PermanentError(f"S3 {key}: {detail}")
+    transient = (
+        bce.ConnectionError,  # refused, unreachable, connect timeout
+        bce.HTTPClientError,  # reset, closed, read timeout
+        bce.ResponseStreamingError,
+        bce.IncompleteReadError,
+    )
+    if isinstance(exc, transient):
+        return TransientError(f"S3 {key}: {exc}", delay=0.0)
+    if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
+        return PermissionDenied(key, str(exc))
+    return PermanentError(f"S3 {key}: {exc}")
+
+
+@contextlib.contextmanager
+def _translated(key: str) -> Iterator[None]:
+    try:
+        yield
+    except (bce.ClientError, bce.BotoCoreError) as exc:
+        raise translate(exc, key) from exc
+
+
+def _norm_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return prefix + "/" if prefix else ""
+
+
+def _common_dir(keys: list[str]) -> str:
+    """The longest common prefix of ``keys`` (not empty), cut after its last ``/``."""
+    first, last = min(keys), max(keys)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[: first.rfind("/", 0, n) + 1]
+
+
+def default_endpoint() -> str | None:
+    """``SETPOINT_S3_ENDPOINT``, else ``AWS_ENDPOINT_URL``, else None (AWS itself)."""
+    return os.environ.get("SETPOINT_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+_session_lock = threading.Lock()
+
+
+@functools.cache
+def _boto_session() -> Any:
+    return boto3.session.Session()
+
+
+def make_client(
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    *,
+    timeouts: Timeouts | None = None,
+    **client_kwargs: str,
+) -> Any:
+    """An S3 client the way the store wants it: path style, SigV4, timeouts, no
+    botocore retries (``store.retry`` does them). ``client_kwargs`` go to
+    ``Session.client`` (``aws_access_key_id``, ``aws_secret_access_key``...).
+
+    Clients come from one process-wide boto3 session (guarded by a lock: a
+    session is not thread-safe), which loads the service model once: a second
+    client costs milliseconds instead of a tenth of a second.
+    """
+    timeouts = timeouts or Timeouts()
+    config = Config(
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        retries={"mode": "standard", "total_max_attempts": 1},
+    )
+    with _session_lock:
+        return _boto_session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region_name, config=config, **client_kwargs
+        )
+
+
+class S3Store(Store):
+    """A store in an S3 bucket under a key prefix.
+
+    ``client``: a ready boto3 S3 client (``make_client`` makes one the way this
+    store wants it); without one, one is made from ``endpoint_url`` (else the
+    environment, see ``default_endpoint``), ``region_name`` and ``timeouts``.
+    The store counts the client's requests into its own ``stats``, so give each
+    store its own client. ``retry`` bounds the retries of each operation;
+    ``create_bucket`` creates a missing bucket on the first write.
+    """
+
+    capability_kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        client: Any = None,
+        *,
+        region_name: str | None = None,
+        timeouts: Timeouts | None = None,
+        retry: Retry | None = None,
+        create_bucket: bool = True,
+    ) -> None:
+        super().__init__()
+        if not bucket or "/" in bucket:
+            raise InvalidArgument("bucket", bucket, "must be a non-empty name without '/'")
+        self.bucket = bucket
+        self.prefix = _norm_prefix(prefix)
+        self._explicit = {
+            k: v for k, v in (("endpoint", endpoint_url), ("region", region_name)) if v
+        }
+        self.retry = retry or Retry()
+        self.create_bucket = create_bucket
+        if client is None:
+            client = make_client(endpoint_url or default_endpoint(), region_name, timeouts=timeouts)
+        self.client = client
+        self.conditional_put: bool | None = None
+        """Whether the server honours ``PutObject`` + ``If-None-Match: *``: None until
+        the first blob write tells, False after a 501 (then HEAD-then-PUT)."""
+        # More specific than moto's catch-all "before-send" handler, so this one
+        # still sees every request under mock_aws.
+        client.meta.events.register_first("before-send.s3", self._count)
+
+    @property
+    def url(self) -> str:
+        query = f"?{urlencode(self._explicit)}" if self._explicit else ""
+        return f"s3://{self.bucket}/{self.prefix}{query}"
+
+    def _retrying(self, operation: Callable[[], T], what: str) -> T:
+        """``operation`` under the retry policy; each retry is counted in
+        ``stats.requests["retries"]`` (the requests themselves as ``http.*``)."""
+        return self.retry.call(operation, what, self._count_retry)
+
+    def _count_retry(self, exc: TransientError) -> None:
+        self.stats.requests["retries"] += 1
+
+    def _count(self, request: Any = None, event_name: str = "", **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        method = "LIST" if operation.startswith("List") else str(request.method).upper()
+        self.stats.requests[f"http.{method}"] += 1
+
+    def _api(self, operation: str, **params: Any) -> Any:
+        """One client call. A request that meets a keep-alive connection the server
+        has closed without saying so (Swift 2.30 does, after refusing a request
+        whose body it did not read) is sent once more at once, as HTTP clients do
+        (botocore's own retries, which would, are off); counted in "retries"."""
+        call = getattr(self.client, operation)
+        try:
+            return call(**params)
+        except bce.ConnectionClosedError:
+            self.stats.requests["retries"] += 1
+            return call(**params)
+
+    def _call(self, key: str, fn: Callable[[], T]) -> T:
+        with _translated(key):
+            return fn()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        region = self.client.meta.region_name
+        if region and region not in ("us-east-1", "aws-global"):
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self._api("create_bucket", **kwargs)
+        except bce.ClientError as exc:
+            if _status_code(exc)[1] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise translate(exc, self.bucket) from exc
+        except bce.BotoCoreError as exc:
+            raise translate(exc, self.bucket) from exc
+
+    def _put_object(self, key: str, data: bytes, **extra: str) -> None:
+        """PutObject, creating the bucket on NoSuchBucket. Raises botocore errors."""
+        kwargs = {
+            "Bucket": self.bucket,
+            "Key": self.prefix + key,
+            "Body": data,
+            "ContentType": "application/octet-stream",
+            **extra,
+        }
+        try:
+            self._api("put_object", **kwargs)
+        except bce.ClientError as exc:
+            if not (self.create_bucket and _status_code(exc)[1] == "NoSuchBucket"):
+                raise
+            self._ensure_bucket()
+            self._api("put_object", **kwargs)
+
+    def _head(self, key: str) -> bool:
+        try:
+            self._api("head_object", Bucket=self.bucket, Key=self.prefix + key)
+        except bce.ClientError as exc:
+            if _status_code(exc)[0] == 404:
+                return False
+            raise translate(exc, key) from exc
+        except bce.BotoCoreError as exc:
+            raise translate(exc, key) from exc
+        return True
+
+    def _list_page(self, prefix: str, start_after: str = "", token: str = "") -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE}
+        if token:
+            kwargs["ContinuationToken"] = token
+        elif start_after:
+            kwargs["StartAfter"] = start_after
+        try:
+            page: dict[str, Any] = self._api("list_objects_v2", **kwargs)
+        except bce.ClientError as exc:
+            if _status_code(exc)[1] == "NoSuchBucket":
+                return {"Contents": [], "IsTruncated": False}
+            raise translate(exc, prefix) from exc
+        except bce.BotoCoreError as exc:
+            raise translate(exc, prefix) from exc
+        return page
+
+    # -- the backend interface ----------------------------------------------------------
+
+    def _get(self, key: str) -> bytes:
+        def op() -> bytes:
+            resp = self._api("get_object", Bucket=self.bucket, Key=self.prefix + key)
+            return bytes(resp["Body"].read())
+
+        return self._retrying(lambda: self._call(key, op), f"get {key}")
+
+    def _get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
+        def op() -> tuple[bytes, str] | None:
+            kwargs = {"Bucket": self.bucket, "Key": self.prefix + key}
+            if etag:
+                kwargs["IfNoneMatch"] = etag
+            try:
+                resp = self._api("get_object", **kwargs)
+                return bytes(resp["Body"].read()), str(resp["ETag"])
+            except bce.ClientError as exc:
+                if _status_code(exc)[0] == 304:
+                    return None
+                raise
+
+        return self._retrying(lambda: self._call(key, op), f"poll {key}")
+
+    def _put(self, key: str, data: bytes) -> None:
+        self._retrying(lambda: self._call(key, lambda: self._put_object(key, data)), f"put {key}")
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        return self._retrying(lambda: self._call(key, lambda: self._create(key, data)), key)
+
+    def _create(self, key: str, data: bytes) -> bool:
+        if self.conditional_put is not False:
+            try:
+                self._put_object(key, data, IfNoneMatch="*")
+            except bce.ClientError as exc:
+                status, code = _status_code(exc)
+                if status == 412 or code == "PreconditionFailed":
+                    self.conditional_put = True
+                    return False
+                if status != 501 and code != "NotImplemented":
+                    raise
+                # Swift s3api < 2.36 refuses any conditional PUT before doing
+                # anything: remember it, and create by HEAD-then-PUT from now on.
+                self.conditional_put = False
+            else:
+                self.conditional_put = True
+                return True
+        if self._head(key):
+            return False
+        self._put_object(key, data)
+        return True
+
+    def _exists(self, keys: list[str]) -> set[str]:
+        """Which keys exist, by listing pages that skip the gaps between them.
+
+        The wanted keys are sorted; each request is a listing page (1000 keys)
+        starting just before the first key not yet decided (``StartAfter``), so
+        it decides that key and every wanted key up to the page's last key; the
+        last undecided key alone costs one HEAD instead. A probe therefore never
+        costs more requests than a HEAD per key, and on a store of N blobs about
+        min(wanted keys, N / 1000): one request for a small store, at most one
+        per new blob for a fresh publish into a large one. (A page per
+        ``blobs/<2 hex>/`` prefix would cost up to 256 requests even on an empty
+        store; a HEAD per key, one per key always.) On AWS a LIST is billed like
+        a PUT, 12.5 HEADs' worth; request count and latency are what matter here.
+        """
+        return self._retrying(lambda: self._probe(keys), "exists")
+
+    def _probe(self, keys: list[str]) -> set[str]:
+        wanted = sorted(set(keys))
+        found: set[str] = set()
+        list_prefix = self.prefix + _common_dir(wanted)
+        start_after = ""
+        i = 0
+        while i < len(wanted):
+            if i == len(wanted) - 1:
+                if self._head(wanted[i]):
+                    found.add(wanted[i])
+                break
+            start_after = max(start_after, self.prefix + wanted[i][:-1])
+            page = self._list_page(list_prefix, start_after)
+            names = [str(item["Key"]) for item in page.get("Contents", [])]
+            complete = not page.get("IsTruncated")
+            got = {n[len(self.prefix) :] for n in names}
+            last = names[-1][len(self.prefix) :] if names else ""
+            while i < len(wanted) and (complete or wanted[i] <= last):
+                if wanted[i] in got:
+                    found.add(wanted[i])
+                i += 1
+            if names:
+                start_after = names[-1]
+        return found
+
+    def _list(self, prefix: str) -> list[str]:
+        def op() -> list[str]:
+            out: list[str] = []
+            token = ""
+            while True:
+                page = self._list_page(self.prefix + prefix, token=token)
+                out.extend(
+                    str(item["Key"])[len(self.prefix) :] for item in page.get("Contents", [])
+                )
+                token = str(page.get("NextContinuationToken") or "")
+                if not page.get("IsTruncated") or not token:
+                    return sorted(out)
+
+        return self._retrying(op, f"list {prefix}")
+
+    def _delete(self, key: str) -> None:
+        def op() -> None:
+            try:
+                self._api("delete_object", Bucket=self.bucket, Key=self.prefix + key)
+            except bce.ClientError as exc:
+                if _status_code(exc)[0] != 404:
+                    raise
+
+        self._retrying(lambda: self._call(key, op), f"delete {key}")
+
+    # -- capabilities: signed URLs for agents -------------------------------------------
+
+    def object_url(self, key: str) -> str:
+        """The object's plain path-style URL (unsigned)."""
+        endpoint = str(self.client.meta.endpoint_url).rstrip("/")
+        return f"{endpoint}/{quote(self.bucket, safe='')}/{quote(self.prefix + key, safe='/')}"
+
+    def presign(self, method: Literal["GET", "PUT"], key: str, expires_in: int) -> str:
+        """A SigV4 presigned URL for GET or PUT on ``key``, valid ``expires_in``
+        seconds, clamped to 7 days (SigV4's limit); 0 or less is refused."""
+        if method not in ("GET", "PUT"):
+            raise InvalidArgument("presign method", method, "must be GET or PUT")
+        if expires_in <= 0:
+            raise InvalidArgument("presign expiry", expires_in, "must be a positive number")
+        operation = "get_object" if method == "GET" else "put_object"
+        return self._call(
+            key,
+            lambda: str(
+                self.client.generate_presigned_url(
+                    operation,
+                    Params={"Bucket": self.bucket, "Key": self.prefix + key},
+                    ExpiresIn=min(int(expires_in), MAX_PRESIGN_SECONDS),
+                    HttpMethod=method,
+                )
+            ),
+        )
