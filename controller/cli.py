@@ -163,6 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
     p = sub.add_parser(
+        "retry",
+        help="lift the quarantine of a deployment's failed digest",
+        description="A digest that failed (or timed out) on a server is quarantined: the "
+        "controller does not publish it there again, and its rollout stays halted or rolled "
+        "back, until a commit renders another digest or this command lifts it. The next "
+        "reconcile pass publishes it again and the agent tries it once more.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("deployment", help="<stack>/<deployment>")
+    p.add_argument("--server", help="only on this server (default: every server)")
+    p.add_argument("--store", required=True, help="store URL or path")
+
+    p = sub.add_parser(
         "keygen",
         help="create a pointer signing key",
         description="Create an ed25519 key NAME: NAME.key (secret, mode 0600) and NAME.pub in "
@@ -375,16 +388,41 @@ def _reconcile(args: argparse.Namespace, reconciler: Any) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from controller.status import fleet_status, format_table
+    from controller.ledger import read_ledger
+    from controller.status import fleet_status, format_table, rollouts_summary
     from store.url import open_store
 
-    statuses = fleet_status(open_store(args.store))
+    store = open_store(args.store)
+    statuses = fleet_status(store)
+    ledger = read_ledger(store)
     if args.json:
-        _print_json({"servers": [s.to_dict() for s in statuses]})
+        _print_json({"servers": [s.to_dict() for s in statuses], **ledger_json(ledger.to_dict())})
     elif not statuses:
         print("no servers in this store yet")
     else:
         print(format_table(statuses))
+        lines = rollouts_summary(ledger)
+        if lines:
+            print("\n" + "\n".join(lines))
+    return OK
+
+
+def ledger_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The parts of the controller's ledger that ``status --json`` shows."""
+    return {k: doc[k] for k in ("rollouts", "quarantine", "waiting")}
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from controller.ledger import lift_quarantine
+    from store.url import open_store
+
+    name = args.deployment
+    lifted = lift_quarantine(open_store(args.store), name, args.server)
+    if not lifted:
+        where = f" on {args.server}" if args.server else ""
+        print(f"setpoint: nothing quarantined for {name}{where}", file=sys.stderr)
+        return FAILED
+    print(f"lifted the quarantine of {name} on {', '.join(lifted)}; the next pass publishes it")
     return OK
 
 
@@ -469,6 +507,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keygen": cmd_keygen,
     "enroll": cmd_enroll,
     "rotate-keys": cmd_rotate_keys,
+    "retry": cmd_retry,
 }
 
 

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.model import Deployment, GetAttr, Model
+from controller.model import Component, Deployment, GetAttr, Model
 from controller.render import RenderCache, RenderedConfig
+from controller.rollout import Gate
 from controller.values import coerce
+from store.digest import digest_json, hex_of
 from store.documents import Manifest, ManifestEntry, Report
 
 
@@ -56,7 +58,11 @@ class DesiredState:
     attachments: dict[str, bytes] = field(default_factory=dict)
     # The freshly rendered digest of each (deployment, server) that is ready.
     rendered: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The manifest name of each rendered (deployment, server): its instance.
+    instances: dict[tuple[str, str], str] = field(default_factory=dict)
     waiting: list[Waiting] = field(default_factory=list)
+    # Rollouts stopped by a failure this pass (halted or rolled back), as text.
+    failures: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -92,7 +98,8 @@ class _Resolver:
         what = f"{upstream}" + (f".{output}" if output else "") + f" on {upstream_server}"
         if wanted is None:
             raise wait(f"waits for {what}: {upstream} is itself waiting")
-        entry = _reported(self.reports, upstream_server, upstream)
+        instance = self.state.instances.get((upstream, upstream_server), upstream)
+        entry = _reported(self.reports, upstream_server, instance)
         if entry is None or entry.config != wanted:
             raise wait(f"waits for {what}: not yet run with its current config")
         if entry.status != "COMPLETE":
@@ -147,16 +154,44 @@ class _Resolver:
         return values
 
 
+def _instance(dep: Deployment, component: Component, values: dict[str, Any]) -> str:
+    """The manifest name of a deployment's instance.
+
+    A deployment whose component has ``replace_on_change`` inputs is named by
+    those inputs' values (``<stack>/<deployment>@<8 hex>``): a change of them
+    is a new instance, created next to the old one, which is deleted once the
+    new one succeeded (create before delete).
+    """
+    replace = {
+        i.name: values.get(i.name, i.default) for i in component.inputs if i.replace_on_change
+    }
+    if not replace:
+        return dep.qualified
+    return f"{dep.qualified}@{hex_of(digest_json(replace))[:8]}"
+
+
+def entry_of(manifest: Manifest | None, qualified: str) -> ManifestEntry | None:
+    """The entry of ``qualified`` in ``manifest``, whatever its instance."""
+    if manifest is None:
+        return None
+    for e in manifest.deployments:
+        if e.qualified == qualified:
+            return e
+    return None
+
+
 def compute_desired(
     model: Model,
     reports: dict[str, Report],
     previous: Callable[[str], Manifest | None],
     cache: RenderCache | None = None,
+    gate: Gate | None = None,
 ) -> DesiredState:
     """Every server's manifest for ``model``, given the ``reports`` so far.
 
     ``previous(server)`` returns the manifest the server was last given (read
-    lazily: only a server with a waiting deployment needs it).
+    lazily). ``gate`` decides which changed entries are published on this pass
+    (batches, failures); without one, every change is published at once.
     """
     cache = cache or RenderCache()
     state = DesiredState(commit=model.commit)
@@ -165,38 +200,81 @@ def compute_desired(
     bundles: dict[str, dict[str, str]] = {s: {} for s in entries}
     previous_cache: dict[str, Manifest | None] = {}
 
+    def prior(server: str) -> Manifest | None:
+        if server not in previous_cache:
+            previous_cache[server] = previous(server)
+        return previous_cache[server]
+
     for dep in model.deployments():
         component = model.components[dep.component]
         timeout = dep.timeout or component.timeout
+        targets: dict[str, ManifestEntry] = {}
         for server in dep.servers:
             try:
                 values = resolver.inputs(dep, server)
             except _Wait as waiting:
                 state.waiting.append(waiting.waiting)
-                if server not in previous_cache:
-                    previous_cache[server] = previous(server)
-                prior = previous_cache[server]
-                kept = prior.entry(dep.qualified) if prior else None
-                if kept is not None:
+                manifest = prior(server)
+                kept = entry_of(manifest, dep.qualified)
+                if kept is not None and manifest is not None:
                     entries[server].append(kept)
-                    if prior is not None:
-                        bundles[server].update(prior.bundles)
+                    bundles[server].update(manifest.bundles)
                 continue
             rendered = cache.render(component, values)
             state.configs[rendered.digest] = rendered
             state.rendered[(dep.qualified, server)] = rendered.digest
-            entries[server].append(
-                ManifestEntry(
-                    name=dep.qualified,
-                    config=rendered.digest,
-                    actions=dep.actions,
-                    timeout=timeout,
-                )
+            name = _instance(dep, component, values)
+            state.instances[(dep.qualified, server)] = name
+            targets[server] = ManifestEntry(
+                name=name,
+                config=rendered.digest,
+                actions=dep.actions,
+                timeout=timeout,
+                state=dep.state,
+                run=(dep.run.action, dep.run.token) if dep.run else None,
             )
             for attached in component.files:
                 state.attachments[attached.zip_digest or attached.digest] = attached.content
-                if attached.zip_digest is not None:
-                    bundles[server][attached.digest] = attached.zip_digest
+
+        chosen: dict[str, ManifestEntry | None] = dict(targets)
+        extra: dict[str, dict[str, str]] = {}
+        if gate is not None:
+
+            def before(
+                server: str, qualified: str = dep.qualified
+            ) -> tuple[ManifestEntry | None, dict[str, str]]:
+                manifest = prior(server)
+                return entry_of(manifest, qualified), manifest.bundles if manifest else {}
+
+            decision = gate.decide(dep, targets, before)
+            chosen, extra = decision.entries, decision.bundles
+            state.failures += decision.failures
+            for server, why in decision.waiting.items():
+                state.waiting.append(Waiting(dep.qualified, server, dep.qualified, None, None, why))
+        for server in dep.servers:
+            if server not in targets:
+                continue
+            entry = chosen.get(server)
+            if entry is None:
+                continue
+            if entry is targets[server]:
+                for attached in component.files:
+                    if attached.zip_digest is not None:
+                        bundles[server][attached.digest] = attached.zip_digest
+            else:
+                manifest = prior(server)
+                bundles[server].update(extra.get(server) or (manifest.bundles if manifest else {}))
+            old = entry_of(prior(server), dep.qualified)
+            if old is not None and old.name != entry.name:
+                got = _reported(reports, server, entry.name)
+                if got is None or got.config != entry.config or got.status != "COMPLETE":
+                    # Create before delete: the old instance stays until the
+                    # new one succeeded; then it leaves the manifest and the
+                    # agent runs its DELETE.
+                    entries[server].append(old)
+                    manifest = prior(server)
+                    bundles[server].update(manifest.bundles if manifest else {})
+            entries[server].append(entry)
 
     for server, server_entries in entries.items():
         # Bundles come from the components rendered for this server and, for

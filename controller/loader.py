@@ -28,6 +28,9 @@ from controller.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     DEFAULT_TIMEOUT,
     INPUT_TYPES,
+    ON_FAILURE,
+    STATES,
+    UPDATE_ORDERS,
     AttachedFile,
     Component,
     ConfigEntry,
@@ -38,7 +41,9 @@ from controller.model import (
     Model,
     OutputDef,
     ParamDef,
+    RunRequest,
     Stack,
+    UpdatePolicy,
 )
 from controller.values import coerce, plain
 from controller.yamlsource import YList, YMap, load_yaml
@@ -56,6 +61,11 @@ COMPONENT_KEYS = (
     "kind", "name", "description", "inputs", "outputs", "configs", "files", "options", "timeout",
 )  # fmt: skip
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A component's named extra action (run with ``run: {action: BACKUP, token: ...}``).
+_CUSTOM_ACTION_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+ROLLOUT_KEYS = (
+    "update_policy", "batch_create", "update_order", "on_failure", "state", "run", "converge",
+)  # fmt: skip
 _INTRINSICS = ("get_param", "get_file", "get_attr")
 
 
@@ -178,12 +188,20 @@ class _Loader:
             out.append((item, item_ctx))
         return out
 
-    def actions(self, m: YMap, ctx: _Ctx, default: tuple[str, ...] | None) -> tuple[str, ...]:
+    def actions(
+        self, m: YMap, ctx: _Ctx, default: tuple[str, ...] | None, custom: bool = False
+    ) -> tuple[str, ...]:
+        """Lifecycle actions; with ``custom``, also named extra actions (``BACKUP``)."""
         if "actions" not in m and default is not None:
             return default
         seen: list[str] = []
         for action, action_ctx in self.list_of_text(m, "actions", ctx):
-            if action not in LIFECYCLE_ACTIONS:
+            if custom and action not in LIFECYCLE_ACTIONS and _CUSTOM_ACTION_RE.match(action):
+                if action in seen:
+                    self.error(action_ctx, f"action {action} listed twice")
+                else:
+                    seen.append(action)
+            elif action not in LIFECYCLE_ACTIONS:
                 self.error(
                     action_ctx,
                     f"unknown action {action!r} (one of {', '.join(LIFECYCLE_ACTIONS)})",
@@ -478,7 +496,7 @@ class _Loader:
                 continue
             self.check_keys(em, c, ("tool", "actions", "config"), ("tool", "actions", "config"))
             tool = self.name(em, "tool", c, "script", "tool")
-            actions = self.actions(em, c, None)
+            actions = self.actions(em, c, None, custom=True)
             for action in actions:
                 if action in claimed:
                     self.error(
@@ -542,8 +560,15 @@ class _Loader:
         if m is None:
             return None
         self.check_keys(
-            m, ctx, ("kind", "name", "description", "parameters", "deployments"), ("kind",)
+            m,
+            ctx,
+            ("kind", "name", "description", "parameters", "deployments", "on_failure", "state"),
+            ("kind",),
         )
+        self._stack_defaults = {
+            "on_failure": self.choice(m, "on_failure", ctx, ON_FAILURE, "halt"),
+            "state": self.choice(m, "state", ctx, STATES, "active"),
+        }
         if "kind" in m and m["kind"] != "Stack":
             self.error(ctx.at(m, "kind"), f"expected kind: Stack, got {m['kind']!r}")
         name = self.name(m, "name", ctx, stem, "stack")
@@ -693,7 +718,15 @@ class _Loader:
         self.check_keys(
             dm,
             ctx,
-            ("component", "servers", "actions", "input_values", "depends_on", "timeout"),
+            (
+                "component",
+                "servers",
+                "actions",
+                "input_values",
+                "depends_on",
+                "timeout",
+                *ROLLOUT_KEYS,
+            ),
             ("component", "servers"),
         )
         component_name = self.text(dm, "component", ctx)
@@ -750,7 +783,94 @@ class _Loader:
             timeout=self.timeout(dm, ctx),
             file=ctx.file,
             line=ctx.line,
+            **self.rollout_keys(dm, ctx, component),
         )
+
+    # -- rollout and lifecycle keys of a deployment (issue 4) -------------------------
+
+    def choice(self, m: YMap, key: str, ctx: _Ctx, allowed: tuple[str, ...], default: str) -> str:
+        if key not in m:
+            return default
+        value = m[key]
+        if value not in allowed:
+            self.error(ctx.at(m, key), f"expected one of {', '.join(allowed)}, got {_kind(value)}")
+            return default
+        return str(value)
+
+    def count(self, m: YMap, key: str, ctx: _Ctx, minimum: int) -> int | None:
+        if key not in m:
+            return None
+        value = m[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.error(ctx.at(m, key), f"expected a whole number >= {minimum}, got {_kind(value)}")
+            return None
+        return value
+
+    def update_policy(self, dm: YMap, key: str, ctx: _Ctx, servers: int) -> UpdatePolicy | None:
+        if key not in dm:
+            return None
+        c = ctx.at(dm, key)
+        pm = self.mapping(dm[key], c, key)
+        if pm is None:
+            return None
+        self.check_keys(pm, c, ("max_batch_size", "min_in_service", "pause_time", "canary"))
+        pause = pm.get("pause_time", 0)
+        if isinstance(pause, bool) or not isinstance(pause, int | float) or pause < 0:
+            self.error(c.at(pm, "pause_time"), f"expected seconds >= 0, got {_kind(pause)}")
+            pause = 0
+        policy = UpdatePolicy(
+            max_batch_size=self.count(pm, "max_batch_size", c, 1),
+            min_in_service=self.count(pm, "min_in_service", c, 0) or 0,
+            pause_time=float(pause),
+            canary=self.count(pm, "canary", c, 0) or 0,
+        )
+        if servers and policy.min_in_service >= servers:
+            self.error(
+                c.at(pm, "min_in_service"),
+                f"min_in_service {policy.min_in_service} leaves no server to update "
+                f"(the deployment has {servers})",
+            )
+        return policy
+
+    def rollout_keys(self, dm: YMap, ctx: _Ctx, component: Component | None) -> dict[str, Any]:
+        """``update_policy``, ``batch_create``, ``update_order``, ``on_failure``,
+        ``state``, ``run`` and ``converge`` of a deployment."""
+        defaults = getattr(self, "_stack_defaults", {})
+        servers = dm.get("servers")
+        count = len(servers) if isinstance(servers, YList) else 0
+        run: RunRequest | None = None
+        if "run" in dm:
+            c = ctx.at(dm, "run")
+            rm = self.mapping(dm["run"], c, "run")
+            if rm is not None:
+                self.check_keys(rm, c, ("action", "token"), ("action", "token"))
+                action = self.text(rm, "action", c)
+                token = rm.get("token")
+                if isinstance(token, bool) or not isinstance(token, str | int | float):
+                    self.error(c.at(rm, "token"), f"expected a string, got {_kind(token)}")
+                elif action and component is not None:
+                    custom = {a for e in component.configs for a in e.actions}
+                    custom -= set(LIFECYCLE_ACTIONS)
+                    if action not in custom:
+                        known = ", ".join(sorted(custom)) or "none"
+                        self.error(
+                            c.at(rm, "action"),
+                            f"component {component.name!r} has no custom action {action!r} "
+                            f"(custom actions: {known})",
+                        )
+                    else:
+                        run = RunRequest(action, str(token))
+        return {
+            "update_policy": self.update_policy(dm, "update_policy", ctx, count),
+            "batch_create": self.update_policy(dm, "batch_create", ctx, 0),
+            "update_order": self.choice(dm, "update_order", ctx, UPDATE_ORDERS, "parallel"),
+            "on_failure": self.choice(
+                dm, "on_failure", ctx, ON_FAILURE, defaults.get("on_failure", "halt")
+            ),
+            "state": self.choice(dm, "state", ctx, STATES, defaults.get("state", "active")),
+            "run": run,
+            "converge": self.boolean(dm, "converge", ctx),
+        }
 
     def servers(
         self, dm: YMap, ctx: _Ctx, inventory: Inventory

@@ -13,6 +13,37 @@ from typing import Any
 INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
+UPDATE_ORDERS = ("parallel", "serial", "reverse")
+ON_FAILURE = ("halt", "rollback")
+STATES = ("active", "suspended")
+# Rounds a declared contextualization cycle may take before the controller gives up.
+DEFAULT_CONVERGE_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """How many servers of a deployment change at once (Heat's rolling_update).
+
+    ``max_batch_size`` None means all at once; ``canary`` > 0 makes the first
+    batch that many servers; ``pause_time`` seconds pass between batches.
+    """
+
+    max_batch_size: int | None = None
+    min_in_service: int = 0
+    pause_time: float = 0.0
+    canary: int = 0
+
+
+ALL_AT_ONCE = UpdatePolicy()
+ONE_AT_A_TIME = UpdatePolicy(max_batch_size=1)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """``run: {action: BACKUP, token: ...}``: run a custom action once per token."""
+
+    action: str
+    token: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +144,13 @@ class Deployment:
     timeout: float | None
     file: str
     line: int
+    update_policy: UpdatePolicy | None = None
+    batch_create: UpdatePolicy | None = None
+    update_order: str = "parallel"
+    on_failure: str = "halt"
+    state: str = "active"
+    run: RunRequest | None = None
+    converge: bool = False
 
     @property
     def qualified(self) -> str:
@@ -126,6 +164,15 @@ class Deployment:
         names more than one server.
         """
         return self.group is not None or len(self.servers) > 1
+
+    def policy(self, creating: bool) -> UpdatePolicy:
+        """The batch policy for servers that get this deployment for the first
+        time (``creating``) or that change it."""
+        if creating:
+            return self.batch_create or ALL_AT_ONCE
+        if self.update_policy is not None:
+            return self.update_policy
+        return ONE_AT_A_TIME if self.update_order == "serial" else ALL_AT_ONCE
 
     def attr_refs(self) -> list[GetAttr]:
         refs: list[GetAttr] = []
@@ -170,6 +217,8 @@ class Model:
     stacks: dict[str, Stack]
     inventory: Inventory
     order: tuple[str, ...] = field(default=())  # qualified deployments, dependencies first
+    # Declared contextualization cycles (``converge: true``), each a tuple of deployments.
+    cycles: tuple[tuple[str, ...], ...] = field(default=())
     environment: str | None = None  # environments/<name>.yaml the model was loaded with
 
     def deployment(self, qualified: str) -> Deployment:
@@ -179,6 +228,9 @@ class Model:
     def deployments(self) -> list[Deployment]:
         """Every deployment, dependencies before dependents."""
         return [self.deployment(q) for q in self.order]
+
+    def cycle_of(self, qualified: str) -> tuple[str, ...] | None:
+        return next((c for c in self.cycles if qualified in c), None)
 
     def servers_in_use(self) -> set[str]:
         return {s for d in self.deployments() for s in d.servers}

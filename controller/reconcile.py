@@ -17,11 +17,13 @@ import structlog
 
 from controller.desired import DesiredState, Waiting, compute_desired
 from controller.gitrepo import GitRepo
+from controller.ledger import Ledger, read_ledger, write_ledger
 from controller.loader import load_model
 from controller.model import Model
 from controller.publish import PointerPolicy, PublishResult, publish
+from controller.rollout import Gate, entry_result
 from store.base import Store
-from store.documents import Manifest, Pointer, Report
+from store.documents import Manifest, ManifestEntry, Pointer, Report
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -40,6 +42,7 @@ class PassOutcome:
     desired: DesiredState
     published: PublishResult
     servers: dict[str, ServerProgress] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
 
     @property
     def waiting(self) -> list[Waiting]:
@@ -47,7 +50,13 @@ class PassOutcome:
 
     @property
     def failed(self) -> list[str]:
-        return [f"{s.server}: {f}" for s in self.servers.values() for f in s.failed]
+        stopped = list(self.desired.failures)
+        return stopped + [f"{s.server}: {f}" for s in self.servers.values() for f in s.failed]
+
+    @property
+    def rollouts(self) -> dict[str, dict[str, Any]]:
+        """Rollouts in flight after this pass: progress per deployment."""
+        return {name: r.to_dict() for name, r in self.ledger.rollouts.items()}
 
     @property
     def converged(self) -> bool:
@@ -58,6 +67,13 @@ class PassOutcome:
         parts = [f"{done}/{len(self.servers)} servers converged at {self.commit[:12]}"]
         if self.published.changed:
             parts.append(f"published {len(self.published.changed)}")
+        for name, rollout in sorted(self.ledger.rollouts.items()):
+            p = rollout.progress
+            if p and rollout.outcome == "rolling":
+                parts.append(
+                    f"{name} batch {p['batch']}/{p['batches']}: {len(p['done'])} done, "
+                    f"{len(p['in_progress'])} in progress, {len(p['waiting'])} waiting"
+                )
         if self.waiting:
             parts.append(f"{len(self.waiting)} waiting")
         if self.failed:
@@ -72,6 +88,7 @@ class PassOutcome:
             "uploaded": len(self.published.uploaded),
             "waiting": [w.to_dict() for w in self.waiting],
             "failed": self.failed,
+            "rollouts": self.rollouts,
             "servers": {
                 s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
                 for s in self.servers.values()
@@ -97,6 +114,8 @@ def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProg
                 pending.append(f"{entry.name}: failed, retry at {got.retry_at}")
         elif got.status != "COMPLETE":
             pending.append(f"{entry.name}: {got.status.lower()}")
+        elif entry_result(entry, got) != "complete":
+            pending.append(f"{entry.name}: {_what_is_due(entry)} not yet run")
     wanted = {e.name for e in manifest.deployments}
     for name, got in reported.items():
         if name in wanted:
@@ -108,6 +127,12 @@ def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProg
     return ServerProgress(server, not failed and not pending, failed, pending)
 
 
+def _what_is_due(entry: ManifestEntry) -> str:
+    if entry.run is not None:
+        return f"{entry.run[0]} (token {entry.run[1]!r})"
+    return "SUSPEND" if entry.state == "suspended" else "RESUME"
+
+
 @dataclass
 class Reconciler:
     repo: GitRepo
@@ -115,6 +140,8 @@ class Reconciler:
     rev: str = "HEAD"
     clock: Callable[[], float] = time.time
     policy: PointerPolicy = field(default_factory=PointerPolicy)
+    # Manifests are immutable blobs: read each once per controller process.
+    _manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
 
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
@@ -137,11 +164,24 @@ class Reconciler:
             pointer = pointers.get(server)
             if pointer is None:
                 return None
-            return Manifest.from_dict(self.store.get_json_blob(pointer.manifest, "manifest"))
+            if pointer.manifest not in self._manifests:
+                self._manifests[pointer.manifest] = Manifest.from_dict(
+                    self.store.get_json_blob(pointer.manifest, "manifest")
+                )
+            return self._manifests[pointer.manifest]
 
-        desired = compute_desired(model, reports, previous)
+        ledger = read_ledger(self.store)
+        gate = Gate(ledger, reports, self.clock(), model.commit)
+        desired = compute_desired(model, reports, previous, gate=gate)
+        gate.forget_others(set(model.order))
+        ledger.waiting = [w.to_dict() for w in desired.waiting]
+        # The ledger before the pointers: a rollback target is on record before
+        # the server's entry changes.
+        write_ledger(self.store, ledger)
         published = publish(self.store, desired, pointers, self.clock, self.policy)
-        outcome = PassOutcome(commit=model.commit, desired=desired, published=published)
+        outcome = PassOutcome(
+            commit=model.commit, desired=desired, published=published, ledger=ledger
+        )
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
             outcome.servers[server] = assess(server, manifest, reports.get(server))

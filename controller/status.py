@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from controller.ledger import Ledger, read_ledger
+from controller.rollout import unreachable
 from store.base import Store
 from store.digest import short
 from store.documents import Manifest, Pointer, Report
@@ -48,9 +50,12 @@ class ServerStatus:
     def agent_state(
         pointer: Pointer | None, report: Report | None, now: float, stale_after: float
     ) -> str:
-        """current, behind (catching up), stale (not answering), or never-reported."""
+        """current, behind (catching up), stale (not answering), unreachable (no
+        heartbeat for three beats), or never-reported."""
         if report is None:
             return "never-reported"
+        if unreachable(report, now):
+            return "unreachable"
         if pointer is None or report.generation >= pointer.generation:
             return "current"
         published = _parse_time(pointer.published_at)
@@ -96,6 +101,7 @@ def fleet_status(
     store: Store, now: float | None = None, stale_after: float = STALE_AFTER
 ) -> list[ServerStatus]:
     now = time.time() if now is None else now
+    ledger = read_ledger(store)
     out: list[ServerStatus] = []
     for server in store.list_servers():
         pointer = store.read_pointer(server)
@@ -125,6 +131,12 @@ def fleet_status(
                 state = f"{got.status} (deleting)"
             else:
                 state = got.status
+            held = ledger.quarantined(entry.qualified, server) if entry else None
+            if entry is not None and held is not None and held.config == entry.config:
+                if held.reason.startswith("timeout") and state != "FAILED":
+                    state = "FAILED (timeout)"
+                elif state == "FAILED":
+                    state = "FAILED (quarantined)"
             when = _parse_time(got.finished_at or got.started_at) if got else None
             status.deployments.append(
                 DeploymentStatus(
@@ -190,9 +202,46 @@ def format_table(statuses: list[ServerStatus]) -> str:
             rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
         if s.agent == "stale":
             rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
+        if s.agent == "unreachable":
+            rows.append(
+                (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
+            )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
         for r in [header, *rows]
     ]
     return "\n".join(lines)
+
+
+def rollouts_summary(ledger: Ledger) -> list[str]:
+    """Rollouts in flight, quarantines and waits, as lines for operators."""
+    lines: list[str] = []
+    for name, rollout in sorted(ledger.rollouts.items()):
+        p = rollout.progress
+        head = f"{name}: batch {p.get('batch', 0)} of {p.get('batches', 0)}"
+        if rollout.outcome != "rolling":
+            head += f", {rollout.outcome.replace('_', ' ')}"
+        lines.append(f"{head} (commit {rollout.commit[:12]})")
+        for label, key in (
+            ("done", "done"),
+            ("in progress", "in_progress"),
+            ("failed", "failed"),
+            ("waiting", "waiting"),
+        ):
+            servers = p.get(key) or []
+            if servers:
+                lines.append(f"  {label:<12} {len(servers):>4}  {', '.join(sorted(servers))}")
+    for name, held in sorted(ledger.quarantine.items()):
+        for server, q in sorted(held.items()):
+            lines.append(
+                f"quarantined: {name} on {server}: {short(q.config)} ({q.reason}); "
+                f"'setpoint retry {name} --server {server}' lifts it"
+            )
+    for w in ledger.waiting:
+        lines.append(f"waiting: {w.get('deployment')} on {w.get('server')}: {w.get('reason')}")
+    return lines
+
+
+def format_rollouts(store: Store) -> str:
+    return "\n".join(rollouts_summary(read_ledger(store)))

@@ -5,6 +5,8 @@ Layout (relative to the store root):
 - ``blobs/<2 hex>/<62 hex>``: write-once, content-addressed, verified on read.
 - ``agents/<server>/pointer``: replaced by the controller only.
 - ``agents/<server>/report``: written by that server's agent only.
+- ``controller/<name>``: small JSON documents the controller keeps for itself
+  (rollout and quarantine state); written by the controller only.
 
 A backend implements the ``_``-prefixed methods. Everything else (hashing on
 put, verifying on get, generation checks, request accounting) lives here, so
@@ -25,6 +27,8 @@ from store.errors import DigestMismatch, GenerationRegression, InvalidDocument, 
 
 BLOBS = "blobs/"
 AGENTS = "agents/"
+CONTROLLER = "controller/"
+_DOC_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def blob_key(digest: str) -> str:
@@ -43,6 +47,12 @@ def _server_key(server: str, name: str) -> str:
     if not is_server_name(server):
         raise InvalidDocument("server name", f"{server!r} is not a valid server name")
     return f"{AGENTS}{server}/{name}"
+
+
+def _controller_key(name: str) -> str:
+    if not name or not set(name) <= _DOC_NAME_CHARS:
+        raise InvalidDocument("controller document name", f"{name!r} is not a valid name")
+    return f"{CONTROLLER}{name}"
 
 
 def pointer_key(server: str) -> str:
@@ -230,6 +240,19 @@ class Store(abc.ABC):
 
     def write_report(self, report: Report) -> None:
         self._write(report_key(report.server), canonical_json(report.to_dict()))
+
+    # -- the controller's own documents -----------------------------------------
+
+    def read_controller_doc(self, name: str) -> dict[str, Any] | None:
+        """A JSON object the controller keeps under ``controller/<name>``, or None."""
+        try:
+            data = self._read(_controller_key(name))
+        except NotFound:
+            return None
+        return loads_object(data, f"controller document {name!r}")
+
+    def write_controller_doc(self, name: str, doc: dict[str, Any]) -> None:
+        self._write(_controller_key(name), canonical_json(doc))
 
     # -- listing ----------------------------------------------------------------
 

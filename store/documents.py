@@ -24,6 +24,7 @@ from store.errors import InvalidDocument
 
 LIFECYCLE_ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
 STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")
+ENTRY_STATES = ("active", "suspended")
 COMPONENT_GROUP = "component"
 
 _SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -141,16 +142,27 @@ class Pointer:
 class ManifestEntry:
     """One deployment on one server.
 
-    ``name`` is ``<stack>/<deployment>``. ``actions`` are the lifecycle actions
-    this deployment runs (Heat's deployment ``actions``); ``timeout`` bounds one
-    hook run in seconds. Neither is part of the config's digest: they say when
-    and how long to run it, not what runs.
+    ``name`` is ``<stack>/<deployment>``, or ``<stack>/<deployment>@<instance>``
+    for a deployment whose ``replace_on_change`` inputs name the instance (a
+    new instance is created, then the old one deleted). ``actions`` are the
+    lifecycle actions this deployment runs (Heat's deployment ``actions``);
+    ``timeout`` bounds one hook run in seconds. ``state`` is ``active`` or
+    ``suspended`` (the agent runs SUSPEND or RESUME when it changes); ``run``
+    asks for a custom action once per token: ``{action, token}``; ``retry``
+    counts ``setpoint retry`` of this digest here (a new count makes the agent
+    try a digest that failed for good once more). None of these is part of the
+    config's digest: they say when and how to run it, not what runs. ``state``,
+    ``run`` and ``retry`` are left out of the document at their defaults, so
+    manifests written before they existed keep their digests.
     """
 
     name: str
     config: str
     actions: tuple[str, ...]
     timeout: float
+    state: str = "active"
+    run: tuple[str, str] | None = None  # (action, token)
+    retry: int = 0
 
     @property
     def stack(self) -> str:
@@ -158,15 +170,27 @@ class ManifestEntry:
 
     @property
     def deployment(self) -> str:
-        return self.name.split("/", 1)[1]
+        return self.name.split("/", 1)[1].split("@", 1)[0]
+
+    @property
+    def qualified(self) -> str:
+        """``<stack>/<deployment>`` without the instance."""
+        return self.name.split("@", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "name": self.name,
             "config": self.config,
             "actions": list(self.actions),
             "timeout": self.timeout,
         }
+        if self.state != "active":
+            doc["state"] = self.state
+        if self.run is not None:
+            doc["run"] = {"action": self.run[0], "token": self.run[1]}
+        if self.retry:
+            doc["retry"] = self.retry
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any) -> ManifestEntry:
@@ -180,11 +204,27 @@ class ManifestEntry:
         timeout = _need(doc, what, "timeout", (int, float))
         if timeout <= 0:
             raise InvalidDocument(what, "timeout must be positive")
+        state = doc.get("state", "active")
+        if state not in ENTRY_STATES:
+            raise InvalidDocument(what, f"unknown state {state!r}")
+        run = None
+        if doc.get("run") is not None:
+            action = _need(doc["run"], what, "action", str)
+            token = _need(doc["run"], what, "token", str)
+            if not action:
+                raise InvalidDocument(what, "run.action must not be empty")
+            run = (action, token)
+        retry = doc.get("retry", 0)
+        if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
+            raise InvalidDocument(what, "retry must be a whole number >= 0")
         return cls(
             name=name,
             config=_need_digest(doc, what, "config"),
             actions=tuple(actions),
             timeout=float(timeout),
+            state=state,
+            run=run,
+            retry=retry,
         )
 
 
@@ -231,7 +271,10 @@ class DeploymentReport:
     """What an agent knows of one deployment: the latest run of ``config``.
 
     ``final`` is true when the agent will not try this digest again by itself
-    (it succeeded, or it failed and used up its attempts).
+    (it succeeded, or it failed and used up its attempts). ``state`` is the
+    state last applied (``suspended`` after a SUSPEND succeeded) and ``token``
+    the ``run`` token of the last custom action run; both default so that
+    reports of older agents still parse.
     """
 
     name: str
@@ -248,6 +291,8 @@ class DeploymentReport:
     reason: str | None = None
     retry_at: str | None = None
     final: bool = False
+    state: str = "active"
+    token: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,6 +323,9 @@ class Report:
     ``generation`` and ``manifest`` name the pointer this report answers, so a
     stale report is never mistaken for a fresh one. ``error`` carries an
     agent-level problem (a refused pointer, an unreachable blob).
+    ``heartbeat`` (seconds) is how often the agent rewrites its report even
+    when nothing changed, so the controller can tell a silent agent from an
+    idle one; None from agents that do not beat.
     """
 
     server: str
@@ -287,8 +335,15 @@ class Report:
     deployments: dict[str, DeploymentReport] = field(default_factory=dict)
     error: str | None = None
     agent_version: str = ""
+    heartbeat: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        doc = self._to_dict()
+        if self.heartbeat is not None:
+            doc["heartbeat"] = self.heartbeat
+        return doc
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "kind": "Report",
             "server": self.server,
@@ -308,6 +363,11 @@ class Report:
             raise InvalidDocument(what, "field 'manifest' is not a blake3 digest")
         deployments = _need(doc, what, "deployments", dict)
         error = doc.get("error")
+        heartbeat = doc.get("heartbeat")
+        if heartbeat is not None and (
+            isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0
+        ):
+            raise InvalidDocument(what, "field 'heartbeat' must be a positive number")
         return cls(
             server=_need(doc, what, "server", str),
             generation=_need(doc, what, "generation", int),
@@ -316,6 +376,7 @@ class Report:
             deployments={k: DeploymentReport.from_dict(v) for k, v in deployments.items()},
             error=error if isinstance(error, str) else None,
             agent_version=str(doc.get("agent_version", "")),
+            heartbeat=None if heartbeat is None else float(heartbeat),
         )
 
 

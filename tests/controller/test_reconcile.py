@@ -232,7 +232,10 @@ def test_failure_is_assessed_and_shown(reconciler: Reconciler, store: MemoryStor
     reconciler.run_pass()
     simulate_agent(store, "db-1", fail=frozenset({"web/motd"}))
     outcome = reconciler.run_pass()
-    assert outcome.failed == ["db-1: web/motd: failed"]
+    assert outcome.failed == [
+        "web/motd: failed on db-1 (failed); rollout halted",
+        "db-1: web/motd: failed",
+    ]
     table = format_table(fleet_status(store))
     assert "FAILED" in table.splitlines()[2] or "FAILED" in table
 

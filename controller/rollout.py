@@ -1,0 +1,358 @@
+"""Which servers get a deployment's new entry now: batches, failures, rollback.
+
+``compute_desired`` renders every (deployment, server) pair; this module
+decides, per deployment, which of the servers whose entry changed get it on
+this pass, and what the others keep. The rules (issue 4):
+
+- The batch in flight must finish (every server of it COMPLETE with its new
+  entry) before the next one starts, and ``pause_time`` must have passed since
+  it finished. The first batch is ``canary`` servers when set.
+- Changing a server takes it out of service; a batch never takes the number of
+  servers in service (COMPLETE with what they were given, agent reachable)
+  below ``min_in_service``. Servers that never had the deployment are created
+  under ``batch_create`` (default: all at once) and were not in service anyway.
+- A failure (final FAILED, or no result within the entry's timeout) quarantines
+  the failed digest on that server. While a deployment's current digest is
+  quarantined anywhere, its rollout is stopped: ``halt`` leaves every server as
+  it is; ``rollback`` gives every server that got the new entry the entry that
+  last succeeded there (a new pointer generation naming the old digest).
+- A quarantine is lifted by a commit that renders a different digest for that
+  server, or by ``setpoint retry``.
+
+It decides from the entries published (the previous manifests), the reports,
+the ledger and the clock: nothing else, so a restarted controller continues
+exactly where the store says the rollout was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from controller.ledger import Ledger, Rollout
+from controller.model import Deployment, UpdatePolicy
+from store.documents import DeploymentReport, ManifestEntry, Report
+
+# An agent that beats (reports ``heartbeat``) and has not written its report for
+# this many heartbeats is unreachable.
+UNREACHABLE_AFTER_BEATS = 3
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def unreachable(report: Report | None, now: float) -> bool:
+    """An agent that beats and has been silent for ``UNREACHABLE_AFTER_BEATS`` beats."""
+    if report is None or report.heartbeat is None:
+        return False
+    updated = parse_time(report.updated_at)
+    return updated is not None and now - updated > UNREACHABLE_AFTER_BEATS * report.heartbeat
+
+
+def entry_result(entry: ManifestEntry, got: DeploymentReport | None) -> str:
+    """How far a server is with ``entry``: ``complete``, ``failed`` (final) or ``running``.
+
+    Complete means the digest succeeded *and* the requested state and custom
+    action token are applied: a SUSPEND or a BACKUP is part of the rollout.
+    """
+    if got is None or got.config != entry.config:
+        return "running"
+    if got.status == "FAILED":
+        return "failed" if got.final else "running"
+    if got.status != "COMPLETE":
+        return "running"
+    if got.state != entry.state:
+        return "running"
+    if entry.run is not None and got.token != entry.run[1]:
+        return "running"
+    return "complete"
+
+
+@dataclass
+class Decision:
+    """What one deployment publishes on this pass."""
+
+    entries: dict[str, ManifestEntry | None]  # server -> entry to publish (None: none)
+    # server -> directory bundles a rolled-back entry needs (from its old manifest)
+    bundles: dict[str, dict[str, str]] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)  # server -> why it keeps its entry
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Gate:
+    """Per-deployment rollout decisions over one pass, recorded in ``ledger``."""
+
+    ledger: Ledger
+    reports: dict[str, Report]
+    now: float
+    commit: str
+    touched: set[str] = field(default_factory=set)
+
+    def _got(self, server: str, name: str) -> DeploymentReport | None:
+        report = self.reports.get(server)
+        return report.deployments.get(name) if report else None
+
+    def decide(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+    ) -> Decision:
+        """The entry each server in ``targets`` gets now, given what it had.
+
+        ``previous(server)`` is the entry the server was last given for this
+        deployment (None: none) and the bundles of that manifest.
+        """
+        name = dep.qualified
+        self.touched.add(name)
+        rollout = self.ledger.rollouts.get(name)
+        held = self.ledger.quarantine.get(name, {})
+        # A commit that renders another digest for a server lifts its quarantine.
+        for server in [s for s, q in held.items() if s in targets]:
+            if targets[server].config != held[server].config:
+                self.ledger.quarantine_lift(name, server)
+        for server, target in list(targets.items()):
+            count = self.ledger.retry_count(name, server, target.config)
+            if count != target.retry:
+                targets[server] = replace(target, retry=count)
+        for server in list(self.ledger.retries.get(name, {})):
+            if server in targets and not targets[server].retry:
+                del self.ledger.retries[name][server]  # another digest now: forget the retries
+        decision = Decision(entries={})
+        done: list[str] = []
+        running: list[str] = []
+        failed: dict[str, str] = {}
+        pending: list[str] = []
+        before: dict[str, ManifestEntry | None] = {}
+        bundles: dict[str, dict[str, str]] = {}
+        for server in dep.servers:
+            if server not in targets:
+                continue
+            target = targets[server]
+            prior, bundles[server] = previous(server)
+            before[server] = prior
+            decision.entries[server] = prior
+            quarantined = self.ledger.quarantined(name, server)
+            if quarantined is not None and quarantined.config == target.config:
+                failed[server] = quarantined.reason
+                continue
+            if prior != target:
+                pending.append(server)
+                continue
+            result = entry_result(target, self._got(server, target.name))
+            if result == "complete":
+                done.append(server)
+            elif result == "failed":
+                got = self._got(server, target.name)
+                failed[server] = (got.reason if got else None) or "failed"
+                self.ledger.quarantine_add(name, server, target.config, failed[server])
+            else:
+                started = rollout.started.get(server) if rollout else None
+                if started is None:
+                    # Published before the ledger knew (an older controller, a
+                    # lost ledger): its timeout counts from now.
+                    rollout = rollout or self._new_rollout(name)
+                    rollout.started[server] = self.now
+                    started = self.now
+                if self.now - started > target.timeout:
+                    failed[server] = f"timeout: no result within {target.timeout:g}s"
+                    self.ledger.quarantine_add(name, server, target.config, failed[server])
+                else:
+                    running.append(server)
+
+        if failed:
+            return self._stop(dep, targets, before, rollout, decision, failed, done, running)
+
+        if (
+            rollout is not None
+            and running == []
+            and rollout.batch
+            and rollout.batch_done_at is None
+        ):
+            rollout.batch_done_at = self.now
+        if not pending:
+            if running:
+                self._progress(dep, rollout, done, running, failed, pending)
+            elif rollout is not None:
+                del self.ledger.rollouts[name]  # every server has it: the rollout is over
+            return decision
+
+        rollout = rollout or self._new_rollout(name)
+        rollout.commit = self.commit
+        why = self._admit(dep, targets, before, bundles, rollout, pending, running, decision)
+        still = [s for s in pending if decision.entries.get(s) is not targets[s]]
+        for server in still:
+            decision.waiting[server] = why
+        # Progress as it stands after this pass, so that the next pass, if
+        # nothing happened meanwhile, finds the same and writes nothing.
+        admitted = [s for s in pending if s not in still]
+        self._progress(dep, rollout, done, running + admitted, failed, still)
+        return decision
+
+    # -- admitting a batch ---------------------------------------------------------------
+
+    def _in_service(self, dep: Deployment, before: dict[str, ManifestEntry | None]) -> int:
+        count = 0
+        for server in dep.servers:
+            prior = before.get(server)
+            if prior is None or unreachable(self.reports.get(server), self.now):
+                continue
+            if entry_result(prior, self._got(server, prior.name)) == "complete":
+                count += 1
+        return count
+
+    def _admit(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        before: dict[str, ManifestEntry | None],
+        bundles: dict[str, dict[str, str]],
+        rollout: Rollout,
+        pending: list[str],
+        running: list[str],
+        decision: Decision,
+    ) -> str:
+        """Publish the next batch if the rules allow; why the rest waits."""
+        if running:
+            return f"waits for batch {rollout.batches} to complete"
+        if rollout.batch_done_at is not None:
+            creating = all(before.get(s) is None for s in rollout.batch)
+            pause = dep.policy(creating).pause_time
+            if self.now < rollout.batch_done_at + pause:
+                return f"pause_time: next batch at +{rollout.batch_done_at + pause - self.now:g}s"
+        reachable = [s for s in pending if not unreachable(self.reports.get(s), self.now)]
+        if not reachable:
+            return "agent unreachable"
+        creates = [s for s in reachable if before.get(s) is None]
+        updates = [s for s in reachable if before.get(s) is not None]
+        batch: list[str] = []
+        why = ""
+        if creates:
+            batch += creates[: self._size(dep.policy(True), rollout, len(creates))]
+        if updates:
+            policy = dep.policy(False)
+            room = self._in_service(dep, before) - policy.min_in_service
+            size = min(self._size(policy, rollout, len(updates)), room)
+            if size <= 0:
+                why = (
+                    f"min_in_service {policy.min_in_service}: only "
+                    f"{self._in_service(dep, before)} in service"
+                )
+            else:
+                batch += updates[:size]
+        if not batch:
+            return why or "waiting for a batch"
+        for server in batch:
+            prior = before.get(server)
+            got = self._got(server, prior.name) if prior else None
+            if prior is None:
+                rollout.good.setdefault(server, None)
+            elif entry_result(prior, got) == "complete":
+                # The bundles go along: the old config's directories may not be
+                # in the manifests that follow.
+                rollout.good[server] = {**prior.to_dict(), "bundles": bundles.get(server, {})}
+            else:
+                rollout.good.setdefault(server, None)
+            rollout.started[server] = self.now
+            rollout.targets[server] = targets[server].config
+            decision.entries[server] = targets[server]
+        rollout.batches += 1
+        rollout.batch = sorted(batch)
+        rollout.batch_done_at = None
+        return f"waits for batch {rollout.batches} to complete"
+
+    @staticmethod
+    def _size(policy: UpdatePolicy, rollout: Rollout, pending: int) -> int:
+        if rollout.batches == 0 and policy.canary > 0:
+            return policy.canary
+        return policy.max_batch_size or pending
+
+    # -- failure ---------------------------------------------------------------------------
+
+    def _stop(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        before: dict[str, ManifestEntry | None],
+        rollout: Rollout | None,
+        decision: Decision,
+        failed: dict[str, str],
+        done: list[str],
+        running: list[str],
+    ) -> Decision:
+        """A failure stops the rollout: halt where it is, or roll back."""
+        name = dep.qualified
+        rollout = rollout or self._new_rollout(name)
+        what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
+        if dep.on_failure == "rollback":
+            rolled: list[str] = []
+            for server, prior in before.items():
+                if prior is None or rollout.targets.get(server) != prior.config:
+                    continue
+                if server in rollout.good:
+                    decision.entries[server] = rollout.good_entry(server)
+                    decision.bundles[server] = dict((rollout.good[server] or {}).get("bundles", {}))
+                    rolled.append(server)
+            rollout.outcome = "rolled_back"
+            if rolled:
+                decision.failures.append(
+                    f"{name}: failed on {what}; rolled back on {', '.join(sorted(rolled))}"
+                )
+            else:
+                decision.failures.append(f"{name}: failed on {what}; rolled back")
+        else:
+            rollout.outcome = "halted"
+            decision.failures.append(f"{name}: failed on {what}; rollout halted")
+        for server in targets:
+            if server not in failed:
+                decision.waiting.setdefault(server, f"rollout {rollout.outcome.replace('_', ' ')}")
+        still = [s for s in targets if s not in failed and s not in done and s not in running]
+        self._progress(dep, rollout, done, running, failed, still)
+        return decision
+
+    def _new_rollout(self, name: str) -> Rollout:
+        rollout = self.ledger.rollouts[name] = Rollout(deployment=name, commit=self.commit)
+        return rollout
+
+    def _progress(
+        self,
+        dep: Deployment,
+        rollout: Rollout | None,
+        done: list[str],
+        running: list[str],
+        failed: dict[str, str],
+        waiting: list[str],
+    ) -> None:
+        if rollout is None:
+            return
+        policy = dep.policy(False)
+        size = policy.max_batch_size or max(len(waiting), 1)
+        remaining = math.ceil(len(waiting) / size) if waiting else 0
+        progress: dict[str, Any] = {
+            "batch": rollout.batches,
+            "batches": rollout.batches + remaining,
+            "done": sorted(done),
+            "in_progress": sorted(running),
+            "failed": dict(sorted(failed.items())),
+            "waiting": sorted(waiting),
+        }
+        rollout.progress = progress
+
+    def forget_others(self, deployments: set[str]) -> None:
+        """Drop records of deployments no longer in the commit."""
+        for name in [n for n in self.ledger.rollouts if n not in deployments]:
+            del self.ledger.rollouts[name]
+        for name in [n for n in self.ledger.quarantine if n not in deployments]:
+            del self.ledger.quarantine[name]
+        for name in [n for n in self.ledger.retries if n not in deployments]:
+            del self.ledger.retries[name]
