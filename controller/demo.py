@@ -15,6 +15,7 @@ reconciles with ``--wait`` semantics and checks what the agents reported.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,11 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from controller.enroll import bootstrap_for
 from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir, revert
 from controller.publish import PointerPolicy
 from controller.reconcile import CONVERGED, Reconciler, wait_for_convergence
+from controller.rotate import KeyedStore
 from controller.status import fleet_status, format_table
 from store.base import Store
 from store.local import LocalStore
@@ -197,6 +200,14 @@ class _Demo:
             self.say(f"  ok: DELETE web/metrics on {server} (metrics.conf removed, forgotten)")
 
 
+def _ensure_temp_url_key(store: Store, say: Callable[[str], None]) -> None:
+    """Agents on Swift read through TempURLs: the account needs a key to sign them."""
+    keyed = cast(KeyedStore, store)
+    if keyed.temp_url_keys() == (None, None):
+        keyed.set_temp_url_key(1, secrets.token_urlsafe(32))
+        say("setpoint demo: the Swift account had no TempURL key; set one")
+
+
 def run_demo(
     workdir: str | None = None,
     timeout: float = 120.0,
@@ -214,6 +225,8 @@ def run_demo(
         say(f"setpoint demo: {store.url} already holds servers; give it an empty store")
         return 4
     say(f"setpoint demo: repository {root / 'repo'}, store {store.url}")
+    if store.capability_kind == "swift":
+        _ensure_temp_url_key(store, say)
     demo = _Demo(root, timeout, say, store)
     started = time.monotonic()
     try:

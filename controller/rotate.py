@@ -38,7 +38,9 @@ class RotationError(SetpointError):
         self.behind = behind or []
 
 
-class _KeyedStore(Protocol):
+class KeyedStore(Protocol):
+    """A store with TempURL keys (Swift)."""
+
     def temp_url_keys(self) -> tuple[str | None, str | None]: ...
     def set_temp_url_key(self, slot: Literal[1, 2], value: str | None) -> None: ...
 
@@ -61,7 +63,7 @@ def rotate_temp_url_key(
     store = reconciler.store
     if store.capability_kind != "swift":
         raise RotationError(f"{store.url}: only a Swift store has TempURL keys to rotate")
-    keyed = cast(_KeyedStore, store)
+    keyed = cast(KeyedStore, store)
     secret = new_secret or secrets.token_urlsafe(32)
     key1, key2 = keyed.temp_url_keys()
     result = RotationResult()
