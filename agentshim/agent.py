@@ -74,6 +74,10 @@ from store.http import CapabilityStore
 log = structlog.get_logger("setpoint.agent")
 
 MAX_RETRY_DELAY = 300.0
+# The report is rewritten at least this often (seconds) even when nothing
+# changed, so the controller can tell a silent agent (unreachable after three
+# missed beats) from an idle one. One small PUT per server per beat: 288 a day.
+DEFAULT_HEARTBEAT = 300.0
 JITTER = 0.1
 REASON_AGENT_STOPPED = "agent stopped during the run"
 # Errors that mean "what was published is wrong", as opposed to "the store is unreachable".
@@ -165,6 +169,7 @@ class Agent:
         sleep: Callable[[float], object] = time.sleep,
         stop_event: threading.Event | None = None,
         trust: Trust | None = None,
+        heartbeat: float | None = DEFAULT_HEARTBEAT,
     ) -> None:
         """``trust`` None accepts unsigned pointers (tests, development); the CLI
         always passes one."""
@@ -184,6 +189,8 @@ class Agent:
         self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state: AgentState = load_state(self.layout)
         self.trust = trust
+        self.heartbeat = heartbeat
+        self._published_at: float | None = None
         self._resume_capabilities()
         self.log = log.bind(server=server)
         self._published: dict[str, Any] | None = None
@@ -427,15 +434,88 @@ class Agent:
     # -- deciding and running ------------------------------------------------------------
 
     def _converge(self, entry: ManifestEntry) -> None:
+        """The entry's digest first (CREATE or UPDATE), then its state
+        (SUSPEND or RESUME), then a custom action whose token is new."""
+        dep = self.state.deployments.get(entry.name)
+        if dep is None or dep.succeeded != entry.config:
+            self._converge_config(entry)
+            dep = self.state.deployments.get(entry.name)
+            if dep is None or dep.succeeded != entry.config:
+                return
+        if dep.state != entry.state:
+            action = "SUSPEND" if entry.state == "suspended" else "RESUME"
+            if not self._extra(dep, entry, action, None):
+                return
+        if entry.run is not None and dep.token != entry.run[1]:
+            self._extra(dep, entry, entry.run[0], entry.run[1])
+
+    def _extra(
+        self, dep: DeploymentState, entry: ManifestEntry, action: str, token: str | None
+    ) -> bool:
+        """SUSPEND, RESUME or a custom action on a deployment whose digest
+        succeeded here. Its outputs stay those of the config's last run."""
+        failure = self._failure(dep, entry.config, action, token, entry.retry)
+        if failure is not None and not self._due(failure):
+            return False
+        try:
+            derived = self._load_config(entry.config)
+        except (StoreError, AgentError) as exc:
+            self._attempt_failed(dep, entry, action, failure, f"config unavailable: {exc}")
+            return False
+        tool_config = config_for_action(derived, action)
+        custom = token is not None
+        if (not custom and action not in entry.actions) or tool_config is None:
+            why = (
+                f"the component has no {action} config"
+                if tool_config is None
+                else f"{action} is not among the deployment's actions ({', '.join(entry.actions)})"
+            )
+            self._extra_done(dep, entry, action, token, f"{why}: nothing run")
+            return True
+        result = self._run(dep, entry, action, derived, tool_config, failure)
+        if result is None or not result.ok:
+            return False
+        self._extra_done(dep, entry, action, token, None)
+        return True
+
+    def _extra_done(
+        self,
+        dep: DeploymentState,
+        entry: ManifestEntry,
+        action: str,
+        token: str | None,
+        reason: str | None,
+    ) -> None:
+        now = iso(self.clock())
+        if token is None:
+            dep.state = entry.state
+        else:
+            dep.token = token
+        dep.failure = None
+        base = dep.report or DeploymentReport(entry.name, entry.config, action, "COMPLETE")
+        dep.report = replace(
+            base,
+            action=action,
+            status="COMPLETE",
+            outputs=dict(dep.outputs),
+            started_at=base.started_at if reason is None else now,
+            finished_at=base.finished_at if reason is None else now,
+            reason=reason,
+            retry_at=None,
+            final=True,
+        )
+        self._result.completed.append(entry.name)
+        self.log.info("deployment_complete", deployment=entry.name, action=action, token=token)
+        self._commit()
+
+    def _converge_config(self, entry: ManifestEntry) -> None:
         state = self.state
         dep = state.deployments.get(entry.name)
-        if dep is not None and dep.succeeded == entry.config:
-            return
         action = "UPDATE" if dep is not None and dep.succeeded else "CREATE"
         if dep is None:
             position = (state.generation, self._index(entry.name))
             dep = state.deployments[entry.name] = DeploymentState(entry, position)
-        failure = self._failure(dep, entry.config, action)
+        failure = self._failure(dep, entry.config, action, None, entry.retry)
         if failure is not None and not self._due(failure):
             return
         try:
@@ -488,7 +568,7 @@ class Agent:
             if "DELETE" not in entry.actions:
                 self._forget(name, "DELETE is not among the deployment's actions")
                 continue
-            failure = self._failure(dep, entry.config, "DELETE")
+            failure = self._failure(dep, entry.config, "DELETE", None, entry.retry)
             if failure is not None and not self._due(failure):
                 continue
             try:
@@ -510,10 +590,22 @@ class Agent:
         return names.index(name) if name in names else len(names)
 
     @staticmethod
-    def _failure(dep: DeploymentState, config: str, action: str) -> Failure | None:
-        """Failed attempts at this (digest, action); a new digest or action starts over."""
+    def _failure(
+        dep: DeploymentState,
+        config: str,
+        action: str,
+        token: str | None = None,
+        retry: int = 0,
+    ) -> Failure | None:
+        """Failed attempts at this (digest, action, token, retry count); any new
+        one of these starts over."""
         f = dep.failure
-        if f is not None and f.config == config and f.action == action:
+        if f is not None and (f.config, f.action, f.token, f.retry) == (
+            config,
+            action,
+            token,
+            retry,
+        ):
             return f
         return None
 
@@ -722,7 +814,10 @@ class Agent:
     ) -> None:
         final = attempts >= self.max_attempts
         retry_at = None if final else finished + retry_delay(self.retry_backoff, attempts)
-        dep.failure = Failure(entry.config, action, attempts, retry_at, final)
+        token = entry.run[1] if entry.run is not None and entry.run[0] == action else None
+        dep.failure = Failure(
+            entry.config, action, attempts, retry_at, final, token=token, retry=entry.retry
+        )
         if action == "DELETE":
             # Half-deleted is not the state that succeeded: if it comes back, create it.
             dep.succeeded = None
@@ -814,10 +909,13 @@ class Agent:
             manifest=self.state.manifest,
             updated_at=iso(self.clock()),
             deployments={
-                name: d.report for name, d in self.state.deployments.items() if d.report is not None
+                name: replace(d.report, state=d.state, token=d.token)
+                for name, d in self.state.deployments.items()
+                if d.report is not None
             },
             error=self.state.error,
             agent_version=__version__,
+            heartbeat=self.heartbeat,
         )
 
     def _publish(self) -> None:
@@ -825,7 +923,13 @@ class Agent:
         report = self.report()
         body = report.to_dict()
         body.pop("updated_at")
-        if body == self._published:
+        now = self.clock()
+        beat_due = (
+            self.heartbeat is not None
+            and self._published_at is not None
+            and now - self._published_at >= self.heartbeat
+        )
+        if body == self._published and not beat_due:
             return
         try:
             self.store.write_report(report)
@@ -834,6 +938,7 @@ class Agent:
             self.log.warning("report_write_failed", error=str(exc))
             return
         self._published, self._report_error = body, None
+        self._published_at = now
 
 
 __all__ = ["Agent", "CycleResult", "iso", "retry_delay"]

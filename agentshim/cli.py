@@ -14,7 +14,7 @@ from typing import NoReturn
 import structlog
 
 from agentshim import __version__
-from agentshim.agent import Agent
+from agentshim.agent import DEFAULT_HEARTBEAT, Agent
 from agentshim.errors import StateError
 from agentshim.logs import FORMATS, configure
 from agentshim.state import Layout, locked
@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between polls, jittered by ±10%% (default: 10)",
     )
     parser.add_argument(
+        "--heartbeat",
+        type=_positive,
+        default=DEFAULT_HEARTBEAT,
+        metavar="SECONDS",
+        help="rewrite the report at least this often even when nothing changed, so the "
+        "controller can tell a silent agent from an idle one (default: 300)",
+    )
+    parser.add_argument(
         "--hooks-dir",
         type=Path,
         metavar="DIR",
@@ -230,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sleep=stop.wait,
                 stop_event=stop,
                 trust=trust,
+                heartbeat=args.heartbeat,
             )
             if not args.once:
                 agent.run_forever(args.interval, stop)

@@ -148,6 +148,10 @@ class Failure:
     attempts: int
     retry_at: float | None = None
     final: bool = False
+    # A custom action's run token, and the manifest's retry count: a new one
+    # of either starts over (``setpoint retry`` of a digest that failed for good).
+    token: str | None = None
+    retry: int = 0
 
 
 @dataclass
@@ -184,6 +188,10 @@ class DeploymentState:
     outputs: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
     report: DeploymentReport | None = None
+    # The state last applied (SUSPEND succeeded: suspended) and the token of
+    # the last custom action that succeeded.
+    state: str = "active"
+    token: str | None = None
 
 
 @dataclass
@@ -216,6 +224,8 @@ class AgentState:
                     "outputs": d.outputs,
                     "failure": vars(d.failure) if d.failure else None,
                     "report": d.report.to_dict() if d.report else None,
+                    "state": d.state,
+                    "token": d.token,
                 }
                 for name, d in sorted(self.deployments.items())
             },
@@ -240,6 +250,8 @@ class AgentState:
                 outputs=dict(d.get("outputs") or {}),
                 failure=Failure(**failure) if failure else None,
                 report=DeploymentReport.from_dict(report) if report else None,
+                state=str(d.get("state") or "active"),
+                token=d.get("token"),
             )
         manifest_doc = doc.get("manifest_doc")
         in_flight = doc.get("in_flight")

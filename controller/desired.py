@@ -171,13 +171,19 @@ def _instance(dep: Deployment, component: Component, values: dict[str, Any]) -> 
 
 
 def entry_of(manifest: Manifest | None, qualified: str) -> ManifestEntry | None:
-    """The entry of ``qualified`` in ``manifest``, whatever its instance."""
+    """The entry of ``qualified`` in ``manifest``: its newest instance (listed last)."""
     if manifest is None:
         return None
-    for e in manifest.deployments:
-        if e.qualified == qualified:
-            return e
-    return None
+    found = [e for e in manifest.deployments if e.qualified == qualified]
+    return found[-1] if found else None
+
+
+def _older_instances(manifest: Manifest | None, entry: ManifestEntry) -> list[ManifestEntry]:
+    if manifest is None:
+        return []
+    return [
+        e for e in manifest.deployments if e.qualified == entry.qualified and e.name != entry.name
+    ]
 
 
 def compute_desired(
@@ -215,9 +221,14 @@ def compute_desired(
             except _Wait as waiting:
                 state.waiting.append(waiting.waiting)
                 manifest = prior(server)
-                kept = entry_of(manifest, dep.qualified)
-                if kept is not None and manifest is not None:
-                    entries[server].append(kept)
+                # Every instance stays (a replacement in flight keeps its old one).
+                kept = [
+                    e
+                    for e in (manifest.deployments if manifest else ())
+                    if e.qualified == dep.qualified
+                ]
+                if kept and manifest is not None:
+                    entries[server] += kept
                     bundles[server].update(manifest.bundles)
                 continue
             rendered = cache.render(component, values)
@@ -264,16 +275,15 @@ def compute_desired(
             else:
                 manifest = prior(server)
                 bundles[server].update(extra.get(server) or (manifest.bundles if manifest else {}))
-            old = entry_of(prior(server), dep.qualified)
-            if old is not None and old.name != entry.name:
-                got = _reported(reports, server, entry.name)
-                if got is None or got.config != entry.config or got.status != "COMPLETE":
-                    # Create before delete: the old instance stays until the
-                    # new one succeeded; then it leaves the manifest and the
-                    # agent runs its DELETE.
-                    entries[server].append(old)
-                    manifest = prior(server)
-                    bundles[server].update(manifest.bundles if manifest else {})
+            older = _older_instances(prior(server), entry)
+            got = _reported(reports, server, entry.name)
+            if older and (got is None or got.config != entry.config or got.status != "COMPLETE"):
+                # Create before delete: the old instance stays until the new
+                # one succeeded; then it leaves the manifest and the agent
+                # runs its DELETE.
+                entries[server] += older
+                manifest = prior(server)
+                bundles[server].update(manifest.bundles if manifest else {})
             entries[server].append(entry)
 
     for server, server_entries in entries.items():

@@ -201,15 +201,11 @@ class Gate:
 
     # -- admitting a batch ---------------------------------------------------------------
 
-    def _in_service(self, dep: Deployment, before: dict[str, ManifestEntry | None]) -> int:
-        count = 0
-        for server in dep.servers:
-            prior = before.get(server)
-            if prior is None or unreachable(self.reports.get(server), self.now):
-                continue
-            if entry_result(prior, self._got(server, prior.name)) == "complete":
-                count += 1
-        return count
+    def _serving(self, server: str, prior: ManifestEntry | None) -> bool:
+        """In service: COMPLETE with what it was given, and its agent reachable."""
+        if prior is None or unreachable(self.reports.get(server), self.now):
+            return False
+        return entry_result(prior, self._got(server, prior.name)) == "complete"
 
     def _admit(
         self,
@@ -241,15 +237,22 @@ class Gate:
             batch += creates[: self._size(dep.policy(True), rollout, len(creates))]
         if updates:
             policy = dep.policy(False)
-            room = self._in_service(dep, before) - policy.min_in_service
-            size = min(self._size(policy, rollout, len(updates)), room)
-            if size <= 0:
-                why = (
-                    f"min_in_service {policy.min_in_service}: only "
-                    f"{self._in_service(dep, before)} in service"
-                )
-            else:
-                batch += updates[:size]
+            in_service = sum(self._serving(s, before.get(s)) for s in dep.servers if s in before)
+            size = self._size(policy, rollout, len(updates))
+            taken: list[str] = []
+            for server in updates:
+                if len(taken) >= size:
+                    break
+                if self._serving(server, before.get(server)):
+                    # Changing it takes it out of service.
+                    if in_service - 1 < policy.min_in_service:
+                        why = (
+                            f"min_in_service {policy.min_in_service}: only {in_service} in service"
+                        )
+                        break
+                    in_service -= 1
+                taken.append(server)
+            batch += taken
         if not batch:
             return why or "waiting for a batch"
         for server in batch:

@@ -56,6 +56,9 @@ class Deploy:
     derived: dict[str, Any]
     actions: tuple[str, ...] = ("CREATE", "UPDATE", "DELETE")
     timeout: float = 10.0
+    state: str = "active"
+    run: tuple[str, str] | None = None
+    retry: int = 0
 
 
 @dataclass
@@ -81,7 +84,17 @@ class Publisher:
             deploy = spec if isinstance(spec, Deploy) else Deploy(spec)
             digest = self.store.put_json_blob(deploy.derived)
             self.digests[name] = digest
-            entries.append(ManifestEntry(name, digest, deploy.actions, deploy.timeout))
+            entries.append(
+                ManifestEntry(
+                    name,
+                    digest,
+                    deploy.actions,
+                    deploy.timeout,
+                    state=deploy.state,
+                    run=deploy.run,
+                    retry=deploy.retry,
+                )
+            )
         manifest = Manifest(tuple(entries), dict(bundles or {}))
         manifest_digest = self.store.put_json_blob(manifest.to_dict())
         gen = generation if generation is not None else self.generation + 1
