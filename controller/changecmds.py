@@ -32,7 +32,9 @@ def env_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_commands(sub: Any, formatter: Formatter) -> dict[str, Callable[[argparse.Namespace], int]]:
+def add_commands(
+    sub: Any, formatter: Formatter, signing_args: Callable[[argparse.ArgumentParser], None]
+) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add plan, watch and history to ``sub``; return their handlers by name."""
     p = sub.add_parser(
         "plan",
@@ -62,7 +64,53 @@ def add_commands(sub: Any, formatter: Formatter) -> dict[str, Callable[[argparse
         metavar="CHARS",
         help="markdown: cut diffs beyond this size, with a note (default: 60000)",
     )
-    return {"plan": cmd_plan}
+
+    p = sub.add_parser(
+        "watch",
+        help="follow a branch and deploy each new commit (the controller daemon)",
+        description="Follow BRANCH of a local repository (watched for ref changes) or of a "
+        "remote one (https, ssh, git or file URL, fetched every --fetch-interval seconds into "
+        "a mirror the controller owns) and deploy its head: a reconcile pass every --interval "
+        "seconds, moving to the newest acceptable head at the next pass. A force push is "
+        "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
+        "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
+        "under refs/notes/setpoint (git log --notes=setpoint).",
+        formatter_class=formatter,
+    )
+    p.add_argument("--repo", required=True, help="repository path or URL to follow")
+    p.add_argument("--branch", default="main", help="branch to deploy (default: main)")
+    p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
+    env_arg(p)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")
+    p.add_argument(
+        "--fetch-interval", type=float, default=10.0, help="remote: seconds between fetches (10)"
+    )
+    p.add_argument("--mirror", help="remote: the mirror directory (default: under ~/.cache)")
+    p.add_argument("--allow-force-push", action="store_true", help="deploy non-fast-forwards")
+    p.add_argument(
+        "--require-signed", action="store_true", help="deploy only heads signed by --keyring"
+    )
+    p.add_argument("--keyring", help="OpenPGP keyring (gpg --export) of the allowed signers")
+    p.add_argument("--push-notes", action="store_true", help="remote: push the notes back")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--passes", type=int, help="stop after this many passes")
+    signing_args(p)
+
+    p = sub.add_parser(
+        "history",
+        help="deployed commits, newest first, and what each server runs",
+        description="List the commits of BRANCH that were deployed (read from the notes under "
+        "refs/notes/setpoint), newest first: author, subject, outcome, time to converge; then "
+        "which commit each server runs now (from --store if given, else from the notes).",
+        formatter_class=formatter,
+    )
+    p.add_argument("--repo", default=".", help="repository, or a watch mirror (default: .)")
+    p.add_argument("--branch", default="HEAD", help="branch to read (default: HEAD)")
+    env_arg(p)
+    p.add_argument("--store", help="what servers run now, from this store")
+    p.add_argument("--limit", type=int, help="at most this many commits")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    return {"plan": cmd_plan, "watch": cmd_watch, "history": cmd_history}
 
 
 def _revs(revs: list[str]) -> tuple[str, str]:
@@ -140,3 +188,76 @@ def _plan(args: argparse.Namespace) -> int:
     if not args.exit_code:
         return OK
     return PLAN_CHANGES if plan.has_changes else PLAN_NO_CHANGES
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from controller.cli import pointer_policy
+    from controller.commitgate import CommitGate, KeyringVerifier
+    from controller.gitsource import LocalSource, RemoteSource, default_mirror, is_remote
+    from controller.watch import Watcher
+    from store.url import open_store
+
+    if args.require_signed and not args.keyring:
+        raise SetpointError("--require-signed needs --keyring FILE")
+    if args.push_notes and not is_remote(args.repo):
+        raise SetpointError("--push-notes is for a remote --repo (a local one holds the notes)")
+    source: LocalSource | RemoteSource
+    if is_remote(args.repo):
+        mirror = args.mirror or default_mirror(args.repo)
+        source = RemoteSource(args.repo, args.branch, mirror, args.fetch_interval)
+    else:
+        source = LocalSource(args.repo, args.branch)
+    verifier = KeyringVerifier(args.keyring) if args.require_signed else None
+    gate = CommitGate(source.path, args.allow_force_push, verifier)
+    watcher = Watcher(
+        source,
+        open_store(args.store),
+        gate,
+        env=args.env,
+        policy=pointer_policy(args),
+        push_notes=args.push_notes,
+        interval=args.interval,
+    )
+    try:
+        watcher.run(max_passes=1 if args.once else args.passes)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if verifier is not None:
+            verifier.close()
+    if watcher.record is not None:
+        print(watcher.record.summary())
+    return OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from controller.environments import record_name
+    from controller.history import deployed_history, servers_now
+    from controller.notes import CONVERGED
+    from store.url import open_store
+
+    with GitRepo.open(args.repo) as repo:
+        path = repo.path
+    history = deployed_history(path, args.branch, record_name(args.env), args.limit)
+    now = servers_now(history, open_store(args.store) if args.store else None)
+    if args.json:
+        doc = {
+            "environment": record_name(args.env),
+            "commits": [d.to_dict() for d in history],
+            "servers": now,
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return OK
+    if not history:
+        print(f"no deployed commits recorded for {record_name(args.env)}")
+    for d in history:
+        r = d.record
+        took = f"{r.seconds_to_converge:.1f}s" if r.outcome == CONVERGED else "-"
+        counts = f"{r.count('converged')}/{len(r.servers)} converged"
+        print(f"{d.commit[:12]}  {d.time}  {r.outcome:<11} {took:>8}  {counts}  {d.subject}")
+        print(f"{'':14}{d.author}")
+    if now:
+        print("\nservers now:")
+        for server, commit in sorted(now.items()):
+            print(f"  {server}: {commit[:12]}{commit[40:]}")
+    return OK

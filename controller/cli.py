@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "swift://demo or s3://demo; agents reach it only through enrolled URLs",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
-    COMMANDS.update(changecmds.add_commands(sub, _formatter))
+    COMMANDS.update(changecmds.add_commands(sub, _formatter, signing_args))
     return parser
 
 

@@ -1,0 +1,317 @@
+"""``setpoint watch``: local and remote pushes deployed, force pushes and unsigned heads
+refused, convergence recorded as git notes the git command line reads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.commitgate import CommitGate, KeyringVerifier
+from controller.gitsource import LocalSource, RemoteSource
+from controller.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
+from controller.watch import Watcher
+from store.base import Store
+from store.documents import DeploymentReport, Manifest, Report
+from store.url import open_store
+from tests.controller.gittools import Git, export_keyring, git_daemon, gpg_key
+
+COMPONENT = """\
+kind: Component
+inputs:
+  - name: message
+    type: String
+configs:
+  - tool: script
+    actions: [CREATE, UPDATE]
+    config: |
+      #!/bin/sh
+      echo "$message"
+"""
+
+
+def definitions(message: str) -> dict[str, str]:
+    return {
+        "inventory.yaml": "kind: Inventory\nservers: {s1: {}, s2: {}}\n",
+        "components/motd/component.yaml": COMPONENT,
+        "stacks/site.yaml": "kind: Stack\ndeployments:\n  motd:\n    component: motd\n"
+        f"    servers: [s1, s2]\n    input_values: {{message: {message!r}}}\n",
+    }
+
+
+def agents_report(store: Store) -> None:
+    """Every agent runs what its pointer names and reports it COMPLETE (a working fake)."""
+    for server in store.list_servers():
+        pointer = store.read_pointer(server)
+        if pointer is None:
+            continue
+        manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
+        store.write_report(
+            Report(
+                server=server,
+                generation=pointer.generation,
+                manifest=pointer.manifest,
+                updated_at="2026-01-01T00:00:00Z",
+                deployments={
+                    e.name: DeploymentReport(
+                        name=e.name, config=e.config, action="CREATE", status="COMPLETE", final=True
+                    )
+                    for e in manifest.deployments
+                },
+            )
+        )
+
+
+def commits_in_store(store: Store) -> set[str]:
+    return {p.commit for s in store.list_servers() if (p := store.read_pointer(s)) is not None}
+
+
+@pytest.fixture
+def git(tmp_path: Path) -> Git:
+    return Git(tmp_path / "home")
+
+
+@pytest.fixture
+def work(git: Git, tmp_path: Path) -> Path:
+    """A working clone with one commit on main."""
+    repo = tmp_path / "work"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git.commit_files(repo, definitions("one"), "first")
+    return repo
+
+
+@pytest.fixture
+def bare(git: Git, work: Path, tmp_path: Path) -> Path:
+    """A bare repository people push to, holding ``work``'s main."""
+    bare = tmp_path / "served" / "site.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(work, "remote", "add", "origin", str(bare))
+    git(work, "push", "-q", "origin", "main")
+    return bare
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return open_store(str(tmp_path / "store"))
+
+
+def local_watcher(repo: Path, store: Store, **kwargs: object) -> Watcher:
+    source = LocalSource(repo, "main")
+    gate = CommitGate(source.path, **kwargs)  # type: ignore[arg-type]
+    return Watcher(source, store, gate, interval=5.0)
+
+
+def test_step_deploys_the_head_and_records_convergence_in_a_note(
+    git: Git, work: Path, store: Store
+) -> None:
+    head = git(work, "rev-parse", "HEAD")
+    watcher = local_watcher(work, store)
+    first = watcher.step()
+    assert first.deploying == head
+    assert commits_in_store(store) == {head}
+    assert first.record is not None
+    assert first.record.outcome == IN_PROGRESS
+    agents_report(store)
+    done = watcher.step()
+    assert done.record is not None
+    assert done.record.outcome == CONVERGED
+    assert done.record.servers == {"s1": "converged", "s2": "converged"}
+    log = git(work, "log", "--notes=setpoint", "-1", "--format=%H%n%N")
+    assert log.startswith(head)
+    assert "setpoint default: converged in" in log
+    assert "2 converged, 0 failed, 0 pending; 0 rollbacks" in log
+    # The record names the configs that converged: what promotion and reverts look up.
+    (record,) = Notebook(work).read(head).values()
+    assert list(record.configs) == ["site/motd"]
+    # A pass with nothing new writes no new notes commit.
+    notes_before = Notebook(work).notes_head()
+    watcher.step()
+    assert Notebook(work).notes_head() == notes_before
+
+
+def test_a_newer_commit_supersedes_one_still_converging(git: Git, work: Path, store: Store) -> None:
+    watcher = local_watcher(work, store)
+    first = git(work, "rev-parse", "HEAD")
+    watcher.step()
+    # The agents finish (a batch boundary), but before the watcher records it,
+    # a newer commit lands: the watcher moves on.
+    agents_report(store)
+    second = git.commit_files(work, definitions("two"), "second")
+    result = watcher.step()
+    assert result.deploying == second
+    assert commits_in_store(store) == {second}
+    old = Notebook(work).record(first, None)
+    assert old is not None
+    assert old.outcome == SUPERSEDED
+    assert old.superseded_by == second
+    # A restarted controller picks up where the store says it was.
+    again = local_watcher(work, store)
+    assert again.current == second
+    assert again.record is not None
+    assert again.record.outcome == IN_PROGRESS
+
+
+def test_a_local_push_is_picked_up_within_a_second(
+    git: Git, work: Path, bare: Path, store: Store
+) -> None:
+    source = LocalSource(bare, "main")
+    watcher = Watcher(source, store, CommitGate(source.path), interval=30.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: commits_in_store(store) == {git(work, "rev-parse", "HEAD")}, 10)
+        agents_report(store)
+        assert source.watching, "watchdog did not start: the push would wait for a poll"
+        new = git.commit_files(work, definitions("pushed"), "pushed")
+        git(work, "push", "-q", "origin", "main")
+        pushed_at = time.monotonic()
+        wait_for(lambda: commits_in_store(store) == {new}, 5)
+        assert time.monotonic() - pushed_at < 1.0
+    finally:
+        stop.set()
+        source._changed.set()  # wake the loop now
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def wait_for(condition: object, seconds: float) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_a_remote_push_over_a_file_url_is_fetched_into_the_mirror(
+    git: Git, work: Path, bare: Path, store: Store, tmp_path: Path
+) -> None:
+    clock = [0.0]
+    source = RemoteSource(bare.as_uri(), "main", tmp_path / "mirror", 10.0, clock=lambda: clock[0])
+    watcher = Watcher(source, store, CommitGate(source.path))
+    assert watcher.step().deploying == git(work, "rev-parse", "HEAD")
+    agents_report(store)
+    new = git.commit_files(work, definitions("remote"), "remote change")
+    git(work, "push", "-q", "origin", "main")
+    clock[0] = 5.0  # within the interval: not fetched yet
+    assert watcher.step().deploying != new
+    clock[0] = 10.0  # one interval later
+    assert watcher.step().deploying == new
+    assert commits_in_store(store) == {new}
+    # The mirror is the controller's own: the notes are written there.
+    assert Notebook(tmp_path / "mirror").record(new, None) is not None
+
+
+def test_a_remote_push_over_git_daemon_and_notes_pushed_back(
+    git: Git, work: Path, bare: Path, store: Store, tmp_path: Path
+) -> None:
+    with git_daemon(git, bare.parent) as base_url:
+        url = f"{base_url}/site.git"
+        watch = ["watch", "--repo", url, "--branch", "main", "--store", str(tmp_path / "store"),
+                 "--mirror", str(tmp_path / "mirror"), "--once", "--push-notes",
+                 "--fetch-interval", "0"]  # fmt: skip
+        assert main(watch) == 0  # publishes the first commit
+        agents_report(store)
+        assert main(watch) == 0  # sees it converged
+        new = git.commit_files(work, definitions("over git://"), "over the daemon")
+        git(work, "push", "-q", "origin", "main")
+        assert main(watch) == 0
+    assert commits_in_store(store) == {new}
+    # The notes went back to the served repository, readable by git there.
+    log = git(bare, "log", "--notes=setpoint", "--format=%s: %N", "main")
+    assert "over the daemon: setpoint default: in-progress: 0 converged" in log
+    assert "first: setpoint default: converged in" in log
+
+
+def test_a_force_push_is_refused_unless_allowed(git: Git, work: Path, store: Store) -> None:
+    first = git(work, "rev-parse", "HEAD")
+    second = git.commit_files(work, definitions("two"), "second")
+    watcher = local_watcher(work, store)
+    assert watcher.step().deploying == second
+    agents_report(store)
+    git(work, "reset", "-q", "--hard", first)
+    rewritten = git.commit_files(work, definitions("rewritten"), "rewritten history")
+    result = watcher.step()
+    assert result.refused is not None
+    assert "not a fast-forward" in result.refused.reason
+    assert "--allow-force-push" in result.refused.reason
+    assert result.deploying == second
+    assert commits_in_store(store) == {second}
+    allowing = local_watcher(work, store, allow_force_push=True)
+    assert allowing.step().deploying == rewritten
+    assert commits_in_store(store) == {rewritten}
+
+
+def test_an_invalid_head_is_skipped_and_the_last_good_commit_stays(
+    git: Git, work: Path, store: Store
+) -> None:
+    good = git(work, "rev-parse", "HEAD")
+    watcher = local_watcher(work, store)
+    watcher.step()
+    bad = {"stacks/site.yaml": "kind: Stack\ndeployments: {x: {component: no}}\n"}
+    git.commit_files(work, bad, "bad")
+    result = watcher.step()
+    assert result.refused is not None
+    assert "invalid definitions" in result.refused.reason
+    assert result.deploying == good
+    assert commits_in_store(store) == {good}
+
+
+def test_unsigned_heads_are_skipped_under_require_signed(
+    git: Git, work: Path, store: Store, tmp_path: Path
+) -> None:
+    with gpg_key(git, "releaser") as trusted, gpg_key(git, "stranger") as stranger:
+        keyring = export_keyring(git, trusted, tmp_path / "keyring.gpg")
+        signed = git.commit_files(work, definitions("signed"), "signed", f"-S{trusted}")
+        source = LocalSource(work, "main")
+        verifier = KeyringVerifier(keyring)
+        try:
+            watcher = Watcher(source, store, CommitGate(source.path, verifier=verifier))
+            assert watcher.step().deploying == signed
+            agents_report(store)
+            git.commit_files(work, definitions("unsigned"), "unsigned")
+            result = watcher.step()
+            assert result.refused is not None
+            assert result.refused.reason == "unsigned"
+            assert result.deploying == signed
+            git.commit_files(work, definitions("other key"), "other key", f"-S{stranger}")
+            result = watcher.step()
+            assert result.refused is not None
+            assert result.refused.reason == "signed by a key that is not in the keyring"
+            assert commits_in_store(store) == {signed}
+            again = git.commit_files(work, definitions("signed again"), "again", f"-S{trusted}")
+            assert watcher.step().deploying == again
+        finally:
+            verifier.close()
+
+
+def test_history_lists_deployed_commits_newest_first(
+    git: Git, work: Path, store: Store, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    watcher = local_watcher(work, store)
+    first = git(work, "rev-parse", "HEAD")
+    watcher.step()
+    agents_report(store)
+    watcher.step()
+    # Two commits land between passes: only the newest is deployed.
+    git.commit_files(work, definitions("undeployed"), "never deployed")
+    second = git.commit_files(work, definitions("two"), "second")
+    watcher.step()
+    assert main(["history", "--repo", str(work), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [c["commit"] for c in doc["commits"]] == [second, first]
+    assert [c["outcome"] for c in doc["commits"]] == [IN_PROGRESS, CONVERGED]
+    assert doc["commits"][1]["subject"] == "first"
+    assert doc["commits"][1]["author"] == "Ada Author <ada@example.invalid>"
+    assert doc["servers"] == {"s1": first, "s2": first}  # from the notes: what converged
+    assert main(["history", "--repo", str(work), "--store", str(tmp_path / "store")]) == 0
+    out = capsys.readouterr().out
+    assert f"{second[:12]}" in out
+    assert "in-progress" in out
+    assert f"s1: {second[:12]} (converging)" in out
