@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.contextualize import Rounds
 from controller.model import Component, Deployment, GetAttr, Model
 from controller.render import RenderCache, RenderedConfig
 from controller.rollout import Gate
@@ -70,6 +71,10 @@ class DesiredState:
         return not self.waiting
 
 
+class _Missing(Exception):
+    """An output inside a declared cycle that nobody reported yet."""
+
+
 class _Wait(Exception):
     def __init__(self, waiting: Waiting) -> None:
         self.waiting = waiting
@@ -108,7 +113,28 @@ class _Resolver:
             raise wait(f"waits for {what}: COMPLETE but the output was not reported")
         return dict(entry.outputs)
 
+    def in_cycle(self, dep: Deployment, upstream: str) -> bool:
+        cycle = self.model.cycle_of(dep.qualified)
+        return cycle is not None and upstream in cycle
+
+    def known_so_far(self, upstream: str, upstream_server: str, output: str) -> Any:
+        """Inside a declared cycle: the output as last reported COMPLETE by any
+        config of the upstream, or ``_Missing`` (the input's default is used)."""
+        report = self.reports.get(upstream_server)
+        for name, got in (report.deployments if report else {}).items():
+            complete = got.status == "COMPLETE" and output in got.outputs
+            if name.split("@", 1)[0] == upstream and complete:
+                return got.outputs[output]
+        raise _Missing()
+
     def value(self, dep: Deployment, server: str, value: Any) -> Any:
+        if isinstance(value, GetAttr) and self.in_cycle(dep, value.deployment):
+            target = self.model.deployment(value.deployment)
+            servers = [value.server] if value.server is not None else list(target.servers)
+            got = {s: self.known_so_far(value.deployment, s, value.output) for s in servers}
+            if value.server is None and target.reports_a_map:
+                return got
+            return got[servers[0]]
         if isinstance(value, GetAttr):
             target = self.model.deployment(value.deployment)
             if value.server is not None:
@@ -130,14 +156,28 @@ class _Resolver:
 
     def inputs(self, dep: Deployment, server: str) -> dict[str, Any]:
         for upstream in dep.depends_on:
+            if self.in_cycle(dep, upstream):
+                continue  # rounds order the members of a declared cycle
             for upstream_server in self.model.deployment(upstream).servers:
                 self.upstream_complete(dep, server, upstream, upstream_server, None)
         component = self.model.components[dep.component]
         values: dict[str, Any] = {}
         for name, raw in dep.input_values.items():
-            resolved = self.value(dep, server, raw)
             idef = component.input(name)
             assert idef is not None  # the loader checked every input name
+            try:
+                resolved = self.value(dep, server, raw)
+            except _Missing:
+                if not idef.has_default:
+                    raise _Wait(
+                        Waiting(
+                            dep.qualified, server, dep.qualified, None, name,
+                            f"input {name!r}: an output of the cycle is not known yet and "
+                            "the input has no default",
+                        )
+                    ) from None  # fmt: skip
+                values[name] = idef.default
+                continue
             try:
                 values[name] = coerce(idef.type, resolved)
             except ValueError as exc:
@@ -192,12 +232,15 @@ def compute_desired(
     previous: Callable[[str], Manifest | None],
     cache: RenderCache | None = None,
     gate: Gate | None = None,
+    rounds: Rounds | None = None,
 ) -> DesiredState:
     """Every server's manifest for ``model``, given the ``reports`` so far.
 
     ``previous(server)`` returns the manifest the server was last given (read
     lazily). ``gate`` decides which changed entries are published on this pass
     (batches, failures); without one, every change is published at once.
+    ``rounds`` counts the rounds of declared contextualization cycles; without
+    it, each pass publishes the cycle's renders as they are.
     """
     cache = cache or RenderCache()
     state = DesiredState(commit=model.commit)
@@ -211,15 +254,60 @@ def compute_desired(
             previous_cache[server] = previous(server)
         return previous_cache[server]
 
+    def render(dep: Deployment, server: str) -> ManifestEntry | Waiting:
+        component = model.components[dep.component]
+        try:
+            values = resolver.inputs(dep, server)
+        except _Wait as waiting:
+            return waiting.waiting
+        rendered = cache.render(component, values)
+        state.configs[rendered.digest] = rendered
+        state.rendered[(dep.qualified, server)] = rendered.digest
+        name = _instance(dep, component, values)
+        state.instances[(dep.qualified, server)] = name
+        for attached in component.files:
+            state.attachments[attached.zip_digest or attached.digest] = attached.content
+        return ManifestEntry(
+            name=name,
+            config=rendered.digest,
+            actions=dep.actions,
+            timeout=dep.timeout or component.timeout,
+            state=dep.state,
+            run=(dep.run.action, dep.run.token) if dep.run else None,
+        )
+
+    # (deployment, server) of a declared cycle held back this pass, and why.
+    held: dict[tuple[str, str], str] = {}
+    decided: set[tuple[str, ...]] = set()
     for dep in model.deployments():
         component = model.components[dep.component]
-        timeout = dep.timeout or component.timeout
+        cycle = model.cycle_of(dep.qualified)
+        if cycle is not None and rounds is not None and cycle not in decided:
+            # The whole cycle is rendered before its first member is placed:
+            # a round goes out (or not) as one.
+            decided.add(cycle)
+            fresh: dict[str, str] = {}
+            for member in cycle:
+                for server in model.deployment(member).servers:
+                    got = render(model.deployment(member), server)
+                    if isinstance(got, ManifestEntry):
+                        fresh[f"{member}|{server}"] = got.config
+            verdict = rounds.decide(cycle, fresh)
+            if verdict.failure is not None:
+                state.failures.append(verdict.failure)
+            if not verdict.publish:
+                for key in fresh:
+                    member, server = key.split("|", 1)
+                    held[(member, server)] = verdict.reason
         targets: dict[str, ManifestEntry] = {}
         for server in dep.servers:
-            try:
-                values = resolver.inputs(dep, server)
-            except _Wait as waiting:
-                state.waiting.append(waiting.waiting)
+            result = render(dep, server)
+            if (dep.qualified, server) in held:
+                result = Waiting(
+                    dep.qualified, server, dep.qualified, None, None, held[(dep.qualified, server)]
+                )
+            if isinstance(result, Waiting):
+                state.waiting.append(result)
                 manifest = prior(server)
                 # Every instance stays (a replacement in flight keeps its old one).
                 kept = [
@@ -231,21 +319,7 @@ def compute_desired(
                     entries[server] += kept
                     bundles[server].update(manifest.bundles)
                 continue
-            rendered = cache.render(component, values)
-            state.configs[rendered.digest] = rendered
-            state.rendered[(dep.qualified, server)] = rendered.digest
-            name = _instance(dep, component, values)
-            state.instances[(dep.qualified, server)] = name
-            targets[server] = ManifestEntry(
-                name=name,
-                config=rendered.digest,
-                actions=dep.actions,
-                timeout=timeout,
-                state=dep.state,
-                run=(dep.run.action, dep.run.token) if dep.run else None,
-            )
-            for attached in component.files:
-                state.attachments[attached.zip_digest or attached.digest] = attached.content
+            targets[server] = result
 
         chosen: dict[str, ManifestEntry | None] = dict(targets)
         extra: dict[str, dict[str, str]] = {}

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from controller.contextualize import declared_cycles
 from controller.errors import InvalidDefinitions, Problem
 from controller.gitrepo import GitError
 from controller.model import (
@@ -106,6 +107,8 @@ class _Loader:
     # References between deployments are checked once every stack is loaded.
     _pending_refs: list[tuple[str, str, list[tuple[str, _Ctx]]]] = field(default_factory=list)
     _pending_attrs: list[tuple[GetAttr, _Ctx]] = field(default_factory=list)
+    # Declared contextualization cycles, found while ordering.
+    cycles: list[tuple[str, ...]] = field(default_factory=list)
     # The selected environment's parameter values (raw, with where they were
     # written) and which of them some stack declares.
     env_params: dict[str, tuple[Any, _Ctx]] = field(default_factory=dict)
@@ -1001,6 +1004,19 @@ class _Loader:
             for s in stacks.values()
             for d in s.deployments.values()
         }
+        # Cycles declared with ``converge: true`` on every member are allowed.
+        converging = {
+            d.qualified for s in stacks.values() for d in s.deployments.values() if d.converge
+        }
+        self.cycles, deps = declared_cycles(deps, converging)
+        in_cycles = {m for c in self.cycles for m in c}
+        for q in sorted(converging - in_cycles):
+            dep = _lookup(stacks, q)
+            self.error(
+                _Ctx(dep.file, dep.line, f"deployments.{dep.name}.converge"),
+                f"converge: true, but {q} is in no dependency cycle whose deployments all "
+                "say converge: true",
+            )
         position = {q: i for i, q in enumerate(deps)}
         done: list[str] = []
         state: dict[str, int] = {}  # 1 visiting, 2 done
@@ -1126,4 +1142,5 @@ def load_model(
         inventory=inventory,
         order=order,
         environment=env,
+        cycles=tuple(loader.cycles),
     )

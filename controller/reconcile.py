@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from controller.contextualize import Rounds
 from controller.desired import DesiredState, Waiting, compute_desired
 from controller.gitrepo import GitRepo
 from controller.ledger import Ledger, read_ledger, write_ledger
@@ -172,8 +173,10 @@ class Reconciler:
 
         ledger = read_ledger(self.store)
         gate = Gate(ledger, reports, self.clock(), model.commit)
-        desired = compute_desired(model, reports, previous, gate=gate)
+        rounds = Rounds(ledger, reports, model.commit)
+        desired = compute_desired(model, reports, previous, gate=gate, rounds=rounds)
         gate.forget_others(set(model.order))
+        rounds.forget_others()
         ledger.waiting = [w.to_dict() for w in desired.waiting]
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.

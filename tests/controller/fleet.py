@@ -62,6 +62,8 @@ class SimAgent:
     fail_versions: set[str] = field(default_factory=set)
     fail_actions: set[str] = field(default_factory=set)
     silent: bool = False
+    # Outputs that change whenever any input does (an oscillating cycle).
+    echo_inputs: bool = False
     succeeded: dict[str, str] = field(default_factory=dict)  # deployment -> digest
     states: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -111,9 +113,10 @@ class SimAgent:
                 ok = inputs.get("version") not in self.fail_versions
                 if ok:
                     self.succeeded[entry.name] = entry.config
-                    self.outputs[entry.name] = {
-                        o["name"]: f"{self.server}:{inputs.get('version')}" for o in body["outputs"]
-                    }
+                    value = f"{self.server}:{inputs.get('version')}"
+                    if self.echo_inputs:
+                        value = entry.config[-8:]
+                    self.outputs[entry.name] = {o["name"]: value for o in body["outputs"]}
                 self._report(entry, action, ok, None)
                 if not ok:
                     self.retried[entry.name] = entry.retry
