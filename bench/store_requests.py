@@ -39,7 +39,7 @@ def _converge(reconciler: Reconciler, agents: Store, servers: list[str]) -> list
 
 
 def _sum(passes: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("total", "writes", "bytes_read", "bytes_written")
+    keys = ("total", "http", "writes", "bytes_read", "bytes_written")
     out: dict[str, Any] = {k: sum(p[k] for p in passes) for k in keys}
     out["passes"] = len(passes)
     out["publish_pass"] = passes[0]
@@ -71,31 +71,24 @@ def measure(make_store: StoreFactory, shape: FleetShape) -> dict[str, Any]:
         return results
 
 
+def _row(label: str, passes: int | str, r: dict[str, Any]) -> str:
+    return (
+        f"  {label:<24}{passes:>7}{r['total']:>7}{r['http'] or '-':>7}{r['writes']:>8}"
+        f"{r['bytes_read']:>12}{r['bytes_written']:>15}"
+    )
+
+
 def table(name: str, results: dict[str, Any]) -> str:
     rows = [f"{name}: {results['servers']} servers"]
     rows.append(
-        f"  {'scenario':<24}{'passes':>7}{'requests':>10}{'writes':>8}{'bytes read':>12}"
+        f"  {'scenario':<24}{'passes':>7}{'ops':>7}{'http':>7}{'writes':>8}{'bytes read':>12}"
         f"{'bytes written':>15}"
     )
     for scenario in ("initial", "one_component_changed", "revert"):
         r = results[scenario]
-        rows.append(
-            f"  {scenario:<24}{r['passes']:>7}{r['total']:>10}{r['writes']:>8}"
-            f"{r['bytes_read']:>12}{r['bytes_written']:>15}"
-        )
-        p = r["publish_pass"]
-        rows.append(
-            f"  {'  of which publish pass':<24}{1:>7}{p['total']:>10}{p['writes']:>8}"
-            f"{p['bytes_read']:>12}{p['bytes_written']:>15}"
-        )
-    i = results["idle"]
-    rows.append(
-        f"  {'idle pass':<24}{1:>7}{i['total']:>10}{i['writes']:>8}{i['bytes_read']:>12}"
-        f"{i['bytes_written']:>15}"
-    )
-    a = results["idle_agent_poll"]
-    rows.append(
-        f"  {'idle agent poll':<24}{'':>7}{a['total']:>10}{a['writes']:>8}{a['bytes_read']:>12}"
-        f"{a['bytes_written']:>15}  (not modified: {a['not_modified']})"
-    )
+        rows.append(_row(scenario, r["passes"], r))
+        rows.append(_row("  of which publish pass", 1, r["publish_pass"]))
+    rows.append(_row("idle pass", 1, results["idle"]))
+    agent = results["idle_agent_poll"]
+    rows.append(_row("idle agent poll", "", agent) + f"  (not modified: {agent['not_modified']})")
     return "\n".join(rows)

@@ -11,11 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
+from controller.errors import SetpointError
 from store.base import BLOBS, Store, blob_key, pointer_key, report_key
 from store.capabilities import Capabilities
-from store.errors import InvalidDocument
+from store.errors import InvalidDocument, PermanentError
 
 DEFAULT_TTL = 7 * 24 * 3600
+
+
+class CapabilityError(SetpointError):
+    """The store cannot issue agents their URLs."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(f"cannot issue agent URLs on {store}: {reason}")
+        self.store = store
+        self.reason = reason
+
+
 S3_MAX_TTL = 7 * 24 * 3600
 
 
@@ -35,7 +47,13 @@ def issue(
     if kind == "swift":
         swift = cast(_SwiftLike, store)
         expires = int(now) + ttl
-        full = swift.temp_url("GET", BLOBS, expires, prefix=True)
+        try:
+            full = swift.temp_url("GET", BLOBS, expires, prefix=True)
+        except PermanentError as exc:
+            raise CapabilityError(
+                store.url,
+                f"{exc}; 'setpoint rotate-keys --store {store.url}' creates one",
+            ) from exc
         base, _, query = full.partition("?")
         if not base.endswith(BLOBS):
             raise ValueError(f"unexpected prefix TempURL {base!r}")

@@ -135,6 +135,27 @@ def publish(
     if not planned:
         return result
 
+    # Every pointer is built (URLs issued, signed) before anything is written,
+    # so a store that cannot issue URLs fails the pass with nothing published.
+    stamp = iso(now)
+    pointers: dict[str, Pointer] = {}
+    for server, plan in sorted(planned.items()):
+        previous = current.get(server)
+        caps = issue(store, server, plan.needs, now, policy.ttl)
+        pointer = Pointer(
+            server=server,
+            generation=(previous.generation if previous else 0) + 1,
+            manifest=plan.digest,
+            commit=desired.commit,
+            published_at=stamp,
+            capabilities=caps.to_dict() if caps else None,
+            trust=trust,
+            key=key_name,
+        )
+        if policy.signing_key is not None:
+            pointer = _signed(pointer, policy.signing_key)
+        pointers[server] = pointer
+
     # Blobs first: everything the new manifests reference, then the manifests.
     content: dict[str, bytes] = {}
     for plan in planned.values():
@@ -156,22 +177,8 @@ def publish(
         result.uploaded.append(digest)
 
     # Pointers last.
-    stamp = iso(now)
-    for server, plan in sorted(planned.items()):
+    for server, pointer in pointers.items():
         previous = current.get(server)
-        caps = issue(store, server, plan.needs, now, policy.ttl)
-        pointer = Pointer(
-            server=server,
-            generation=(previous.generation if previous else 0) + 1,
-            manifest=plan.digest,
-            commit=desired.commit,
-            published_at=stamp,
-            capabilities=caps.to_dict() if caps else None,
-            trust=trust,
-            key=key_name,
-        )
-        if policy.signing_key is not None:
-            pointer = _signed(pointer, policy.signing_key)
         store.write_pointer(pointer, previous)
         result.pointers[server] = pointer
         result.changed.append(server)
@@ -179,9 +186,9 @@ def publish(
             "pointer_published",
             server=server,
             generation=pointer.generation,
-            manifest=plan.digest,
+            manifest=pointer.manifest,
             commit=desired.commit[:12],
-            renewed=previous is not None and previous.manifest == plan.digest,
+            renewed=previous is not None and previous.manifest == pointer.manifest,
         )
     return result
 

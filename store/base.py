@@ -63,12 +63,19 @@ def report_key(server: str) -> str:
     return _server_key(server, "report")
 
 
+def _is_wire(op: str) -> bool:
+    return op.startswith("http.") or op == "retries"
+
+
 @dataclass
 class StoreStats:
     """Requests and bytes through this store object, by operation.
 
     Operations: ``get``, ``get_if_changed`` (a 304 counts in ``not_modified``),
-    ``put``, ``put_if_absent``, ``exists``, ``list``, ``delete``.
+    ``put``, ``put_if_absent``, ``exists``, ``list``, ``delete``. Backends that
+    speak HTTP also count every real request as ``http.<METHOD>`` (and resent
+    ones as ``retries``): ``total`` is the logical operations, ``http`` the
+    requests that reached the network.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
@@ -82,7 +89,11 @@ class StoreStats:
 
     @property
     def total(self) -> int:
-        return sum(self.requests.values())
+        return sum(n for op, n in self.requests.items() if not _is_wire(op))
+
+    @property
+    def http(self) -> int:
+        return sum(n for op, n in self.requests.items() if op.startswith("http."))
 
     def reset(self) -> None:
         self.requests.clear()
@@ -92,6 +103,7 @@ class StoreStats:
         return {
             "requests": dict(sorted(self.requests.items())),
             "total": self.total,
+            "http": self.http,
             "writes": self.writes,
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
