@@ -29,7 +29,7 @@ from typing import Any
 
 from controller.desired import compute_desired
 from controller.errors import Problem
-from controller.model import Deployment, GetAttr, Model
+from controller.model import Deployment, GetAttr, Model, UpdatePolicy
 from controller.render import derived_config
 from store.documents import Manifest, Report
 
@@ -274,15 +274,41 @@ class Plan:
         }
 
 
-def rollout_batches(model: Model | None, deployment: str, servers: list[str]) -> list[list[str]]:
-    """The batches in which ``servers`` would receive ``deployment``'s change.
+def rollout_batches(
+    model: Model, deployment: str, creating: list[str], updating: list[str]
+) -> list[list[str]]:
+    """The batches in which ``deployment``'s change would reach its servers.
 
-    Seam for rollouts (issue 4: max_batch_size, min_in_service): until a
-    deployment can declare a batch policy, every server of a deployment is
-    published in the same pass, which is one batch.
+    Follows ``controller.rollout``: a batch takes servers new to the deployment
+    under ``batch_create`` and changing ones under ``update_policy`` (the first
+    batch is ``canary`` servers when set; updates never take the servers in
+    service below ``min_in_service``). Offline, every server that had the
+    deployment is assumed in service when a batch starts; a rollout the policy
+    cannot move at all is shown as one last batch.
     """
-    del model, deployment  # used once batch policies exist
-    return [servers] if servers else []
+    dep = model.deployment(deployment)
+    create_policy, update_policy = dep.policy(True), dep.policy(False)
+    in_service = len([s for s in dep.servers if s not in creating])
+    room = in_service - update_policy.min_in_service
+    creates, updates = list(creating), list(updating)
+    batches: list[list[str]] = []
+    while creates or updates:
+        first = not batches
+
+        def size(policy: UpdatePolicy, pending: int, first: bool = first) -> int:
+            if first and policy.canary > 0:
+                return policy.canary
+            return policy.max_batch_size or pending
+
+        take = creates[: size(create_policy, len(creates))]
+        if updates and room > 0:
+            take += updates[: min(size(update_policy, len(updates)), room)]
+        if not take:
+            take = creates + updates  # min_in_service allows nothing: shown as one batch
+        batches.append(sorted(take))
+        creates = [s for s in creates if s not in take]
+        updates = [s for s in updates if s not in take]
+    return batches
 
 
 def _compare(old: Side | None, new: Side | None, changed_deps: set[str]) -> ServerChange:
@@ -374,11 +400,14 @@ def make_plan(
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if item.changes:
             changed_deps.add(name)
-            moving = [s.server for s in server_changes if s.changes and s.action != DELETE]
+            creating = [s.server for s in server_changes if s.action == CREATE]
+            updating = [s.server for s in server_changes if s.action in (UPDATE, REPLACE)]
             removing = [s.server for s in server_changes if s.action == DELETE]
-            item.batches = rollout_batches(head, name, moving) + rollout_batches(
-                base, name, removing
-            )
+            if creating or updating:
+                item.batches = rollout_batches(head, name, creating, updating)
+            if removing:
+                # A deployment's removal is published to its servers at once.
+                item.batches.append(removing)
         changes.append(item)
     return Plan(
         base=base.commit if base is not None else (base_commit or ""),

@@ -356,3 +356,18 @@ def test_promotion_names_the_environment_where_the_config_converged(
     assert pair["p1"]["promoted_from"] == {"environment": "staging", "commit": staged}
     _code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--env", "production")
     assert f"promoted: identical to staging at commit {staged[:12]}" in out
+
+
+def test_rollout_batches_follow_the_update_policy(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = STACK.replace(
+        "servers: {group: pair}",
+        "servers: [s1, s2, s3]\n    update_policy: {canary: 1, max_batch_size: 2}",
+    )
+    repo = make_repo({**BASE, "stacks/web.yaml": stack})
+    commit_files(repo, {"stacks/web.yaml": stack.replace('"1.0"', '"1.1"')})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert result["rollout"] == [{"deployment": "web/app", "batches": [["s1"], ["s2", "s3"]]}]
+    _code, out = plan(capsys, repo, "HEAD~1", "HEAD")
+    assert "1. web/app: [s1] then [s2, s3]" in out
