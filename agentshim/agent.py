@@ -154,6 +154,19 @@ def _check_config(digest: str, derived: dict[str, Any]) -> None:
     config_files(derived)
 
 
+def _unsettled(dep: DeploymentState) -> bool:
+    """The last CREATE or UPDATE here failed, whatever its digest.
+
+    After a rollback the manifest names the digest that succeeded before the
+    failed change; the failed run may have left the server half changed, so
+    that digest's UPDATE runs again rather than counting as done.
+    """
+    report = dep.report
+    return (
+        report is not None and report.status == "FAILED" and report.action in ("CREATE", "UPDATE")
+    )
+
+
 class Agent:
     """The agent of one server, over one state dir."""
 
@@ -437,10 +450,10 @@ class Agent:
         """The entry's digest first (CREATE or UPDATE), then its state
         (SUSPEND or RESUME), then a custom action whose token is new."""
         dep = self.state.deployments.get(entry.name)
-        if dep is None or dep.succeeded != entry.config:
+        if dep is None or dep.succeeded != entry.config or _unsettled(dep):
             self._converge_config(entry)
             dep = self.state.deployments.get(entry.name)
-            if dep is None or dep.succeeded != entry.config:
+            if dep is None or dep.succeeded != entry.config or _unsettled(dep):
                 return
         if dep.state != entry.state:
             action = "SUSPEND" if entry.state == "suspended" else "RESUME"

@@ -362,15 +362,20 @@ def _reconcile(args: argparse.Namespace, reconciler: Any) -> int:
             outcome = reconciler.run_pass()
             code = OK
         else:
-            last = [""]
+            from controller.progress import Progress
+
+            shown = Progress()
 
             def progress(outcome: Any) -> None:
-                line = outcome.summary()
-                if line != last[0] and not args.json:
-                    print(line, flush=True)
-                last[0] = line
+                if not args.json:
+                    shown(outcome)
 
-            code, outcome = wait_for_convergence(reconciler, args.timeout, args.interval, progress)
+            try:
+                code, outcome = wait_for_convergence(
+                    reconciler, args.timeout, args.interval, progress
+                )
+            finally:
+                shown.close()
     except InvalidDefinitions as exc:
         return _invalid(exc, args.json)
     if args.json:

@@ -13,7 +13,7 @@ from typing import Any
 INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
-UPDATE_ORDERS = ("parallel", "serial", "reverse")
+UPDATE_ORDERS = ("parallel", "serial")  # "reverse" (dependents first): not yet
 ON_FAILURE = ("halt", "rollback")
 STATES = ("active", "suspended")
 # Rounds a declared contextualization cycle may take before the controller gives up.

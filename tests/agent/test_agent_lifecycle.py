@@ -122,3 +122,27 @@ def test_retry_count_reruns_a_digest_that_failed_for_good(tmp_path: Path) -> Non
     pub.publish({"s/app": Deploy(body, retry=1)})
     agent.run_once()
     assert report(store).status == "COMPLETE"
+
+
+def test_rolled_back_digest_runs_its_update_again(tmp_path: Path) -> None:
+    store = MemoryStore()
+    clock = Clock()
+    agent = Agent(store, SERVER, tmp_path / "state", clock=clock, sleep=clock.sleep, max_attempts=1)
+    pub = Publisher(store)
+    log = tmp_path / "actions.log"
+    good = app(log)
+    broken = component(
+        [(["CREATE", "UPDATE"], "script", LOG + "exit 4\n")],
+        inputs=[{"name": "LOGFILE", "type": "String", "value": str(log)}],
+    )
+    pub.publish({"s/app": Deploy(good)})
+    agent.run_once()
+    pub.publish({"s/app": Deploy(broken)})
+    agent.run_once()
+    assert report(store).status == "FAILED"
+    pub.publish({"s/app": Deploy(good)})  # the controller rolls back
+    agent.run_once()
+    agent.run_once()
+    assert ran(log) == ["CREATE", "UPDATE", "UPDATE"]
+    got = report(store)
+    assert (got.config, got.status, got.action) == (pub.digests["s/app"], "COMPLETE", "UPDATE")
