@@ -272,7 +272,8 @@ class Gate:
         rollout.batches += 1
         rollout.batch = sorted(batch)
         rollout.batch_done_at = None
-        return f"waits for batch {rollout.batches} to complete"
+        waits = f"waits for batch {rollout.batches} to complete"
+        return f"{waits} ({why})" if why else waits
 
     @staticmethod
     def _size(policy: UpdatePolicy, rollout: Rollout, pending: int) -> int:

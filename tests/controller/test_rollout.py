@@ -288,3 +288,27 @@ def test_idle_pass_after_a_rollout_writes_nothing(fleet: Fleet) -> None:
     with_repo = Reconciler(fleet.repo, fleet.store, clock=fleet.clock)
     assert with_repo.run_pass().converged
     assert fleet.store.stats.writes == 0
+
+
+def test_an_unreachable_agent_counts_against_min_in_service(tmp_path: Path) -> None:
+    policy = "    update_policy: {max_batch_size: 4, min_in_service: 22}\n"
+    fleet = make_fleet(tmp_path, policy)
+    try:
+        for server in SERVERS:
+            fleet.agent(server).heartbeat = 60.0
+        converge(fleet)
+        fleet.agent(SERVERS[-1]).silent = True  # stops reporting, heartbeat included
+        fleet.now += 200  # more than three beats
+        for server in SERVERS[:-1]:
+            fleet.agent(server).write()  # the others beat
+        statuses = {s.server: s.agent for s in fleet_status(fleet.store, now=fleet.now)}
+        assert statuses[SERVERS[-1]] == "unreachable"
+        assert statuses[SERVERS[0]] == "current"
+        fleet.commit({"stacks/s.yaml": stack("2", policy)})
+        outcome = fleet.run_pass()
+        # 23 in service; one server may change without going below 22.
+        assert [fleet.version(s, "s/app") for s in SERVERS].count("2") == 1
+        assert any("min_in_service 22: only 22 in service" in w.reason for w in outcome.waiting)
+        assert SERVERS[-1] in {w.server for w in outcome.waiting}
+    finally:
+        fleet.close()
