@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import structlog
 
 from controller import changecmds, logs
-from controller.capabilities import DEFAULT_TTL
+from controller.capabilities import DEFAULT_TTL, CapabilityError
 from controller.errors import InvalidDefinitions, SetpointError
 from controller.gitrepo import GitError, GitRepo
 from controller.publish import PointerPolicy
@@ -201,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     signing_args(p)
     p.add_argument(
         "--cloud-init", action="store_true", help="print cloud-init user-data that installs it"
+    )
+    p.add_argument(
+        "--agent",
+        choices=("setpoint", "heat"),
+        default="setpoint",
+        help="heat: the server runs Heat's agent (os-collect-config, heat-config hooks); "
+        "register it and print its os-collect-config configuration (see README)",
+    )
+    p.add_argument(
+        "--s3-keys",
+        action="store_true",
+        help="S3 only: give the agent its own access key, limited by an IAM policy to its "
+        "pointer, its report and the blobs, instead of presigned URLs (re-enrolling re-keys)",
     )
 
     p = sub.add_parser(
@@ -466,7 +480,18 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from store.url import open_store
 
     policy = pointer_policy(args)
-    boot = bootstrap_for(open_store(args.store), args.server, policy.trust() or {}, policy.ttl)
+    if args.agent == "heat":
+        from controller.heat_agent import collect_config
+
+        print(collect_config(open_store(args.store), args.server, time.time(), policy.ttl).text())
+        return OK
+    boot = bootstrap_for(
+        open_store(args.store),
+        args.server,
+        policy.trust() or {},
+        policy.ttl,
+        scoped_keys=args.s3_keys,
+    )
     if args.cloud_init:
         print(cloud_init(boot), end="")
     else:
@@ -522,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level, args.log_format)
     try:
         return COMMANDS[args.command](args)
-    except (GitError, StoreError) as exc:
+    except (GitError, StoreError, CapabilityError) as exc:
         print(f"setpoint: {exc}", file=sys.stderr)
         return UNAVAILABLE
     except SetpointError as exc:

@@ -40,11 +40,19 @@ def bootstrap_for(
     trusted_keys: dict[str, str],
     ttl: int = DEFAULT_TTL,
     now: float | None = None,
+    scoped_keys: bool = False,
 ) -> Bootstrap:
+    """``scoped_keys`` (S3): a per-server access key limited by policy, not URLs."""
     if not is_server_name(server):
         raise EnrollError(server, "not a valid server name")
     if not trusted_keys:
         raise EnrollError(server, "no signing key: give --signing-key (see 'setpoint keygen')")
+    if scoped_keys:
+        from controller.s3keys import grant
+
+        return Bootstrap(
+            server=server, trusted_keys=trusted_keys, capabilities=grant(store, server)
+        )
     now = time.time() if now is None else now
     # Blob URLs (S3) come with each pointer; the bootstrap reads the pointer and
     # writes the report only.

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from controller import heat_agent
 from controller.contextualize import Rounds
 from controller.desired import DesiredState, Waiting, compute_desired
 from controller.gitrepo import GitRepo
@@ -155,6 +156,9 @@ class Reconciler:
         pointers: dict[str, Pointer | None] = {
             s: self.store.read_pointer(s) if s in known else None for s in servers
         }
+        heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
+        heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
+        known |= set(heat_servers)
         reports: dict[str, Report] = {}
         for s in servers:
             report = self.store.read_report(s) if s in known else None
@@ -182,6 +186,9 @@ class Reconciler:
         # the server's entry changes.
         write_ledger(self.store, ledger)
         published = publish(self.store, desired, pointers, self.clock, self.policy)
+        heat_agent.publish_metadata(
+            self.store, desired, heat_servers, self.clock(), self.policy.ttl
+        )
         outcome = PassOutcome(
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )

@@ -63,6 +63,11 @@ def report_key(server: str) -> str:
     return _server_key(server, "report")
 
 
+def agent_key(server: str, name: str) -> str:
+    """Another object under ``agents/<server>/`` (Heat-agent metadata, signals)."""
+    return _server_key(server, name)
+
+
 def _is_wire(op: str) -> bool:
     return op.startswith("http.") or op == "retries"
 
@@ -252,6 +257,18 @@ class Store(abc.ABC):
 
     def write_report(self, report: Report) -> None:
         self._write(report_key(report.server), canonical_json(report.to_dict()))
+
+    # -- other per-server objects (servers that run Heat's agent) --------------
+
+    def read_agent_object(self, server: str, name: str) -> bytes | None:
+        """``agents/<server>/<name>``, or None if absent."""
+        try:
+            return self._read(agent_key(server, name))
+        except NotFound:
+            return None
+
+    def write_agent_object(self, server: str, name: str, data: bytes) -> None:
+        self._write(agent_key(server, name), data)
 
     # -- the controller's own documents -----------------------------------------
 

@@ -12,6 +12,11 @@ valid until ``expires_at``:
 
 The controller renews them through the pointer well before they expire, so an
 agent that keeps polling never needs new credentials.
+
+Where an operator prefers keys to URLs, kind ``s3-keys`` carries plain object
+URLs and ``credentials`` (an access key limited by an IAM policy to the
+server's own pointer and report and to ``blobs/``); the agent signs each
+request itself (``store.sigv4``), and pointers need not renew anything.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from urllib.parse import urlsplit
 from store.digest import is_digest
 from store.errors import InvalidDocument
 
-KINDS = ("swift", "s3")
+KINDS = ("swift", "s3", "s3-keys")
+_CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key", "region")
 
 
 def _url(value: Any, field_name: str) -> str:
@@ -41,11 +47,16 @@ class Capabilities:
     blob_prefix: str | None = None
     blob_query: str | None = None
     blobs: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, str] | None = None
 
     def blob_url(self, key: str, digest: str) -> str | None:
         """The URL that reads blob ``key`` (``blobs/ab/...``) of ``digest``, if any."""
         if self.blob_prefix is not None and self.blob_query is not None:
-            return f"{self.blob_prefix}{key}?{self.blob_query}"
+            return (
+                f"{self.blob_prefix}{key}?{self.blob_query}"
+                if self.blob_query
+                else (f"{self.blob_prefix}{key}")
+            )
         return self.blobs.get(digest)
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +71,8 @@ class Capabilities:
             doc["blob_query"] = self.blob_query
         if self.blobs:
             doc["blobs"] = dict(sorted(self.blobs.items()))
+        if self.credentials is not None:
+            doc["credentials"] = dict(self.credentials)
         return doc
 
     @classmethod
@@ -81,6 +94,17 @@ class Capabilities:
             raise InvalidDocument("capabilities", "blob_prefix and blob_query go together")
         if query is not None and not isinstance(query, str):
             raise InvalidDocument("capabilities", "blob_query must be a string")
+        credentials = doc.get("credentials")
+        if (kind == "s3-keys") != (credentials is not None):
+            raise InvalidDocument("capabilities", "credentials go with kind s3-keys, and only")
+        if credentials is not None and (
+            not isinstance(credentials, dict)
+            or sorted(credentials) != sorted(_CREDENTIAL_FIELDS)
+            or not all(isinstance(v, str) and v for v in credentials.values())
+        ):
+            raise InvalidDocument(
+                "capabilities", f"credentials need {', '.join(_CREDENTIAL_FIELDS)}"
+            )
         return cls(
             kind=kind,
             pointer=_url(doc.get("pointer"), "pointer"),
@@ -89,4 +113,5 @@ class Capabilities:
             blob_prefix=None if prefix is None else _url(prefix, "blob_prefix"),
             blob_query=query,
             blobs={k: _url(v, f"blobs[{k}]") for k, v in blobs.items()},
+            credentials=dict(credentials) if credentials is not None else None,
         )

@@ -17,6 +17,7 @@ import urllib.request
 from store.base import BLOBS, Store, digest_of_blob_key, pointer_key, report_key
 from store.capabilities import Capabilities
 from store.errors import NotFound, PermissionDenied, StoreError, TransientError
+from store.sigv4 import sign_s3
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -38,9 +39,14 @@ class CapabilityStore(Store):
         return self._caps
 
     def renew(self, capabilities: Capabilities) -> None:
-        """Use the URLs a verified pointer carries from now on."""
+        """Use the URLs a verified pointer carries from now on.
+
+        An agent holding its own keys (``s3-keys``) keeps signing with them:
+        URLs in a pointer would only expire.
+        """
         with self._lock:
-            self._caps = capabilities
+            if self._caps.credentials is None:
+                self._caps = capabilities
 
     @property
     def url(self) -> str:
@@ -63,6 +69,18 @@ class CapabilityStore(Store):
         self, method: str, url: str, key: str, data: bytes | None = None, etag: str | None = None
     ) -> tuple[int, bytes, str]:
         headers = {"User-Agent": "setpoint-agent"}
+        creds = self._caps.credentials
+        if creds is not None:
+            headers.update(
+                sign_s3(
+                    method,
+                    url,
+                    data or b"",
+                    creds["access_key_id"],
+                    creds["secret_access_key"],
+                    creds["region"],
+                )
+            )
         if etag:
             headers["If-None-Match"] = etag
         if data is not None:

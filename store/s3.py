@@ -20,9 +20,7 @@ imports this module (``store.url`` imports backends lazily).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
@@ -148,11 +146,9 @@ def default_endpoint() -> str | None:
     return os.environ.get("SETPOINT_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-_session_lock = threading.Lock()
-
-
-@functools.cache
 def _boto_session() -> Any:
+    """A new session per client: it resolves the credentials in force now (a cached
+    one would keep the first ones it saw for the life of the process)."""
     return boto3.session.Session()
 
 
@@ -167,9 +163,9 @@ def make_client(
     botocore retries (``store.retry`` does them). ``client_kwargs`` go to
     ``Session.client`` (``aws_access_key_id``, ``aws_secret_access_key``...).
 
-    Clients come from one process-wide boto3 session (guarded by a lock: a
-    session is not thread-safe), which loads the service model once: a second
-    client costs milliseconds instead of a tenth of a second.
+    Each client comes from a new boto3 session, so it uses the credentials in
+    force when it is made; that costs about a tenth of a second per store
+    opened, which a controller does once.
     """
     timeouts = timeouts or Timeouts()
     config = Config(
@@ -179,10 +175,9 @@ def make_client(
         read_timeout=timeouts.read,
         retries={"mode": "standard", "total_max_attempts": 1},
     )
-    with _session_lock:
-        return _boto_session().client(
-            "s3", endpoint_url=endpoint_url, region_name=region_name, config=config, **client_kwargs
-        )
+    return _boto_session().client(
+        "s3", endpoint_url=endpoint_url, region_name=region_name, config=config, **client_kwargs
+    )
 
 
 class S3Store(Store):
