@@ -13,11 +13,11 @@ This is a pure function of (model, reports, previously published manifests).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.contextualize import Rounds
-from controller.model import Component, Deployment, GetAttr, Model
+from controller.model import Component, Computed, Deployment, GetAttr, Model
 from controller.render import RenderCache, RenderedConfig
 from controller.rollout import Gate
 from controller.values import coerce
@@ -148,6 +148,8 @@ class _Resolver:
                 for s in target.servers
             }
             return per_server if target.reports_a_map else per_server[target.servers[0]]
+        if isinstance(value, Computed):
+            return value.fn(self.value(dep, server, value.args))
         if isinstance(value, dict):
             return {k: self.value(dep, server, v) for k, v in value.items()}
         if isinstance(value, list):
@@ -254,32 +256,44 @@ def compute_desired(
             previous_cache[server] = previous(server)
         return previous_cache[server]
 
+    # A deployment's inputs do not depend on the server it is rendered for
+    # (the server only appears in Waiting): resolved and rendered once per
+    # deployment while its servers are walked, not once per server.
+    memo: dict[str, ManifestEntry | Waiting] = {}
+
     def render(dep: Deployment, server: str) -> ManifestEntry | Waiting:
         component = model.components[dep.component]
-        try:
-            values = resolver.inputs(dep, server)
-        except _Wait as waiting:
-            return waiting.waiting
-        rendered = cache.render(component, values)
-        state.configs[rendered.digest] = rendered
-        state.rendered[(dep.qualified, server)] = rendered.digest
-        name = _instance(dep, component, values)
-        state.instances[(dep.qualified, server)] = name
-        for attached in component.files:
-            state.attachments[attached.zip_digest or attached.digest] = attached.content
-        return ManifestEntry(
-            name=name,
-            config=rendered.digest,
-            actions=dep.actions,
-            timeout=dep.timeout or component.timeout,
-            state=dep.state,
-            run=(dep.run.action, dep.run.token) if dep.run else None,
-        )
+        got = memo.get(dep.qualified)
+        if got is None:
+            try:
+                values = resolver.inputs(dep, server)
+            except _Wait as waiting:
+                got = memo[dep.qualified] = waiting.waiting
+            else:
+                rendered = cache.render(component, values)
+                state.configs[rendered.digest] = rendered
+                for attached in component.files:
+                    state.attachments[attached.zip_digest or attached.digest] = attached.content
+                entry = ManifestEntry(
+                    name=_instance(dep, component, values),
+                    config=rendered.digest,
+                    actions=dep.actions,
+                    timeout=dep.timeout or component.timeout,
+                    state=dep.state,
+                    run=(dep.run.action, dep.run.token) if dep.run else None,
+                )
+                got = memo[dep.qualified] = entry
+        if isinstance(got, Waiting):
+            return got if got.server == server else replace(got, server=server)
+        state.rendered[(dep.qualified, server)] = got.config
+        state.instances[(dep.qualified, server)] = got.name
+        return got
 
     # (deployment, server) of a declared cycle held back this pass, and why.
     held: dict[tuple[str, str], str] = {}
     decided: set[tuple[str, ...]] = set()
     for dep in model.deployments():
+        memo.clear()
         component = model.components[dep.component]
         cycle = model.cycle_of(dep.qualified)
         if cycle is not None and rounds is not None and cycle not in decided:
@@ -288,6 +302,7 @@ def compute_desired(
             decided.add(cycle)
             fresh: dict[str, str] = {}
             for member in cycle:
+                memo.clear()
                 for server in model.deployment(member).servers:
                     got = render(model.deployment(member), server)
                     if isinstance(got, ManifestEntry):
@@ -299,6 +314,7 @@ def compute_desired(
                 for key in fresh:
                     member, server = key.split("|", 1)
                     held[(member, server)] = verdict.reason
+        memo.clear()
         targets: dict[str, ManifestEntry] = {}
         for server in dep.servers:
             result = render(dep, server)

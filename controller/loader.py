@@ -70,6 +70,13 @@ ROLLOUT_KEYS = (
 _INTRINSICS = ("get_param", "get_file", "get_attr")
 
 
+# Parsed documents by (git object id, path), shared by every load in the process:
+# a commit that changes one file parses that file only. Documents are never
+# modified after parsing. Oldest entries leave first.
+_PARSED: dict[tuple[str, str], tuple[Any, tuple[Problem, ...]]] = {}
+_PARSED_MAX = 1024
+
+
 class Tree(Protocol):
     """What the loader needs of a commit (``controller.gitrepo.CommitTree``)."""
 
@@ -113,6 +120,25 @@ class _Loader:
     # written) and which of them some stack declares.
     env_params: dict[str, tuple[Any, _Ctx]] = field(default_factory=dict)
     env_params_used: set[str] = field(default_factory=set)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def parse(self, path: str) -> Any:
+        """The YAML document at ``path``, parsed once per git object id (and path)."""
+        blob_id = getattr(self.tree, "blob_id", None)
+        if blob_id is None:
+            return load_yaml(self.tree.read(path), path, self.problems)
+        key = (blob_id(path), path)
+        hit = _PARSED.get(key)
+        if hit is None:
+            problems: list[Problem] = []
+            doc = load_yaml(self.tree.read(path), path, problems)
+            hit = (doc, tuple(problems))
+            if len(_PARSED) >= _PARSED_MAX:
+                del _PARSED[next(iter(_PARSED))]
+            _PARSED[key] = hit
+        self.problems += hit[1]
+        return hit[0]
 
     # -- reporting helpers ---------------------------------------------------------
 
@@ -291,7 +317,7 @@ class _Loader:
         if self.tree.kind(INVENTORY) != "file":
             self.error(ctx, "missing inventory.yaml at the repository root")
             return Inventory({}, {})
-        doc = load_yaml(self.tree.read(INVENTORY), INVENTORY, self.problems)
+        doc = self.parse(INVENTORY)
         m = self.mapping(doc, ctx, "the inventory") if doc is not None else YMap()
         if m is None:
             return Inventory({}, {})
@@ -361,7 +387,7 @@ class _Loader:
 
     def component(self, path: str, folder: str) -> Component | None:
         ctx = _Ctx(path, 1, "")
-        doc = load_yaml(self.tree.read(path), path, self.problems)
+        doc = self.parse(path)
         m = self.mapping(doc, ctx, "a component")
         if m is None:
             return None
@@ -536,13 +562,19 @@ class _Loader:
         out: dict[str, Stack] = {}
         if self.tree.kind(STACKS) != "dir":
             return out
+        from controller.heat_template import is_environment_file, is_heat_template, load_template
+
         for fname in self.tree.listdir(STACKS):
-            if not fname.endswith((".yaml", ".yml")):
-                continue
+            if not fname.endswith((".yaml", ".yml")) or is_environment_file(fname):
+                continue  # a Heat environment file is read with its template
             path = f"{STACKS}/{fname}"
             if self.tree.kind(path) != "file":
                 continue
-            stack = self.stack(path, fname.rsplit(".", 1)[0], components, inventory)
+            stem = fname.rsplit(".", 1)[0]
+            if is_heat_template(self.tree.read(path)):
+                stack = load_template(self, path, stem, components, inventory)
+            else:
+                stack = self.stack(path, stem, components, inventory)
             if stack is None:
                 continue
             if stack.name in out:
@@ -558,7 +590,7 @@ class _Loader:
         self, path: str, stem: str, components: dict[str, Component], inventory: Inventory
     ) -> Stack | None:
         ctx = _Ctx(path, 1, "")
-        doc = load_yaml(self.tree.read(path), path, self.problems)
+        doc = self.parse(path)
         m = self.mapping(doc, ctx, "a stack")
         if m is None:
             return None
@@ -655,7 +687,7 @@ class _Loader:
             )
             return None
         ctx = _Ctx(path, 1, "")
-        doc = load_yaml(self.tree.read(path), path, self.problems)
+        doc = self.parse(path)
         m = self.mapping(doc, ctx, "an environment") if doc is not None else YMap()
         if m is None:
             return None

@@ -104,10 +104,15 @@ def publish(
     result = PublishResult()
     planned: dict[str, _Planned] = {}
     servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
+    # Servers with the same desired state share one manifest: encode it once.
+    encoded: dict[tuple[object, ...], tuple[bytes, str]] = {}
     for server in servers:
         manifest = desired.manifests.get(server, Manifest(deployments=()))
-        blob = canonical_json(manifest.to_dict())
-        digest = digest_bytes(blob)
+        key = (manifest.deployments, *manifest.bundles.items())
+        if key not in encoded:
+            blob = canonical_json(manifest.to_dict())
+            encoded[key] = (blob, digest_bytes(blob))
+        blob, digest = encoded[key]
         pointer = current.get(server)
         needs: set[str] | None = None
         if store.capability_kind == "s3":
