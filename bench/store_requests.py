@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import simulate
-from bench.synth import FleetShape, change_one_component, init_fleet
+from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet, rename_file
 from controller.gitrepo import GitRepo, revert
 from controller.publish import PointerPolicy
 from controller.reconcile import Reconciler
@@ -41,6 +41,7 @@ def _converge(reconciler: Reconciler, agents: Store, servers: list[str]) -> list
 def _sum(passes: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("total", "http", "writes", "bytes_read", "bytes_written")
     out: dict[str, Any] = {k: sum(p[k] for p in passes) for k in keys}
+    out["blob_uploads"] = sum(p["requests"].get("put_if_absent", 0) for p in passes)
     out["passes"] = len(passes)
     out["publish_pass"] = passes[0]
     return out
@@ -59,6 +60,10 @@ def measure(make_store: StoreFactory, shape: FleetShape) -> dict[str, Any]:
             results["idle"] = _converge(reconciler, agent_store, servers)[0]
             change = change_one_component(repo_path)
             results["one_component_changed"] = _sum(_converge(reconciler, agent_store, servers))
+            change_parameter(repo_path, shape)
+            results["one_parameter_changed"] = _sum(_converge(reconciler, agent_store, servers))
+            rename_file(repo_path)
+            results["file_renamed"] = _sum(_converge(reconciler, agent_store, servers))
             revert(repo_path, change)
             results["revert"] = _sum(_converge(reconciler, agent_store, servers))
 
@@ -84,7 +89,13 @@ def table(name: str, results: dict[str, Any]) -> str:
         f"  {'scenario':<24}{'passes':>7}{'ops':>7}{'http':>7}{'writes':>8}{'bytes read':>12}"
         f"{'bytes written':>15}"
     )
-    for scenario in ("initial", "one_component_changed", "revert"):
+    for scenario in (
+        "initial",
+        "one_component_changed",
+        "one_parameter_changed",
+        "file_renamed",
+        "revert",
+    ):
         r = results[scenario]
         rows.append(_row(scenario, r["passes"], r))
         rows.append(_row("  of which publish pass", 1, r["publish_pass"]))

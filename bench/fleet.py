@@ -1,0 +1,87 @@
+"""Fleet convergence: real agent processes, a commit, the time until every server is COMPLETE.
+
+``agents`` ``setpoint-agent`` processes poll the store every ``interval``
+seconds (trivial script configs). The controller runs passes back to back;
+each server's time is when a pass first found it converged, counted from the
+start of the first pass after the commit. Controller CPU (process time of the
+passes) and peak memory are recorded.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.agent_cost import agent_command
+from bench.synth import FleetShape, change_one_component, init_fleet
+from controller.gitrepo import GitRepo
+from controller.reconcile import Reconciler
+from store.base import Store
+
+
+def _converge(reconciler: Reconciler, servers: list[str], timeout: float) -> dict[str, Any]:
+    done: dict[str, float] = {}
+    cpu0, start = time.process_time(), time.monotonic()
+    passes = 0
+    while time.monotonic() - start < timeout:
+        outcome = reconciler.run_pass()
+        passes += 1
+        now = time.monotonic() - start
+        for server, progress in outcome.servers.items():
+            if progress.converged and server not in done:
+                done[server] = now
+        if outcome.converged and len(done) >= len(servers):
+            break
+        time.sleep(0.2)
+    times = sorted(done.values())
+    if len(times) < len(servers):
+        return {"error": f"{len(servers) - len(times)} servers not COMPLETE after {timeout}s"}
+    return {
+        "p50_s": statistics.median(times),
+        "p99_s": times[min(len(times) - 1, int(len(times) * 0.99))],
+        "max_s": times[-1],
+        "passes": passes,
+        "controller_cpu_s": time.process_time() - cpu0,
+    }
+
+
+def measure(
+    store_url: str, make_store: Callable[[], Store], agents: int, interval: float = 1.0
+) -> dict[str, Any]:
+    shape = FleetShape(servers=agents, groups=max(1, agents // 50), deployments=3)
+    servers = shape.all_servers()
+    with tempfile.TemporaryDirectory(prefix="setpoint-bench-fleet-") as tmp:
+        root = Path(tmp)
+        repo_path = init_fleet(root, shape)
+        procs = [
+            subprocess.Popen(
+                agent_command(store_url, s, root / "agents" / s, interval),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for s in servers
+        ]
+        try:
+            with GitRepo.open(repo_path) as repo:
+                reconciler = Reconciler(repo, make_store())
+                initial = _converge(reconciler, servers, 300)
+                change_one_component(repo_path)
+                change = _converge(reconciler, servers, 300)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=30)
+    return {
+        "agents": agents,
+        "interval_s": interval,
+        "initial": initial,
+        "one_component_changed": change,
+        "controller_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
