@@ -679,7 +679,9 @@ class Agent:
             "group": tool,
             "config": config,
             "inputs": inputs,
-            "outputs": [dict(o) for o in derived.get("outputs") or []],
+            "outputs": [
+                dict(o) for o in derived.get("outputs") or [] if o.get("name") not in DEPLOY_OUTPUTS
+            ],
             "options": dict(derived.get("options") or {}),
         }
 
@@ -772,6 +774,7 @@ class Agent:
         result = self.runner.run(
             document, deployment=entry.name, timeout=entry.timeout, on_start=on_start
         )
+        result = _with_deploy_outputs(derived, result)
         if result.ok:
             for output in derived.get("outputs") or []:
                 name = output["name"]
@@ -955,3 +958,21 @@ class Agent:
 
 
 __all__ = ["Agent", "CycleResult", "iso", "retry_delay"]
+
+
+# Heat's attributes of every deployment, reported as outputs when the derived
+# config declares them (as Heat templates' configs do): the hook never sets them.
+DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
+
+
+def _with_deploy_outputs(derived: dict[str, Any], result: HookResult) -> HookResult:
+    declared = {o.get("name") for o in derived.get("outputs") or []}
+    if not declared & set(DEPLOY_OUTPUTS):
+        return result
+    values = {
+        "deploy_stdout": result.stdout,
+        "deploy_stderr": result.stderr,
+        "deploy_status_code": result.exit_code,
+    }
+    extra = {k: v for k, v in values.items() if k in declared}
+    return replace(result, outputs={**result.outputs, **extra})

@@ -562,13 +562,19 @@ class _Loader:
         out: dict[str, Stack] = {}
         if self.tree.kind(STACKS) != "dir":
             return out
+        from controller.heat_template import is_environment_file, is_heat_template, load_template
+
         for fname in self.tree.listdir(STACKS):
-            if not fname.endswith((".yaml", ".yml")):
-                continue
+            if not fname.endswith((".yaml", ".yml")) or is_environment_file(fname):
+                continue  # a Heat environment file is read with its template
             path = f"{STACKS}/{fname}"
             if self.tree.kind(path) != "file":
                 continue
-            stack = self.stack(path, fname.rsplit(".", 1)[0], components, inventory)
+            stem = fname.rsplit(".", 1)[0]
+            if is_heat_template(self.tree.read(path)):
+                stack = load_template(self, path, stem, components, inventory)
+            else:
+                stack = self.stack(path, stem, components, inventory)
             if stack is None:
                 continue
             if stack.name in out:

@@ -7,6 +7,7 @@ is an output that agents report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,9 @@ class Component:
     files: tuple[AttachedFile, ...]
     options: dict[str, Any]
     timeout: float = DEFAULT_TIMEOUT
+    # Heat's StructuredDeployment: ``{<input_key>: name}`` in the configs is
+    # replaced by that input's value when rendered. None: configs go as written.
+    input_key: str | None = None
 
     def input(self, name: str) -> InputDef | None:
         return next((i for i in self.inputs if i.name == name), None)
@@ -120,6 +124,16 @@ class GetAttr:
     server: str | None
     file: str
     line: int
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A value computed at render time from values known only then (Heat's
+    ``str_replace`` or ``list_join`` over a ``get_attr``): ``fn(resolved args)``."""
+
+    label: str
+    fn: Callable[[Any], Any]
+    args: Any
 
 
 @dataclass(frozen=True)
@@ -187,6 +201,8 @@ class Deployment:
 def _collect_attrs(value: Any, into: list[GetAttr]) -> None:
     if isinstance(value, GetAttr):
         into.append(value)
+    elif isinstance(value, Computed):
+        _collect_attrs(value.args, into)
     elif isinstance(value, dict):
         for v in value.values():
             _collect_attrs(v, into)

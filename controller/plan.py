@@ -29,7 +29,7 @@ from typing import Any
 
 from controller.desired import compute_desired
 from controller.errors import Problem
-from controller.model import Deployment, GetAttr, Model, UpdatePolicy
+from controller.model import Computed, Deployment, GetAttr, Model, UpdatePolicy
 from controller.render import derived_config
 from store.documents import Manifest, Report
 
@@ -64,6 +64,8 @@ def _placeholder(value: Any, server: str) -> Any:
     if isinstance(value, GetAttr):
         where = f"@{value.server}" if value.server else ""
         return f"<{KNOWN_AFTER_APPLY}: {value.deployment}.{value.output}{where}>"
+    if isinstance(value, Computed):
+        return f"<{KNOWN_AFTER_APPLY}: {value.label} of {_placeholder(value.args, server)}>"
     if isinstance(value, dict):
         return {k: _placeholder(v, server) for k, v in value.items()}
     if isinstance(value, list):

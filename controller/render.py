@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from controller.heat_functions import substitute_inputs
 from controller.model import Component
 from store.digest import canonical_json, digest_bytes
 from store.documents import COMPONENT_GROUP
@@ -37,12 +38,20 @@ def derived_config(component: Component, values: dict[str, Any]) -> RenderedConf
         {"name": i.name, "type": i.type, "value": values.get(i.name, i.default)}
         for i in component.inputs
     ]
+
+    def config(text: Any) -> Any:
+        if component.input_key is None:
+            return text
+        # Heat's StructuredDeployment: {get_input: name} becomes the input's value.
+        given = {i["name"]: i["value"] for i in inputs}
+        return substitute_inputs(text, component.input_key, given)
+
     body: dict[str, Any] = {
         "name": component.name,
         "group": COMPONENT_GROUP,
         "config": {
             "configs": [
-                {"actions": list(c.actions), "tool": c.tool, "config": c.config}
+                {"actions": list(c.actions), "tool": c.tool, "config": config(c.config)}
                 for c in component.configs
             ]
         },
