@@ -267,13 +267,17 @@ def _invalid(exc: InvalidDefinitions, as_json: bool) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from controller.errors import Problem
     from controller.loader import load_model
 
+    warnings: list[Problem] = []
     with GitRepo.open(args.repo) as repo:
         try:
-            model = load_model(repo.tree(args.rev), env=args.env)
+            model = load_model(repo.tree(args.rev), env=args.env, on_problem=warnings.append)
         except InvalidDefinitions as exc:
             return _invalid(exc, args.json)
+    for warning in sorted(warnings):  # e.g. Heat resources setpoint does not manage
+        print(f"warning: {warning}", file=sys.stderr)
     deployments = model.deployments()
     pairs = sum(len(d.servers) for d in deployments)
     if args.json:

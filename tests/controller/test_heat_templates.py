@@ -595,3 +595,23 @@ def test_errors_name_the_template_file_and_line(make_fleet: type[HeatFleet]) -> 
         ("stacks/bad.yaml", 40, "depends_on: unknown resource 'Z'"),
         ("stacks/bad.yaml", 45, NO_LOG),
     ]
+
+
+def test_validate_warns_of_resources_setpoint_does_not_manage(
+    make_fleet: type[HeatFleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.cli import main
+
+    fleet = make_fleet(
+        {
+            "stacks/twice.yaml": dedent(DEPLOY_TWICE),
+            "stacks/twice.env.yaml": env(tmp_path / "log"),
+        }
+    )
+    assert main(["validate", "--repo", str(fleet.repo_path)]) == 0
+    captured = capsys.readouterr()
+    assert "2 deployments" in captured.out
+    assert (
+        "warning: stacks/twice.yaml:16: resources.private_net.type: "
+        "OS::Neutron::Net is not managed by setpoint"
+    ) in captured.err
