@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller.contextualize import Rounds
-from controller.model import Component, Deployment, GetAttr, Model
+from controller.model import Component, Computed, Deployment, GetAttr, Model
 from controller.render import RenderCache, RenderedConfig
 from controller.rollout import Gate
 from controller.values import coerce
@@ -148,6 +148,8 @@ class _Resolver:
                 for s in target.servers
             }
             return per_server if target.reports_a_map else per_server[target.servers[0]]
+        if isinstance(value, Computed):
+            return value.fn(self.value(dep, server, value.args))
         if isinstance(value, dict):
             return {k: self.value(dep, server, v) for k, v in value.items()}
         if isinstance(value, list):
