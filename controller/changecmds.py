@@ -32,6 +32,43 @@ def env_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def tuning_args(p: argparse.ArgumentParser, rounds: bool = True) -> None:
+    """The controller's two bounds: contextualization rounds, missed heartbeats."""
+    from controller.model import DEFAULT_CONVERGE_ROUNDS
+    from controller.rollout import UNREACHABLE_AFTER_BEATS
+
+    if rounds:
+        p.add_argument(
+            "--converge-rounds",
+            type=_positive(int),
+            default=DEFAULT_CONVERGE_ROUNDS,
+            metavar="N",
+            help="rounds a converge: true cycle may take before the controller stops it "
+            f"with the outputs still changing (default: {DEFAULT_CONVERGE_ROUNDS})",
+        )
+    p.add_argument(
+        "--unreachable-after",
+        type=_positive(float),
+        default=UNREACHABLE_AFTER_BEATS,
+        metavar="BEATS",
+        help="heartbeats an agent may miss before it is unreachable: out of service for "
+        f"rollouts, UNREACHABLE in status (default: {UNREACHABLE_AFTER_BEATS:g})",
+    )
+
+
 def add_commands(
     sub: Any, formatter: Formatter, signing_args: Callable[[argparse.ArgumentParser], None]
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -94,6 +131,7 @@ def add_commands(
     p.add_argument("--push-notes", action="store_true", help="remote: push the notes back")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--passes", type=int, help="stop after this many passes")
+    tuning_args(p)
     signing_args(p)
 
     p = sub.add_parser(
@@ -217,6 +255,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         policy=pointer_policy(args),
         push_notes=args.push_notes,
         interval=args.interval,
+        converge_rounds=args.converge_rounds,
+        unreachable_after=args.unreachable_after,
     )
     try:
         watcher.run(max_passes=1 if args.once else args.passes)

@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (600)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")
     p.add_argument("--json", action="store_true", help="print the last pass as JSON")
+    changecmds.tuning_args(p)
     signing_args(p)
 
     p = sub.add_parser(
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--store", required=True, help="store URL or path")
     p.add_argument("--json", action="store_true", help="print as JSON")
+    changecmds.tuning_args(p, rounds=False)
 
     p = sub.add_parser(
         "retry",
@@ -335,7 +337,11 @@ def cmd_render(args: argparse.Namespace) -> int:
                 "deployment": e.name,
                 "id": e.config,
                 "actions": list(e.actions),
-                **({"config": desired.configs[e.config].body} if args.server else {}),
+                **(
+                    {"config": masked_body(model, e.qualified, desired.configs[e.config].body)}
+                    if args.server
+                    else {}
+                ),
             }
             for e in desired.manifests[server].deployments
         ]
@@ -359,13 +365,35 @@ def cmd_render(args: argparse.Namespace) -> int:
     return OK
 
 
+def masked_body(model: Any, qualified: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A derived config to show people: values of inputs marked ``secret: true``
+    masked, as ``setpoint plan`` masks them (the digest still covers them)."""
+    from controller.plan import MASK
+
+    component = model.components[model.deployment(qualified).component]
+    secrets = {i.name for i in component.inputs if i.secret}
+    if not secrets:
+        return body
+    inputs = [
+        {**i, "value": f"{MASK} (secret)"} if i.get("name") in secrets else i
+        for i in body.get("inputs", [])
+    ]
+    return {**body, "inputs": inputs}
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from controller.environments import EnvironmentReconciler
     from store.url import open_store
 
     with GitRepo.open(args.repo) as repo:
         reconciler = EnvironmentReconciler(
-            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args), env=args.env
+            repo,
+            open_store(args.store),
+            rev=args.branch,
+            policy=pointer_policy(args),
+            converge_rounds=args.converge_rounds,
+            unreachable_after=args.unreachable_after,
+            env=args.env,
         )
         if reconciler.policy.signing_key is None:
             log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")
@@ -416,7 +444,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from store.url import open_store
 
     store = open_store(args.store)
-    statuses = fleet_status(store)
+    statuses = fleet_status(store, unreachable_after=args.unreachable_after)
     ledger = read_ledger(store)
     if args.json:
         _print_json({"servers": [s.to_dict() for s in statuses], **ledger_json(ledger.to_dict())})

@@ -21,9 +21,9 @@ from controller.desired import DesiredState, Waiting, compute_desired
 from controller.gitrepo import GitRepo
 from controller.ledger import Ledger, read_ledger, write_ledger
 from controller.loader import load_model
-from controller.model import Model
+from controller.model import DEFAULT_CONVERGE_ROUNDS, Model
 from controller.publish import PointerPolicy, PublishResult, publish
-from controller.rollout import Gate, entry_result
+from controller.rollout import UNREACHABLE_AFTER_BEATS, Gate, entry_result
 from store.base import Store
 from store.documents import Manifest, ManifestEntry, Pointer, Report
 
@@ -142,6 +142,10 @@ class Reconciler:
     rev: str = "HEAD"
     clock: Callable[[], float] = time.time
     policy: PointerPolicy = field(default_factory=PointerPolicy)
+    # Rounds a declared contextualization cycle may take (``--converge-rounds``).
+    converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
+    # Heartbeats an agent may miss before it is unreachable (``--unreachable-after``).
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS
     # Manifests are immutable blobs: read each once per controller process.
     _manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
 
@@ -176,8 +180,10 @@ class Reconciler:
             return self._manifests[pointer.manifest]
 
         ledger = read_ledger(self.store)
-        gate = Gate(ledger, reports, self.clock(), model.commit)
-        rounds = Rounds(ledger, reports, model.commit)
+        gate = Gate(
+            ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
+        )
+        rounds = Rounds(ledger, reports, model.commit, bound=self.converge_rounds)
         desired = compute_desired(model, reports, previous, gate=gate, rounds=rounds)
         gate.forget_others(set(model.order))
         rounds.forget_others()

@@ -37,8 +37,8 @@ from controller.model import Deployment, UpdatePolicy
 from store.documents import DeploymentReport, ManifestEntry, Report
 
 # An agent that beats (reports ``heartbeat``) and has not written its report for
-# this many heartbeats is unreachable.
-UNREACHABLE_AFTER_BEATS = 3
+# this many heartbeats is unreachable (``--unreachable-after`` changes it).
+UNREACHABLE_AFTER_BEATS = 3.0
 
 
 def parse_time(value: str | None) -> float | None:
@@ -50,12 +50,12 @@ def parse_time(value: str | None) -> float | None:
         return None
 
 
-def unreachable(report: Report | None, now: float) -> bool:
-    """An agent that beats and has been silent for ``UNREACHABLE_AFTER_BEATS`` beats."""
+def unreachable(report: Report | None, now: float, beats: float = UNREACHABLE_AFTER_BEATS) -> bool:
+    """An agent that beats and has been silent for more than ``beats`` beats."""
     if report is None or report.heartbeat is None:
         return False
     updated = parse_time(report.updated_at)
-    return updated is not None and now - updated > UNREACHABLE_AFTER_BEATS * report.heartbeat
+    return updated is not None and now - updated > beats * report.heartbeat
 
 
 def entry_result(entry: ManifestEntry, got: DeploymentReport | None) -> str:
@@ -97,6 +97,7 @@ class Gate:
     now: float
     commit: str
     touched: set[str] = field(default_factory=set)
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS
 
     def _got(self, server: str, name: str) -> DeploymentReport | None:
         report = self.reports.get(server)
@@ -201,9 +202,12 @@ class Gate:
 
     # -- admitting a batch ---------------------------------------------------------------
 
+    def _unreachable(self, server: str) -> bool:
+        return unreachable(self.reports.get(server), self.now, self.unreachable_after)
+
     def _serving(self, server: str, prior: ManifestEntry | None) -> bool:
         """In service: COMPLETE with what it was given, and its agent reachable."""
-        if prior is None or unreachable(self.reports.get(server), self.now):
+        if prior is None or self._unreachable(server):
             return False
         return entry_result(prior, self._got(server, prior.name)) == "complete"
 
@@ -226,7 +230,7 @@ class Gate:
             pause = dep.policy(creating).pause_time
             if self.now < rollout.batch_done_at + pause:
                 return f"pause_time: next batch at +{rollout.batch_done_at + pause - self.now:g}s"
-        reachable = [s for s in pending if not unreachable(self.reports.get(s), self.now)]
+        reachable = [s for s in pending if not self._unreachable(s)]
         if not reachable:
             return "agent unreachable"
         creates = [s for s in reachable if before.get(s) is None]

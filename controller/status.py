@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.ledger import Ledger, read_ledger
-from controller.rollout import unreachable
+from controller.rollout import UNREACHABLE_AFTER_BEATS, unreachable
 from store.base import Store
 from store.digest import short
 from store.documents import Manifest, Pointer, Report
@@ -48,13 +48,17 @@ class ServerStatus:
 
     @staticmethod
     def agent_state(
-        pointer: Pointer | None, report: Report | None, now: float, stale_after: float
+        pointer: Pointer | None,
+        report: Report | None,
+        now: float,
+        stale_after: float,
+        unreachable_after: float = UNREACHABLE_AFTER_BEATS,
     ) -> str:
         """current, behind (catching up), stale (not answering), unreachable (no
-        heartbeat for three beats), or never-reported."""
+        heartbeat for ``unreachable_after`` beats), or never-reported."""
         if report is None:
             return "never-reported"
-        if unreachable(report, now):
+        if unreachable(report, now, unreachable_after):
             return "unreachable"
         if pointer is None or report.generation >= pointer.generation:
             return "current"
@@ -98,7 +102,10 @@ def _parse_time(value: str | None) -> float | None:
 
 
 def fleet_status(
-    store: Store, now: float | None = None, stale_after: float = STALE_AFTER
+    store: Store,
+    now: float | None = None,
+    stale_after: float = STALE_AFTER,
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS,
 ) -> list[ServerStatus]:
     now = time.time() if now is None else now
     ledger = read_ledger(store)
@@ -115,7 +122,7 @@ def fleet_status(
             server,
             pointer,
             report,
-            agent=ServerStatus.agent_state(pointer, report, now, stale_after),
+            agent=ServerStatus.agent_state(pointer, report, now, stale_after, unreachable_after),
         )
         reported = report.deployments if report else {}
         names = [e.name for e in manifest.deployments]

@@ -36,6 +36,7 @@ from controller.errors import InvalidDefinitions
 from controller.gitrepo import GitRepo
 from controller.gitsource import FetchError, LocalSource, RemoteSource
 from controller.loader import load_model
+from controller.model import DEFAULT_CONVERGE_ROUNDS
 from controller.notes import (
     CONVERGED,
     FAILED,
@@ -47,6 +48,7 @@ from controller.notes import (
 )
 from controller.publish import PointerPolicy
 from controller.reconcile import PassOutcome
+from controller.rollout import UNREACHABLE_AFTER_BEATS
 from store.base import Store
 from store.errors import StoreError
 
@@ -89,6 +91,8 @@ class Watcher:
     policy: PointerPolicy = field(default_factory=PointerPolicy)
     push_notes: bool = False
     interval: float = 1.0
+    converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS
     clock: Callable[[], float] = time.time
     current: str | None = None
     record: DeployRecord | None = None
@@ -204,6 +208,8 @@ class Watcher:
                 rev=self.current,
                 clock=self.clock,
                 policy=self.policy,
+                converge_rounds=self.converge_rounds,
+                unreachable_after=self.unreachable_after,
                 env=self.env,
             )
             try:

@@ -124,3 +124,22 @@ def test_an_undeclared_cycle_stays_an_error(tmp_path: Path) -> None:
         assert any("converge: true, but s/head is in no dependency cycle" in m for m in messages)
     finally:
         fleet.close()
+
+
+@pytest.mark.parametrize("bound", [2, 8])
+def test_the_round_bound_is_the_controllers_converge_rounds(tmp_path: Path, bound: int) -> None:
+    fleet = make(tmp_path, cycle_stack())
+    fleet.reconciler.converge_rounds = bound  # setpoint reconcile/watch --converge-rounds
+    try:
+        for node in NODES:
+            fleet.agent(node).echo_inputs = True
+        published = 0
+        for _ in range(4 * bound):
+            outcome = fleet.run_pass()
+            published += len(outcome.published.changed)
+            fleet.agents_cycle()
+        assert next(iter(read_ledger(fleet.store).cycles.values()))["round"] == bound
+        assert f"did not converge in {bound} rounds" in outcome.failed[0]
+        assert published == bound * 3
+    finally:
+        fleet.close()

@@ -371,3 +371,22 @@ def test_rollout_batches_follow_the_update_policy(
     assert result["rollout"] == [{"deployment": "web/app", "batches": [["s1"], ["s2", "s3"]]}]
     _code, out = plan(capsys, repo, "HEAD~1", "HEAD")
     assert "1. web/app: [s1] then [s2, s3]" in out
+
+
+def test_render_server_masks_secret_inputs_as_plan_does(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra in ([], ["--json"]):
+        capsys.readouterr()
+        assert main(["render", "--repo", str(repo), "--server", "s2", *extra]) == 0
+        out = capsys.readouterr().out
+        assert "first-secret-value" not in out
+        assert "******** (secret)" in out
+        assert "/srv" in out  # other inputs are shown
+    result = json.loads(out)
+    (entry,) = result["servers"]["s2"]
+    values = {i["name"]: i["value"] for i in entry["config"]["inputs"]}
+    assert values["db_password"] == "******** (secret)"
+    # The id is still the digest of the real config: the secret is part of it.
+    assert main(["render", "--repo", str(repo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["servers"]["s2"][0]["id"] == entry["id"]

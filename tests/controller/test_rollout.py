@@ -312,3 +312,37 @@ def test_an_unreachable_agent_counts_against_min_in_service(tmp_path: Path) -> N
         assert SERVERS[-1] in {w.server for w in outcome.waiting}
     finally:
         fleet.close()
+
+
+def test_the_unreachable_threshold_is_configurable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = "    update_policy: {max_batch_size: 4, min_in_service: 22}\n"
+    fleet = make_fleet(tmp_path, policy)
+    try:
+        for server in SERVERS:
+            fleet.agent(server).heartbeat = 60.0
+        converge(fleet)
+        fleet.agent(SERVERS[-1]).silent = True
+        fleet.now += 200  # more than three beats, fewer than five
+        for server in SERVERS[:-1]:
+            fleet.agent(server).write()
+        statuses = {s.server: s.agent for s in fleet_status(fleet.store, now=fleet.now)}
+        assert statuses[SERVERS[-1]] == "unreachable"
+        patient = {
+            s.server: s.agent for s in fleet_status(fleet.store, now=fleet.now, unreachable_after=5)
+        }
+        assert patient[SERVERS[-1]] == "current"
+        # setpoint reconcile/watch --unreachable-after 5: still in service, so a
+        # batch of two fits above min_in_service 22.
+        fleet.reconciler.unreachable_after = 5
+        fleet.commit({"stacks/s.yaml": stack("2", policy)})
+        outcome = fleet.run_pass()
+        assert [fleet.version(s, "s/app") for s in SERVERS].count("2") == 2
+        assert any("min_in_service 22: only 22 in service" in w.reason for w in outcome.waiting)
+    finally:
+        fleet.close()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "--store", str(tmp_path / "x"), "--unreachable-after", "0"])
+    assert exit_info.value.code == 64
+    assert "must be positive" in capsys.readouterr().err
