@@ -296,6 +296,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         counts = f"{r.count('converged')}/{len(r.servers)} converged"
         print(f"{d.commit[:12]}  {d.time}  {r.outcome:<11} {took:>8}  {counts}  {d.subject}")
         print(f"{'':14}{d.author}")
+        for name, servers in sorted(r.rolled_back.items()):
+            print(f"{'':14}rolled back: {name} on {', '.join(servers)}")
     if now:
         print("\nservers now:")
         for server, commit in sorted(now.items()):

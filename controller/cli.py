@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits (600)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")
     p.add_argument("--json", action="store_true", help="print the last pass as JSON")
+    p.add_argument(
+        "--notes",
+        action="store_true",
+        help="record each pass's outcome in the commit's git note under refs/notes/setpoint "
+        "of --repo, as 'setpoint watch' does (git log --notes=setpoint, setpoint history)",
+    )
     changecmds.tuning_args(p)
     signing_args(p)
 
@@ -397,15 +403,36 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         )
         if reconciler.policy.signing_key is None:
             log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")
-        return _reconcile(args, reconciler)
+        recorder = None
+        if args.notes:
+            from controller.notes import Notebook
+            from controller.recording import Recorder, deployed_commit
+
+            recorder = Recorder(
+                Notebook(repo.path),
+                args.env,
+                reconciler.clock,
+                current=deployed_commit(reconciler.store),
+            )
+        return _reconcile(args, reconciler, recorder)
 
 
-def _reconcile(args: argparse.Namespace, reconciler: Any) -> int:
+def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) -> int:
     from controller.reconcile import wait_for_convergence
+
+    def record(outcome: Any) -> None:
+        if recorder is not None:
+            from controller.notes import NotesError
+
+            try:
+                recorder.update(outcome)
+            except (NotesError, OSError) as exc:
+                log.warning("notes_write_failed", error=str(exc))
 
     try:
         if not args.wait:
             outcome = reconciler.run_pass()
+            record(outcome)
             code = OK
         else:
             from controller.progress import Progress
@@ -413,6 +440,7 @@ def _reconcile(args: argparse.Namespace, reconciler: Any) -> int:
             shown = Progress()
 
             def progress(outcome: Any) -> None:
+                record(outcome)
                 if not args.json:
                     shown(outcome)
 

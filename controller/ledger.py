@@ -51,6 +51,8 @@ class Rollout:
     good: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     outcome: str = "rolling"  # rolling | halted | rolled_back
     progress: dict[str, Any] = field(default_factory=dict)
+    # Servers given back their last good entry by a rollback (the commit's record names them).
+    rolled_back: list[str] = field(default_factory=list)
 
     def good_entry(self, server: str) -> ManifestEntry | None:
         doc = self.good.get(server)
@@ -67,6 +69,7 @@ class Rollout:
             "good": dict(sorted(self.good.items())),
             "outcome": self.outcome,
             "progress": self.progress,
+            **({"rolled_back": list(self.rolled_back)} if self.rolled_back else {}),
         }
 
     @classmethod
@@ -82,6 +85,7 @@ class Rollout:
             good=dict(doc.get("good") or {}),
             outcome=str(doc.get("outcome", "rolling")),
             progress=dict(doc.get("progress") or {}),
+            rolled_back=[str(s) for s in doc.get("rolled_back") or []],
         )
 
 

@@ -59,7 +59,9 @@ class DeployRecord:
     # server -> "converged", "failed" or "pending"
     servers: dict[str, str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    rollbacks: int = 0
+    rollbacks: int = 0  # deployments rolled back (the keys of ``rolled_back``)
+    # deployment -> servers given back the digest that last succeeded on them
+    rolled_back: dict[str, list[str]] = field(default_factory=dict)
     # deployment -> config digests the servers ran successfully
     configs: dict[str, list[str]] = field(default_factory=dict)
     superseded_by: str | None = None
@@ -82,10 +84,14 @@ class DeployRecord:
             head = f"superseded by {(self.superseded_by or '?')[:12]}"
         else:
             head = self.outcome
+        back = "".join(
+            f"; {name} rolled back on {len(servers)} servers"
+            for name, servers in sorted(self.rolled_back.items())
+        )
         return (
             f"setpoint {self.environment}: {head}: {self.count('converged')} converged, "
             f"{self.count('failed')} failed, {self.count('pending')} pending; "
-            f"{self.rollbacks} rollbacks"
+            f"{self.rollbacks} rollbacks{back}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +108,9 @@ class DeployRecord:
             servers={str(k): str(v) for k, v in (doc.get("servers") or {}).items()},
             failures=[str(f) for f in doc.get("failures") or []],
             rollbacks=int(doc.get("rollbacks") or 0),
+            rolled_back={
+                str(k): [str(s) for s in v] for k, v in (doc.get("rolled_back") or {}).items()
+            },
             configs={str(k): [str(d) for d in v] for k, v in (doc.get("configs") or {}).items()},
             superseded_by=doc.get("superseded_by"),
         )

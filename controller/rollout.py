@@ -312,6 +312,7 @@ class Gate:
                     decision.bundles[server] = dict((rollout.good[server] or {}).get("bundles", {}))
                     rolled.append(server)
             rollout.outcome = "rolled_back"
+            rollout.rolled_back = sorted(set(rollout.rolled_back) | set(rolled))
             if rolled:
                 decision.failures.append(
                     f"{name}: failed on {what}; rolled back on {', '.join(sorted(rolled))}"

@@ -9,8 +9,8 @@ Each pass:
    or invalid head is reported once and skipped, and the commit deployed so
    far keeps converging;
 3. run one reconcile pass for the commit being deployed;
-4. record the outcome in the commit's note (``controller.notes``), and push
-   the notes when asked.
+4. record the outcome in the commit's note (``controller.recording``, the
+   code ``reconcile --notes`` uses too), and push the notes when asked.
 
 A newer head is taken at the start of the next pass, so a rollout in progress
 moves to the newest commit at its next pass (batch) boundary and never waits
@@ -31,23 +31,16 @@ from dataclasses import dataclass, field
 import structlog
 
 from controller.commitgate import CommitGate, Verdict
-from controller.environments import EnvironmentReconciler, record_name
+from controller.environments import EnvironmentReconciler
 from controller.errors import InvalidDefinitions
 from controller.gitrepo import GitRepo
 from controller.gitsource import FetchError, LocalSource, RemoteSource
 from controller.loader import load_model
 from controller.model import DEFAULT_CONVERGE_ROUNDS
-from controller.notes import (
-    CONVERGED,
-    FAILED,
-    IN_PROGRESS,
-    SUPERSEDED,
-    DeployRecord,
-    Notebook,
-    NotesError,
-)
+from controller.notes import DeployRecord, Notebook, NotesError
 from controller.publish import PointerPolicy
 from controller.reconcile import PassOutcome
+from controller.recording import Recorder, deployed_commit
 from controller.rollout import UNREACHABLE_AFTER_BEATS
 from store.base import Store
 from store.errors import StoreError
@@ -66,22 +59,6 @@ class WatchPass:
     record: DeployRecord | None = None
 
 
-def deployed_commit(store: Store) -> str | None:
-    """The commit the store's most recently published pointer names (None: nothing yet)."""
-    newest: tuple[str, str] | None = None
-    for server in store.list_servers():
-        pointer = store.read_pointer(server)
-        if pointer is not None and (newest is None or pointer.published_at > newest[0]):
-            newest = (pointer.published_at, pointer.commit)
-    return newest[1] if newest else None
-
-
-def count_rollbacks(outcome: PassOutcome) -> int:
-    """Rollouts rolled back in this pass (issue 4's ledger; 0 where there is none)."""
-    rollouts = outcome.to_dict().get("rollouts") or {}
-    return sum(1 for r in rollouts.values() if r.get("outcome") == "rolled_back")
-
-
 @dataclass
 class Watcher:
     source: LocalSource | RemoteSource
@@ -94,23 +71,30 @@ class Watcher:
     converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
     unreachable_after: float = UNREACHABLE_AFTER_BEATS
     clock: Callable[[], float] = time.time
-    current: str | None = None
-    record: DeployRecord | None = None
     # Heads already refused, with why: each is reported once, not every pass.
     refused: dict[str, Verdict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.notebook = Notebook(self.source.path)
-        self.env_name = record_name(self.env)
-        self.current = self.current or deployed_commit(self.store)
+        self.recorder = Recorder(
+            Notebook(self.source.path),
+            self.env,
+            self.clock,
+            current=deployed_commit(self.store),
+            on_save=self._push_notes if self.push_notes else None,
+        )
+        self.env_name = self.recorder.env_name
         if self.current is not None:
-            self.record = self._record_for(self.current)
             log.info("watch_resume", commit=self.current[:12], env=self.env_name)
 
-    def _record_for(self, commit: str) -> DeployRecord:
-        return self.notebook.record(commit, self.env) or DeployRecord(
-            commit=commit, environment=self.env_name, outcome=IN_PROGRESS, started_at=self.clock()
-        )
+    @property
+    def current(self) -> str | None:
+        """The commit being deployed."""
+        return self.recorder.current
+
+    @property
+    def record(self) -> DeployRecord | None:
+        """Its record (as in its note)."""
+        return self.recorder.record
 
     # -- choosing the commit --------------------------------------------------------
 
@@ -125,58 +109,13 @@ class Watcher:
                 return Verdict(head, False, f"invalid definitions: {exc}")
         return verdict
 
-    def _switch(self, head: str) -> None:
-        now = self.clock()
-        if self.record is not None and self.record.outcome in (IN_PROGRESS, FAILED):
-            self.record.outcome = SUPERSEDED
-            self.record.superseded_by = head
-            self.record.finished_at = now
-            self._save(self.record)
-        log.info(
-            "deploying", commit=head[:12], previous=(self.current or "")[:12], env=self.env_name
-        )
-        self.current = head
-        self.record = self._record_for(head)
-        self._save(self.record)
-
     # -- recording ------------------------------------------------------------------------
 
-    def _save(self, record: DeployRecord) -> None:
-        self.notebook.write(record)
-        if self.push_notes:
-            try:
-                self.source.push_notes()
-            except FetchError as exc:
-                log.warning("notes_push_failed", error=str(exc))
-
-    def _update(self, record: DeployRecord, outcome: PassOutcome) -> None:
-        if record.outcome in (CONVERGED, SUPERSEDED):
-            return  # final: what happens later belongs to a later commit
-        before = record.to_dict()
-        servers: dict[str, str] = {}
-        configs: dict[str, set[str]] = {}
-        for server, progress in outcome.servers.items():
-            if progress.converged:
-                servers[server] = "converged"
-                manifest = outcome.desired.manifests.get(server)
-                for entry in manifest.deployments if manifest else ():
-                    configs.setdefault(entry.name, set()).add(entry.config)
-            else:
-                servers[server] = "failed" if progress.failed else "pending"
-        record.servers = servers
-        record.configs = {name: sorted(d) for name, d in sorted(configs.items())}
-        record.failures = outcome.failed[:20]
-        record.rollbacks += count_rollbacks(outcome)
-        if outcome.converged:
-            record.outcome, record.finished_at = CONVERGED, self.clock()
-        elif outcome.failed and "pending" not in servers.values():
-            if record.outcome != FAILED:
-                record.outcome, record.finished_at = FAILED, self.clock()
-        else:
-            record.outcome, record.finished_at = IN_PROGRESS, None
-        if record.to_dict() != before:
-            self._save(record)
-            log.info("recorded", commit=record.commit[:12], note=record.summary())
+    def _push_notes(self) -> None:
+        try:
+            self.source.push_notes()
+        except FetchError as exc:
+            log.warning("notes_push_failed", error=str(exc))
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -195,7 +134,7 @@ class Watcher:
                     self.refused[head] = verdict
                     log.warning("head_refused", commit=head[:12], reason=verdict.reason)
             if verdict.ok:
-                self._switch(head)
+                self.recorder.switch(head)
             else:
                 result.refused = verdict
         result.deploying = self.current
@@ -218,9 +157,8 @@ class Watcher:
                 # The daemon outlives a store outage: the next pass tries again.
                 log.warning("pass_failed", commit=self.current[:12], error=str(exc))
                 return result
-        assert self.record is not None
         try:
-            self._update(self.record, result.outcome)
+            self.recorder.update(result.outcome)
         except (NotesError, OSError) as exc:
             log.warning("notes_write_failed", error=str(exc))
         result.record = self.record

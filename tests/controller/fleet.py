@@ -106,7 +106,10 @@ class SimAgent:
                 and self.retried.get(entry.name, 0) == entry.retry
             ):
                 continue  # final: the agent tries again only when told (retry count)
-            if self.succeeded.get(entry.name) != entry.config:
+            # A rollback to a digest that succeeded here reruns its UPDATE, as the
+            # real agent does: the failed run may have left the server half changed.
+            rolled_back = previous is not None and previous.config != entry.config
+            if self.succeeded.get(entry.name) != entry.config or rolled_back:
                 action = "UPDATE" if entry.name in self.succeeded else "CREATE"
                 body = self.store.get_json_blob(entry.config)
                 inputs = {i["name"]: i["value"] for i in body["inputs"]}
