@@ -82,25 +82,31 @@ def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, st
     desired = compute_desired(model, reports, nothing_published)
     out: dict[tuple[str, str], Side] = {}
     for dep in model.deployments():
+        qualified = dep.qualified
         component = model.components[dep.component]
         secrets = frozenset(i.name for i in component.inputs if i.secret)
         replace = frozenset(i.name for i in component.inputs if i.replace_on_change)
+        upstreams = frozenset(dep.upstreams())
+        # Placeholders do not depend on the server: one symbolic body per deployment.
+        symbolic_body: dict[str, Any] | None = None
         for server in dep.servers:
-            digest = desired.rendered.get((dep.qualified, server))
+            digest = desired.rendered.get((qualified, server))
             if digest is not None:
                 body = desired.configs[digest].body
             else:
-                symbolic = {k: _placeholder(v, server) for k, v in dep.input_values.items()}
-                body = derived_config(component, symbolic).body
-            out[(dep.qualified, server)] = Side(
-                deployment=dep.qualified,
+                if symbolic_body is None:
+                    symbolic = {k: _placeholder(v, server) for k, v in dep.input_values.items()}
+                    symbolic_body = derived_config(component, symbolic).body
+                body = symbolic_body
+            out[(qualified, server)] = Side(
+                deployment=qualified,
                 server=server,
                 component=dep.component,
                 digest=digest,
                 body=body,
                 secrets=secrets,
                 replace_inputs=replace,
-                upstreams=frozenset(dep.upstreams()),
+                upstreams=upstreams,
             )
     return out
 
@@ -313,16 +319,29 @@ def rollout_batches(
     return batches
 
 
-def _compare(old: Side | None, new: Side | None, changed_deps: set[str]) -> ServerChange:
+# Texts and diffs already made this plan, keyed by the identity of the bodies they
+# describe: every server of a deployment shares its rendered body, so a change
+# to a thousand servers is described and diffed once.
+_Texts = dict[tuple[Any, ...], str]
+
+
+def _compare(
+    old: Side | None, new: Side | None, changed_deps: set[str], texts: _Texts | None = None
+) -> ServerChange:
     side = new or old
     assert side is not None
     server, label = side.server, side.deployment
+    texts = {} if texts is None else texts
     if old is None or new is None:
         action = CREATE if old is None else DELETE
         only = new or old
         assert only is not None
-        text = describe(only.body, only.secrets, frozenset())
-        diff = unified_diff("", text, label) if new else unified_diff(text, "", label)
+        key: tuple[Any, ...] = (action, label, id(only.body), only.secrets)
+        diff = texts.get(key)
+        if diff is None:
+            text = describe(only.body, only.secrets, frozenset())
+            diff = unified_diff("", text, label) if new else unified_diff(text, "", label)
+            texts[key] = diff
         return ServerChange(
             server,
             action,
@@ -331,19 +350,23 @@ def _compare(old: Side | None, new: Side | None, changed_deps: set[str]) -> Serv
             known_after_apply=(new is not None and new.digest is None),
             diff=diff,
         )
-    old_values, new_values = old.values(), new.values()
-    secrets = old.secrets | new.secrets
-    changed_secrets = frozenset(
-        n for n in secrets if old_values.get(n, _MISSING) != new_values.get(n, _MISSING)
-    )
-    old_text = describe(old.body, secrets, frozenset())
-    new_text = describe(new.body, secrets, changed_secrets)
     known = old.digest is not None and new.digest is not None
     # Without digests, compare the configs rendered with placeholders.
     same = old.digest == new.digest if known else old.body == new.body
     reads_changed = sorted(new.upstreams & changed_deps) if not known else []
     if same and not reads_changed:
         return ServerChange(server, UNCHANGED, old.digest, new.digest, not known)
+    old_values, new_values = old.values(), new.values()
+    secrets = old.secrets | new.secrets
+    changed_secrets = frozenset(
+        n for n in secrets if old_values.get(n, _MISSING) != new_values.get(n, _MISSING)
+    )
+    key = (UPDATE, label, id(old.body), id(new.body), secrets, changed_secrets)
+    diff = texts.get(key)
+    if diff is None:
+        old_text = describe(old.body, secrets, frozenset())
+        new_text = describe(new.body, secrets, changed_secrets)
+        diff = texts[key] = unified_diff(old_text, new_text, label)
     replaced = old.component != new.component or any(
         old_values.get(n, _MISSING) != new_values.get(n, _MISSING) for n in new.replace_inputs
     )
@@ -353,7 +376,7 @@ def _compare(old: Side | None, new: Side | None, changed_deps: set[str]) -> Serv
         old.digest,
         new.digest,
         known_after_apply=not known,
-        diff=unified_diff(old_text, new_text, label),
+        diff=diff,
         reads_changed=reads_changed,
     )
 
@@ -384,16 +407,18 @@ def make_plan(
     env_name = head.environment or "default"
     changes: list[DeploymentChange] = []
     changed_deps: set[str] = set()
+    texts: _Texts = {}
+    servers_of: dict[str, set[str]] = {}
+    for d, s in (*old_sides, *new_sides):
+        servers_of.setdefault(d, set()).add(s)
     for name in _deployment_names(base, head):
         dep: Deployment | None = (head.deployment(name) if name in head.order else None) or (
             base.deployment(name) if base is not None else None
         )
         assert dep is not None
-        servers = sorted(
-            {s for (d, s) in old_sides if d == name} | {s for (d, s) in new_sides if d == name}
-        )
+        servers = sorted(servers_of.get(name, ()))
         server_changes = [
-            _compare(old_sides.get((name, s)), new_sides.get((name, s)), changed_deps)
+            _compare(old_sides.get((name, s)), new_sides.get((name, s)), changed_deps, texts)
             for s in servers
         ]
         for change in server_changes:
