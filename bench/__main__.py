@@ -6,9 +6,11 @@ agent processes); ``python -m bench --quick`` a small one for developers
 ``--json FILE``). Each timed figure is the median of ``--runs`` runs; the
 machine's core count is recorded beside them.
 
-Store request counts run on a local store directory, plus Swift and S3 when
-``SETPOINT_BENCH_SWIFT`` / ``SETPOINT_BENCH_S3`` name a store URL (for example
-``swift://bench`` with the ``ST_*`` variables set).
+Store request counts and the fleet run on a local store directory and on
+OpenStack Swift: a throw-away Swift started with ``tools/swift-saio.sh`` when
+it is installed (``.ci/install-swift.sh``; ``--swift off`` skips it), or the
+one ``SETPOINT_BENCH_SWIFT`` names (a store URL such as ``swift://bench`` with
+the ``ST_*`` variables set). ``SETPOINT_BENCH_S3`` adds an S3 store URL.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench import agent_cost, baselines, fleet, store_requests
+from bench import swift as bench_swift
 from bench.render import leader_reports, render_pass
 from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet, rename_file
 from controller import logs
@@ -95,7 +100,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per timed figure (default 5, quick 3)")
     parser.add_argument("--agents", type=int, help="agent processes (default 200, quick 20)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--swift",
+        choices=("auto", "start", "off"),
+        default="auto",
+        help="auto (default): SETPOINT_BENCH_SWIFT if set, else start a local Swift when "
+        "installed; start: start one or fail; off: no Swift",
+    )
     args = parser.parse_args(argv)
+    with ExitStack() as stack:
+        swift = _swift(args.swift, stack)
+        return _run(args, swift)
+
+
+def _swift(mode: str, stack: ExitStack) -> Callable[[], str] | None:
+    """A maker of fresh Swift store URLs, or None (no Swift this run)."""
+    given = os.environ.get("SETPOINT_BENCH_SWIFT")
+    if mode == "off":
+        return None
+    if given and mode == "auto":
+        return lambda: given
+    why = bench_swift.missing()
+    if why is not None:
+        if mode == "start":
+            raise SystemExit(f"python -m bench --swift start: {why}")
+        print(f"swift: skipped ({why})", flush=True)
+        return None
+    return stack.enter_context(bench_swift.local_swift())
+
+
+def _run(args: argparse.Namespace, swift: Callable[[], str] | None) -> int:
     logs.configure("warning")
     shape = QUICK if args.quick else FULL
     runs = args.runs or (3 if args.quick else 5)
@@ -129,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
     small = FleetShape(servers=min(shape.servers, 1000), groups=20, deployments=10)
     urls = {"local": ""}
-    for name, env in (("swift", "SETPOINT_BENCH_SWIFT"), ("s3", "SETPOINT_BENCH_S3")):
-        if os.environ.get(env):
-            urls[name] = os.environ[env]
+    if swift is not None:
+        urls["swift"] = swift()
+    if os.environ.get("SETPOINT_BENCH_S3"):
+        urls["s3"] = os.environ["SETPOINT_BENCH_S3"]
     for name, given in urls.items():
         with tempfile.TemporaryDirectory(prefix="setpoint-bench-store-") as tmp:
             url = given or tmp
@@ -158,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="setpoint-bench-fleet-store-") as tmp:
         show("fleet_local", fleet.measure(tmp, partial(open_store, tmp), agents))
-    if os.environ.get("SETPOINT_BENCH_SWIFT"):
-        url = os.environ["SETPOINT_BENCH_SWIFT"]
+    if swift is not None:
+        url = swift()
         show("fleet_swift", fleet.measure(url, partial(open_store, url), agents))
 
     out = args.json or ROOT / "bench" / "results" / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
