@@ -15,6 +15,8 @@ document, ``controller/ledger`` in the store, written by the controller only:
   digest or ``setpoint retry`` lifts it.
 - ``waiting``: why each waiting deployment waits, for ``setpoint status``.
 - ``cycles``: rounds of each declared contextualization cycle.
+- ``reverse``: ``update_order: reverse`` deployments whose change waits for
+  their dependents to roll out first, and whether those are COMPLETE.
 
 It is rewritten only when its content changes, so an idle pass writes nothing.
 Losing it loses no configuration: the next pass starts new rollouts from what
@@ -106,6 +108,9 @@ class Ledger:
     cycles: dict[str, dict[str, Any]] = field(default_factory=dict)
     # deployment -> server -> {config, count}: ``setpoint retry`` of that digest there
     retries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # ``update_order: reverse`` deployments held while their dependents roll out:
+    # deployment -> {targets: {server: digest held back}, ready: dependents COMPLETE}
+    reverse: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What was read from the store, to write only on change.
     loaded: dict[str, Any] | None = None
 
@@ -152,6 +157,7 @@ class Ledger:
             "waiting": self.waiting,
             "cycles": dict(sorted(self.cycles.items())),
             "retries": {d: dict(sorted(r.items())) for d, r in sorted(self.retries.items()) if r},
+            **({"reverse": dict(sorted(self.reverse.items()))} if self.reverse else {}),
         }
 
     @classmethod
@@ -173,6 +179,7 @@ class Ledger:
             waiting=list(doc.get("waiting") or []),
             cycles=dict(doc.get("cycles") or {}),
             retries={str(d): dict(r) for d, r in (doc.get("retries") or {}).items()},
+            reverse={str(d): dict(r) for d, r in (doc.get("reverse") or {}).items()},
             loaded=copy.deepcopy(doc),
         )
 
@@ -181,7 +188,8 @@ class Ledger:
         now = self.to_dict()
         if self.loaded is None:
             # Nothing stored yet: an empty ledger need not be written.
-            return any(now[k] for k in ("rollouts", "quarantine", "waiting", "cycles", "retries"))
+            kinds = ("rollouts", "quarantine", "waiting", "cycles", "retries", "reverse")
+            return any(now.get(k) for k in kinds)
         return bool(json.loads(canonical_json(now)) != self.loaded)
 
 

@@ -14,7 +14,9 @@ from typing import Any
 INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
-UPDATE_ORDERS = ("parallel", "serial")  # "reverse" (dependents first): not yet
+# reverse: when the deployment changes, the deployments that depend on it roll
+# out first (reading its old outputs), and it follows once they are COMPLETE.
+UPDATE_ORDERS = ("parallel", "serial", "reverse")
 ON_FAILURE = ("halt", "rollback")
 STATES = ("active", "suspended")
 # Rounds a declared contextualization cycle may take before the controller gives up.

@@ -183,8 +183,12 @@ class Reconciler:
         gate = Gate(
             ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
         )
+        for dep in model.deployments():
+            for upstream in sorted(dep.upstreams()):
+                gate.dependents.setdefault(upstream, []).append(dep.qualified)
         rounds = Rounds(ledger, reports, model.commit, bound=self.converge_rounds)
         desired = compute_desired(model, reports, previous, gate=gate, rounds=rounds)
+        gate.finish()
         gate.forget_others(set(model.order))
         rounds.forget_others()
         ledger.waiting = [w.to_dict() for w in desired.waiting]

@@ -86,6 +86,9 @@ class Decision:
     bundles: dict[str, dict[str, str]] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)  # server -> why it keeps its entry
     failures: list[str] = field(default_factory=list)
+    # server -> the entry dependents read this pass instead of the fresh render
+    # (``update_order: reverse``: the old one, while the dependents go first)
+    reads: dict[str, ManifestEntry] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +101,11 @@ class Gate:
     commit: str
     touched: set[str] = field(default_factory=set)
     unreachable_after: float = UNREACHABLE_AFTER_BEATS
+    # deployment -> the deployments that depend on it (data flow, depends_on)
+    dependents: dict[str, list[str]] = field(default_factory=dict)
+    # Deployments whose every server runs its current render COMPLETE, this pass.
+    settled: set[str] = field(default_factory=set)
+    held_reverse: list[str] = field(default_factory=list)
 
     def _got(self, server: str, name: str) -> DeploymentReport | None:
         report = self.reports.get(server)
@@ -114,6 +122,77 @@ class Gate:
         ``previous(server)`` is the entry the server was last given for this
         deployment (None: none) and the bundles of that manifest.
         """
+        if dep.update_order == "reverse" and self.dependents.get(dep.qualified):
+            return self._reverse(dep, targets, previous)
+        return self._decide(dep, targets, previous)
+
+    # -- update_order: reverse -----------------------------------------------------------
+
+    def _reverse(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+    ) -> Decision:
+        """Dependents first: a change of ``dep`` waits until they are COMPLETE.
+
+        Servers where ``dep`` runs COMPLETE and would change keep their entry,
+        and dependents read it (its old outputs) while they roll out. When
+        every dependent was COMPLETE with its current render at the end of a
+        pass (``finish``), the change is released and rolls out as any other.
+        New servers, and servers where the old entry is not COMPLETE (nothing
+        to keep serving), are not held.
+        """
+        name = dep.qualified
+        kept: dict[str, ManifestEntry] = {}
+        for server, target in targets.items():
+            prior, _bundles = previous(server)
+            if prior is None or prior.config == target.config:
+                continue
+            if entry_result(prior, self._got(server, prior.name)) == "complete":
+                kept[server] = prior
+        changing = {s: targets[s].config for s in sorted(kept)}
+        record = self.ledger.reverse.get(name)
+        if not changing:
+            self.ledger.reverse.pop(name, None)
+            return self._decide(dep, targets, previous)
+        same = record is not None and all(
+            record.get("targets", {}).get(s) == c for s, c in changing.items()
+        )
+        if same and record is not None and record.get("ready"):
+            return self._decide(dep, targets, previous)  # released: the dependents are done
+        if not same:
+            self.ledger.reverse[name] = {"targets": changing, "ready": False}
+        self.held_reverse.append(name)
+        decision = self._decide(
+            dep, {s: t for s, t in targets.items() if s not in kept}, previous
+        )
+        why = (
+            "update_order reverse: waits for its dependents "
+            f"({', '.join(self.dependents[name])}) to roll out first"
+        )
+        for server, prior in kept.items():
+            decision.entries[server] = prior
+            decision.reads[server] = prior
+            decision.waiting[server] = why
+        return decision
+
+    def finish(self) -> None:
+        """End of pass: a held change is released once all its dependents settled."""
+        for name in self.held_reverse:
+            record = self.ledger.reverse.get(name)
+            if record is not None:
+                ready = all(d in self.settled for d in self.dependents.get(name, []))
+                self.ledger.reverse[name] = {**record, "ready": ready}
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+    ) -> Decision:
         name = dep.qualified
         self.touched.add(name)
         rollout = self.ledger.rollouts.get(name)
@@ -182,6 +261,8 @@ class Gate:
         ):
             rollout.batch_done_at = self.now
         if not pending:
+            if not running and len(done) == len(dep.servers):
+                self.settled.add(name)
             if running:
                 self._progress(dep, rollout, done, running, failed, pending)
             elif rollout is not None:
@@ -365,3 +446,5 @@ class Gate:
             del self.ledger.quarantine[name]
         for name in [n for n in self.ledger.retries if n not in deployments]:
             del self.ledger.retries[name]
+        for name in [n for n in self.ledger.reverse if n not in deployments]:
+            del self.ledger.reverse[name]
