@@ -13,7 +13,7 @@ This is a pure function of (model, reports, previously published manifests).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.contextualize import Rounds
@@ -262,13 +262,14 @@ def compute_desired(
     memo: dict[str, ManifestEntry | Waiting] = {}
 
     def render(dep: Deployment, server: str) -> ManifestEntry | Waiting:
-        component = model.components[dep.component]
-        got = memo.get(dep.qualified)
+        qualified = dep.qualified
+        got = memo.get(qualified)
         if got is None:
+            component = model.components[dep.component]
             try:
                 values = resolver.inputs(dep, server)
             except _Wait as waiting:
-                got = memo[dep.qualified] = waiting.waiting
+                got = memo[qualified] = waiting.waiting
             else:
                 rendered = cache.render(component, values)
                 state.configs[rendered.digest] = rendered
@@ -282,11 +283,17 @@ def compute_desired(
                     state=dep.state,
                     run=(dep.run.action, dep.run.token) if dep.run else None,
                 )
-                got = memo[dep.qualified] = entry
+                got = memo[qualified] = entry
         if isinstance(got, Waiting):
-            return got if got.server == server else replace(got, server=server)
-        state.rendered[(dep.qualified, server)] = got.config
-        state.instances[(dep.qualified, server)] = got.name
+            if got.server == server:
+                return got
+            # Waiting(...) rather than dataclasses.replace: this runs once per pair.
+            return Waiting(
+                got.deployment, server, got.upstream, got.upstream_server, got.output, got.reason
+            )
+        key = (qualified, server)
+        state.rendered[key] = got.config
+        state.instances[key] = got.name
         return got
 
     # (deployment, server) of a declared cycle held back this pass, and why.
@@ -315,13 +322,13 @@ def compute_desired(
                     member, server = key.split("|", 1)
                     held[(member, server)] = verdict.reason
         memo.clear()
+        qualified = dep.qualified
         targets: dict[str, ManifestEntry] = {}
         for server in dep.servers:
             result = render(dep, server)
-            if (dep.qualified, server) in held:
-                result = Waiting(
-                    dep.qualified, server, dep.qualified, None, None, held[(dep.qualified, server)]
-                )
+            if held and (qualified, server) in held:
+                why = held[(qualified, server)]
+                result = Waiting(qualified, server, qualified, None, None, why)
             if isinstance(result, Waiting):
                 state.waiting.append(result)
                 manifest = prior(server)
@@ -355,22 +362,30 @@ def compute_desired(
             for server, read in decision.reads.items():  # update_order: reverse
                 state.rendered[(dep.qualified, server)] = read.config
                 state.instances[(dep.qualified, server)] = read.name
+            for server, read in decision.reads.items():  # update_order: reverse
+                state.rendered[(dep.qualified, server)] = read.config
+                state.instances[(dep.qualified, server)] = read.name
+        zipped = [(a.digest, a.zip_digest) for a in component.files if a.zip_digest is not None]
         for server in dep.servers:
-            if server not in targets:
+            target = targets.get(server)
+            if target is None:
                 continue
             entry = chosen.get(server)
             if entry is None:
                 continue
-            if entry is targets[server]:
-                for attached in component.files:
-                    if attached.zip_digest is not None:
-                        bundles[server][attached.digest] = attached.zip_digest
+            if entry is target:
+                server_bundles = bundles[server]
+                for digest, zip_digest in zipped:
+                    server_bundles[digest] = zip_digest
             else:
                 manifest = prior(server)
                 bundles[server].update(extra.get(server) or (manifest.bundles if manifest else {}))
             older = _older_instances(prior(server), entry)
+            if not older:
+                entries[server].append(entry)
+                continue
             got = _reported(reports, server, entry.name)
-            if older and (got is None or got.config != entry.config or got.status != "COMPLETE"):
+            if got is None or got.config != entry.config or got.status != "COMPLETE":
                 # Create before delete: the old instance stays until the new
                 # one succeeded; then it leaves the manifest and the agent
                 # runs its DELETE.
