@@ -362,9 +362,6 @@ def compute_desired(
             for server, read in decision.reads.items():  # update_order: reverse
                 state.rendered[(dep.qualified, server)] = read.config
                 state.instances[(dep.qualified, server)] = read.name
-            for server, read in decision.reads.items():  # update_order: reverse
-                state.rendered[(dep.qualified, server)] = read.config
-                state.instances[(dep.qualified, server)] = read.name
         zipped = [(a.digest, a.zip_digest) for a in component.files if a.zip_digest is not None]
         for server in dep.servers:
             target = targets.get(server)
