@@ -174,8 +174,10 @@ class RemoteSource:
             return False
         self._last_fetch = now
         try:
-            client, path = get_transport_and_path(self.url)
             with Repo(self.path) as mirror:
+                # The user's git configuration applies, as for git itself (and
+                # for ``push_notes``): http.sslCAInfo, http.proxy, http.extraHeader, ...
+                client, path = get_transport_and_path(self.url, config=mirror.get_config_stack())
                 result = client.fetch(path, mirror)
                 remote = result.refs
                 sha = remote.get(self.ref)

@@ -136,3 +136,97 @@ def export_keyring(git: Git, fingerprint: str, dest: Path) -> Path:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return dest
+
+
+@contextmanager
+def git_http_backend(git: Git, base: Path, tls: Path | None = None) -> Iterator[str]:
+    """git's own smart-HTTP server (``git http-backend``, run as a CGI per request by a
+    Python HTTP server on 127.0.0.1) serving the repositories below ``base``; pushes
+    are allowed. With ``tls`` (a directory), it serves https with a self-signed
+    certificate written there as ``cert.pem``. Yields the URL prefix."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    need_tool("git")
+    backend = [git(base, "--exec-path") + "/git-http-backend"]
+
+    class Handler(BaseHTTPRequestHandler):
+        def _run(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        break
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+            else:
+                body = self.rfile.read(length) if length else b""
+            env = {
+                **git.env,
+                "GIT_PROJECT_ROOT": str(base),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "REMOTE_USER": "setpoint-test",  # enables receive-pack (pushes)
+                "REMOTE_ADDR": "127.0.0.1",
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": url.path,
+                "QUERY_STRING": url.query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "GATEWAY_INTERFACE": "CGI/1.1",
+                "SERVER_PROTOCOL": "HTTP/1.1",
+            }
+            if self.headers.get("Content-Encoding"):
+                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+            if self.headers.get("Git-Protocol"):
+                env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+            done = subprocess.run(backend, input=body, env=env, capture_output=True, check=False)
+            head, _, payload = done.stdout.partition(b"\r\n\r\n")
+            status, headers = 200, []
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.lower() == "status":
+                    status = int(value.strip().split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = _run
+        do_POST = _run
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    scheme = "http"
+    if tls is not None:
+        tls.mkdir(parents=True, exist_ok=True)
+        need_tool("openssl")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"),
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -12,13 +12,13 @@ import pytest
 
 from controller.cli import main
 from controller.commitgate import CommitGate, KeyringVerifier
-from controller.gitsource import LocalSource, RemoteSource
+from controller.gitsource import FetchError, LocalSource, RemoteSource
 from controller.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
 from controller.watch import Watcher
 from store.base import Store
 from store.documents import DeploymentReport, Manifest, Report
 from store.url import open_store
-from tests.controller.gittools import Git, export_keyring, git_daemon, gpg_key
+from tests.controller.gittools import Git, export_keyring, git_daemon, git_http_backend, gpg_key
 
 COMPONENT = """\
 kind: Component
@@ -315,3 +315,46 @@ def test_history_lists_deployed_commits_newest_first(
     assert f"{second[:12]}" in out
     assert "in-progress" in out
     assert f"s1: {second[:12]} (converging)" in out
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_remote_push_over_git_http_backend_and_notes_pushed_back(
+    git: Git,
+    work: Path,
+    bare: Path,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scheme: str,
+) -> None:
+    tls = tmp_path / "tls" if scheme == "https" else None
+    with git_http_backend(git, bare.parent, tls) as base_url:
+        assert base_url.startswith(f"{scheme}://127.0.0.1:")
+        if tls is not None:
+            home = tmp_path / "controller-home"
+            home.mkdir()
+            monkeypatch.setenv("HOME", str(home))
+            # Certificates are verified: a self-signed one nobody trusts is refused.
+            untrusted = RemoteSource(f"{base_url}/site.git", "main", tmp_path / "m0", 0.0)
+            with pytest.raises(FetchError, match=r"(?i)certificate"):
+                untrusted.refresh()
+            # Trusted the way git users trust one: http.sslCAInfo in their git config.
+            (home / ".gitconfig").write_text(f"[http]\n\tsslCAInfo = {tls / 'cert.pem'}\n")
+            monkeypatch.setenv("HOME", str(home))
+        url = f"{base_url}/site.git"
+        watch = ["watch", "--repo", url, "--branch", "main", "--store", str(tmp_path / "store"),
+                 "--mirror", str(tmp_path / "mirror"), "--once", "--push-notes",
+                 "--fetch-interval", "0"]  # fmt: skip
+        assert main(watch) == 0  # publishes the first commit
+        first = git(work, "rev-parse", "HEAD")
+        assert commits_in_store(store) == {first}
+        agents_report(store)
+        assert main(watch) == 0  # sees it converged, pushes the note
+        new = git.commit_files(work, definitions(f"over {scheme}"), f"over {scheme}")
+        git(work, "push", "-q", "origin", "main")
+        assert main(watch) == 0
+        assert commits_in_store(store) == {new}
+    # The notes went back over HTTP(S), readable by git in the served repository.
+    log = git(bare, "log", "--notes=setpoint", "--format=%s: %N", "main")
+    assert f"over {scheme}: setpoint default: in-progress: 0 converged" in log
+    assert "first: setpoint default: converged in" in log
