@@ -94,12 +94,36 @@ def heat_scenario(repo: Path, shape: FleetShape, base: str, head: str) -> dict[s
     return baselines.heat_change(before, after)
 
 
+def fleet_scale(shape: FleetShape, runs: int, show: Callable[[str, Any], None]) -> None:
+    """Render, plan and the two baselines on the full synthetic repository."""
+    with tempfile.TemporaryDirectory(prefix="setpoint-bench-") as tmp:
+        repo = init_fleet(Path(tmp), shape)
+        with GitRepo.open(repo) as git:
+            base = git.resolve("HEAD")
+        component = change_one_component(repo)
+        parameter = change_parameter(repo, shape)
+        renamed = rename_file(repo)
+        reverted = revert(repo, component)
+        show(
+            "render",
+            render_scenario(repo, [base, component, parameter, renamed, reverted], shape, runs),
+        )
+        show("plan", plan_scenario(repo, base, component, runs))
+        show("heat_baseline", heat_scenario(repo, shape, base, component))
+        show("git_pull_baseline", baselines.git_pull(repo))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for developers")
     parser.add_argument("--runs", type=int, help="runs per timed figure (default 5, quick 3)")
     parser.add_argument("--agents", type=int, help="agent processes (default 200, quick 20)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--stores-only",
+        action="store_true",
+        help="skip render, plan and the baselines: store requests, agent cost and fleet only",
+    )
     parser.add_argument(
         "--swift",
         choices=("auto", "start", "off"),
@@ -145,21 +169,8 @@ def _run(args: argparse.Namespace, swift: Callable[[], str] | None) -> int:
         results[name] = value
         print(f"{name}: {json.dumps(value, sort_keys=True)}", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="setpoint-bench-") as tmp:
-        repo = init_fleet(Path(tmp), shape)
-        with GitRepo.open(repo) as git:
-            base = git.resolve("HEAD")
-        component = change_one_component(repo)
-        parameter = change_parameter(repo, shape)
-        renamed = rename_file(repo)
-        reverted = revert(repo, component)
-        show(
-            "render",
-            render_scenario(repo, [base, component, parameter, renamed, reverted], shape, runs),
-        )
-        show("plan", plan_scenario(repo, base, component, runs))
-        show("heat_baseline", heat_scenario(repo, shape, base, component))
-        show("git_pull_baseline", baselines.git_pull(repo))
+    if not args.stores_only:
+        fleet_scale(shape, runs, show)
 
     small = FleetShape(servers=min(shape.servers, 1000), groups=20, deployments=10)
     urls = {"local": ""}

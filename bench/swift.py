@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "swift-saio.sh"
@@ -77,6 +79,11 @@ def local_swift() -> Iterator[Callable[[], str]]:
             os.environ["ST_USER"] = values["SWIFT_USER"]
             os.environ["ST_KEY"] = values["SWIFT_KEY"]
             try:
+                from store.url import open_store
+
+                # Agents read through TempURLs, which need the account's key.
+                keyed: Any = open_store(f"swift://bench-{uuid.uuid4().hex[:10]}")
+                keyed.set_temp_url_key(1, secrets.token_urlsafe(32))
                 yield lambda: f"swift://bench-{uuid.uuid4().hex[:10]}"
             finally:
                 for k, v in saved.items():
