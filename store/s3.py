@@ -38,6 +38,7 @@ from store.errors import (
     StoreError,
     TransientError,
 )
+from store.listing import norm_prefix, probe
 from store.retry import Retry, Timeouts
 
 T = TypeVar("T")
@@ -127,20 +128,6 @@ def _translated(key: str) -> Iterator[None]:
         raise translate(exc, key) from exc
 
 
-def _norm_prefix(prefix: str) -> str:
-    prefix = prefix.strip("/")
-    return prefix + "/" if prefix else ""
-
-
-def _common_dir(keys: list[str]) -> str:
-    """The longest common prefix of ``keys`` (not empty), cut after its last ``/``."""
-    first, last = min(keys), max(keys)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[: first.rfind("/", 0, n) + 1]
-
-
 def default_endpoint() -> str | None:
     """``SETPOINT_S3_ENDPOINT``, else ``AWS_ENDPOINT_URL``, else None (AWS itself)."""
     return os.environ.get("SETPOINT_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -209,7 +196,7 @@ class S3Store(Store):
         if not bucket or "/" in bucket:
             raise InvalidArgument("bucket", bucket, "must be a non-empty name without '/'")
         self.bucket = bucket
-        self.prefix = _norm_prefix(prefix)
+        self.prefix = norm_prefix(prefix)
         self._explicit = {
             k: v for k, v in (("endpoint", endpoint_url), ("region", region_name)) if v
         }
@@ -371,45 +358,17 @@ class S3Store(Store):
         return True
 
     def _exists(self, keys: list[str]) -> set[str]:
-        """Which keys exist, by listing pages that skip the gaps between them.
-
-        The wanted keys are sorted; each request is a listing page (1000 keys)
-        starting just before the first key not yet decided (``StartAfter``), so
-        it decides that key and every wanted key up to the page's last key; the
-        last undecided key alone costs one HEAD instead. A probe therefore never
-        costs more requests than a HEAD per key, and on a store of N blobs about
-        min(wanted keys, N / 1000): one request for a small store, at most one
-        per new blob for a fresh publish into a large one. (A page per
-        ``blobs/<2 hex>/`` prefix would cost up to 256 requests even on an empty
-        store; a HEAD per key, one per key always.) On AWS a LIST is billed like
-        a PUT, 12.5 HEADs' worth; request count and latency are what matter here.
-        """
+        """Which keys exist: listing pages that skip the gaps between them, never
+        more requests than a HEAD per key (see ``store.listing.probe``)."""
         return self._retrying(lambda: self._probe(keys), "exists")
 
     def _probe(self, keys: list[str]) -> set[str]:
-        wanted = sorted(set(keys))
-        found: set[str] = set()
-        list_prefix = self.prefix + _common_dir(wanted)
-        start_after = ""
-        i = 0
-        while i < len(wanted):
-            if i == len(wanted) - 1:
-                if self._head(wanted[i]):
-                    found.add(wanted[i])
-                break
-            start_after = max(start_after, self.prefix + wanted[i][:-1])
-            page = self._list_page(list_prefix, start_after)
-            names = [str(item["Key"]) for item in page.get("Contents", [])]
-            complete = not page.get("IsTruncated")
-            got = {n[len(self.prefix) :] for n in names}
-            last = names[-1][len(self.prefix) :] if names else ""
-            while i < len(wanted) and (complete or wanted[i] <= last):
-                if wanted[i] in got:
-                    found.add(wanted[i])
-                i += 1
-            if names:
-                start_after = names[-1]
-        return found
+        def page(list_prefix: str, start_after: str) -> tuple[list[str], bool]:
+            listing = self._list_page(list_prefix, start_after)
+            names = [str(item["Key"]) for item in listing.get("Contents", [])]
+            return names, not listing.get("IsTruncated")
+
+        return probe(keys, self.prefix, page, self._head)
 
     def _list(self, prefix: str) -> list[str]:
         def op() -> list[str]:

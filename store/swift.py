@@ -45,6 +45,7 @@ from store.errors import (
     StoreError,
     TransientError,
 )
+from store.listing import norm_prefix, probe
 from store.retry import Retry, Timeouts
 
 T = TypeVar("T")
@@ -373,20 +374,6 @@ def _authenticate(auth: SwiftAuth, conns: _Connections) -> tuple[str, str]:
 # -- the store --------------------------------------------------------------------------
 
 
-def _norm_prefix(prefix: str) -> str:
-    prefix = prefix.strip("/")
-    return prefix + "/" if prefix else ""
-
-
-def _common_dir(keys: list[str]) -> str:
-    """The longest common prefix of ``keys`` (not empty), cut after its last ``/``."""
-    first, last = min(keys), max(keys)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[: first.rfind("/", 0, n) + 1]
-
-
 class SwiftStore(Store):
     """A store in a Swift container, through the native API."""
 
@@ -406,7 +393,7 @@ class SwiftStore(Store):
         if not container or "/" in container:
             raise InvalidArgument("container", container, "must be a non-empty name without '/'")
         self.container = container
-        self.prefix = _norm_prefix(prefix)
+        self.prefix = norm_prefix(prefix)
         self.auth = auth_from_env() if auth is None else auth
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or Retry()
@@ -568,43 +555,16 @@ class SwiftStore(Store):
         return True
 
     def _exists(self, keys: list[str]) -> set[str]:
-        """Which keys exist, by listing pages that skip the gaps between them.
-
-        Wanted keys are sorted; each request is a listing page (1000 names) that
-        starts just before the first key not yet decided, so it decides that key
-        and every other wanted key up to the page's last name. The last
-        undecided key alone costs one HEAD instead. So a probe never costs
-        more requests than a HEAD per key, and on a store of N blobs it costs
-        about min(wanted keys, N / 1000): one request for a small store, and
-        for a fresh publish of k blobs into a large one, k requests at worst.
-        (A page per ``blobs/<2 hex>/`` prefix would cost up to 256 requests
-        even on an empty store.)
-        """
+        """Which keys exist: listing pages that skip the gaps between them, never
+        more requests than a HEAD per key (see ``store.listing.probe``)."""
         return self._retrying(lambda: self._probe(keys), "exists")
 
     def _probe(self, keys: list[str]) -> set[str]:
-        wanted = sorted(set(keys))
-        found: set[str] = set()
-        list_prefix = self.prefix + _common_dir(wanted)
-        marker = ""
-        i = 0
-        while i < len(wanted):
-            if i == len(wanted) - 1:
-                if self._head(wanted[i]):
-                    found.add(wanted[i])
-                break
-            marker = max(marker, self.prefix + wanted[i][:-1])
+        def page(list_prefix: str, marker: str) -> tuple[list[str], bool]:
             names = self._list_page(list_prefix, marker, LIST_PAGE)
-            complete = len(names) < LIST_PAGE
-            page = {n[len(self.prefix) :] for n in names}
-            last = names[-1][len(self.prefix) :] if names else ""
-            while i < len(wanted) and (complete or wanted[i] <= last):
-                if wanted[i] in page:
-                    found.add(wanted[i])
-                i += 1
-            if names:
-                marker = names[-1]
-        return found
+            return names, len(names) < LIST_PAGE
+
+        return probe(keys, self.prefix, page, self._head)
 
     def _list(self, prefix: str) -> list[str]:
         def op() -> list[str]:
