@@ -38,6 +38,7 @@ from agentshim import __version__
 from agentshim.errors import AgentError, FilesError, RefusedDocument
 from agentshim.files import config_files, materialize
 from agentshim.hooks import HookResult, HookRunner, boot_id, kill_leftover, process_start, tail
+from agentshim.relocate import MAX_HOPS, RelocationError, describe, open_location
 from agentshim.state import (
     AgentState,
     DeploymentState,
@@ -204,6 +205,7 @@ class Agent:
         self.trust = trust
         self.heartbeat = heartbeat
         self._published_at: float | None = None
+        self._resume_location()
         self._resume_capabilities()
         self.log = log.bind(server=server)
         self._published: dict[str, Any] | None = None
@@ -281,7 +283,7 @@ class Agent:
 
     # -- pointer and manifest ----------------------------------------------------------
 
-    def _poll(self) -> None:
+    def _poll(self, hops: int = 0) -> None:
         state = self.state
         try:
             got = self.store.poll_pointer(self.server, state.etag)
@@ -302,6 +304,9 @@ class Agent:
                 manifest=pointer.manifest,
                 error=refusal,
             )
+            return
+        if pointer.moved_to is not None:
+            self._follow(pointer, hops)
             return
         if pointer.generation == state.generation:
             state.etag, state.error = etag, None
@@ -324,6 +329,66 @@ class Agent:
             )
             return
         self._accept(pointer, etag, manifest, configs)
+
+    def _resume_location(self) -> None:
+        """After a restart, poll where the fleet moved, whatever --store or --bootstrap say."""
+        if self.state.location is None:
+            return
+        try:
+            self.store = open_location(self.server, self.state.location)
+        except RelocationError as exc:
+            log.error("saved_location_unusable", server=self.server, error=str(exc))
+            return
+        log.info("store_relocated", server=self.server, store=describe(self.state.location))
+
+    def _follow(self, redirect: Pointer, hops: int) -> None:
+        """Switch to the store a verified ``moved_to`` names, once its pointer verifies.
+
+        Until then the agent stays where it is (the etag is not kept, so the
+        next cycle tries again) and the report there says why.
+        """
+        assert redirect.moved_to is not None
+        state = self.state
+        where = describe(redirect.moved_to)
+        # The redirect is verified: the keys it carries are the ones to check with.
+        learned = state.trusted_keys
+        if self.trust is not None and not self.trust.allow_unsigned and redirect.trust:
+            learned = dict(redirect.trust)
+        try:
+            if hops >= MAX_HOPS:
+                raise RelocationError(f"more than {MAX_HOPS} moves in a row")
+            target = open_location(self.server, redirect.moved_to)
+            got = target.poll_pointer(self.server, None)
+            if got is None:
+                raise RelocationError(f"{where} answered 304 to an unconditional read")
+            there = got[0]
+            why = self.trust.check(there, learned) if self.trust is not None else None
+            if why is None and there.server != self.server:
+                why = f"it names server {there.server!r}"
+            if why is None and there.generation <= redirect.generation:
+                why = (
+                    f"its generation {there.generation} is not above the redirect's "
+                    f"{redirect.generation}"
+                )
+            if why is not None:
+                raise RelocationError(f"the pointer at {where} is refused: {why}")
+        except (StoreError, AgentError) as exc:
+            state.error = f"pointer generation {redirect.generation} moves to {where}: {exc}"
+            self._save()
+            if isinstance(exc, TransientError | PermissionDenied | NotFound):
+                self._result.store_error = state.error
+            self.log.error("move_not_followed", to=where, error=str(exc))
+            return
+        state.location = dict(redirect.moved_to)
+        state.capabilities = redirect.moved_to.get("capabilities")
+        state.trusted_keys = learned
+        state.etag, state.error = None, None
+        self._save()
+        self.store = target
+        # Report there at once, even if nothing else changed: that is the confirmation.
+        self._published = None
+        self.log.info("store_moved", to=where, generation=redirect.generation)
+        self._poll(hops + 1)
 
     def _resume_capabilities(self) -> None:
         """After a restart, use the newest URLs a pointer gave, not the bootstrap's."""

@@ -207,6 +207,9 @@ class AgentState:
     trusted_keys: dict[str, str] | None = None
     # The newest capability URLs a verified pointer carried (they outlive the bootstrap's).
     capabilities: dict[str, Any] | None = None
+    # Where the fleet moved (a verified pointer's ``moved_to``): overrides
+    # --store and --bootstrap from then on.
+    location: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -232,6 +235,7 @@ class AgentState:
             "in_flight": vars(self.in_flight) if self.in_flight else None,
             "trusted_keys": self.trusted_keys,
             "capabilities": self.capabilities,
+            "location": self.location,
         }
 
     @classmethod
@@ -265,6 +269,7 @@ class AgentState:
             in_flight=InFlight(**in_flight) if in_flight else None,
             trusted_keys=doc.get("trusted_keys"),
             capabilities=doc.get("capabilities"),
+            location=doc.get("location"),
         )
 
 

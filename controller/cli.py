@@ -242,6 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
     signing_args(p)
 
     p = sub.add_parser(
+        "move",
+        help="move the fleet to another store without touching a server",
+        description="Copy what the fleet needs (blobs its pointers reach, rollback targets, the "
+        "ledger, the last reports) to --to, write each server's pointer there (a higher "
+        "generation, with URLs issued there on Swift and S3), then publish at --from one more "
+        "signed generation per server that tells its agent to move. Agents follow, and their "
+        "first report at --to confirms it; 'setpoint status --store TO' lists servers that "
+        "have not followed after --deadline. Then reconcile against --to. Handing the fleet "
+        "to another controller: announce its key first (--announce-key), then move.",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the store now")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="the new store")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="after this long, status lists servers that have not followed (default: 3600)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    signing_args(p)
+
+    p = sub.add_parser(
         "demo",
         help="run the whole story on a throwaway repository",
         description="Copy repos-example/ into a new git repository, start three agents as "
@@ -468,19 +492,27 @@ def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.ledger import read_ledger
+    from controller.move import move_status
     from controller.status import fleet_status, format_table, rollouts_summary
     from store.url import open_store
 
     store = open_store(args.store)
     statuses = fleet_status(store, unreachable_after=args.unreachable_after)
     ledger = read_ledger(store)
+    moved = move_status(store)
     if args.json:
-        _print_json({"servers": [s.to_dict() for s in statuses], **ledger_json(ledger.to_dict())})
+        _print_json(
+            {
+                "servers": [s.to_dict() for s in statuses],
+                **ledger_json(ledger.to_dict()),
+                "move": moved.to_dict() if moved else None,
+            }
+        )
     elif not statuses:
         print("no servers in this store yet")
     else:
         print(format_table(statuses))
-        lines = rollouts_summary(ledger)
+        lines = rollouts_summary(ledger) + (moved.lines() if moved else [])
         if lines:
             print("\n" + "\n".join(lines))
     return OK
@@ -582,6 +614,29 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_move(args: argparse.Namespace) -> int:
+    from controller.move import move_fleet
+    from store.url import open_store
+
+    if args.deadline < 0:
+        raise SetpointError("--deadline must not be negative")
+    result = move_fleet(
+        open_store(args.source), open_store(args.target), pointer_policy(args), args.deadline
+    )
+    if args.json:
+        _print_json(result.to_dict())
+        return OK
+    print(
+        f"moved {len(result.servers)} servers to {result.target} ({len(result.copied)} blobs "
+        f"copied); 'setpoint status --store {result.target}' shows who followed"
+    )
+    if result.already_moved:
+        print(f"  already moved before: {', '.join(result.already_moved)}")
+    for digest in result.lost:
+        print(f"  rollback target missing at {result.source}: {digest}", file=sys.stderr)
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from controller.demo import run_demo
 
@@ -598,6 +653,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "enroll": cmd_enroll,
     "rotate-keys": cmd_rotate_keys,
     "retry": cmd_retry,
+    "move": cmd_move,
 }
 
 

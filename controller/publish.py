@@ -156,6 +156,9 @@ def publish(
             capabilities=caps.to_dict() if caps else None,
             trust=trust,
             key=key_name,
+            # A fleet moved away (``setpoint move``) stays redirected whatever
+            # is published here afterwards.
+            moved_to=previous.moved_to if previous else None,
         )
         if policy.signing_key is not None:
             pointer = _signed(pointer, policy.signing_key)

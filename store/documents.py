@@ -73,6 +73,11 @@ class Pointer:
     ``capabilities`` renews the agent's URLs (Swift TempURLs, S3 presigned
     URLs) before they expire; ``trust`` is the set of signing keys the agent
     trusts from now on (how a new key is announced and an old one retired).
+    ``moved_to`` (``setpoint move``) tells the agent its fleet now lives in
+    another store: ``{url?, capabilities?}``, a path or ``file://`` URL, or the
+    capability URLs (Swift, S3) of its pointer, report and blobs there; the
+    agent switches once the pointer there verifies, and never comes back. It
+    is left out when absent, so pointers written before it keep their bytes.
     The signature covers every other field.
     """
 
@@ -85,6 +90,7 @@ class Pointer:
     trust: dict[str, str] | None = None
     key: str | None = None
     signature: str | None = None
+    moved_to: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -95,7 +101,7 @@ class Pointer:
             "commit": self.commit,
             "published_at": self.published_at,
         }
-        for name in ("capabilities", "trust", "key", "signature"):
+        for name in ("capabilities", "trust", "key", "signature", "moved_to"):
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
@@ -120,9 +126,13 @@ class Pointer:
             ("trust", dict),
             ("key", str),
             ("signature", str),
+            ("moved_to", dict),
         ):
             if doc.get(name) is not None:
                 optional[name] = _need(doc, what, name, kind)
+        moved_to = optional.get("moved_to")
+        if moved_to is not None:
+            _check_moved_to(moved_to)
         trust = optional.get("trust")
         if trust is not None and not all(
             isinstance(k, str) and isinstance(v, str) for k, v in trust.items()
@@ -136,6 +146,18 @@ class Pointer:
             published_at=_need(doc, what, "published_at", str),
             **optional,
         )
+
+
+def _check_moved_to(doc: dict[str, Any]) -> None:
+    what = "pointer moved_to"
+    if set(doc) - {"url", "capabilities"}:
+        raise InvalidDocument(what, "only 'url' and 'capabilities' are allowed")
+    if doc.get("url") is None and doc.get("capabilities") is None:
+        raise InvalidDocument(what, "needs a 'url' or 'capabilities'")
+    if doc.get("url") is not None and (not isinstance(doc["url"], str) or not doc["url"]):
+        raise InvalidDocument(what, "url must be a non-empty string")
+    if doc.get("capabilities") is not None and not isinstance(doc["capabilities"], dict):
+        raise InvalidDocument(what, "capabilities must be a JSON object")
 
 
 @dataclass(frozen=True)
