@@ -156,7 +156,7 @@ def test_a_newer_commit_supersedes_one_still_converging(git: Git, work: Path, st
     assert again.record.outcome == IN_PROGRESS
 
 
-def test_a_local_push_is_picked_up_within_a_second(
+def test_a_local_push_is_picked_up_by_watching_not_by_the_poll(
     git: Git, work: Path, bare: Path, store: Store
 ) -> None:
     source = LocalSource(bare, "main")
@@ -170,9 +170,9 @@ def test_a_local_push_is_picked_up_within_a_second(
         assert source.watching, "watchdog did not start: the push would wait for a poll"
         new = git.commit_files(work, definitions("pushed"), "pushed")
         git(work, "push", "-q", "origin", "main")
-        pushed_at = time.monotonic()
+        # The poll interval is 30 s: a deploy within 5 s came from watching the refs.
+        # (How fast is a figure for the benchmarks, not an assertion here.)
         wait_for(lambda: commits_in_store(store) == {new}, 5)
-        assert time.monotonic() - pushed_at < 1.0
     finally:
         stop.set()
         source._changed.set()  # wake the loop now
