@@ -164,9 +164,7 @@ class Gate:
         if not same:
             self.ledger.reverse[name] = {"targets": changing, "ready": False}
         self.held_reverse.append(name)
-        decision = self._decide(
-            dep, {s: t for s, t in targets.items() if s not in kept}, previous
-        )
+        decision = self._decide(dep, {s: t for s, t in targets.items() if s not in kept}, previous)
         why = (
             "update_order reverse: waits for its dependents "
             f"({', '.join(self.dependents[name])}) to roll out first"
