@@ -1,0 +1,79 @@
+"""``setpoint move`` from OpenStack Swift (TempURL agents) to the S3 API (Swift's
+s3api, presigned URLs), with the agent as a real process that is never restarted."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.enroll import bootstrap_for
+from controller.gitrepo import GitRepo
+from controller.move import move_fleet, move_status
+from controller.publish import PointerPolicy
+from controller.reconcile import Reconciler, wait_for_convergence
+from store.signing import SigningKey
+from store.url import open_store
+from tests.e2e.test_e2e_swift import backend_only_repo, bump_backend, start_agent, unique
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def swift_env(swift_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("ST_AUTH", swift_server.auth_url)
+    monkeypatch.setenv("ST_USER", swift_server.user)
+    monkeypatch.setenv("ST_KEY", swift_server.key)
+    for name in ("OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", swift_server.user)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", swift_server.key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return swift_server
+
+
+def test_fleet_moves_from_swift_to_s3_and_converges_there(tmp_path: Path, swift_env: Any) -> None:
+    repo_dir = backend_only_repo(tmp_path)
+    swift = open_store(f"swift://{unique('from')}")
+    swift.set_temp_url_key(1, "move-secret")  # type: ignore[attr-defined]
+    s3 = open_store(f"s3://{unique('to')}?endpoint={swift_env.s3_endpoint}")
+    policy = PointerPolicy(SigningKey.generate("ctl"))
+    boot_file = tmp_path / "db-1.json"
+    boot_file.write_text(json.dumps(bootstrap_for(swift, "db-1", policy.trust() or {}).to_dict()))
+    agent = start_agent(tmp_path, boot_file)
+    try:
+        with GitRepo.open(repo_dir) as repo:
+            code, _ = wait_for_convergence(
+                Reconciler(repo, swift, policy=policy), 30, 0.3, lambda _o: None
+            )
+            assert code == 0
+
+            result = move_fleet(swift, s3, policy, deadline=60)
+            redirect = swift.read_pointer("db-1")
+            assert redirect is not None
+            assert redirect.moved_to is not None
+            assert redirect.moved_to["capabilities"]["kind"] == "s3"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                moved = move_status(s3)
+                if moved is not None and moved.followed == ["db-1"]:
+                    break
+                time.sleep(0.3)
+            else:
+                raise AssertionError((tmp_path / "agent.log").read_text()[-3000:])
+
+            bump_backend(repo_dir, "4.0.0")
+            code, outcome = wait_for_convergence(
+                Reconciler(repo, s3, policy=policy), 30, 0.3, lambda _o: None
+            )
+            assert code == 0, outcome.summary()
+        report = s3.read_report("db-1")
+        assert report is not None
+        assert report.generation > result.servers["db-1"]
+        assert agent.poll() is None
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
