@@ -54,7 +54,7 @@ def agent_argv(store_dir: Path, state_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -162,7 +162,7 @@ def test_sigterm_in_loop_mode_aborts_the_hook_and_exits_cleanly(tmp_path: Path) 
     assert events[-1] == "agent_stopped"
     assert "deployment_aborted" in events
     leader = int((tmp_path / "leader").read_text())
-    wait_for(lambda: process_gone(leader), "the hook's process group to be killed", 5)
+    wait_for(lambda: process_gone(leader), "the hook's process group to be killed", 15)
     dep = web(store)
     assert dep.status == "FAILED"
     assert dep.reason is not None
