@@ -61,6 +61,8 @@ class PublishResult:
     pointers: dict[str, Pointer] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
+    # server -> version of the pointer this pass wrote, when the store's write told it
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,7 +189,9 @@ def publish(
     # Pointers last.
     for server, pointer in pointers.items():
         previous = current.get(server)
-        store.write_pointer(pointer, previous)
+        version = store.write_pointer(pointer, previous)
+        if version is not None:
+            result.versions[server] = version
         result.pointers[server] = pointer
         result.changed.append(server)
         log.info(

@@ -1,9 +1,11 @@
 """One reconcile pass, and the loop that repeats it until the fleet converges.
 
-A pass: load the branch head from git, read the pointers and reports from the
-store, compute the desired state, publish what changed, and assess how far the
-fleet is. The controller keeps no state of its own: kill it anywhere, and the
-next pass starts from what git and the store say.
+A pass: load the branch head from git, list ``agents/`` with each object's
+version and read the pointers and reports that changed since the last pass
+(the rest come from an in-process cache), compute the desired state, publish
+what changed, and assess how far the fleet is. The controller keeps no state
+of its own: kill it anywhere, and the next pass starts from what git and the
+store say (the cache only saves reads: a new process reads everything once).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from controller.loader import load_model
 from controller.model import DEFAULT_CONVERGE_ROUNDS, Model
 from controller.publish import PointerPolicy, PublishResult, publish
 from controller.rollout import UNREACHABLE_AFTER_BEATS, Gate, entry_result
-from store.base import Store
-from store.documents import Manifest, ManifestEntry, Pointer, Report
+from store.base import AGENTS, Store, pointer_key, report_key
+from store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -148,6 +150,11 @@ class Reconciler:
     unreachable_after: float = UNREACHABLE_AFTER_BEATS
     # Manifests are immutable blobs: read each once per controller process.
     _manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
+    # The last pointer and report read (or written) per server, with its version.
+    # One listing of ``agents/`` per pass says which changed; only those are read
+    # again. Only saves reads: a new process starts empty and reads everything.
+    _pointers: dict[str, tuple[str, Pointer]] = field(default_factory=dict, repr=False)
+    _reports: dict[str, tuple[str, Report]] = field(default_factory=dict, repr=False)
 
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
@@ -155,17 +162,25 @@ class Reconciler:
     def run_pass(self) -> PassOutcome:
         """Load, compute, publish, assess. Invalid definitions raise before any write."""
         model = self.load()
-        known = set(self.store.list_servers())
-        servers = sorted(known | model.servers_in_use())
+        versions = self.store.list_versions(AGENTS)
+        known = {k[len(AGENTS) :].split("/", 1)[0] for k in versions}
+        servers = sorted({s for s in known if is_server_name(s)} | model.servers_in_use())
+        for cache in (self._pointers, self._reports):
+            for gone in set(cache) - set(servers):
+                del cache[gone]
         pointers: dict[str, Pointer | None] = {
-            s: self.store.read_pointer(s) if s in known else None for s in servers
+            s: self._pointer(s, versions.get(pointer_key(s))) for s in servers
         }
         heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
-        heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
-        known |= set(heat_servers)
+        rewritten = heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
         reports: dict[str, Report] = {}
         for s in servers:
-            report = self.store.read_report(s) if s in known else None
+            if s in rewritten:
+                # Written by this pass, after the listing: read it as it is now.
+                self._reports.pop(s, None)
+                report = self.store.read_report(s)
+            else:
+                report = self._report(s, versions.get(report_key(s)))
             if report is not None:
                 reports[s] = report
 
@@ -196,6 +211,12 @@ class Reconciler:
         # the server's entry changes.
         write_ledger(self.store, ledger)
         published = publish(self.store, desired, pointers, self.clock, self.policy)
+        for server in published.changed:
+            version = published.versions.get(server)
+            if version is None:
+                self._pointers.pop(server, None)
+            else:
+                self._pointers[server] = (version, published.pointers[server])
         heat_agent.publish_metadata(
             self.store, desired, heat_servers, self.clock(), self.policy.ttl
         )
@@ -214,6 +235,36 @@ class Reconciler:
             converged=outcome.converged,
         )
         return outcome
+
+    def _pointer(self, server: str, version: str | None) -> Pointer | None:
+        """The server's pointer, read only if its listed version is not the cached one."""
+        if version is None:
+            self._pointers.pop(server, None)
+            return None
+        cached = self._pointers.get(server)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        got = self.store.read_pointer_versioned(server)
+        if got is None:
+            self._pointers.pop(server, None)
+            return None
+        self._pointers[server] = (got[1], got[0])
+        return got[0]
+
+    def _report(self, server: str, version: str | None) -> Report | None:
+        """The server's report, read only if its listed version is not the cached one."""
+        if version is None:
+            self._reports.pop(server, None)
+            return None
+        cached = self._reports.get(server)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        got = self.store.read_report_versioned(server)
+        if got is None:
+            self._reports.pop(server, None)
+            return None
+        self._reports[server] = (got[1], got[0])
+        return got[0]
 
 
 # Exit codes of `setpoint reconcile --wait`, documented in --help.

@@ -137,8 +137,13 @@ class Store(abc.ABC):
         """(bytes, etag), or None when ``etag`` still matches; ``NotFound`` if absent."""
 
     @abc.abstractmethod
-    def _put(self, key: str, data: bytes) -> None:
-        """Replace the object atomically: a reader sees the old or the new bytes."""
+    def _put(self, key: str, data: bytes) -> str | None:
+        """Replace the object atomically: a reader sees the old or the new bytes.
+
+        Returns the new object's version (what ``_list_versions`` and
+        ``_get_if_changed`` give for exactly these bytes) when the write tells
+        it, else None.
+        """
 
     @abc.abstractmethod
     def _put_if_absent(self, key: str, data: bytes) -> bool:
@@ -151,6 +156,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _list(self, prefix: str) -> list[str]:
         """Keys under ``prefix``, sorted."""
+
+    def _list_versions(self, prefix: str) -> dict[str, str]:
+        """Keys under ``prefix`` with each one's version: the etag ``_get_if_changed``
+        compares, so an unchanged version means unchanged bytes."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list versions")
 
     @abc.abstractmethod
     def _delete(self, key: str) -> None:
@@ -169,10 +179,20 @@ class Store(abc.ABC):
         self.stats.bytes_read += len(data)
         return data
 
-    def _write(self, key: str, data: bytes) -> None:
+    def _write(self, key: str, data: bytes) -> str | None:
         self.stats.requests["put"] += 1
         self.stats.bytes_written += len(data)
-        self._put(key, data)
+        return self._put(key, data)
+
+    def _read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and their version (one GET), or None if absent."""
+        self.stats.requests["get"] += 1
+        try:
+            data, version = self._get_if_changed(key, None) or (b"", "")
+        except NotFound:
+            return None
+        self.stats.bytes_read += len(data)
+        return data, version
 
     # -- blobs ------------------------------------------------------------------
 
@@ -235,16 +255,24 @@ class Store(abc.ABC):
         self.stats.bytes_read += len(data)
         return Pointer.from_dict(loads_object(data, "pointer")), new_etag
 
-    def write_pointer(self, pointer: Pointer, current: Pointer | None) -> None:
+    def read_pointer_versioned(self, server: str) -> tuple[Pointer, str] | None:
+        """The pointer and its version (as ``list_versions`` gives it), or None."""
+        got = self._read_versioned(pointer_key(server))
+        if got is None:
+            return None
+        return Pointer.from_dict(loads_object(got[0], "pointer")), got[1]
+
+    def write_pointer(self, pointer: Pointer, current: Pointer | None) -> str | None:
         """Replace the server's pointer. ``current`` is what the caller last read.
 
         The generation must grow past ``current``: the caller read the store
-        before deciding, and says so, so this costs no extra request.
+        before deciding, and says so, so this costs no extra request. Returns
+        the new pointer's version when the backend's write tells it.
         """
         floor = current.generation if current else 0
         if pointer.generation <= floor:
             raise GenerationRegression(pointer.server, floor, pointer.generation)
-        self._write(pointer_key(pointer.server), canonical_json(pointer.to_dict()))
+        return self._write(pointer_key(pointer.server), canonical_json(pointer.to_dict()))
 
     # -- reports ----------------------------------------------------------------
 
@@ -254,6 +282,13 @@ class Store(abc.ABC):
         except NotFound:
             return None
         return Report.from_dict(loads_object(data, "report"))
+
+    def read_report_versioned(self, server: str) -> tuple[Report, str] | None:
+        """The report and its version (as ``list_versions`` gives it), or None."""
+        got = self._read_versioned(report_key(server))
+        if got is None:
+            return None
+        return Report.from_dict(loads_object(got[0], "report")), got[1]
 
     def write_report(self, report: Report) -> None:
         self._write(report_key(report.server), canonical_json(report.to_dict()))
@@ -290,6 +325,13 @@ class Store(abc.ABC):
         self.stats.requests["list"] += 1
         names = {k[len(AGENTS) :].split("/", 1)[0] for k in self._list(AGENTS)}
         return sorted(n for n in names if is_server_name(n))
+
+    def list_versions(self, prefix: str) -> dict[str, str]:
+        """Every key under ``prefix`` with its version, in one listing (counted as
+        one ``list``; an HTTP backend pages it). The version is the etag
+        ``_get_if_changed`` compares: equal versions mean the bytes are the same."""
+        self.stats.requests["list"] += 1
+        return self._list_versions(prefix)
 
     def list_blobs(self) -> list[str]:
         self.stats.requests["list"] += 1

@@ -17,6 +17,12 @@ from store.base import Store
 from store.errors import NotFound, PermissionDenied, StoreError, TransientError
 
 
+def _etag(st: os.stat_result) -> str:
+    # Every replacement is a rename to a new inode, so (inode, size, mtime)
+    # changes with every write.
+    return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -58,12 +64,10 @@ class LocalStore(Store):
     def _get_if_changed(self, key: str, etag: str | None) -> tuple[bytes, str] | None:
         path = self._path(key)
         with self._translate(key), path.open("rb") as f:
-            # Every replacement is a rename to a new inode, so (inode, size,
-            # mtime) changes with every write: a poll costs one open and fstat.
-            # The etag and the bytes both come from the open file, so a
-            # replacement between the two can never pair new etag, old bytes.
-            st = os.fstat(f.fileno())
-            current = f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+            # A poll costs one open and fstat. The etag and the bytes both
+            # come from the open file, so a replacement between the two can
+            # never pair new etag, old bytes.
+            current = _etag(os.fstat(f.fileno()))
             if etag == current:
                 return None
             return f.read(), current
@@ -83,17 +87,21 @@ class LocalStore(Store):
             raise
         return Path(tmp)
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes) -> str:
         path = self._path(key)
         with self._translate(key):
             tmp = self._write_temp(path, data)
             try:
+                # The rename keeps the inode and mtime: the etag of exactly
+                # these bytes, whatever another writer does after.
+                version = _etag(os.stat(tmp))
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
             _fsync_dir(path.parent)
+        return version
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
@@ -125,6 +133,13 @@ class LocalStore(Store):
                 rel = Path(dirpath, name).relative_to(self.root).as_posix()
                 out.append(rel)
         return sorted(out)
+
+    def _list_versions(self, prefix: str) -> dict[str, str]:
+        out = {}
+        for key in self._list(prefix):
+            with contextlib.suppress(FileNotFoundError):  # deleted since the walk
+                out[key] = _etag(os.stat(self._path(key)))
+        return out
 
     def _delete(self, key: str) -> None:
         with self._translate(key), contextlib.suppress(FileNotFoundError):

@@ -34,9 +34,10 @@ class MemoryStore(Store):
             return None
         return data, current
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes) -> str:
         with self._lock:
             self._objects[key] = bytes(data)
+        return digest_bytes(data)
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         with self._lock:
@@ -52,6 +53,11 @@ class MemoryStore(Store):
     def _list(self, prefix: str) -> list[str]:
         with self._lock:
             return sorted(k for k in self._objects if k.startswith(prefix))
+
+    def _list_versions(self, prefix: str) -> dict[str, str]:
+        with self._lock:
+            found = {k: v for k, v in self._objects.items() if k.startswith(prefix)}
+        return {k: digest_bytes(v) for k, v in sorted(found.items())}
 
     def _delete(self, key: str) -> None:
         with self._lock:

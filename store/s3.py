@@ -261,8 +261,9 @@ class S3Store(Store):
         except bce.BotoCoreError as exc:
             raise translate(exc, self.bucket) from exc
 
-    def _put_object(self, key: str, data: bytes, **extra: str) -> None:
-        """PutObject, creating the bucket on NoSuchBucket. Raises botocore errors."""
+    def _put_object(self, key: str, data: bytes, **extra: str) -> str | None:
+        """PutObject, creating the bucket on NoSuchBucket; the new ETag. Raises
+        botocore errors."""
         kwargs = {
             "Bucket": self.bucket,
             "Key": self.prefix + key,
@@ -271,12 +272,14 @@ class S3Store(Store):
             **extra,
         }
         try:
-            self._api("put_object", **kwargs)
+            resp = self._api("put_object", **kwargs)
         except bce.ClientError as exc:
             if not (self.create_bucket and _status_code(exc)[1] == "NoSuchBucket"):
                 raise
             self._ensure_bucket()
-            self._api("put_object", **kwargs)
+            resp = self._api("put_object", **kwargs)
+        etag = resp.get("ETag") if isinstance(resp, dict) else None
+        return str(etag) if etag else None
 
     def _head(self, key: str) -> bool:
         try:
@@ -329,8 +332,10 @@ class S3Store(Store):
 
         return self._retrying(lambda: self._call(key, op), f"poll {key}")
 
-    def _put(self, key: str, data: bytes) -> None:
-        self._retrying(lambda: self._call(key, lambda: self._put_object(key, data)), f"put {key}")
+    def _put(self, key: str, data: bytes) -> str | None:
+        return self._retrying(
+            lambda: self._call(key, lambda: self._put_object(key, data)), f"put {key}"
+        )
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         return self._retrying(lambda: self._call(key, lambda: self._create(key, data)), key)
@@ -371,17 +376,20 @@ class S3Store(Store):
         return probe(keys, self.prefix, page, self._head)
 
     def _list(self, prefix: str) -> list[str]:
-        def op() -> list[str]:
-            out: list[str] = []
+        return sorted(self._list_versions(prefix))
+
+    def _list_versions(self, prefix: str) -> dict[str, str]:
+        # The listing's ETag is the one GetObject returns (quoted, as S3 sends it).
+        def op() -> dict[str, str]:
+            out: dict[str, str] = {}
             token = ""
             while True:
                 page = self._list_page(self.prefix + prefix, token=token)
-                out.extend(
-                    str(item["Key"])[len(self.prefix) :] for item in page.get("Contents", [])
-                )
+                for item in page.get("Contents", []):
+                    out[str(item["Key"])[len(self.prefix) :]] = str(item.get("ETag", ""))
                 token = str(page.get("NextContinuationToken") or "")
                 if not page.get("IsTruncated") or not token:
-                    return sorted(out)
+                    return dict(sorted(out.items()))
 
         return self._retrying(op, f"list {prefix}")
 

@@ -488,6 +488,10 @@ class SwiftStore(Store):
 
     def _list_page(self, prefix: str, marker: str, limit: int) -> list[str]:
         """Object names (with the store prefix) after ``marker``; [] if no container."""
+        return [name for name, _hash in self._list_items(prefix, marker, limit)]
+
+    def _list_items(self, prefix: str, marker: str, limit: int) -> list[tuple[str, str]]:
+        """(name with the store prefix, its ``hash``: the MD5 a GET gives as ETag)."""
         query = {"format": "json", "prefix": prefix, "limit": str(limit)}
         if marker:
             query["marker"] = marker
@@ -499,7 +503,7 @@ class SwiftStore(Store):
         if resp.status != 200:
             _fail(resp, prefix)
         try:
-            return [str(item["name"]) for item in json.loads(resp.body)]
+            return [(str(item["name"]), str(item["hash"])) for item in json.loads(resp.body)]
         except (ValueError, KeyError, TypeError) as exc:
             raise PermanentError(f"unreadable listing of {self.url}") from exc
 
@@ -522,18 +526,21 @@ class SwiftStore(Store):
                 return None
             if resp.status != 200:
                 _fail(resp, key)
-            new = resp.headers.get("ETag")
+            # Unquoted, as the listing's ``hash`` (a proxy with etag_quoter quotes it).
+            new = (resp.headers.get("ETag") or "").strip('"')
             return resp.body, new or hashlib.md5(resp.body, usedforsecurity=False).hexdigest()
 
         return self._retrying(op, f"poll {key}")
 
-    def _put(self, key: str, data: bytes) -> None:
-        def op() -> None:
+    def _put(self, key: str, data: bytes) -> str:
+        def op() -> str:
             resp = self._put_object(key, data, {})
             if resp.status != 201:
                 _fail(resp, key)
+            # Swift checked the body against the MD5 we sent: that is its ETag.
+            return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
-        self._retrying(op, f"put {key}")
+        return self._retrying(op, f"put {key}")
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         def op() -> bool:
@@ -567,15 +574,19 @@ class SwiftStore(Store):
         return probe(keys, self.prefix, page, self._head)
 
     def _list(self, prefix: str) -> list[str]:
-        def op() -> list[str]:
-            out: list[str] = []
+        return sorted(self._list_versions(prefix))
+
+    def _list_versions(self, prefix: str) -> dict[str, str]:
+        def op() -> dict[str, str]:
+            out: dict[str, str] = {}
             marker = ""
             while True:
-                names = self._list_page(self.prefix + prefix, marker, LIST_ALL_PAGE)
-                out.extend(n[len(self.prefix) :] for n in names)
-                if len(names) < LIST_ALL_PAGE:
-                    return sorted(out)
-                marker = names[-1]
+                items = self._list_items(self.prefix + prefix, marker, LIST_ALL_PAGE)
+                for name, etag in items:
+                    out[name[len(self.prefix) :]] = etag
+                if len(items) < LIST_ALL_PAGE:
+                    return dict(sorted(out.items()))
+                marker = items[-1][0]
 
         return self._retrying(op, f"list {prefix}")
 

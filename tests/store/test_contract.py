@@ -230,6 +230,43 @@ def test_list_servers(store: Store) -> None:
     assert store.list_servers() == ["a-1", "b-2", "c-3"]
 
 
+def test_list_versions_give_the_polled_etag(store: Store) -> None:
+    assert store.list_versions("agents/") == {}
+    p1 = pointer("a-1", 1, b"m1")
+    written = store.write_pointer(p1, None)
+    store.write_report(report("a-1"))
+    store.write_pointer(pointer("b-2"), None)
+    store.put_blob(b"not under agents/")
+    store.stats.reset()
+    versions = store.list_versions("agents/")
+    assert store.stats.requests["list"] == 1
+    assert store.stats.requests["get"] == 0
+    assert sorted(versions) == [pointer_key("a-1"), report_key("a-1"), pointer_key("b-2")]
+    v1 = versions[pointer_key("a-1")]
+    assert written is None or written == v1
+    # The listed version is the etag a poll compares: unchanged, not read again.
+    assert store.poll_pointer("a-1", v1) is None
+    got = store.read_pointer_versioned("a-1")
+    assert got == (p1, v1)
+    rgot = store.read_report_versioned("a-1")
+    assert rgot is not None
+    assert rgot == (report("a-1"), versions[report_key("a-1")])
+    assert store.read_report_versioned("b-2") is None
+    assert store.read_pointer_versioned("c-3") is None
+
+    # A same-size replacement changes the version, in the listing and in the write.
+    p2 = pointer("a-1", 2, b"m2")
+    written = store.write_pointer(p2, p1)
+    store.write_report(report("a-1", generation=2))
+    after = store.list_versions("agents/")
+    v2 = after[pointer_key("a-1")]
+    assert v2 != v1
+    assert written is None or written == v2
+    assert after[report_key("a-1")] != versions[report_key("a-1")]
+    assert after[pointer_key("b-2")] == versions[pointer_key("b-2")]
+    assert store.poll_pointer("a-1", v2) is None
+
+
 @pytest.mark.parametrize("name", ["", "../etc", "a/b", ".hidden", "-x", "a..b", "a b", "x" * 300])
 def test_invalid_server_names_refused(store: Store, name: str) -> None:
     with pytest.raises(InvalidDocument):
