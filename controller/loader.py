@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -433,20 +433,45 @@ class _Loader:
             timeout=self.timeout(m, ctx) or DEFAULT_TIMEOUT,
         )
 
+    def mapping_items(
+        self, m: YMap, key: str, ctx: _Ctx, what: str, non_empty: bool = False
+    ) -> Iterator[tuple[int, YMap, _Ctx]]:
+        """Each mapping of the list under ``key``: its index, itself and where it is.
+
+        A missing key is an empty list; a non-list or a non-mapping item is reported.
+        """
+        raw = m.get(key)
+        if raw is None:
+            return
+        lctx = ctx.at(m, key)
+        if not isinstance(raw, YList) or (non_empty and not raw):
+            self.error(
+                lctx,
+                f"expected a {'non-empty ' if non_empty else ''}list of {key}, got {_kind(raw)}",
+            )
+            return
+        for index, item in enumerate(raw):
+            c = lctx.at(raw, index)
+            found = self.mapping(item, c, what)
+            if found is not None:
+                yield index, found, c
+
+    def typed_default(self, m: YMap, ctx: _Ctx) -> tuple[str, Any, bool] | None:
+        """(type, default, has_default) of an input or parameter; None if the type is unknown."""
+        type_name = self.text(m, "type", ctx, "String")
+        if type_name not in INPUT_TYPES:
+            self.error(
+                ctx.at(m, "type"),
+                f"unknown type {type_name!r} (one of {', '.join(INPUT_TYPES)})",
+            )
+            return None
+        if "default" not in m:
+            return type_name, None, False
+        return type_name, self.literal(type_name, m["default"], ctx.at(m, "default")), True
+
     def inputs(self, m: YMap, ctx: _Ctx, path: str) -> list[InputDef]:
         out: list[InputDef] = []
-        raw = m.get("inputs")
-        if raw is None:
-            return out
-        ictx = ctx.at(m, "inputs")
-        if not isinstance(raw, YList):
-            self.error(ictx, f"expected a list of inputs, got {_kind(raw)}")
-            return out
-        for index, item in enumerate(raw):
-            c = ictx.at(raw, index)
-            im = self.mapping(item, c, "an input")
-            if im is None:
-                continue
+        for _, im, c in self.mapping_items(m, "inputs", ctx, "an input"):
             self.check_keys(
                 im,
                 c,
@@ -457,22 +482,16 @@ class _Loader:
             if name in {i.name for i in out}:
                 self.error(c.at(im, "name"), f"input {name!r} declared twice")
                 continue
-            type_name = self.text(im, "type", c, "String")
-            if type_name not in INPUT_TYPES:
-                self.error(
-                    c.at(im, "type"),
-                    f"unknown type {type_name!r} (one of {', '.join(INPUT_TYPES)})",
-                )
+            typed = self.typed_default(im, c)
+            if typed is None:
                 continue
-            default = None
-            if "default" in im:
-                default = self.literal(type_name, im["default"], c.at(im, "default"))
+            type_name, default, has_default = typed
             out.append(
                 InputDef(
                     name=name,
                     type=type_name,
                     default=default,
-                    has_default="default" in im,
+                    has_default=has_default,
                     description=self.text(im, "description", c),
                     replace_on_change=self.boolean(im, "replace_on_change", c),
                     secret=self.boolean(im, "secret", c),
@@ -482,18 +501,7 @@ class _Loader:
 
     def outputs(self, m: YMap, ctx: _Ctx) -> list[OutputDef]:
         out: list[OutputDef] = []
-        raw = m.get("outputs")
-        if raw is None:
-            return out
-        octx = ctx.at(m, "outputs")
-        if not isinstance(raw, YList):
-            self.error(octx, f"expected a list of outputs, got {_kind(raw)}")
-            return out
-        for index, item in enumerate(raw):
-            c = octx.at(raw, index)
-            om = self.mapping(item, c, "an output")
-            if om is None:
-                continue
+        for _, om, c in self.mapping_items(m, "outputs", ctx, "an output"):
             self.check_keys(om, c, ("name", "description", "error_output"), ("name",))
             name = self.name(om, "name", c, "", "output")
             if name in {o.name for o in out}:
@@ -510,19 +518,8 @@ class _Loader:
 
     def configs(self, m: YMap, ctx: _Ctx, path: str) -> list[ConfigEntry]:
         out: list[ConfigEntry] = []
-        raw = m.get("configs")
-        if raw is None:
-            return out
-        cctx = ctx.at(m, "configs")
-        if not isinstance(raw, YList) or not raw:
-            self.error(cctx, f"expected a non-empty list of configs, got {_kind(raw)}")
-            return out
         claimed: dict[str, int] = {}
-        for index, item in enumerate(raw):
-            c = cctx.at(raw, index)
-            em = self.mapping(item, c, "a config")
-            if em is None:
-                continue
+        for index, em, c in self.mapping_items(m, "configs", ctx, "a config", non_empty=True):
             self.check_keys(em, c, ("tool", "actions", "config"), ("tool", "actions", "config"))
             tool = self.name(em, "tool", c, "script", "tool")
             actions = self.actions(em, c, None, custom=True)
@@ -642,21 +639,15 @@ class _Loader:
             if pm is None:
                 continue
             self.check_keys(pm, c, ("type", "default", "description"))
-            type_name = self.text(pm, "type", c, "String")
-            if type_name not in INPUT_TYPES:
-                self.error(
-                    c.at(pm, "type"),
-                    f"unknown type {type_name!r} (one of {', '.join(INPUT_TYPES)})",
-                )
+            typed = self.typed_default(pm, c)
+            if typed is None:
                 continue
-            default = None
-            if "default" in pm:
-                default = self.literal(type_name, pm["default"], c.at(pm, "default"))
+            type_name, default, has_default = typed
             out[str(pname)] = ParamDef(
                 name=str(pname),
                 type=type_name,
                 default=default,
-                has_default="default" in pm,
+                has_default=has_default,
                 description=self.text(pm, "description", c),
             )
         return out
