@@ -203,10 +203,10 @@ def _run(args: argparse.Namespace, swift: Callable[[], str] | None) -> int:
             )
 
     with tempfile.TemporaryDirectory(prefix="setpoint-bench-fleet-store-") as tmp:
-        show("fleet_local", fleet.measure(tmp, partial(open_store, tmp), agents))
+        show("fleet_local", fleet.measure(partial(open_store, tmp), agents))
     if swift is not None:
         url = swift()
-        show("fleet_swift", fleet.measure(url, partial(open_store, url), agents))
+        show("fleet_swift", fleet.measure(partial(open_store, url), agents))
 
     out = args.json or ROOT / "bench" / "results" / f"{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

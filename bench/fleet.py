@@ -9,20 +9,31 @@ passes) and peak memory are recorded.
 
 from __future__ import annotations
 
+import json
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.agent_cost import agent_command
 from bench.synth import FleetShape, change_one_component, init_fleet
+from controller.enroll import bootstrap_for
 from controller.gitrepo import GitRepo
+from controller.publish import PointerPolicy
 from controller.reconcile import Reconciler
 from store.base import Store
+from store.signing import SigningKey
+
+
+def bootstrap_command(boot: Path, state_dir: Path, interval: float) -> list[str]:
+    return [
+        sys.executable, "-m", "agentshim", "--bootstrap", str(boot),
+        "--state-dir", str(state_dir), "--interval", str(interval), "--log-format", "json",
+    ]  # fmt: skip
 
 
 def _converge(reconciler: Reconciler, servers: list[str], timeout: float) -> dict[str, Any]:
@@ -51,25 +62,33 @@ def _converge(reconciler: Reconciler, servers: list[str], timeout: float) -> dic
     }
 
 
-def measure(
-    store_url: str, make_store: Callable[[], Store], agents: int, interval: float = 1.0
-) -> dict[str, Any]:
+def measure(make_store: Callable[[], Store], agents: int, interval: float = 1.0) -> dict[str, Any]:
     shape = FleetShape(servers=agents, groups=max(1, agents // 50), deployments=3)
     servers = shape.all_servers()
+    store = make_store()
+    # As in production: signed pointers, agents started from enrolled bootstraps
+    # (on Swift or S3 that is the only way an agent reaches the store).
+    policy = PointerPolicy(SigningKey.generate("bench"))
     with tempfile.TemporaryDirectory(prefix="setpoint-bench-fleet-") as tmp:
         root = Path(tmp)
         repo_path = init_fleet(root, shape)
-        procs = [
-            subprocess.Popen(
-                agent_command(store_url, s, root / "agents" / s, interval),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+        procs = []
+        for server in servers:
+            boot = root / "boot" / f"{server}.json"
+            boot.parent.mkdir(exist_ok=True)
+            boot.write_text(
+                json.dumps(bootstrap_for(store, server, policy.trust() or {}).to_dict())
             )
-            for s in servers
-        ]
+            procs.append(
+                subprocess.Popen(
+                    bootstrap_command(boot, root / "agents" / server, interval),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         try:
             with GitRepo.open(repo_path) as repo:
-                reconciler = Reconciler(repo, make_store())
+                reconciler = Reconciler(repo, store, policy=policy)
                 initial = _converge(reconciler, servers, 300)
                 change_one_component(repo_path)
                 change = _converge(reconciler, servers, 300)
