@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,17 @@ def start_agents(tmp_path: Path) -> Iterator[StartAgents]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def swift_env(swift_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The controller's credentials for the test Swift: Swift API and its s3api."""
+    monkeypatch.setenv("ST_AUTH", swift_server.auth_url)
+    monkeypatch.setenv("ST_USER", swift_server.user)
+    monkeypatch.setenv("ST_KEY", swift_server.key)
+    for name in ("OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", swift_server.user)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", swift_server.key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return swift_server

@@ -22,19 +22,6 @@ from tests.e2e.test_e2e_swift import backend_only_repo, bump_backend, start_agen
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def swift_env(swift_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("ST_AUTH", swift_server.auth_url)
-    monkeypatch.setenv("ST_USER", swift_server.user)
-    monkeypatch.setenv("ST_KEY", swift_server.key)
-    for name in ("OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_AUTH_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", swift_server.user)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", swift_server.key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return swift_server
-
-
 def test_fleet_moves_from_swift_to_s3_and_converges_there(tmp_path: Path, swift_env: Any) -> None:
     repo_dir = backend_only_repo(tmp_path)
     swift = open_store(f"swift://{unique('from')}")

@@ -36,19 +36,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def swift_env(swift_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("ST_AUTH", swift_server.auth_url)
-    monkeypatch.setenv("ST_USER", swift_server.user)
-    monkeypatch.setenv("ST_KEY", swift_server.key)
-    for name in ("OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_AUTH_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", swift_server.user)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", swift_server.key)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return swift_server
-
-
 def story(tmp_path: Path, store_url: str) -> str:
     lines: list[str] = []
     code = run_demo(
