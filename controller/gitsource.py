@@ -108,8 +108,13 @@ class LocalSource:
                     if "refs" in where or "HEAD" in where:
                         changed.set()
 
+            # Only where refs live: the git dir itself (packed-refs, HEAD) and refs/.
+            # Watching objects/ too would follow every temporary directory a push
+            # creates and removes, for nothing.
             observer = Observer()
-            observer.schedule(_Refs(), self._git_dir, recursive=True)
+            handler = _Refs()
+            observer.schedule(handler, self._git_dir, recursive=False)
+            observer.schedule(handler, str(Path(self._git_dir) / "refs"), recursive=True)
             observer.start()
         except (OSError, RuntimeError) as exc:
             log.warning("ref_watch_unavailable", path=self._git_dir, error=str(exc), polling=True)
