@@ -207,11 +207,11 @@ def move_fleet(
             signature=None,
             moved_to=None,
         )
-        fresh[server] = (_sign(pointer, policy), there)
+        fresh[server] = (policy.sign(pointer), there)
         moved_to: dict[str, Any] = {"url": target.url}
         if caps_doc is not None:
             moved_to["capabilities"] = caps_doc
-        redirects[server] = _sign(
+        redirects[server] = policy.sign(
             replace(
                 old,
                 generation=old.generation + 1,
@@ -221,8 +221,7 @@ def move_fleet(
                 key=key_name,
                 signature=None,
                 moved_to=moved_to,
-            ),
-            policy,
+            )
         )
     for server, (pointer, there) in fresh.items():
         target.write_pointer(pointer, there)
@@ -259,12 +258,6 @@ def move_fleet(
         {"kind": "FleetMoved", "to": target.url, "moved_at": now, "servers": sorted(redirects)},
     )
     return result
-
-
-def _sign(pointer: Pointer, policy: PointerPolicy) -> Pointer:
-    if policy.signing_key is None:
-        return pointer
-    return replace(pointer, signature=policy.signing_key.sign(pointer.payload()))
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,12 @@ class PointerPolicy:
     # Issue every server new URLs now (a TempURL key rotation).
     force_renewal: bool = False
 
+    def sign(self, pointer: Pointer) -> Pointer:
+        """``pointer`` with its signature; unchanged without a signing key."""
+        if self.signing_key is None:
+            return pointer
+        return replace(pointer, signature=self.signing_key.sign(pointer.payload()))
+
     def trust(self) -> dict[str, str] | None:
         if self.signing_key is None:
             return None
@@ -162,8 +168,7 @@ def publish(
             # is published here afterwards.
             moved_to=previous.moved_to if previous else None,
         )
-        if policy.signing_key is not None:
-            pointer = _signed(pointer, policy.signing_key)
+        pointer = policy.sign(pointer)
         pointers[server] = pointer
 
     # Blobs first: everything the new manifests reference, then the manifests.
@@ -203,7 +208,3 @@ def publish(
             renewed=previous is not None and previous.manifest == pointer.manifest,
         )
     return result
-
-
-def _signed(pointer: Pointer, key: SigningKey) -> Pointer:
-    return replace(pointer, signature=key.sign(pointer.payload()))
