@@ -1,5 +1,5 @@
-"""``python -m agentshim`` is ``setpoint-agent``."""
+"""``python -m setpoint.agentshim`` is ``setpoint-agent``."""
 
-from agentshim.cli import main
+from setpoint.agentshim.cli import main
 
 raise SystemExit(main())

@@ -34,12 +34,19 @@ from typing import Any
 
 import structlog
 
-from agentshim import __version__
-from agentshim.errors import AgentError, FilesError, RefusedDocument
-from agentshim.files import config_files, materialize
-from agentshim.hooks import HookResult, HookRunner, boot_id, kill_leftover, process_start, tail
-from agentshim.relocate import MAX_HOPS, RelocationError, describe, open_location
-from agentshim.state import (
+from setpoint.agentshim import __version__
+from setpoint.agentshim.errors import AgentError, FilesError, RefusedDocument
+from setpoint.agentshim.files import config_files, materialize
+from setpoint.agentshim.hooks import (
+    HookResult,
+    HookRunner,
+    boot_id,
+    kill_leftover,
+    process_start,
+    tail,
+)
+from setpoint.agentshim.relocate import MAX_HOPS, RelocationError, describe, open_location
+from setpoint.agentshim.state import (
     AgentState,
     DeploymentState,
     Failure,
@@ -50,8 +57,8 @@ from agentshim.state import (
     load_state,
     save_state,
 )
-from agentshim.trust import Trust
-from store import (
+from setpoint.agentshim.trust import Trust
+from setpoint.store import (
     DeploymentReport,
     DigestMismatch,
     InvalidDigest,
@@ -67,10 +74,10 @@ from store import (
     TransientError,
     config_for_action,
 )
-from store.capabilities import Capabilities
-from store.documents import loads_object
-from store.errors import BundleError
-from store.http import CapabilityStore
+from setpoint.store.capabilities import Capabilities
+from setpoint.store.documents import loads_object
+from setpoint.store.errors import BundleError
+from setpoint.store.http import CapabilityStore
 
 log = structlog.get_logger("setpoint.agent")
 

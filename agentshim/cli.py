@@ -13,17 +13,17 @@ from typing import NoReturn
 
 import structlog
 
-from agentshim import __version__
-from agentshim.agent import DEFAULT_HEARTBEAT, Agent
-from agentshim.errors import StateError
-from agentshim.logs import FORMATS, configure
-from agentshim.state import Layout, locked
-from agentshim.trust import Trust
-from store import Store, StoreError, open_store
-from store.bootstrap import Bootstrap
-from store.documents import is_server_name
-from store.http import CapabilityStore
-from store.signing import PublicKey
+from setpoint.agentshim import __version__
+from setpoint.agentshim.agent import DEFAULT_HEARTBEAT, Agent
+from setpoint.agentshim.errors import StateError
+from setpoint.agentshim.logs import FORMATS, configure
+from setpoint.agentshim.state import Layout, locked
+from setpoint.agentshim.trust import Trust
+from setpoint.store import Store, StoreError, open_store
+from setpoint.store.bootstrap import Bootstrap
+from setpoint.store.documents import is_server_name
+from setpoint.store.http import CapabilityStore
+from setpoint.store.signing import PublicKey
 
 EXIT_OK = 0
 EXIT_FAILED = 1

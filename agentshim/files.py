@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agentshim.errors import FilesError
-from agentshim.hooks import is_safe_name
-from agentshim.state import Layout, fsync_dir
-from store import Store, StoreError
-from store.bundles import extract_zip
+from setpoint.agentshim.errors import FilesError
+from setpoint.agentshim.hooks import is_safe_name
+from setpoint.agentshim.state import Layout, fsync_dir
+from setpoint.store import Store, StoreError
+from setpoint.store.bundles import extract_zip
 
 
 def config_files(derived: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentshim.state import Layout
-from agentshim.tools import builtin_tool
+from setpoint.agentshim.state import Layout
+from setpoint.agentshim.tools import builtin_tool
 
 TAIL_CHARS = 4096
 # After SIGTERM to a hook's process group, how long before SIGKILL.

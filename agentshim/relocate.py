@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentshim.errors import AgentError
-from store import Store, StoreError, open_store
-from store.capabilities import Capabilities
-from store.http import CapabilityStore
+from setpoint.agentshim.errors import AgentError
+from setpoint.store import Store, StoreError, open_store
+from setpoint.store.capabilities import Capabilities
+from setpoint.store.http import CapabilityStore
 
 # A redirect that leads to another redirect is followed this many times in one cycle.
 MAX_HOPS = 3

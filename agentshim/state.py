@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from agentshim.errors import StateError
-from store import DeploymentReport, Manifest, ManifestEntry, StoreError, digest_bytes
-from store.digest import hex_of
+from setpoint.agentshim.errors import StateError
+from setpoint.store import DeploymentReport, Manifest, ManifestEntry, StoreError, digest_bytes
+from setpoint.store.digest import hex_of
 
 STATE_VERSION = 1
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from store.documents import Pointer
-from store.errors import StoreError
-from store.signing import SignatureError, parse_trusted, verify_signed
+from setpoint.store.documents import Pointer
+from setpoint.store.errors import StoreError
+from setpoint.store.signing import SignatureError, parse_trusted, verify_signed
 
 
 @dataclass(frozen=True)

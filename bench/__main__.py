@@ -34,12 +34,12 @@ from bench import agent_cost, baselines, fleet, store_requests
 from bench import swift as bench_swift
 from bench.render import leader_reports, render_pass
 from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet, rename_file
-from controller import logs
-from controller.gitrepo import GitRepo, revert
-from controller.loader import load_model
-from controller.reconcile import Reconciler
-from controller.render import RenderCache
-from store.url import open_store
+from setpoint.controller import logs
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.repository import GitRepo, revert
+from setpoint.controller.render.derived import RenderCache
+from setpoint.store.url import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = FleetShape(servers=10_000, groups=100, components=20, deployments=10, stacks=5)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store.base import Store
+from setpoint.store.base import Store
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

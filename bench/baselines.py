@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.desired import DesiredState
+from setpoint.controller.rollout.desired import DesiredState
 
 
 def heat_documents(desired: DesiredState) -> dict[str, int]:

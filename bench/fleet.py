@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.synth import FleetShape, change_one_component, init_fleet
-from controller.enroll import bootstrap_for
-from controller.gitrepo import GitRepo
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler
-from store.base import Store
-from store.signing import SigningKey
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.fleet.enroll import bootstrap_for
+from setpoint.store.base import Store
+from setpoint.store.signing import SigningKey
 
 
 def bootstrap_command(boot: Path, state_dir: Path, interval: float) -> list[str]:
     return [
-        sys.executable, "-m", "agentshim", "--bootstrap", str(boot),
+        sys.executable, "-m", "setpoint.agentshim", "--bootstrap", str(boot),
         "--state-dir", str(state_dir), "--interval", str(interval), "--log-format", "json",
     ]  # fmt: skip
 

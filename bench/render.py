@@ -16,13 +16,13 @@ import time
 from typing import Any
 
 from bench.synth import FleetShape
-from controller.desired import DesiredState, compute_desired
-from controller.gitrepo import GitRepo
-from controller.loader import load_model
-from controller.model import Model
-from controller.render import RenderCache
-from store.digest import canonical_json, digest_bytes
-from store.documents import DeploymentReport, Manifest, Report
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.model import Model
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.render.derived import RenderCache
+from setpoint.controller.rollout.desired import DesiredState, compute_desired
+from setpoint.store.digest import canonical_json, digest_bytes
+from setpoint.store.documents import DeploymentReport, Manifest, Report
 
 
 def leader_reports(shape: FleetShape, model: Model, cache: RenderCache) -> dict[str, Report]:
@@ -87,7 +87,7 @@ def child(repo_path: str, revs: list[str], shape: FleetShape) -> dict[str, Any]:
     """In a fresh process: render ``revs[0]`` cold, then each later rev warm."""
     import resource
 
-    from controller import loader
+    from setpoint.controller.definitions import loader
 
     with GitRepo.open(repo_path) as repo:
         base = load_model(repo.tree(repo.resolve(revs[0])))

@@ -7,8 +7,8 @@ benchmarks can measure the controller and the store alone.
 
 from __future__ import annotations
 
-from store.base import Store
-from store.documents import DeploymentReport, Manifest, Report
+from setpoint.store.base import Store
+from setpoint.store.documents import DeploymentReport, Manifest, Report
 
 
 def answer(store: Store, server: str) -> bool:

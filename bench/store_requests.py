@@ -16,11 +16,11 @@ from typing import Any
 
 from bench import simulate
 from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet, rename_file
-from controller.gitrepo import GitRepo, revert
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler
-from store.base import Store
-from store.signing import SigningKey
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo, revert
+from setpoint.store.base import Store
+from setpoint.store.signing import SigningKey
 
 StoreFactory = Callable[[], Store]
 

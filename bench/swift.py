@@ -79,7 +79,7 @@ def local_swift() -> Iterator[Callable[[], str]]:
             os.environ["ST_USER"] = values["SWIFT_USER"]
             os.environ["ST_KEY"] = values["SWIFT_KEY"]
             try:
-                from store.url import open_store
+                from setpoint.store.url import open_store
 
                 # Agents read through TempURLs, which need the account's key.
                 keyed: Any = open_store(f"swift://bench-{uuid.uuid4().hex[:10]}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.gitrepo import commit_all, init_repo_from_dir
+from setpoint.controller.definitions.repository import commit_all, init_repo_from_dir
 
 FIXED_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z: reproducible commit ids
 

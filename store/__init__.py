@@ -4,9 +4,9 @@ Backends (memory, local directory; S3 and Swift to come) only move bytes; the
 ``Store`` base class hashes on put, verifies on get and guards generations.
 """
 
-from store.base import Store, StoreStats, blob_key, pointer_key, report_key
-from store.digest import canonical_json, digest_bytes, digest_json, is_digest, short
-from store.documents import (
+from setpoint.store.base import Store, StoreStats, blob_key, pointer_key, report_key
+from setpoint.store.digest import canonical_json, digest_bytes, digest_json, is_digest, short
+from setpoint.store.documents import (
     LIFECYCLE_ACTIONS,
     DeploymentReport,
     Manifest,
@@ -15,7 +15,7 @@ from store.documents import (
     Report,
     config_for_action,
 )
-from store.errors import (
+from setpoint.store.errors import (
     BundleError,
     DigestMismatch,
     GenerationRegression,
@@ -29,7 +29,7 @@ from store.errors import (
     TransientError,
     UnknownScheme,
 )
-from store.url import open_store
+from setpoint.store.url import open_store
 
 __all__ = [
     "LIFECYCLE_ACTIONS",

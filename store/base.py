@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from store.digest import canonical_json, check_digest, digest_bytes, hex_of
-from store.documents import Pointer, Report, is_server_name, loads_object
-from store.errors import DigestMismatch, GenerationRegression, InvalidDocument, NotFound
+from setpoint.store.digest import canonical_json, check_digest, digest_bytes, hex_of
+from setpoint.store.documents import Pointer, Report, is_server_name, loads_object
+from setpoint.store.errors import DigestMismatch, GenerationRegression, InvalidDocument, NotFound
 
 BLOBS = "blobs/"
 AGENTS = "agents/"

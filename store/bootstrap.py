@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store.capabilities import Capabilities
-from store.documents import is_server_name
-from store.errors import StoreError
-from store.signing import parse_trusted
+from setpoint.store.capabilities import Capabilities
+from setpoint.store.documents import is_server_name
+from setpoint.store.errors import StoreError
+from setpoint.store.signing import parse_trusted
 
 BOOTSTRAP_KIND = "SetpointBootstrap"
 

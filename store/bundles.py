@@ -22,8 +22,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from store.digest import digest_bytes, digest_json, is_digest
-from store.errors import BundleError, DigestMismatch
+from setpoint.store.digest import digest_bytes, digest_json, is_digest
+from setpoint.store.errors import BundleError, DigestMismatch
 
 FILE_MODE = 0o644
 EXEC_MODE = 0o755

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from store.digest import is_digest
-from store.errors import InvalidDocument
+from setpoint.store.digest import is_digest
+from setpoint.store.errors import InvalidDocument
 
 KINDS = ("swift", "s3", "s3-keys")
 _CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key", "region")

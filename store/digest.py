@@ -13,7 +13,7 @@ from typing import Any
 
 import blake3
 
-from store.errors import InvalidDigest
+from setpoint.store.errors import InvalidDigest
 
 PREFIX = "blake3:"
 _DIGEST_RE = re.compile(r"^blake3:[0-9a-f]{64}$")

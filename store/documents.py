@@ -19,8 +19,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from store.digest import canonical_json, is_digest
-from store.errors import InvalidDocument
+from setpoint.store.digest import canonical_json, is_digest
+from setpoint.store.errors import InvalidDocument
 
 LIFECYCLE_ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
 STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")

@@ -14,10 +14,10 @@ import threading
 import urllib.error
 import urllib.request
 
-from store.base import BLOBS, Store, digest_of_blob_key, pointer_key, report_key
-from store.capabilities import Capabilities
-from store.errors import NotFound, PermissionDenied, StoreError, TransientError
-from store.sigv4 import sign_s3
+from setpoint.store.base import BLOBS, Store, digest_of_blob_key, pointer_key, report_key
+from setpoint.store.capabilities import Capabilities
+from setpoint.store.errors import NotFound, PermissionDenied, StoreError, TransientError
+from setpoint.store.sigv4 import sign_s3
 
 DEFAULT_TIMEOUT = 30.0
 

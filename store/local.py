@@ -13,8 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from store.base import Store
-from store.errors import NotFound, PermissionDenied, StoreError, TransientError
+from setpoint.store.base import Store
+from setpoint.store.errors import NotFound, PermissionDenied, StoreError, TransientError
 
 
 def _etag(st: os.stat_result) -> str:

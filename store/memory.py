@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from store.base import Store
-from store.digest import digest_bytes
-from store.errors import NotFound
+from setpoint.store.base import Store
+from setpoint.store.digest import digest_bytes
+from setpoint.store.errors import NotFound
 
 
 class MemoryStore(Store):

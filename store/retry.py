@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import structlog
 
-from store.errors import InvalidArgument, TransientError
+from setpoint.store.errors import InvalidArgument, TransientError
 
 T = TypeVar("T")
 

@@ -29,8 +29,8 @@ import boto3
 import botocore.exceptions as bce
 from botocore.config import Config
 
-from store.base import Store
-from store.errors import (
+from setpoint.store.base import Store
+from setpoint.store.errors import (
     InvalidArgument,
     NotFound,
     PermanentError,
@@ -38,8 +38,8 @@ from store.errors import (
     StoreError,
     TransientError,
 )
-from store.listing import norm_prefix, probe
-from store.retry import Retry, Timeouts
+from setpoint.store.listing import norm_prefix, probe
+from setpoint.store.retry import Retry, Timeouts
 
 T = TypeVar("T")
 

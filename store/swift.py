@@ -36,8 +36,8 @@ from email.message import Message
 from typing import Literal, NoReturn, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-from store.base import Store
-from store.errors import (
+from setpoint.store.base import Store
+from setpoint.store.errors import (
     InvalidArgument,
     NotFound,
     PermanentError,
@@ -45,8 +45,8 @@ from store.errors import (
     StoreError,
     TransientError,
 )
-from store.listing import norm_prefix, probe
-from store.retry import Retry, Timeouts
+from setpoint.store.listing import norm_prefix, probe
+from setpoint.store.retry import Retry, Timeouts
 
 T = TypeVar("T")
 

@@ -24,9 +24,9 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from store.base import Store
-from store.errors import InvalidArgument, UnknownScheme
-from store.retry import Timeouts
+from setpoint.store.base import Store
+from setpoint.store.errors import InvalidArgument, UnknownScheme
+from setpoint.store.retry import Timeouts
 
 SCHEMES = ("file", "memory", "s3", "swift")
 
@@ -41,7 +41,7 @@ def open_store(url: str) -> Store:
     process-wide ``MemoryStore``. Anything else is an error, never a silent
     local fallback."""
     if "://" not in url and not _SCHEME_RE.match(url):
-        from store.local import LocalStore
+        from setpoint.store.local import LocalStore
 
         return LocalStore(Path(url))
     parts = urlsplit(url)
@@ -49,11 +49,11 @@ def open_store(url: str) -> Store:
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise UnknownScheme(url, f"file://{parts.netloc}", SCHEMES)
-        from store.local import LocalStore
+        from setpoint.store.local import LocalStore
 
         return LocalStore(Path(unquote(parts.path)))
     if scheme == "memory":
-        from store.memory import MemoryStore
+        from setpoint.store.memory import MemoryStore
 
         name = parts.netloc or "default"
         if name not in _memory_stores:
@@ -90,7 +90,7 @@ def _open_object_store(url: str, scheme: str) -> Store:
     except ValueError as exc:  # InvalidArgument (<= 0) is a ValueError too
         raise InvalidArgument("store URL timeout", parts.query, "must be seconds > 0") from exc
     if scheme == "s3":
-        from store.s3 import S3Store
+        from setpoint.store.s3 import S3Store
 
         return S3Store(
             name,
@@ -99,6 +99,6 @@ def _open_object_store(url: str, scheme: str) -> Store:
             region_name=options.get("region") or None,
             timeouts=timeouts,
         )
-    from store.swift import SwiftStore
+    from setpoint.store.swift import SwiftStore
 
     return SwiftStore(name, prefix, timeouts=timeouts)

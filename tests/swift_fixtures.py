@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from store.swift import TempAuth
+from setpoint.store.swift import TempAuth
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "swift-saio.sh"
@@ -81,7 +81,7 @@ class SwiftServer:
             return resp.headers["X-Storage-Url"], resp.headers["X-Auth-Token"]
 
     def s3_client(self, user: str | None = None, key: str | None = None) -> Any:
-        from store.s3 import make_client
+        from setpoint.store.s3 import make_client
 
         return make_client(
             self.s3_endpoint,

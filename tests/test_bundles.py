@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from store.bundles import (
+from setpoint.store.bundles import (
     check_path,
     extract_zip,
     files_tree_digest,
@@ -22,8 +22,8 @@ from store.bundles import (
     read_zip,
     tree_digest,
 )
-from store.digest import digest_bytes
-from store.errors import BundleError, DigestMismatch, StoreError
+from setpoint.store.digest import digest_bytes
+from setpoint.store.errors import BundleError, DigestMismatch, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ FILES = [
 CHILD = r"""
 import os, sys, time
 from pathlib import Path
-from store.bundles import make_zip
+from setpoint.store.bundles import make_zip
 
 src, out, order, mtime = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 files = {files!r}
@@ -299,7 +299,7 @@ def test_tree_digest_ignores_order_non_exec_mode_bits_and_mtime(tmp_path: Path) 
 
 
 def test_tree_digest_is_the_documented_json() -> None:
-    from store.digest import digest_json
+    from setpoint.store.digest import digest_json
 
     entries = [("b", 0o644, digest_bytes(b"b")), ("a/x", 0o755, digest_bytes(b"x"))]
     assert tree_digest(entries) == digest_json(

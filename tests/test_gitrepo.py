@@ -13,7 +13,7 @@ from dulwich import porcelain
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import Repo
 
-from controller.gitrepo import (
+from setpoint.controller.definitions.repository import (
     CommitTree,
     GitError,
     GitRepo,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from agentshim.hooks import HookResult, ToolCall
+    from setpoint.agentshim.hooks import HookResult, ToolCall
 
     Tool = Callable[[ToolCall], HookResult]
 

@@ -25,8 +25,8 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from agentshim.hooks import HookResult, ToolCall
-from agentshim.tools.base import (
+from setpoint.agentshim.hooks import HookResult, ToolCall
+from setpoint.agentshim.tools.base import (
     BadDocument,
     base_env,
     config_text,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentshim.hooks import (
+from setpoint.agentshim.hooks import (
     PASSED_ENV,
     HookResult,
     Outcome,
@@ -30,7 +30,7 @@ from agentshim.hooks import (
     is_safe_name,
     status_text,
 )
-from agentshim.state import write_atomic
+from setpoint.agentshim.state import write_atomic
 
 OUTPUTS_VAR = "heat_outputs_path"
 FILES_INPUT = "setpoint_files_dir"

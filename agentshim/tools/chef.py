@@ -29,8 +29,8 @@ import json
 import re
 from typing import Any
 
-from agentshim.hooks import HookResult, ToolCall
-from agentshim.tools.base import (
+from setpoint.agentshim.hooks import HookResult, ToolCall
+from setpoint.agentshim.tools.base import (
     FILES_INPUT,
     BadDocument,
     base_env,

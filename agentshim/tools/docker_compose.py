@@ -30,8 +30,8 @@ import re
 import time
 from typing import Any
 
-from agentshim.hooks import HookResult, ToolCall, input_as_env, interrupted
-from agentshim.tools.base import (
+from setpoint.agentshim.hooks import HookResult, ToolCall, input_as_env, interrupted
+from setpoint.agentshim.tools.base import (
     BadDocument,
     Prepared,
     base_env,

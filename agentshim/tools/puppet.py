@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentshim.hooks import HookResult, ToolCall, input_as_env
-from agentshim.tools.base import (
+from setpoint.agentshim.hooks import HookResult, ToolCall, input_as_env
+from setpoint.agentshim.tools.base import (
     base_env,
     config_text,
     env_name,

@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentshim.hooks import HookResult, ToolCall, decode, interrupted, status_text
-from agentshim.tools.base import (
+from setpoint.agentshim.hooks import HookResult, ToolCall, decode, interrupted, status_text
+from setpoint.agentshim.tools.base import (
     base_env,
     config_text,
     find_command,

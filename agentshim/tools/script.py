@@ -8,8 +8,8 @@ agent's PATH, HOME and LANG; outputs are read from ``$heat_outputs_path.<name>``
 
 from __future__ import annotations
 
-from agentshim.hooks import HookResult, ToolCall, input_as_env
-from agentshim.tools.base import (
+from setpoint.agentshim.hooks import HookResult, ToolCall, input_as_env
+from setpoint.agentshim.tools.base import (
     BadDocument,
     base_env,
     env_name,

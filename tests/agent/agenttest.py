@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from store import Manifest, ManifestEntry, Pointer, Store
-from store.signing import SigningKey
+from setpoint.store import Manifest, ManifestEntry, Pointer, Store
+from setpoint.store.signing import SigningKey
 
 SERVER = "web1"
 START = 1_700_000_000.0

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from agenttest import SERVER, Clock, Publisher
 
-from agentshim.agent import Agent
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.store.memory import MemoryStore
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ import pytest
 import structlog
 from agenttest import SERVER, Clock, Publisher, lines, script
 
-from agentshim.agent import Agent
-from agentshim.cli import main
-from agentshim.state import Layout, locked
-from store import DeploymentReport, Report
-from store.local import LocalStore
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.agentshim.cli import main
+from setpoint.agentshim.state import Layout, locked
+from setpoint.store import DeploymentReport, Report
+from setpoint.store.local import LocalStore
+from setpoint.store.memory import MemoryStore
 
 REPO = Path(__file__).resolve().parents[2]
 

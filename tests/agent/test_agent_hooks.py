@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from agenttest import SERVER, Clock, Deploy, Publisher, component, script
 
-from agentshim.agent import Agent
-from store import DeploymentReport
-from store.bundles import files_tree_digest, make_zip
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.store import DeploymentReport
+from setpoint.store.bundles import files_tree_digest, make_zip
+from setpoint.store.memory import MemoryStore
 
 
 def entry(store: MemoryStore, name: str = "app/web") -> DeploymentReport:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from agenttest import SERVER, Clock, Deploy, Publisher, component
 
-from agentshim.agent import Agent
-from store import DeploymentReport
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.store import DeploymentReport
+from setpoint.store.memory import MemoryStore
 
 ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
 LOG = 'echo "$deploy_action" >> "$LOGFILE"\n'

@@ -8,10 +8,10 @@ from pathlib import Path
 from agenttest import SERVER, Clock, Publisher, lines, script
 from structlog.testing import capture_logs
 
-from agentshim import __version__
-from agentshim.agent import Agent
-from store import Pointer, TransientError, blob_key, canonical_json
-from store.memory import MemoryStore
+from setpoint.agentshim import __version__
+from setpoint.agentshim.agent import Agent
+from setpoint.store import Pointer, TransientError, blob_key, canonical_json
+from setpoint.store.memory import MemoryStore
 
 
 class FlakyStore(MemoryStore):

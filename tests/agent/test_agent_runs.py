@@ -9,8 +9,8 @@ from pathlib import Path
 from agenttest import SERVER, Clock, Deploy, Publisher, component, lines, script
 from structlog.testing import capture_logs
 
-from agentshim.agent import Agent, retry_delay
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent, retry_delay
+from setpoint.store.memory import MemoryStore
 
 
 def counting(runs: Path, extra: str = "") -> str:

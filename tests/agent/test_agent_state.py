@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from agenttest import SERVER, Clock, Publisher, lines, script
 
-from agentshim.agent import REASON_AGENT_STOPPED, Agent
-from agentshim.errors import StateError
-from agentshim.state import (
+from setpoint.agentshim.agent import REASON_AGENT_STOPPED, Agent
+from setpoint.agentshim.errors import StateError
+from setpoint.agentshim.state import (
     InFlight,
     Layout,
     load_state,
@@ -21,7 +21,7 @@ from agentshim.state import (
     segment,
     write_atomic,
 )
-from store.memory import MemoryStore
+from setpoint.store.memory import MemoryStore
 
 
 def test_write_atomic_replaces_and_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from agenttest import SERVER, Publisher, lines, script, sign
 
-from agentshim.agent import Agent
-from agentshim.trust import Trust
-from store import blob_key, pointer_key
-from store.digest import canonical_json
-from store.memory import MemoryStore
-from store.signing import SigningKey
+from setpoint.agentshim.agent import Agent
+from setpoint.agentshim.trust import Trust
+from setpoint.store import blob_key, pointer_key
+from setpoint.store.digest import canonical_json
+from setpoint.store.memory import MemoryStore
+from setpoint.store.signing import SigningKey
 
 K1 = SigningKey.generate("ctl-1")
 K2 = SigningKey.generate("ctl-2")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bench.render import leader_reports, render_pass
 from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet, rename_file
-from controller.gitrepo import GitRepo, revert
-from controller.loader import load_model
-from controller.render import RenderCache
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.repository import GitRepo, revert
+from setpoint.controller.render.derived import RenderCache
 
 
 def test_generator_and_render_scenario(tmp_path: Path) -> None:

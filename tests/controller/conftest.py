@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "repos-example"
 

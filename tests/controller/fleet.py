@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir
-from controller.reconcile import PassOutcome, Reconciler
-from store.documents import DeploymentReport, Manifest, ManifestEntry, Report
-from store.memory import MemoryStore
+from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.store.documents import DeploymentReport, Manifest, ManifestEntry, Report
+from setpoint.store.memory import MemoryStore
 
 T0 = 1_700_000_000.0
 

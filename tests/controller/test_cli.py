@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import INVALID, OK, UNAVAILABLE, USAGE, main
+from setpoint.controller.cli.main import INVALID, OK, UNAVAILABLE, USAGE, main
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
+        [sys.executable, "-m", "setpoint.controller.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import InvalidDefinitions
-from controller.ledger import read_ledger
+from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.rollout.ledger import read_ledger
 from tests.controller.fleet import Fleet, inventory
 
 NODES = ["head", "c1", "c2"]

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.cli import FAILED, OK, UNAVAILABLE, main
-from controller.gitrepo import GitRepo
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler
-from store.bootstrap import Bootstrap
-from store.memory import MemoryStore
-from store.signing import PublicKey, SigningKey
+from setpoint.controller.cli.main import FAILED, OK, UNAVAILABLE, main
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.store.bootstrap import Bootstrap
+from setpoint.store.memory import MemoryStore
+from setpoint.store.signing import PublicKey, SigningKey
 
 
 def test_keygen_writes_a_secret_and_prints_the_public_key(

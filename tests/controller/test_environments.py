@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.desired import compute_desired
-from controller.errors import InvalidDefinitions
-from controller.gitrepo import GitRepo
-from controller.loader import environment_names, load_model
-from controller.model import Model
+from setpoint.controller.definitions.loader import environment_names, load_model
+from setpoint.controller.definitions.model import Model
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.rollout.desired import compute_desired
 
 COMPONENT = """\
 kind: Component

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 from test_reconcile import simulate_agent
 
-from controller import heat_agent
-from controller.gitrepo import GitRepo, revert
-from controller.reconcile import Reconciler
-from store.memory import MemoryStore
+from setpoint.controller.converge import heat_agent
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo, revert
+from setpoint.store.memory import MemoryStore
 
 NOW = 1_700_000_000.0
 PREFIX = "https://swift.example/v1/AUTH_t/c/"

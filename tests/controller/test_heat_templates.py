@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from agentshim.agent import Agent
-from controller.errors import InvalidDefinitions, Problem
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir
-from controller.loader import load_model
-from controller.model import Model
-from controller.plan import make_plan
-from controller.plan_format import format_text
-from controller.reconcile import Reconciler
-from store.documents import Report
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.model import Model
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.errors import InvalidDefinitions, Problem
+from setpoint.controller.rollout.plan import make_plan
+from setpoint.controller.rollout.plan_format import format_text
+from setpoint.store.documents import Report
+from setpoint.store.memory import MemoryStore
 
 INVENTORY = """\
 kind: Inventory
@@ -600,7 +600,7 @@ def test_errors_name_the_template_file_and_line(make_fleet: type[HeatFleet]) -> 
 def test_validate_warns_of_resources_setpoint_does_not_manage(
     make_fleet: type[HeatFleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from controller.cli import main
+    from setpoint.controller.cli.main import main
 
     fleet = make_fleet(
         {

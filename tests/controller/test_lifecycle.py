@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import InvalidDefinitions
+from setpoint.controller.errors import InvalidDefinitions
 from tests.controller.fleet import Fleet, component, inventory
 
 SERVERS = [f"n{i:02d}" for i in range(1, 13)]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import InvalidDefinitions, Problem
-from controller.gitrepo import GitRepo
-from controller.loader import load_model
-from controller.model import GetAttr, Model
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.model import GetAttr, Model
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.errors import InvalidDefinitions, Problem
 
 COMPONENT = """\
 kind: Component

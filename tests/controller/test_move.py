@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from agentshim.agent import Agent
-from agentshim.trust import Trust
-from controller import cli
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir
-from controller.ledger import LEDGER
-from controller.move import MOVE, MoveError, move_fleet, move_status
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler
-from store.documents import Pointer
-from store.local import LocalStore
-from store.signing import SigningKey
+from setpoint.agentshim.agent import Agent
+from setpoint.agentshim.trust import Trust
+from setpoint.controller.cli import main as cli
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.fleet.move import MOVE, MoveError, move_fleet, move_status
+from setpoint.controller.rollout.ledger import LEDGER
+from setpoint.store.documents import Pointer
+from setpoint.store.local import LocalStore
+from setpoint.store.signing import SigningKey
 
 SERVERS = ("m1", "m2", "m3")
 

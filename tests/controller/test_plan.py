@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from controller.cli import main
-from controller.gitrepo import revert
-from controller.notes import CONVERGED, DeployRecord, Notebook
+from setpoint.controller.cli.main import main
+from setpoint.controller.definitions.repository import revert
+from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
 from tests.controller.conftest import CommitFiles
 
 APP = """\

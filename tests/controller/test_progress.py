@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from controller.progress import Progress, bar
+from setpoint.controller.cli.progress import Progress, bar
 from tests.controller.fleet import Fleet, component, inventory
 
 SERVERS = [f"p{i}" for i in range(1, 7)]

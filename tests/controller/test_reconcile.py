@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import InvalidDefinitions
-from controller.gitrepo import GitRepo, revert
-from controller.reconcile import Reconciler, assess
-from controller.status import fleet_status, format_table
-from store.documents import DeploymentReport, Manifest, Report
-from store.memory import MemoryStore
+from setpoint.controller.converge.reconcile import Reconciler, assess
+from setpoint.controller.converge.status import fleet_status, format_table
+from setpoint.controller.definitions.repository import GitRepo, revert
+from setpoint.controller.errors import InvalidDefinitions
+from setpoint.store.documents import DeploymentReport, Manifest, Report
+from setpoint.store.memory import MemoryStore
 
 WEB = ("web-1", "web-2")
 

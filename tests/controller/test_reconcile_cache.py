@@ -9,10 +9,10 @@ from pathlib import Path
 
 from bench import simulate
 from bench.synth import FleetShape, init_fleet
-from controller.gitrepo import GitRepo
-from controller.reconcile import Reconciler
-from store.base import AGENTS
-from store.local import LocalStore
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.store.base import AGENTS
+from setpoint.store.local import LocalStore
 
 SHAPE = FleetShape(servers=50)
 

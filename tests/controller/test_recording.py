@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.notes import CONVERGED, FAILED, IN_PROGRESS, Notebook
-from controller.recording import Recorder
-from store.documents import DeploymentReport, Manifest, Report
-from store.url import open_store
+from setpoint.controller.cli.main import main
+from setpoint.controller.gitops.notes import CONVERGED, FAILED, IN_PROGRESS, Notebook
+from setpoint.controller.gitops.recording import Recorder
+from setpoint.store.documents import DeploymentReport, Manifest, Report
+from setpoint.store.url import open_store
 from tests.controller.fleet import Fleet, component, inventory
 from tests.controller.test_rollout import SERVERS, make_fleet, stack
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.ledger import lift_quarantine, read_ledger, write_ledger
-from controller.reconcile import Reconciler
-from controller.status import fleet_status, format_rollouts
-from store.local import LocalStore
+from setpoint.controller.cli.main import main
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.converge.status import fleet_status, format_rollouts
+from setpoint.controller.rollout.ledger import lift_quarantine, read_ledger, write_ledger
+from setpoint.store.local import LocalStore
 from tests.controller.fleet import Fleet, component, inventory
 
 SERVERS = [f"app-{i:02d}" for i in range(1, 25)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.ledger import read_ledger
+from setpoint.controller.rollout.ledger import read_ledger
 from tests.controller.fleet import Fleet, component, inventory
 
 CLIENTS = [f"app-{i}" for i in range(1, 5)]

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
-from controller.commitgate import CommitGate, KeyringVerifier
-from controller.gitsource import FetchError, LocalSource, RemoteSource
-from controller.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
-from controller.watch import Watcher
-from store.base import Store
-from store.documents import DeploymentReport, Manifest, Report
-from store.url import open_store
+from setpoint.controller.cli.main import main
+from setpoint.controller.gitops.commitgate import CommitGate, KeyringVerifier
+from setpoint.controller.gitops.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
+from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
+from setpoint.controller.gitops.watch import Watcher
+from setpoint.store.base import Store
+from setpoint.store.documents import DeploymentReport, Manifest, Report
+from setpoint.store.url import open_store
 from tests.controller.gittools import Git, export_keyring, git_daemon, git_http_backend, gpg_key
 
 COMPONENT = """\

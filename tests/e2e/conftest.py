@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.gitrepo import init_repo_from_dir
+from setpoint.controller.definitions.repository import init_repo_from_dir
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "repos-example"
 SERVERS = ("db-1", "web-1", "web-2")
@@ -39,7 +39,8 @@ def start_agents(tmp_path: Path) -> Iterator[StartAgents]:
             state.mkdir(parents=True, exist_ok=True)
             log = (tmp_path / "agents" / f"{server}.log").open("ab")
             cmd = [
-                sys.executable, "-m", "agentshim", "--store", str(store), "--server", server,
+                sys.executable, "-m", "setpoint.agentshim", "--store", str(store),
+                "--server", server,
                 "--state-dir", str(state), "--interval", "0.1", "--retry-backoff", "0.2",
                 "--allow-unsigned", *extra,
             ]  # fmt: skip

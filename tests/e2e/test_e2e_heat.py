@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.gitrepo import init_repo_from_dir
-from store.local import LocalStore
+from setpoint.controller.definitions.repository import init_repo_from_dir
+from setpoint.store.local import LocalStore
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def test_a_heat_template_converges_with_agent_processes(
     start_agents(store_dir)
     result = subprocess.run(
         [
-            sys.executable, "-m", "controller.cli", "--log-level", "warning", "reconcile",
+            sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", "reconcile",
             "--repo", str(repo), "--store", str(store_dir), "--wait", "--timeout", "60",
             "--interval", "0.1", "--json",
         ],

@@ -40,15 +40,20 @@ from typing import Any
 
 import pytest
 
-from controller.cli import main
-from controller.demo import EXAMPLE
-from controller.enroll import bootstrap_for
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir, revert
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler
-from store.documents import Manifest
-from store.signing import SigningKey
-from store.url import open_store
+from setpoint.controller.cli.demo import EXAMPLE
+from setpoint.controller.cli.main import main
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import (
+    GitRepo,
+    commit_all,
+    init_repo_from_dir,
+    revert,
+)
+from setpoint.controller.fleet.enroll import bootstrap_for
+from setpoint.store.documents import Manifest
+from setpoint.store.signing import SigningKey
+from setpoint.store.url import open_store
 
 pytestmark = pytest.mark.e2e
 

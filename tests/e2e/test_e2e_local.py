@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from controller.demo import run_demo
-from controller.gitrepo import GitRepo, commit_all
-from controller.reconcile import Reconciler
-from store.local import LocalStore
+from setpoint.controller.cli.demo import run_demo
+from setpoint.controller.converge.reconcile import Reconciler
+from setpoint.controller.definitions.repository import GitRepo, commit_all
+from setpoint.store.local import LocalStore
 
 pytestmark = pytest.mark.e2e
 
 
 def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", "--log-level", "warning", *args],
+        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
         capture_output=True,
         text=True,
         check=False,

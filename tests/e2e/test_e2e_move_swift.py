@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from controller.enroll import bootstrap_for
-from controller.gitrepo import GitRepo
-from controller.move import move_fleet, move_status
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler, wait_for_convergence
-from store.signing import SigningKey
-from store.url import open_store
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler, wait_for_convergence
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.fleet.enroll import bootstrap_for
+from setpoint.controller.fleet.move import move_fleet, move_status
+from setpoint.store.signing import SigningKey
+from setpoint.store.url import open_store
 from tests.e2e.test_e2e_swift import backend_only_repo, bump_backend, start_agent, unique
 
 pytestmark = pytest.mark.e2e

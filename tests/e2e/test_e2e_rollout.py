@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from controller.gitrepo import commit_all
-from controller.ledger import read_ledger
-from store.local import LocalStore
+from setpoint.controller.definitions.repository import commit_all
+from setpoint.controller.rollout.ledger import read_ledger
+from setpoint.store.local import LocalStore
 
 pytestmark = pytest.mark.e2e
 
 
 def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", "--log-level", "warning", *args],
+        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -19,16 +19,16 @@ from typing import Any
 import boto3
 import pytest
 
-from controller.demo import EXAMPLE
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler, wait_for_convergence
-from controller.s3keys import grant
-from store.bootstrap import Bootstrap
-from store.documents import Report
-from store.signing import SigningKey
-from store.sigv4 import sign_s3
-from store.url import open_store
+from setpoint.controller.cli.demo import EXAMPLE
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler, wait_for_convergence
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.fleet.s3keys import grant
+from setpoint.store.bootstrap import Bootstrap
+from setpoint.store.documents import Report
+from setpoint.store.signing import SigningKey
+from setpoint.store.sigv4 import sign_s3
+from setpoint.store.url import open_store
 
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +116,7 @@ def test_an_agent_with_scoped_keys_converges_and_reaches_only_its_own_objects(
 
     with (tmp_path / "agent.log").open("w") as log:
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agentshim", "--bootstrap", str(boot_file),
+            [sys.executable, "-m", "setpoint.agentshim", "--bootstrap", str(boot_file),
              "--state-dir", str(tmp_path / "state"), "--interval", "0.2"],
             stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip

@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 
-from controller.cli import main
-from controller.demo import EXAMPLE, run_demo
-from controller.enroll import bootstrap_for
-from controller.gitrepo import GitRepo, commit_all, init_repo_from_dir
-from controller.publish import PointerPolicy
-from controller.reconcile import Reconciler, wait_for_convergence
-from controller.rotate import rotate_temp_url_key
-from store.signing import SigningKey
-from store.url import open_store
+from setpoint.controller.cli.demo import EXAMPLE, run_demo
+from setpoint.controller.cli.main import main
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import Reconciler, wait_for_convergence
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.fleet.enroll import bootstrap_for
+from setpoint.controller.fleet.rotate import rotate_temp_url_key
+from setpoint.store.documents import Report
+from setpoint.store.signing import SigningKey
+from setpoint.store.url import open_store
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +83,7 @@ def test_a_bootstrap_reaches_only_its_own_server(tmp_path: Path, swift_env: Any)
     trust = PointerPolicy(key).trust() or {}
     for server in ("s1", "s2"):
         store.write_report(  # something to read and overwrite
-            __import__("store.documents", fromlist=["Report"]).Report(server, 1, None, "x")
+            Report(server, 1, None, "x")
         )
     s1 = bootstrap_for(store, "s1", trust).capabilities
     assert s1 is not None
@@ -104,7 +105,7 @@ def test_a_bootstrap_reaches_only_its_own_server(tmp_path: Path, swift_env: Any)
 def start_agent(tmp_path: Path, boot_file: Path) -> subprocess.Popen[bytes]:
     with (tmp_path / "agent.log").open("w") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "agentshim", "--bootstrap", str(boot_file),
+            [sys.executable, "-m", "setpoint.agentshim", "--bootstrap", str(boot_file),
              "--state-dir", str(tmp_path / "state"), "--interval", "0.3"],
             stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip

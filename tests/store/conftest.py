@@ -9,7 +9,7 @@ import moto  # noqa: F401  (first: boto3 sessions made after this import can be 
 import pytest
 from store_backends import BACKENDS, Harness
 
-from store.base import Store
+from setpoint.store.base import Store
 
 OFFLINE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -28,9 +28,9 @@ from urllib.parse import quote
 
 import pytest
 
-from store.base import Store
-from store.local import LocalStore
-from store.memory import MemoryStore
+from setpoint.store.base import Store
+from setpoint.store.local import LocalStore
+from setpoint.store.memory import MemoryStore
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _s3_raw_put(client: object, bucket: str, prefix: str) -> Callable[[str, byte
 def s3_moto_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
     from moto import mock_aws
 
-    from store.s3 import S3Store, make_client
+    from setpoint.store.s3 import S3Store, make_client
 
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     for var in ("SETPOINT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
@@ -94,7 +94,7 @@ def s3_moto_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[
 
 @contextlib.contextmanager
 def swift_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
-    from store.swift import SwiftStore
+    from setpoint.store.swift import SwiftStore
 
     server = request.getfixturevalue("swift_server")
     container = unique_name("sw")
@@ -120,7 +120,7 @@ def _swift_s3(
 ) -> Callable[[Path, pytest.FixtureRequest], contextlib.AbstractContextManager[Harness]]:
     @contextlib.contextmanager
     def backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
-        from store.s3 import S3Store
+        from setpoint.store.s3 import S3Store
 
         server = request.getfixturevalue(fixture)
         bucket = unique_name("s3")

@@ -7,10 +7,10 @@ import json
 import pytest
 from store_backends import Harness
 
-from store.base import Store, blob_key, pointer_key, report_key
-from store.digest import canonical_json, digest_bytes
-from store.documents import DeploymentReport, Pointer, Report
-from store.errors import (
+from setpoint.store.base import Store, blob_key, pointer_key, report_key
+from setpoint.store.digest import canonical_json, digest_bytes
+from setpoint.store.documents import DeploymentReport, Pointer, Report
+from setpoint.store.errors import (
     DigestMismatch,
     GenerationRegression,
     InvalidDigest,

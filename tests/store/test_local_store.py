@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from store.base import blob_key, pointer_key, report_key
-from store.digest import digest_bytes
-from store.documents import Pointer, Report
-from store.errors import TransientError
-from store.local import LocalStore
+from setpoint.store.base import blob_key, pointer_key, report_key
+from setpoint.store.digest import digest_bytes
+from setpoint.store.documents import Pointer, Report
+from setpoint.store.errors import TransientError
+from setpoint.store.local import LocalStore
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from store.errors import NotFound, PermanentError, TransientError
-from store.retry import Retry
+from setpoint.store.errors import NotFound, PermanentError, TransientError
+from setpoint.store.retry import Retry
 
 
 class FakeTime:

@@ -17,10 +17,11 @@ from flaky import Fault, FlakyProxy, flaky_proxy
 from store_backends import unique_name
 from swift_fixtures import SwiftServer, unavailable
 
-import store.s3
-from store.base import blob_key
-from store.digest import digest_bytes
-from store.errors import (
+from setpoint.store import s3 as s3_module
+from setpoint.store.base import blob_key
+from setpoint.store.digest import digest_bytes
+from setpoint.store.documents import Report
+from setpoint.store.errors import (
     InvalidArgument,
     NotFound,
     PermanentError,
@@ -28,9 +29,9 @@ from store.errors import (
     StoreError,
     TransientError,
 )
-from store.retry import Retry, Timeouts
-from store.s3 import MAX_PRESIGN_SECONDS, S3Store, make_client, translate
-from store.url import open_store
+from setpoint.store.retry import Retry, Timeouts
+from setpoint.store.s3 import MAX_PRESIGN_SECONDS, S3Store, make_client, translate
+from setpoint.store.url import open_store
 
 
 def moto_client(endpoint: str, timeouts: Timeouts | None = None) -> Any:
@@ -73,7 +74,7 @@ def http(store: S3Store) -> dict[str, int]:
 def assert_translated(err: StoreError) -> None:
     """A store error, its botocore cause chained, no botocore type in sight."""
     assert not isinstance(err, (bce.BotoCoreError, bce.ClientError))
-    assert type(err).__module__ == "store.errors"
+    assert type(err).__module__ == "setpoint.store.errors"
     assert isinstance(err.__cause__, (bce.BotoCoreError, bce.ClientError))
 
 
@@ -239,7 +240,7 @@ def test_translate_credentials_and_other_botocore_errors() -> None:
 def test_find_missing_pages_skip_the_gaps(
     moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store.s3, "LIST_PAGE", 7)
+    monkeypatch.setattr(s3_module, "LIST_PAGE", 7)
     s = moto_store(moto_server)
     stored = [s.put_blob(b"blob %d" % i) for i in range(60)]
     absent = [digest_bytes(b"absent %d" % i) for i in range(40)]
@@ -356,7 +357,7 @@ def test_endpoint_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bucket_is_created_on_first_write(moto_server: str) -> None:
     s = moto_store(moto_server)
     assert s.read_pointer("web-1") is None  # reading a missing bucket creates nothing
-    s.write_report(__import__("store").Report("web-1", 1, None, "now"))
+    s.write_report(Report("web-1", 1, None, "now"))
     assert s.list_servers() == ["web-1"]
 
 

@@ -11,7 +11,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from store.sigv4 import sign_s3
+from setpoint.store.sigv4 import sign_s3
 
 
 @pytest.mark.parametrize(

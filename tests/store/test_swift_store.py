@@ -23,11 +23,11 @@ from flaky import Fault, FlakyProxy, flaky_proxy
 from store_backends import unique_name
 from swift_fixtures import SwiftServer
 
-import store.swift
-from store.base import blob_key, pointer_key, report_key
-from store.digest import canonical_json, digest_bytes
-from store.documents import Pointer
-from store.errors import (
+from setpoint.store import swift as swift_module
+from setpoint.store.base import blob_key, pointer_key, report_key
+from setpoint.store.digest import canonical_json, digest_bytes
+from setpoint.store.documents import Pointer, Report
+from setpoint.store.errors import (
     InvalidArgument,
     NotFound,
     PermanentError,
@@ -35,8 +35,8 @@ from store.errors import (
     StoreError,
     TransientError,
 )
-from store.retry import Retry, Timeouts
-from store.swift import (
+from setpoint.store.retry import Retry, Timeouts
+from setpoint.store.swift import (
     KeystoneV3Auth,
     PreAuth,
     SwiftHTTPError,
@@ -44,7 +44,7 @@ from store.swift import (
     TempAuth,
     auth_from_env,
 )
-from store.url import open_store
+from setpoint.store.url import open_store
 
 
 class Sleeps(list[float]):
@@ -61,7 +61,7 @@ def fresh(server: SwiftServer, **kw: Any) -> SwiftStore:
 
 
 def assert_http_cause(err: StoreError, status: int) -> None:
-    assert type(err).__module__ == "store.errors"
+    assert type(err).__module__ == "setpoint.store.errors"
     assert isinstance(err.__cause__, SwiftHTTPError)
     assert err.__cause__.status == status
 
@@ -410,10 +410,10 @@ def test_damaged_upload_is_refused(
 def test_find_missing_pages_skip_the_gaps(
     swift_server: SwiftServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store.swift, "LIST_PAGE", 7)
+    monkeypatch.setattr(swift_module, "LIST_PAGE", 7)
     s = fresh(swift_server)
     stored = [s.put_blob(b"blob %d" % i) for i in range(40)]
-    s.write_report(__import__("store").Report("web-1", 1, None, "now"))
+    s.write_report(Report("web-1", 1, None, "now"))
     absent = [digest_bytes(b"absent %d" % i) for i in range(30)]
     rng = random.Random(11)
     for size in (2, 5, 20, 70):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from store.errors import InvalidArgument, UnknownScheme
-from store.local import LocalStore
-from store.memory import MemoryStore
-from store.url import open_store
+from setpoint.store.errors import InvalidArgument, UnknownScheme
+from setpoint.store.local import LocalStore
+from setpoint.store.memory import MemoryStore
+from setpoint.store.url import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,7 +109,7 @@ def no_endpoint_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_endpoint_env")
 def test_s3_url() -> None:
-    from store.s3 import S3Store
+    from setpoint.store.s3 import S3Store
 
     store = open_store(
         "s3://my-bucket/team/a?endpoint=http://127.0.0.1:8080&region=eu-west-1&read_timeout=7"
@@ -136,7 +136,7 @@ def tempauth_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("tempauth_env")
 def test_swift_url() -> None:
-    from store.swift import SwiftStore, TempAuth
+    from setpoint.store.swift import SwiftStore, TempAuth
 
     store = open_store("swift://box/a/b/?connect_timeout=2")
     assert isinstance(store, SwiftStore)
@@ -164,7 +164,7 @@ def test_unknown_or_bad_options_are_refused(url: str) -> None:
 def test_only_s3_imports_boto3() -> None:
     code = """
 import sys
-from store.url import open_store
+from setpoint.store.url import open_store
 open_store("memory://x"); open_store("/tmp/x"); open_store("swift://c/p")
 assert "boto3" not in sys.modules and "botocore" not in sys.modules, "boto3 imported"
 open_store("s3://b/p")

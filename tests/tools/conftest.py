@@ -19,8 +19,8 @@ if AGENT_TESTS not in sys.path:
 
 from agenttest import SERVER, Clock, Publisher  # noqa: E402
 
-from agentshim.agent import Agent  # noqa: E402
-from store.memory import MemoryStore  # noqa: E402
+from setpoint.agentshim.agent import Agent  # noqa: E402
+from setpoint.store.memory import MemoryStore  # noqa: E402
 
 
 @pytest.fixture

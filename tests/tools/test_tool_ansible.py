@@ -13,8 +13,8 @@ import pytest
 from agenttest import Publisher
 from tooltest import attach_dir, attach_file, put_tool_on_path, report, require_tool, tool_config
 
-from agentshim.agent import Agent
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.store.memory import MemoryStore
 
 PLAYBOOK = """\
 - hosts: all

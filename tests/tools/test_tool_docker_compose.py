@@ -18,8 +18,8 @@ import pytest
 from agenttest import Publisher
 from tooltest import StandIn, put_tool_on_path, report, tool_config
 
-from agentshim.agent import Agent
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.store.memory import MemoryStore
 
 COMPOSE = """\
 services:

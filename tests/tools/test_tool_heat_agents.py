@@ -23,8 +23,8 @@ import pytest
 from agenttest import Publisher
 from tooltest import put_tool_on_path, report, require_tool, tool_config, unavailable
 
-from agentshim.agent import Agent
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.store.memory import MemoryStore
 
 HEAT_AGENTS = "heat-agents==13.0.0"
 HOOKS = ("script", "ansible")

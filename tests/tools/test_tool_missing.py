@@ -9,9 +9,9 @@ import pytest
 from agenttest import Publisher
 from tooltest import isolated_path, report, tool_config
 
-from agentshim.agent import Agent
-from agentshim.tools import BUILTIN_TOOLS, summaries
-from store.memory import MemoryStore
+from setpoint.agentshim.agent import Agent
+from setpoint.agentshim.tools import BUILTIN_TOOLS, summaries
+from setpoint.store.memory import MemoryStore
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from agenttest import SERVER
 
-from store import DeploymentReport
-from store.bundles import files_tree_digest, make_zip
-from store.memory import MemoryStore
+from setpoint.store import DeploymentReport
+from setpoint.store.bundles import files_tree_digest, make_zip
+from setpoint.store.memory import MemoryStore
 
 
 def unavailable(message: str) -> None:

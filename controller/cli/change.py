@@ -1,0 +1,315 @@
+"""The change-control commands of ``setpoint``: plan, watch and history.
+
+Kept apart from ``cli.py`` so the parser of each command sits next to the code
+that runs it; ``cli.py`` registers them with ``add_commands``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from setpoint.controller.definitions.repository import GitError, GitRepo
+from setpoint.controller.errors import InvalidDefinitions, SetpointError
+from setpoint.store.errors import StoreError
+
+# The same numbers as cli.py (which imports this module, not the other way round).
+OK, FAILED, INVALID, UNAVAILABLE = 0, 1, 3, 4
+# `setpoint plan --exit-code`: what a CI job branches on.
+PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES = 0, 1, 2
+
+Formatter = Callable[[str], argparse.HelpFormatter]
+
+
+def env_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--env",
+        metavar="NAME",
+        help="environment: parameter values and inventory from environments/NAME.yaml",
+    )
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def tuning_args(p: argparse.ArgumentParser, rounds: bool = True) -> None:
+    """The controller's two bounds: contextualization rounds, missed heartbeats."""
+    from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
+    from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS
+
+    if rounds:
+        p.add_argument(
+            "--converge-rounds",
+            type=_positive(int),
+            default=DEFAULT_CONVERGE_ROUNDS,
+            metavar="N",
+            help="rounds a converge: true cycle may take before the controller stops it "
+            f"with the outputs still changing (default: {DEFAULT_CONVERGE_ROUNDS})",
+        )
+    p.add_argument(
+        "--unreachable-after",
+        type=_positive(float),
+        default=UNREACHABLE_AFTER_BEATS,
+        metavar="BEATS",
+        help="heartbeats an agent may miss before it is unreachable: out of service for "
+        f"rollouts, UNREACHABLE in status (default: {UNREACHABLE_AFTER_BEATS:g})",
+    )
+
+
+def add_commands(
+    sub: Any, formatter: Formatter, signing_args: Callable[[argparse.ArgumentParser], None]
+) -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Add plan, watch and history to ``sub``; return their handlers by name."""
+    p = sub.add_parser(
+        "plan",
+        help="what merging HEAD would change, offline",
+        description="Render BASE and HEAD offline and show, per deployment and server, CREATE, "
+        "UPDATE, REPLACE, DELETE or unchanged, with old and new digests and a diff of the "
+        "config text and input values (secret inputs masked). Outputs that only agents report "
+        "are 'known after apply' unless --store gives them. Invalid definitions in HEAD are "
+        "reported as by 'setpoint validate' and fail the plan.",
+        epilog="exit codes with --exit-code: 0 no changes, 2 changes, 1 error (invalid HEAD, "
+        "unusable repository or store). Without it: 0, 3 invalid HEAD, 4 unusable.",
+        formatter_class=formatter,
+    )
+    p.add_argument("revs", nargs="+", metavar="REV", help="BASE HEAD, BASE..HEAD, or BASE")
+    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    env_arg(p)
+    p.add_argument("--store", help="take reported outputs from this store; count uploads")
+    p.add_argument(
+        "--format", choices=("text", "markdown", "json"), default="text", help="output format"
+    )
+    p.add_argument("--exit-code", action="store_true", help="0 no changes, 2 changes, 1 error")
+    p.add_argument("--no-diff", action="store_true", help="text: leave the diffs out")
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        metavar="CHARS",
+        help="markdown: cut diffs beyond this size, with a note (default: 60000)",
+    )
+
+    p = sub.add_parser(
+        "watch",
+        help="follow a branch and deploy each new commit (the controller daemon)",
+        description="Follow BRANCH of a local repository (watched for ref changes) or of a "
+        "remote one (https, ssh, git or file URL, fetched every --fetch-interval seconds into "
+        "a mirror the controller owns) and deploy its head: a reconcile pass every --interval "
+        "seconds, moving to the newest acceptable head at the next pass. A force push is "
+        "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
+        "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
+        "under refs/notes/setpoint (git log --notes=setpoint).",
+        formatter_class=formatter,
+    )
+    p.add_argument("--repo", required=True, help="repository path or URL to follow")
+    p.add_argument("--branch", default="main", help="branch to deploy (default: main)")
+    p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
+    env_arg(p)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")
+    p.add_argument(
+        "--fetch-interval", type=float, default=10.0, help="remote: seconds between fetches (10)"
+    )
+    p.add_argument("--mirror", help="remote: the mirror directory (default: under ~/.cache)")
+    p.add_argument("--allow-force-push", action="store_true", help="deploy non-fast-forwards")
+    p.add_argument(
+        "--require-signed", action="store_true", help="deploy only heads signed by --keyring"
+    )
+    p.add_argument("--keyring", help="OpenPGP keyring (gpg --export) of the allowed signers")
+    p.add_argument("--push-notes", action="store_true", help="remote: push the notes back")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--passes", type=int, help="stop after this many passes")
+    tuning_args(p)
+    signing_args(p)
+
+    p = sub.add_parser(
+        "history",
+        help="deployed commits, newest first, and what each server runs",
+        description="List the commits of BRANCH that were deployed (read from the notes under "
+        "refs/notes/setpoint), newest first: author, subject, outcome, time to converge; then "
+        "which commit each server runs now (from --store if given, else from the notes).",
+        formatter_class=formatter,
+    )
+    p.add_argument("--repo", default=".", help="repository, or a watch mirror (default: .)")
+    p.add_argument("--branch", default="HEAD", help="branch to read (default: HEAD)")
+    env_arg(p)
+    p.add_argument("--store", help="what servers run now, from this store")
+    p.add_argument("--limit", type=int, help="at most this many commits")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    return {"plan": cmd_plan, "watch": cmd_watch, "history": cmd_history}
+
+
+def _revs(revs: list[str]) -> tuple[str, str]:
+    if len(revs) == 1:
+        base, dots, head = revs[0].partition("..")
+        return (base, head or "HEAD") if dots else (base, "HEAD")
+    if len(revs) == 2:
+        return revs[0], revs[1]
+    raise SetpointError("plan takes BASE HEAD, BASE..HEAD or BASE")
+
+
+def _invalid_head(exc: InvalidDefinitions, fmt: str) -> None:
+    if fmt == "json":
+        doc = {
+            "valid": False,
+            "commit": exc.commit,
+            "problems": [p.to_dict() for p in exc.problems],
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    elif fmt == "markdown":
+        print(f"### setpoint plan: invalid definitions at `{exc.commit[:12]}`\n")
+        for problem in exc.problems:
+            print(f"- `{problem}`")
+    else:
+        print(str(exc), file=sys.stderr)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        return _plan(args)
+    except InvalidDefinitions as exc:
+        _invalid_head(exc, args.format)
+        return PLAN_ERROR if args.exit_code else INVALID
+    except (GitError, StoreError) as exc:
+        print(f"setpoint: {exc}", file=sys.stderr)
+        return PLAN_ERROR if args.exit_code else UNAVAILABLE
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from setpoint.controller.definitions.loader import load_model
+    from setpoint.controller.gitops.notes import Notebook, converged_configs
+    from setpoint.controller.rollout.plan import blobs_to_upload, make_plan
+    from setpoint.controller.rollout.plan_format import (
+        MARKDOWN_LIMIT,
+        format_json,
+        format_markdown,
+        format_text,
+    )
+    from setpoint.store.documents import Report
+    from setpoint.store.url import open_store
+
+    base_rev, head_rev = _revs(args.revs)
+    with GitRepo.open(args.repo) as repo:
+        head = load_model(repo.tree(head_rev), env=args.env)
+        base_commit = repo.resolve(base_rev)
+        try:
+            base = load_model(repo.tree(base_commit), env=args.env)
+            base_problems = []
+        except InvalidDefinitions as exc:
+            # Nothing was deployed from an invalid commit: plan as from an empty fleet.
+            base, base_problems = None, exc.problems
+        history = converged_configs(Notebook(repo.path))
+    store = open_store(args.store) if args.store else None
+    reports: dict[str, Report] = {}
+    if store is not None:
+        servers = head.servers_in_use() | (base.servers_in_use() if base else set())
+        for server in sorted(servers):
+            report = store.read_report(server)
+            if report is not None:
+                reports[server] = report
+    plan = make_plan(base, head, reports, history, base_commit, base_problems)
+    if store is not None:
+        plan.uploads = blobs_to_upload(head, reports, store.find_missing)
+    if args.format == "json":
+        sys.stdout.write(format_json(plan))
+    elif args.format == "markdown":
+        sys.stdout.write(format_markdown(plan, args.max_size or MARKDOWN_LIMIT))
+    else:
+        sys.stdout.write(format_text(plan, diffs=not args.no_diff))
+    if not args.exit_code:
+        return OK
+    return PLAN_CHANGES if plan.has_changes else PLAN_NO_CHANGES
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from setpoint.controller.cli.main import pointer_policy
+    from setpoint.controller.gitops.commitgate import CommitGate, KeyringVerifier
+    from setpoint.controller.gitops.source import (
+        LocalSource,
+        RemoteSource,
+        default_mirror,
+        is_remote,
+    )
+    from setpoint.controller.gitops.watch import Watcher
+    from setpoint.store.url import open_store
+
+    if args.require_signed and not args.keyring:
+        raise SetpointError("--require-signed needs --keyring FILE")
+    if args.push_notes and not is_remote(args.repo):
+        raise SetpointError("--push-notes is for a remote --repo (a local one holds the notes)")
+    source: LocalSource | RemoteSource
+    if is_remote(args.repo):
+        mirror = args.mirror or default_mirror(args.repo)
+        source = RemoteSource(args.repo, args.branch, mirror, args.fetch_interval)
+    else:
+        source = LocalSource(args.repo, args.branch)
+    verifier = KeyringVerifier(args.keyring) if args.require_signed else None
+    gate = CommitGate(source.path, args.allow_force_push, verifier)
+    watcher = Watcher(
+        source,
+        open_store(args.store),
+        gate,
+        env=args.env,
+        policy=pointer_policy(args),
+        push_notes=args.push_notes,
+        interval=args.interval,
+        converge_rounds=args.converge_rounds,
+        unreachable_after=args.unreachable_after,
+    )
+    try:
+        watcher.run(max_passes=1 if args.once else args.passes)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if verifier is not None:
+            verifier.close()
+    if watcher.record is not None:
+        print(watcher.record.summary())
+    return OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from setpoint.controller.gitops.environments import record_name
+    from setpoint.controller.gitops.history import deployed_history, servers_now
+    from setpoint.controller.gitops.notes import CONVERGED
+    from setpoint.store.url import open_store
+
+    with GitRepo.open(args.repo) as repo:
+        path = repo.path
+    history = deployed_history(path, args.branch, record_name(args.env), args.limit)
+    now = servers_now(history, open_store(args.store) if args.store else None)
+    if args.json:
+        doc = {
+            "environment": record_name(args.env),
+            "commits": [d.to_dict() for d in history],
+            "servers": now,
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return OK
+    if not history:
+        print(f"no deployed commits recorded for {record_name(args.env)}")
+    for d in history:
+        r = d.record
+        took = f"{r.seconds_to_converge:.1f}s" if r.outcome == CONVERGED else "-"
+        counts = f"{r.count('converged')}/{len(r.servers)} converged"
+        print(f"{d.commit[:12]}  {d.time}  {r.outcome:<11} {took:>8}  {counts}  {d.subject}")
+        print(f"{'':14}{d.author}")
+        for name, servers in sorted(r.rolled_back.items()):
+            print(f"{'':14}rolled back: {name} on {', '.join(servers)}")
+    if now:
+        print("\nservers now:")
+        for server, commit in sorted(now.items()):
+            print(f"  {server}: {commit[:12]}{commit[40:]}")
+    return OK

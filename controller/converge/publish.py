@@ -1,0 +1,210 @@
+"""Publish desired state: blobs, then manifests, then pointers (last).
+
+A reader never sees a pointer to something missing. Only servers whose
+pointer must change get a new generation: a new manifest, a new signing key
+or trust set, or capability URLs due for renewal. Only blobs the store does
+not hold are uploaded (one batched existence check decides), so an idle pass
+writes nothing and a ``git revert`` uploads nothing new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import structlog
+
+from setpoint.controller.converge.capabilities import DEFAULT_TTL, issue, needs_renewal
+from setpoint.controller.rollout.desired import DesiredState
+from setpoint.store.base import Store
+from setpoint.store.digest import canonical_json, digest_bytes
+from setpoint.store.documents import Manifest, Pointer
+from setpoint.store.signing import SigningKey
+
+log = structlog.get_logger("setpoint.publish")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class PointerPolicy:
+    """How pointers are signed and what they carry besides the manifest.
+
+    ``trust`` is the set of public keys (``NAME:BASE64`` by name) agents are
+    told to trust; the signing key's own public key is always in it. ``ttl``
+    is the lifetime of capability URLs issued to agents.
+    """
+
+    signing_key: SigningKey | None = None
+    announce: tuple[str, ...] = ()
+    ttl: int = DEFAULT_TTL
+    # Issue every server new URLs now (a TempURL key rotation).
+    force_renewal: bool = False
+
+    def sign(self, pointer: Pointer) -> Pointer:
+        """``pointer`` with its signature; unchanged without a signing key."""
+        if self.signing_key is None:
+            return pointer
+        return replace(pointer, signature=self.signing_key.sign(pointer.payload()))
+
+    def trust(self) -> dict[str, str] | None:
+        if self.signing_key is None:
+            return None
+        keys = {self.signing_key.name: str(self.signing_key.public())}
+        for text in self.announce:
+            name = text.split(":", 1)[0]
+            keys.setdefault(name, text)
+        return dict(sorted(keys.items()))
+
+
+@dataclass
+class PublishResult:
+    # server -> the pointer now in force (new or unchanged)
+    pointers: dict[str, Pointer] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    uploaded: list[str] = field(default_factory=list)
+    # server -> version of the pointer this pass wrote, when the store's write told it
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Planned:
+    manifest: Manifest
+    blob: bytes
+    digest: str
+    needs: set[str]
+
+
+def _blobs_needed(store: Store, desired: DesiredState, manifest: Manifest) -> set[str]:
+    """Every blob an agent fetches for ``manifest``: configs and their files."""
+    needs: set[str] = set()
+    for entry in manifest.deployments:
+        needs.add(entry.config)
+        rendered = desired.configs.get(entry.config)
+        # A kept entry (waiting) was not rendered this pass: read its config.
+        body = rendered.body if rendered else store.get_json_blob(entry.config, "config")
+        for ref in body.get("files", {}).values():
+            needs.add(manifest.bundles.get(ref["digest"], ref["digest"]))
+    return needs
+
+
+def publish(
+    store: Store,
+    desired: DesiredState,
+    current: dict[str, Pointer | None],
+    clock: Callable[[], float] = time.time,
+    policy: PointerPolicy | None = None,
+) -> PublishResult:
+    """Bring the store's pointers to ``desired``.
+
+    ``current`` holds the pointer each server has now (None: no pointer yet)
+    for every server the store knows; a server that has a pointer but no
+    deployments any more gets an empty manifest, so its agent deletes what ran.
+    """
+    policy = policy or PointerPolicy()
+    trust = policy.trust()
+    key_name = policy.signing_key.name if policy.signing_key else None
+    now = clock()
+    result = PublishResult()
+    planned: dict[str, _Planned] = {}
+    servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
+    # Servers with the same desired state share one manifest: encode it once.
+    encoded: dict[tuple[object, ...], tuple[bytes, str]] = {}
+    for server in servers:
+        manifest = desired.manifests.get(server, Manifest(deployments=()))
+        key = (manifest.deployments, *manifest.bundles.items())
+        if key not in encoded:
+            blob = canonical_json(manifest.to_dict())
+            encoded[key] = (blob, digest_bytes(blob))
+        blob, digest = encoded[key]
+        pointer = current.get(server)
+        needs: set[str] | None = None
+        if store.capability_kind == "s3":
+            needs = {digest} | _blobs_needed(store, desired, manifest)
+        unchanged = (
+            pointer is not None
+            and pointer.manifest == digest
+            and pointer.key == key_name
+            and pointer.trust == trust
+            and (
+                store.capability_kind is None
+                or not (
+                    policy.force_renewal
+                    or needs_renewal(pointer.capabilities, needs or (), now, policy.ttl)
+                )
+            )
+        )
+        if unchanged and pointer is not None:
+            result.pointers[server] = pointer
+            continue
+        if needs is None:
+            needs = {digest} | _blobs_needed(store, desired, manifest)
+        planned[server] = _Planned(manifest, blob, digest, needs)
+
+    if not planned:
+        return result
+
+    # Every pointer is built (URLs issued, signed) before anything is written,
+    # so a store that cannot issue URLs fails the pass with nothing published.
+    stamp = iso(now)
+    pointers: dict[str, Pointer] = {}
+    for server, plan in sorted(planned.items()):
+        previous = current.get(server)
+        caps = issue(store, server, plan.needs, now, policy.ttl)
+        pointer = Pointer(
+            server=server,
+            generation=(previous.generation if previous else 0) + 1,
+            manifest=plan.digest,
+            commit=desired.commit,
+            published_at=stamp,
+            capabilities=caps.to_dict() if caps else None,
+            trust=trust,
+            key=key_name,
+            # A fleet moved away (``setpoint move``) stays redirected whatever
+            # is published here afterwards.
+            moved_to=previous.moved_to if previous else None,
+        )
+        pointer = policy.sign(pointer)
+        pointers[server] = pointer
+
+    # Blobs first: everything the new manifests reference, then the manifests.
+    content: dict[str, bytes] = {}
+    for plan in planned.values():
+        for entry in plan.manifest.deployments:
+            rendered = desired.configs.get(entry.config)
+            if rendered is None:
+                continue  # kept from an earlier manifest: already in the store
+            content[entry.config] = rendered.blob
+            for ref in rendered.body["files"].values():
+                zip_digest = plan.manifest.bundles.get(ref["digest"], ref["digest"])
+                content[zip_digest] = desired.attachments[zip_digest]
+    manifest_blobs = {plan.digest: plan.blob for plan in planned.values()}
+    missing = store.find_missing([*content, *manifest_blobs])
+    for digest in sorted(d for d in content if d in missing):
+        store.put_blob(content[digest])
+        result.uploaded.append(digest)
+    for digest in sorted(d for d in manifest_blobs if d in missing):
+        store.put_blob(manifest_blobs[digest])
+        result.uploaded.append(digest)
+
+    # Pointers last.
+    for server, pointer in pointers.items():
+        previous = current.get(server)
+        version = store.write_pointer(pointer, previous)
+        if version is not None:
+            result.versions[server] = version
+        result.pointers[server] = pointer
+        result.changed.append(server)
+        log.info(
+            "pointer_published",
+            server=server,
+            generation=pointer.generation,
+            manifest=pointer.manifest,
+            commit=desired.commit[:12],
+            renewed=previous is not None and previous.manifest == pointer.manifest,
+        )
+    return result

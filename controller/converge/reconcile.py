@@ -1,0 +1,292 @@
+"""One reconcile pass, and the loop that repeats it until the fleet converges.
+
+A pass: load the branch head from git, list ``agents/`` with each object's
+version and read the pointers and reports that changed since the last pass
+(the rest come from an in-process cache), compute the desired state, publish
+what changed, and assess how far the fleet is. The controller keeps no state
+of its own: kill it anywhere, and the next pass starts from what git and the
+store say (the cache only saves reads: a new process reads everything once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from setpoint.controller.converge import heat_agent
+from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.rollout.contextualize import Rounds
+from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_desired
+from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, Gate, entry_result
+from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
+from setpoint.store.base import AGENTS, Store, pointer_key, report_key
+from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
+
+log = structlog.get_logger("setpoint.reconcile")
+
+
+@dataclass(frozen=True)
+class ServerProgress:
+    server: str
+    converged: bool
+    failed: list[str]
+    pending: list[str]
+
+
+@dataclass
+class PassOutcome:
+    commit: str
+    desired: DesiredState
+    published: PublishResult
+    servers: dict[str, ServerProgress] = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def waiting(self) -> list[Waiting]:
+        return self.desired.waiting
+
+    @property
+    def failed(self) -> list[str]:
+        stopped = list(self.desired.failures)
+        return stopped + [f"{s.server}: {f}" for s in self.servers.values() for f in s.failed]
+
+    @property
+    def rollouts(self) -> dict[str, dict[str, Any]]:
+        """Rollouts in flight after this pass: progress per deployment."""
+        return {name: r.to_dict() for name, r in self.ledger.rollouts.items()}
+
+    @property
+    def converged(self) -> bool:
+        return self.desired.complete and all(s.converged for s in self.servers.values())
+
+    def summary(self) -> str:
+        done = sum(s.converged for s in self.servers.values())
+        parts = [f"{done}/{len(self.servers)} servers converged at {self.commit[:12]}"]
+        if self.published.changed:
+            parts.append(f"published {len(self.published.changed)}")
+        for name, rollout in sorted(self.ledger.rollouts.items()):
+            p = rollout.progress
+            if p and rollout.outcome == "rolling":
+                parts.append(
+                    f"{name} batch {p['batch']}/{p['batches']}: {len(p['done'])} done, "
+                    f"{len(p['in_progress'])} in progress, {len(p['waiting'])} waiting"
+                )
+        if self.waiting:
+            parts.append(f"{len(self.waiting)} waiting")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "converged": self.converged,
+            "published": self.published.changed,
+            "uploaded": len(self.published.uploaded),
+            "waiting": [w.to_dict() for w in self.waiting],
+            "failed": self.failed,
+            "rollouts": self.rollouts,
+            "servers": {
+                s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
+                for s in self.servers.values()
+            },
+        }
+
+
+def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProgress:
+    """How far one server is with the manifest it was given."""
+    failed: list[str] = []
+    pending: list[str] = []
+    reported = report.deployments if report else {}
+    if report is not None and report.error:
+        failed.append(f"agent error: {report.error}")
+    for entry in manifest.deployments:
+        got = reported.get(entry.name)
+        if got is None or got.config != entry.config:
+            pending.append(f"{entry.name}: not yet run")
+        elif got.status == "FAILED":
+            if got.final:
+                failed.append(f"{entry.name}: {got.reason or 'failed'}")
+            else:
+                pending.append(f"{entry.name}: failed, retry at {got.retry_at}")
+        elif got.status != "COMPLETE":
+            pending.append(f"{entry.name}: {got.status.lower()}")
+        elif entry_result(entry, got) != "complete":
+            pending.append(f"{entry.name}: {_what_is_due(entry)} not yet run")
+    wanted = {e.name for e in manifest.deployments}
+    for name, got in reported.items():
+        if name in wanted:
+            continue
+        if got.status == "FAILED" and got.final:
+            failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
+        else:
+            pending.append(f"{name}: being deleted")
+    return ServerProgress(server, not failed and not pending, failed, pending)
+
+
+def _what_is_due(entry: ManifestEntry) -> str:
+    if entry.run is not None:
+        return f"{entry.run[0]} (token {entry.run[1]!r})"
+    return "SUSPEND" if entry.state == "suspended" else "RESUME"
+
+
+@dataclass
+class Reconciler:
+    repo: GitRepo
+    store: Store
+    rev: str = "HEAD"
+    clock: Callable[[], float] = time.time
+    policy: PointerPolicy = field(default_factory=PointerPolicy)
+    # Rounds a declared contextualization cycle may take (``--converge-rounds``).
+    converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
+    # Heartbeats an agent may miss before it is unreachable (``--unreachable-after``).
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS
+    # Manifests are immutable blobs: read each once per controller process.
+    _manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
+    # The last pointer and report read (or written) per server, with its version.
+    # One listing of ``agents/`` per pass says which changed; only those are read
+    # again. Only saves reads: a new process starts empty and reads everything.
+    _pointers: dict[str, tuple[str, Pointer]] = field(default_factory=dict, repr=False)
+    _reports: dict[str, tuple[str, Report]] = field(default_factory=dict, repr=False)
+
+    def load(self) -> Model:
+        return load_model(self.repo.tree(self.repo.resolve(self.rev)))
+
+    def run_pass(self) -> PassOutcome:
+        """Load, compute, publish, assess. Invalid definitions raise before any write."""
+        model = self.load()
+        versions = self.store.list_versions(AGENTS)
+        known = {k[len(AGENTS) :].split("/", 1)[0] for k in versions}
+        servers = sorted({s for s in known if is_server_name(s)} | model.servers_in_use())
+        for cache in (self._pointers, self._reports):
+            for gone in set(cache) - set(servers):
+                del cache[gone]
+        pointers: dict[str, Pointer | None] = {
+            s: self._pointer(s, versions.get(pointer_key(s))) for s in servers
+        }
+        heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
+        rewritten = heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
+        reports: dict[str, Report] = {}
+        for s in servers:
+            if s in rewritten:
+                # Written by this pass, after the listing: read it as it is now.
+                self._reports.pop(s, None)
+                report = self.store.read_report(s)
+            else:
+                report = self._report(s, versions.get(report_key(s)))
+            if report is not None:
+                reports[s] = report
+
+        def previous(server: str) -> Manifest | None:
+            pointer = pointers.get(server)
+            if pointer is None:
+                return None
+            if pointer.manifest not in self._manifests:
+                self._manifests[pointer.manifest] = Manifest.from_dict(
+                    self.store.get_json_blob(pointer.manifest, "manifest")
+                )
+            return self._manifests[pointer.manifest]
+
+        ledger = read_ledger(self.store)
+        gate = Gate(
+            ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
+        )
+        for dep in model.deployments():
+            for upstream in sorted(dep.upstreams()):
+                gate.dependents.setdefault(upstream, []).append(dep.qualified)
+        rounds = Rounds(ledger, reports, model.commit, bound=self.converge_rounds)
+        desired = compute_desired(model, reports, previous, gate=gate, rounds=rounds)
+        gate.finish()
+        gate.forget_others(set(model.order))
+        rounds.forget_others()
+        ledger.waiting = [w.to_dict() for w in desired.waiting]
+        # The ledger before the pointers: a rollback target is on record before
+        # the server's entry changes.
+        write_ledger(self.store, ledger)
+        published = publish(self.store, desired, pointers, self.clock, self.policy)
+        for server in published.changed:
+            version = published.versions.get(server)
+            if version is None:
+                self._pointers.pop(server, None)
+            else:
+                self._pointers[server] = (version, published.pointers[server])
+        heat_agent.publish_metadata(
+            self.store, desired, heat_servers, self.clock(), self.policy.ttl
+        )
+        outcome = PassOutcome(
+            commit=model.commit, desired=desired, published=published, ledger=ledger
+        )
+        for server in published.pointers:
+            manifest = desired.manifests.get(server, Manifest(deployments=()))
+            outcome.servers[server] = assess(server, manifest, reports.get(server))
+        log.info(
+            "reconcile_pass",
+            commit=model.commit[:12],
+            published=len(published.changed),
+            uploaded=len(published.uploaded),
+            waiting=len(desired.waiting),
+            converged=outcome.converged,
+        )
+        return outcome
+
+    def _pointer(self, server: str, version: str | None) -> Pointer | None:
+        """The server's pointer, read only if its listed version is not the cached one."""
+        if version is None:
+            self._pointers.pop(server, None)
+            return None
+        cached = self._pointers.get(server)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        got = self.store.read_pointer_versioned(server)
+        if got is None:
+            self._pointers.pop(server, None)
+            return None
+        self._pointers[server] = (got[1], got[0])
+        return got[0]
+
+    def _report(self, server: str, version: str | None) -> Report | None:
+        """The server's report, read only if its listed version is not the cached one."""
+        if version is None:
+            self._reports.pop(server, None)
+            return None
+        cached = self._reports.get(server)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        got = self.store.read_report_versioned(server)
+        if got is None:
+            self._reports.pop(server, None)
+            return None
+        self._reports[server] = (got[1], got[0])
+        return got[0]
+
+
+# Exit codes of `setpoint reconcile --wait`, documented in --help.
+CONVERGED, FAILED, TIMED_OUT = 0, 1, 2
+
+
+def wait_for_convergence(
+    reconciler: Reconciler,
+    timeout: float,
+    interval: float,
+    on_pass: Callable[[PassOutcome], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, PassOutcome]:
+    """Repeat passes until converged (0), failed (1) or ``timeout`` seconds pass (2)."""
+    deadline = reconciler.clock() + timeout
+    while True:
+        outcome = reconciler.run_pass()
+        on_pass(outcome)
+        if outcome.failed:
+            return FAILED, outcome
+        if outcome.converged:
+            return CONVERGED, outcome
+        if reconciler.clock() >= deadline:
+            return TIMED_OUT, outcome
+        sleep(interval)

@@ -1,0 +1,254 @@
+"""What the store says about the fleet: desired against reported, per server.
+
+Reads only the store (pointers, manifests, reports), so it works from any
+machine that can read the store, with or without the definitions repository.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, unreachable
+from setpoint.controller.rollout.ledger import Ledger, read_ledger
+from setpoint.store.base import Store
+from setpoint.store.digest import short
+from setpoint.store.documents import Manifest, Pointer, Report
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    name: str
+    desired: str | None
+    reported: str | None
+    status: str
+    action: str | None
+    age: float | None
+    reason: str | None
+
+    @property
+    def in_sync(self) -> bool:
+        return self.desired == self.reported and self.status == "COMPLETE"
+
+
+# An agent that has not answered a generation published this long ago is stale:
+# offline, or its URLs expired (enrolling it again recovers it).
+STALE_AFTER = 600.0
+
+
+@dataclass
+class ServerStatus:
+    server: str
+    pointer: Pointer | None
+    report: Report | None
+    deployments: list[DeploymentStatus] = field(default_factory=list)
+    agent: str = "unknown"
+
+    @staticmethod
+    def agent_state(
+        pointer: Pointer | None,
+        report: Report | None,
+        now: float,
+        stale_after: float,
+        unreachable_after: float = UNREACHABLE_AFTER_BEATS,
+    ) -> str:
+        """current, behind (catching up), stale (not answering), unreachable (no
+        heartbeat for ``unreachable_after`` beats), or never-reported."""
+        if report is None:
+            return "never-reported"
+        if unreachable(report, now, unreachable_after):
+            return "unreachable"
+        if pointer is None or report.generation >= pointer.generation:
+            return "current"
+        published = _parse_time(pointer.published_at)
+        if published is not None and now - published > stale_after:
+            return "stale"
+        return "behind"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "generation": self.pointer.generation if self.pointer else None,
+            "reported_generation": self.report.generation if self.report else None,
+            "commit": self.pointer.commit if self.pointer else None,
+            "published_at": self.pointer.published_at if self.pointer else None,
+            "report_updated_at": self.report.updated_at if self.report else None,
+            "agent_error": self.report.error if self.report else None,
+            "agent": self.agent,
+            "deployments": [
+                {
+                    "name": d.name,
+                    "desired": d.desired,
+                    "reported": d.reported,
+                    "status": d.status,
+                    "action": d.action,
+                    "age_seconds": None if d.age is None else round(d.age, 3),
+                    "reason": d.reason,
+                }
+                for d in self.deployments
+            ],
+        }
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def fleet_status(
+    store: Store,
+    now: float | None = None,
+    stale_after: float = STALE_AFTER,
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS,
+) -> list[ServerStatus]:
+    now = time.time() if now is None else now
+    ledger = read_ledger(store)
+    out: list[ServerStatus] = []
+    for server in store.list_servers():
+        pointer = store.read_pointer(server)
+        report = store.read_report(server)
+        manifest = (
+            Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
+            if pointer
+            else Manifest(deployments=())
+        )
+        status = ServerStatus(
+            server,
+            pointer,
+            report,
+            agent=ServerStatus.agent_state(pointer, report, now, stale_after, unreachable_after),
+        )
+        reported = report.deployments if report else {}
+        names = [e.name for e in manifest.deployments]
+        names += sorted(n for n in reported if n not in names)
+        for name in names:
+            entry = manifest.entry(name)
+            got = reported.get(name)
+            if got is None:
+                state = "PENDING"
+            elif entry is not None and got.config != entry.config:
+                state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
+            elif entry is None:
+                state = f"{got.status} (deleting)"
+            else:
+                state = got.status
+            held = ledger.quarantined(entry.qualified, server) if entry else None
+            if entry is not None and held is not None and held.config == entry.config:
+                if held.reason.startswith("timeout") and state != "FAILED":
+                    state = "FAILED (timeout)"
+                elif state == "FAILED":
+                    state = "FAILED (quarantined)"
+            when = _parse_time(got.finished_at or got.started_at) if got else None
+            status.deployments.append(
+                DeploymentStatus(
+                    name=name,
+                    desired=entry.config if entry else None,
+                    reported=got.config if got else None,
+                    status=state,
+                    action=got.action if got else None,
+                    age=None if when is None else max(0.0, now - when),
+                    reason=got.reason if got else None,
+                )
+            )
+        out.append(status)
+    return out
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def format_table(statuses: list[ServerStatus]) -> str:
+    header = (
+        "SERVER",
+        "DEPLOYMENT",
+        "DESIRED",
+        "REPORTED",
+        "STATUS",
+        "ACTION",
+        "GEN",
+        "COMMIT",
+        "AGE",
+    )
+    rows: list[tuple[str, ...]] = []
+    for s in statuses:
+        reported_gen = s.report.generation if s.report else "-"
+        gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
+        commit = s.pointer.commit[:12] if s.pointer else "-"
+        if not s.deployments:
+            rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
+        for d in s.deployments:
+            rows.append(
+                (
+                    s.server,
+                    d.name,
+                    short(d.desired),
+                    short(d.reported),
+                    d.status,
+                    d.action or "-",
+                    gen,
+                    commit,
+                    _age(d.age),
+                )
+            )
+        if s.report and s.report.error:
+            rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+        if s.agent == "stale":
+            rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
+        if s.agent == "unreachable":
+            rows.append(
+                (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
+            )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def rollouts_summary(ledger: Ledger) -> list[str]:
+    """Rollouts in flight, quarantines and waits, as lines for operators."""
+    lines: list[str] = []
+    for name, rollout in sorted(ledger.rollouts.items()):
+        p = rollout.progress
+        head = f"{name}: batch {p.get('batch', 0)} of {p.get('batches', 0)}"
+        if rollout.outcome != "rolling":
+            head += f", {rollout.outcome.replace('_', ' ')}"
+        lines.append(f"{head} (commit {rollout.commit[:12]})")
+        for label, key in (
+            ("done", "done"),
+            ("in progress", "in_progress"),
+            ("failed", "failed"),
+            ("waiting", "waiting"),
+        ):
+            servers = p.get(key) or []
+            if servers:
+                lines.append(f"  {label:<12} {len(servers):>4}  {', '.join(sorted(servers))}")
+    for name, held in sorted(ledger.quarantine.items()):
+        for server, q in sorted(held.items()):
+            lines.append(
+                f"quarantined: {name} on {server}: {short(q.config)} ({q.reason}); "
+                f"'setpoint retry {name} --server {server}' lifts it"
+            )
+    for w in ledger.waiting:
+        lines.append(f"waiting: {w.get('deployment')} on {w.get('server')}: {w.get('reason')}")
+    return lines
+
+
+def format_rollouts(store: Store) -> str:
+    return "\n".join(rollouts_summary(read_ledger(store)))

@@ -1,0 +1,181 @@
+"""``setpoint watch``: the controller daemon. Follow a branch, deploy it, record the outcome.
+
+Each pass:
+
+1. refresh the source (a remote is fetched into the mirror when its interval
+   is due; a local repository is read as it is);
+2. if the branch head moved, decide whether it may be deployed (``CommitGate``:
+   fast-forward, signature) and whether its definitions are valid; a refused
+   or invalid head is reported once and skipped, and the commit deployed so
+   far keeps converging;
+3. run one reconcile pass for the commit being deployed;
+4. record the outcome in the commit's note (``controller.recording``, the
+   code ``reconcile --notes`` uses too), and push the notes when asked.
+
+A newer head is taken at the start of the next pass, so a rollout in progress
+moves to the newest commit at its next pass (batch) boundary and never waits
+for a stale rollout to finish or time out.
+
+Like ``reconcile``, the watcher keeps nothing it cannot rebuild: on start,
+the commit being deployed is the one the store's newest pointer names, and
+the record of that commit is read back from its note.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.reconcile import PassOutcome
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.gitops.commitgate import CommitGate, Verdict
+from setpoint.controller.gitops.environments import EnvironmentReconciler
+from setpoint.controller.gitops.notes import DeployRecord, Notebook, NotesError
+from setpoint.controller.gitops.recording import Recorder, deployed_commit
+from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
+from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS
+from setpoint.store.base import Store
+from setpoint.store.errors import StoreError
+
+log = structlog.get_logger("setpoint.watch")
+
+
+@dataclass
+class WatchPass:
+    """What one pass saw and did."""
+
+    head: str | None
+    deploying: str | None
+    refused: Verdict | None = None
+    outcome: PassOutcome | None = None
+    record: DeployRecord | None = None
+
+
+@dataclass
+class Watcher:
+    source: LocalSource | RemoteSource
+    store: Store
+    gate: CommitGate
+    env: str | None = None
+    policy: PointerPolicy = field(default_factory=PointerPolicy)
+    push_notes: bool = False
+    interval: float = 1.0
+    converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS
+    clock: Callable[[], float] = time.time
+    # Heads already refused, with why: each is reported once, not every pass.
+    refused: dict[str, Verdict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.recorder = Recorder(
+            Notebook(self.source.path),
+            self.env,
+            self.clock,
+            current=deployed_commit(self.store),
+            on_save=self._push_notes if self.push_notes else None,
+        )
+        self.env_name = self.recorder.env_name
+        if self.current is not None:
+            log.info("watch_resume", commit=self.current[:12], env=self.env_name)
+
+    @property
+    def current(self) -> str | None:
+        """The commit being deployed."""
+        return self.recorder.current
+
+    @property
+    def record(self) -> DeployRecord | None:
+        """Its record (as in its note)."""
+        return self.recorder.record
+
+    # -- choosing the commit --------------------------------------------------------
+
+    def _accept(self, head: str) -> Verdict:
+        verdict = self.gate.check(self.current, head)
+        if not verdict.ok:
+            return verdict
+        with GitRepo.open(self.source.path) as repo:
+            try:
+                load_model(repo.tree(head), env=self.env)
+            except InvalidDefinitions as exc:
+                return Verdict(head, False, f"invalid definitions: {exc}")
+        return verdict
+
+    # -- recording ------------------------------------------------------------------------
+
+    def _push_notes(self) -> None:
+        try:
+            self.source.push_notes()
+        except FetchError as exc:
+            log.warning("notes_push_failed", error=str(exc))
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def step(self) -> WatchPass:
+        try:
+            self.source.refresh()
+        except FetchError as exc:
+            log.warning("fetch_failed", error=str(exc))  # deploy what the mirror has
+        head = self.source.head()
+        result = WatchPass(head=head, deploying=self.current)
+        if head is not None and head != self.current:
+            verdict = self.refused.get(head)
+            if verdict is None:
+                verdict = self._accept(head)
+                if not verdict.ok:
+                    self.refused[head] = verdict
+                    log.warning("head_refused", commit=head[:12], reason=verdict.reason)
+            if verdict.ok:
+                self.recorder.switch(head)
+            else:
+                result.refused = verdict
+        result.deploying = self.current
+        if self.current is None:
+            return result
+        with GitRepo.open(self.source.path) as repo:
+            reconciler = EnvironmentReconciler(
+                repo,
+                self.store,
+                rev=self.current,
+                clock=self.clock,
+                policy=self.policy,
+                converge_rounds=self.converge_rounds,
+                unreachable_after=self.unreachable_after,
+                env=self.env,
+            )
+            try:
+                result.outcome = reconciler.run_pass()
+            except StoreError as exc:
+                # The daemon outlives a store outage: the next pass tries again.
+                log.warning("pass_failed", commit=self.current[:12], error=str(exc))
+                return result
+        try:
+            self.recorder.update(result.outcome)
+        except (NotesError, OSError) as exc:
+            log.warning("notes_write_failed", error=str(exc))
+        result.record = self.record
+        return result
+
+    def run(self, stop: threading.Event | None = None, max_passes: int | None = None) -> int:
+        """Pass after pass until ``stop`` is set or ``max_passes`` ran; returns the count."""
+        stop = stop or threading.Event()
+        self.source.start()
+        passes = 0
+        try:
+            while not stop.is_set():
+                self.step()
+                passes += 1
+                if max_passes is not None and passes >= max_passes:
+                    break
+                self.source.wait(self.interval)
+        finally:
+            self.source.stop()
+        return passes

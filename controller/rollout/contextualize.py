@@ -1,0 +1,166 @@
+"""Circular contextualization: deployments that read each other's outputs.
+
+Some clusters need every member's facts before any member can finish (head
+and compute nodes that each need the others' addresses). Such a cycle is
+allowed when every deployment in it says ``converge: true``; any other cycle
+stays a validation error.
+
+A declared cycle converges in *rounds*. Reads inside the cycle take the
+outputs reported so far (a member that has not reported yet gives the input's
+default), every member is rendered and published, and when all members have
+reported COMPLETE with that round's digests, they are rendered again with the
+new outputs. The same digests again is the fixed point; different digests
+start the next round; after ``DEFAULT_CONVERGE_ROUNDS`` rounds the controller
+stops publishing new renders for the cycle and names the outputs still
+changing. Rounds are counted in the controller's ledger, so a restarted
+controller counts on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
+from setpoint.controller.rollout.ledger import Ledger
+from setpoint.store.documents import Report
+
+
+def declared_cycles(
+    deps: dict[str, list[str]], converging: set[str]
+) -> tuple[list[tuple[str, ...]], dict[str, list[str]]]:
+    """The cycles whose members all say ``converge: true``, and the graph to order by.
+
+    Each declared cycle (a strongly connected component) loses its inner
+    edges, and every member takes on the outer upstreams of all the others, so
+    that ordering puts every outside producer before the first member.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def connect(v: str) -> None:  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in deps.get(v, []):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component: list[str] = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            components.append(component)
+
+    for v in deps:
+        if v not in index:
+            connect(v)
+    cycles = [
+        tuple(sorted(c)) for c in components if len(c) > 1 and all(m in converging for m in c)
+    ]
+    graph = {q: list(u) for q, u in deps.items()}
+    for cycle in cycles:
+        members = set(cycle)
+        outer = sorted({u for m in cycle for u in deps[m] if u not in members})
+        for m in cycle:
+            graph[m] = outer
+    return sorted(cycles), graph
+
+
+def cycle_id(cycle: tuple[str, ...]) -> str:
+    return ",".join(cycle)
+
+
+@dataclass
+class RoundDecision:
+    publish: bool
+    reason: str = ""
+    failure: str | None = None
+
+
+@dataclass
+class Rounds:
+    """Round keeping for the declared cycles of one pass."""
+
+    ledger: Ledger
+    reports: dict[str, Report]
+    commit: str
+    bound: int = DEFAULT_CONVERGE_ROUNDS
+    seen: set[str] = field(default_factory=set)
+
+    def _complete(self, key: str, digest: str) -> bool:
+        deployment, server = key.split("|", 1)
+        report = self.reports.get(server)
+        if report is None:
+            return False
+        for name, got in report.deployments.items():
+            if name.split("@", 1)[0] == deployment:
+                return got.config == digest and got.status == "COMPLETE"
+        return False
+
+    def _outputs(self, keys: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in keys:
+            deployment, server = key.split("|", 1)
+            report = self.reports.get(server)
+            for name, got in (report.deployments if report else {}).items():
+                if name.split("@", 1)[0] == deployment and got.status == "COMPLETE":
+                    out[key] = dict(got.outputs)
+        return out
+
+    def decide(self, cycle: tuple[str, ...], rendered: dict[str, str]) -> RoundDecision:
+        """Whether the cycle's fresh renders (``"dep|server" -> digest``) go out now."""
+        cid = cycle_id(cycle)
+        self.seen.add(cid)
+        record = self.ledger.cycles.get(cid)
+        outputs = self._outputs(sorted(rendered))
+        if record is None or record.get("commit") != self.commit:
+            self.ledger.cycles[cid] = {
+                "commit": self.commit,
+                "round": 1,
+                "digests": dict(sorted(rendered.items())),
+                "outputs": outputs,
+            }
+            return RoundDecision(True)
+        digests: dict[str, str] = record.get("digests", {})
+        round_no = int(record.get("round", 1))
+        if rendered == digests:
+            return RoundDecision(True)  # nothing new: the fixed point, or the round goes on
+        finished = all(self._complete(k, d) for k, d in digests.items())
+        if not finished:
+            return RoundDecision(False, f"contextualization round {round_no} in progress")
+        if round_no >= self.bound:
+            before = record.get("outputs", {})
+            changing = sorted(
+                f"{k.split('|')[0]}.{name} on {k.split('|')[1]}"
+                for k in sorted(set(before) | set(outputs))
+                for name in sorted(set(before.get(k, {})) | set(outputs.get(k, {})))
+                if before.get(k, {}).get(name) != outputs.get(k, {}).get(name)
+            )
+            what = ", ".join(changing) or "none (inputs still changing)"
+            return RoundDecision(
+                False,
+                f"contextualization stopped after {round_no} rounds",
+                f"contextualization cycle {' -> '.join(cycle)} did not converge in "
+                f"{round_no} rounds; outputs still changing: {what}",
+            )
+        self.ledger.cycles[cid] = {
+            "commit": self.commit,
+            "round": round_no + 1,
+            "digests": dict(sorted(rendered.items())),
+            "outputs": outputs,
+        }
+        return RoundDecision(True)
+
+    def forget_others(self) -> None:
+        for cid in [c for c in self.ledger.cycles if c not in self.seen]:
+            del self.ledger.cycles[cid]

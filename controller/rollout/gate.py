@@ -1,0 +1,448 @@
+"""Which servers get a deployment's new entry now: batches, failures, rollback.
+
+``compute_desired`` renders every (deployment, server) pair; this module
+decides, per deployment, which of the servers whose entry changed get it on
+this pass, and what the others keep. The rules (issue 4):
+
+- The batch in flight must finish (every server of it COMPLETE with its new
+  entry) before the next one starts, and ``pause_time`` must have passed since
+  it finished. The first batch is ``canary`` servers when set.
+- Changing a server takes it out of service; a batch never takes the number of
+  servers in service (COMPLETE with what they were given, agent reachable)
+  below ``min_in_service``. Servers that never had the deployment are created
+  under ``batch_create`` (default: all at once) and were not in service anyway.
+- A failure (final FAILED, or no result within the entry's timeout) quarantines
+  the failed digest on that server. While a deployment's current digest is
+  quarantined anywhere, its rollout is stopped: ``halt`` leaves every server as
+  it is; ``rollback`` gives every server that got the new entry the entry that
+  last succeeded there (a new pointer generation naming the old digest).
+- A quarantine is lifted by a commit that renders a different digest for that
+  server, or by ``setpoint retry``.
+
+It decides from the entries published (the previous manifests), the reports,
+the ledger and the clock: nothing else, so a restarted controller continues
+exactly where the store says the rollout was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from setpoint.controller.definitions.model import Deployment, UpdatePolicy
+from setpoint.controller.rollout.ledger import Ledger, Rollout
+from setpoint.store.documents import DeploymentReport, ManifestEntry, Report
+
+# An agent that beats (reports ``heartbeat``) and has not written its report for
+# this many heartbeats is unreachable (``--unreachable-after`` changes it).
+UNREACHABLE_AFTER_BEATS = 3.0
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def unreachable(report: Report | None, now: float, beats: float = UNREACHABLE_AFTER_BEATS) -> bool:
+    """An agent that beats and has been silent for more than ``beats`` beats."""
+    if report is None or report.heartbeat is None:
+        return False
+    updated = parse_time(report.updated_at)
+    return updated is not None and now - updated > beats * report.heartbeat
+
+
+def entry_result(entry: ManifestEntry, got: DeploymentReport | None) -> str:
+    """How far a server is with ``entry``: ``complete``, ``failed`` (final) or ``running``.
+
+    Complete means the digest succeeded *and* the requested state and custom
+    action token are applied: a SUSPEND or a BACKUP is part of the rollout.
+    """
+    if got is None or got.config != entry.config:
+        return "running"
+    if got.status == "FAILED":
+        return "failed" if got.final else "running"
+    if got.status != "COMPLETE":
+        return "running"
+    if got.state != entry.state:
+        return "running"
+    if entry.run is not None and got.token != entry.run[1]:
+        return "running"
+    return "complete"
+
+
+@dataclass
+class Decision:
+    """What one deployment publishes on this pass."""
+
+    entries: dict[str, ManifestEntry | None]  # server -> entry to publish (None: none)
+    # server -> directory bundles a rolled-back entry needs (from its old manifest)
+    bundles: dict[str, dict[str, str]] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)  # server -> why it keeps its entry
+    failures: list[str] = field(default_factory=list)
+    # server -> the entry dependents read this pass instead of the fresh render
+    # (``update_order: reverse``: the old one, while the dependents go first)
+    reads: dict[str, ManifestEntry] = field(default_factory=dict)
+
+
+@dataclass
+class Gate:
+    """Per-deployment rollout decisions over one pass, recorded in ``ledger``."""
+
+    ledger: Ledger
+    reports: dict[str, Report]
+    now: float
+    commit: str
+    touched: set[str] = field(default_factory=set)
+    unreachable_after: float = UNREACHABLE_AFTER_BEATS
+    # deployment -> the deployments that depend on it (data flow, depends_on)
+    dependents: dict[str, list[str]] = field(default_factory=dict)
+    # Deployments whose every server runs its current render COMPLETE, this pass.
+    settled: set[str] = field(default_factory=set)
+    held_reverse: list[str] = field(default_factory=list)
+
+    def _got(self, server: str, name: str) -> DeploymentReport | None:
+        report = self.reports.get(server)
+        return report.deployments.get(name) if report else None
+
+    def decide(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+    ) -> Decision:
+        """The entry each server in ``targets`` gets now, given what it had.
+
+        ``previous(server)`` is the entry the server was last given for this
+        deployment (None: none) and the bundles of that manifest.
+        """
+        if dep.update_order == "reverse" and self.dependents.get(dep.qualified):
+            return self._reverse(dep, targets, previous)
+        return self._decide(dep, targets, previous)
+
+    # -- update_order: reverse -----------------------------------------------------------
+
+    def _reverse(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+    ) -> Decision:
+        """Dependents first: a change of ``dep`` waits until they are COMPLETE.
+
+        Servers where ``dep`` runs COMPLETE and would change keep their entry,
+        and dependents read it (its old outputs) while they roll out. When
+        every dependent was COMPLETE with its current render at the end of a
+        pass (``finish``), the change is released and rolls out as any other.
+        New servers, and servers where the old entry is not COMPLETE (nothing
+        to keep serving), are not held.
+        """
+        name = dep.qualified
+        kept: dict[str, ManifestEntry] = {}
+        for server, target in targets.items():
+            prior, _bundles = previous(server)
+            if prior is None or prior.config == target.config:
+                continue
+            if entry_result(prior, self._got(server, prior.name)) == "complete":
+                kept[server] = prior
+        changing = {s: targets[s].config for s in sorted(kept)}
+        record = self.ledger.reverse.get(name)
+        if not changing:
+            self.ledger.reverse.pop(name, None)
+            return self._decide(dep, targets, previous)
+        same = record is not None and all(
+            record.get("targets", {}).get(s) == c for s, c in changing.items()
+        )
+        if same and record is not None and record.get("ready"):
+            return self._decide(dep, targets, previous)  # released: the dependents are done
+        if not same:
+            self.ledger.reverse[name] = {"targets": changing, "ready": False}
+        self.held_reverse.append(name)
+        decision = self._decide(dep, {s: t for s, t in targets.items() if s not in kept}, previous)
+        why = (
+            "update_order reverse: waits for its dependents "
+            f"({', '.join(self.dependents[name])}) to roll out first"
+        )
+        for server, prior in kept.items():
+            decision.entries[server] = prior
+            decision.reads[server] = prior
+            decision.waiting[server] = why
+        return decision
+
+    def finish(self) -> None:
+        """End of pass: a held change is released once all its dependents settled."""
+        for name in self.held_reverse:
+            record = self.ledger.reverse.get(name)
+            if record is not None:
+                ready = all(d in self.settled for d in self.dependents.get(name, []))
+                self.ledger.reverse[name] = {**record, "ready": ready}
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def _decide(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+    ) -> Decision:
+        name = dep.qualified
+        self.touched.add(name)
+        rollout = self.ledger.rollouts.get(name)
+        held = self.ledger.quarantine.get(name, {})
+        # A commit that renders another digest for a server lifts its quarantine.
+        for server in [s for s, q in held.items() if s in targets]:
+            if targets[server].config != held[server].config:
+                self.ledger.quarantine_lift(name, server)
+        for server, target in list(targets.items()):
+            count = self.ledger.retry_count(name, server, target.config)
+            if count != target.retry:
+                targets[server] = replace(target, retry=count)
+        for server in list(self.ledger.retries.get(name, {})):
+            if server in targets and not targets[server].retry:
+                del self.ledger.retries[name][server]  # another digest now: forget the retries
+        decision = Decision(entries={})
+        done: list[str] = []
+        running: list[str] = []
+        failed: dict[str, str] = {}
+        pending: list[str] = []
+        before: dict[str, ManifestEntry | None] = {}
+        bundles: dict[str, dict[str, str]] = {}
+        for server in dep.servers:
+            if server not in targets:
+                continue
+            target = targets[server]
+            prior, bundles[server] = previous(server)
+            before[server] = prior
+            decision.entries[server] = prior
+            quarantined = self.ledger.quarantined(name, server)
+            if quarantined is not None and quarantined.config == target.config:
+                failed[server] = quarantined.reason
+                continue
+            if prior != target:
+                pending.append(server)
+                continue
+            result = entry_result(target, self._got(server, target.name))
+            if result == "complete":
+                done.append(server)
+            elif result == "failed":
+                got = self._got(server, target.name)
+                failed[server] = (got.reason if got else None) or "failed"
+                self.ledger.quarantine_add(name, server, target.config, failed[server])
+            else:
+                started = rollout.started.get(server) if rollout else None
+                if started is None:
+                    # Published before the ledger knew (an older controller, a
+                    # lost ledger): its timeout counts from now.
+                    rollout = rollout or self._new_rollout(name)
+                    rollout.started[server] = self.now
+                    started = self.now
+                if self.now - started > target.timeout:
+                    failed[server] = f"timeout: no result within {target.timeout:g}s"
+                    self.ledger.quarantine_add(name, server, target.config, failed[server])
+                else:
+                    running.append(server)
+
+        if failed:
+            return self._stop(dep, targets, before, rollout, decision, failed, done, running)
+
+        if (
+            rollout is not None
+            and running == []
+            and rollout.batch
+            and rollout.batch_done_at is None
+        ):
+            rollout.batch_done_at = self.now
+        if not pending:
+            if not running and len(done) == len(dep.servers):
+                self.settled.add(name)
+            if running:
+                self._progress(dep, rollout, done, running, failed, pending)
+            elif rollout is not None:
+                del self.ledger.rollouts[name]  # every server has it: the rollout is over
+            return decision
+
+        rollout = rollout or self._new_rollout(name)
+        rollout.commit = self.commit
+        why = self._admit(dep, targets, before, bundles, rollout, pending, running, decision)
+        still = [s for s in pending if decision.entries.get(s) is not targets[s]]
+        for server in still:
+            decision.waiting[server] = why
+        # Progress as it stands after this pass, so that the next pass, if
+        # nothing happened meanwhile, finds the same and writes nothing.
+        admitted = [s for s in pending if s not in still]
+        self._progress(dep, rollout, done, running + admitted, failed, still)
+        return decision
+
+    # -- admitting a batch ---------------------------------------------------------------
+
+    def _unreachable(self, server: str) -> bool:
+        return unreachable(self.reports.get(server), self.now, self.unreachable_after)
+
+    def _serving(self, server: str, prior: ManifestEntry | None) -> bool:
+        """In service: COMPLETE with what it was given, and its agent reachable."""
+        if prior is None or self._unreachable(server):
+            return False
+        return entry_result(prior, self._got(server, prior.name)) == "complete"
+
+    def _admit(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        before: dict[str, ManifestEntry | None],
+        bundles: dict[str, dict[str, str]],
+        rollout: Rollout,
+        pending: list[str],
+        running: list[str],
+        decision: Decision,
+    ) -> str:
+        """Publish the next batch if the rules allow; why the rest waits."""
+        if running:
+            return f"waits for batch {rollout.batches} to complete"
+        if rollout.batch_done_at is not None:
+            creating = all(before.get(s) is None for s in rollout.batch)
+            pause = dep.policy(creating).pause_time
+            if self.now < rollout.batch_done_at + pause:
+                return f"pause_time: next batch at +{rollout.batch_done_at + pause - self.now:g}s"
+        reachable = [s for s in pending if not self._unreachable(s)]
+        if not reachable:
+            return "agent unreachable"
+        creates = [s for s in reachable if before.get(s) is None]
+        updates = [s for s in reachable if before.get(s) is not None]
+        batch: list[str] = []
+        why = ""
+        if creates:
+            batch += creates[: self._size(dep.policy(True), rollout, len(creates))]
+        if updates:
+            policy = dep.policy(False)
+            in_service = sum(self._serving(s, before.get(s)) for s in dep.servers if s in before)
+            size = self._size(policy, rollout, len(updates))
+            taken: list[str] = []
+            for server in updates:
+                if len(taken) >= size:
+                    break
+                if self._serving(server, before.get(server)):
+                    # Changing it takes it out of service.
+                    if in_service - 1 < policy.min_in_service:
+                        why = (
+                            f"min_in_service {policy.min_in_service}: only {in_service} in service"
+                        )
+                        break
+                    in_service -= 1
+                taken.append(server)
+            batch += taken
+        if not batch:
+            return why or "waiting for a batch"
+        for server in batch:
+            prior = before.get(server)
+            got = self._got(server, prior.name) if prior else None
+            if prior is None:
+                rollout.good.setdefault(server, None)
+            elif entry_result(prior, got) == "complete":
+                # The bundles go along: the old config's directories may not be
+                # in the manifests that follow.
+                rollout.good[server] = {**prior.to_dict(), "bundles": bundles.get(server, {})}
+            else:
+                rollout.good.setdefault(server, None)
+            rollout.started[server] = self.now
+            rollout.targets[server] = targets[server].config
+            decision.entries[server] = targets[server]
+        rollout.batches += 1
+        rollout.batch = sorted(batch)
+        rollout.batch_done_at = None
+        waits = f"waits for batch {rollout.batches} to complete"
+        return f"{waits} ({why})" if why else waits
+
+    @staticmethod
+    def _size(policy: UpdatePolicy, rollout: Rollout, pending: int) -> int:
+        if rollout.batches == 0 and policy.canary > 0:
+            return policy.canary
+        return policy.max_batch_size or pending
+
+    # -- failure ---------------------------------------------------------------------------
+
+    def _stop(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        before: dict[str, ManifestEntry | None],
+        rollout: Rollout | None,
+        decision: Decision,
+        failed: dict[str, str],
+        done: list[str],
+        running: list[str],
+    ) -> Decision:
+        """A failure stops the rollout: halt where it is, or roll back."""
+        name = dep.qualified
+        rollout = rollout or self._new_rollout(name)
+        what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
+        if dep.on_failure == "rollback":
+            rolled: list[str] = []
+            for server, prior in before.items():
+                if prior is None or rollout.targets.get(server) != prior.config:
+                    continue
+                if server in rollout.good:
+                    decision.entries[server] = rollout.good_entry(server)
+                    decision.bundles[server] = dict((rollout.good[server] or {}).get("bundles", {}))
+                    rolled.append(server)
+            rollout.outcome = "rolled_back"
+            rollout.rolled_back = sorted(set(rollout.rolled_back) | set(rolled))
+            if rolled:
+                decision.failures.append(
+                    f"{name}: failed on {what}; rolled back on {', '.join(sorted(rolled))}"
+                )
+            else:
+                decision.failures.append(f"{name}: failed on {what}; rolled back")
+        else:
+            rollout.outcome = "halted"
+            decision.failures.append(f"{name}: failed on {what}; rollout halted")
+        for server in targets:
+            if server not in failed:
+                decision.waiting.setdefault(server, f"rollout {rollout.outcome.replace('_', ' ')}")
+        still = [s for s in targets if s not in failed and s not in done and s not in running]
+        self._progress(dep, rollout, done, running, failed, still)
+        return decision
+
+    def _new_rollout(self, name: str) -> Rollout:
+        rollout = self.ledger.rollouts[name] = Rollout(deployment=name, commit=self.commit)
+        return rollout
+
+    def _progress(
+        self,
+        dep: Deployment,
+        rollout: Rollout | None,
+        done: list[str],
+        running: list[str],
+        failed: dict[str, str],
+        waiting: list[str],
+    ) -> None:
+        if rollout is None:
+            return
+        policy = dep.policy(False)
+        size = policy.max_batch_size or max(len(waiting), 1)
+        remaining = math.ceil(len(waiting) / size) if waiting else 0
+        progress: dict[str, Any] = {
+            "batch": rollout.batches,
+            "batches": rollout.batches + remaining,
+            "done": sorted(done),
+            "in_progress": sorted(running),
+            "failed": dict(sorted(failed.items())),
+            "waiting": sorted(waiting),
+        }
+        rollout.progress = progress
+
+    def forget_others(self, deployments: set[str]) -> None:
+        """Drop records of deployments no longer in the commit."""
+        for name in [n for n in self.ledger.rollouts if n not in deployments]:
+            del self.ledger.rollouts[name]
+        for name in [n for n in self.ledger.quarantine if n not in deployments]:
+            del self.ledger.quarantine[name]
+        for name in [n for n in self.ledger.retries if n not in deployments]:
+            del self.ledger.retries[name]
+        for name in [n for n in self.ledger.reverse if n not in deployments]:
+            del self.ledger.reverse[name]

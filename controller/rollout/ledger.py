@@ -1,0 +1,216 @@
+"""The controller's own record in the store: rollouts in flight, quarantine, waits.
+
+The controller keeps no state on its machine; what it must remember between
+passes and that neither git nor the reports can tell it lives in one small
+document, ``controller/ledger`` in the store, written by the controller only:
+
+- ``rollouts``: per deployment whose change is being rolled out, the batches
+  started, when the last one finished (``pause_time`` counts from there), when
+  each server was given its new entry (timeouts count from there), the entry
+  each server had last *succeeded* with before the change (what ``rollback``
+  goes back to: the agent's report no longer says once a new digest ran), and
+  the progress shown by ``setpoint status``.
+- ``quarantine``: per deployment and server, a digest that failed (or timed
+  out) there; it is not published again until a commit renders a different
+  digest or ``setpoint retry`` lifts it.
+- ``waiting``: why each waiting deployment waits, for ``setpoint status``.
+- ``cycles``: rounds of each declared contextualization cycle.
+- ``reverse``: ``update_order: reverse`` deployments whose change waits for
+  their dependents to roll out first, and whether those are COMPLETE.
+
+It is rewritten only when its content changes, so an idle pass writes nothing.
+Losing it loses no configuration: the next pass starts new rollouts from what
+the pointers and reports say (only rollback targets and quarantines are lost).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from setpoint.store.base import Store
+from setpoint.store.digest import canonical_json
+from setpoint.store.documents import ManifestEntry
+
+LEDGER = "ledger"
+
+
+@dataclass
+class Rollout:
+    """One deployment's change, batch by batch."""
+
+    deployment: str
+    commit: str
+    batches: int = 0
+    batch: list[str] = field(default_factory=list)
+    batch_done_at: float | None = None
+    started: dict[str, float] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)
+    # The entry that last succeeded on each server before this change (None:
+    # nothing had), as a manifest entry dict.
+    good: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    outcome: str = "rolling"  # rolling | halted | rolled_back
+    progress: dict[str, Any] = field(default_factory=dict)
+    # Servers given back their last good entry by a rollback (the commit's record names them).
+    rolled_back: list[str] = field(default_factory=list)
+
+    def good_entry(self, server: str) -> ManifestEntry | None:
+        doc = self.good.get(server)
+        return ManifestEntry.from_dict(doc) if doc is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "batches": self.batches,
+            "batch": list(self.batch),
+            "batch_done_at": self.batch_done_at,
+            "started": dict(sorted(self.started.items())),
+            "targets": dict(sorted(self.targets.items())),
+            "good": dict(sorted(self.good.items())),
+            "outcome": self.outcome,
+            "progress": self.progress,
+            **({"rolled_back": list(self.rolled_back)} if self.rolled_back else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, doc: dict[str, Any]) -> Rollout:
+        return cls(
+            deployment=name,
+            commit=str(doc.get("commit", "")),
+            batches=int(doc.get("batches", 0)),
+            batch=[str(s) for s in doc.get("batch", [])],
+            batch_done_at=doc.get("batch_done_at"),
+            started={str(k): float(v) for k, v in (doc.get("started") or {}).items()},
+            targets={str(k): str(v) for k, v in (doc.get("targets") or {}).items()},
+            good=dict(doc.get("good") or {}),
+            outcome=str(doc.get("outcome", "rolling")),
+            progress=dict(doc.get("progress") or {}),
+            rolled_back=[str(s) for s in doc.get("rolled_back") or []],
+        )
+
+
+@dataclass
+class Quarantined:
+    config: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "reason": self.reason}
+
+
+@dataclass
+class Ledger:
+    rollouts: dict[str, Rollout] = field(default_factory=dict)
+    quarantine: dict[str, dict[str, Quarantined]] = field(default_factory=dict)
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    cycles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # deployment -> server -> {config, count}: ``setpoint retry`` of that digest there
+    retries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # ``update_order: reverse`` deployments held while their dependents roll out:
+    # deployment -> {targets: {server: digest held back}, ready: dependents COMPLETE}
+    reverse: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What was read from the store, to write only on change.
+    loaded: dict[str, Any] | None = None
+
+    def quarantined(self, deployment: str, server: str) -> Quarantined | None:
+        return self.quarantine.get(deployment, {}).get(server)
+
+    def quarantine_add(self, deployment: str, server: str, config: str, reason: str) -> None:
+        self.quarantine.setdefault(deployment, {})[server] = Quarantined(config, reason)
+
+    def retry_count(self, deployment: str, server: str, config: str) -> int:
+        """How often ``setpoint retry`` asked for ``config`` on ``server`` again."""
+        got = self.retries.get(deployment, {}).get(server)
+        return int(got["count"]) if got and got.get("config") == config else 0
+
+    def quarantine_lift(
+        self, deployment: str, server: str | None = None, count_retry: bool = False
+    ) -> list[str]:
+        """Lift quarantine on ``deployment`` (on one server, or all); the servers lifted.
+
+        With ``count_retry`` (``setpoint retry``), the digest's retry count goes
+        up, which tells the agent to try a digest that failed for good again.
+        """
+        held = self.quarantine.get(deployment, {})
+        lifted = sorted(held) if server is None else [s for s in held if s == server]
+        for s in lifted:
+            if count_retry:
+                config = held[s].config
+                count = self.retry_count(deployment, s, config) + 1
+                self.retries.setdefault(deployment, {})[s] = {"config": config, "count": count}
+            del held[s]
+        if not held:
+            self.quarantine.pop(deployment, None)
+        return lifted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "ControllerLedger",
+            "rollouts": {k: r.to_dict() for k, r in sorted(self.rollouts.items())},
+            "quarantine": {
+                d: {s: q.to_dict() for s, q in sorted(held.items())}
+                for d, held in sorted(self.quarantine.items())
+                if held
+            },
+            "waiting": self.waiting,
+            "cycles": dict(sorted(self.cycles.items())),
+            "retries": {d: dict(sorted(r.items())) for d, r in sorted(self.retries.items()) if r},
+            **({"reverse": dict(sorted(self.reverse.items()))} if self.reverse else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Ledger:
+        if doc is None:
+            return cls(loaded=None)
+        quarantine = {
+            str(d): {
+                str(s): Quarantined(str(q.get("config", "")), str(q.get("reason", "")))
+                for s, q in (held or {}).items()
+            }
+            for d, held in (doc.get("quarantine") or {}).items()
+        }
+        return cls(
+            rollouts={
+                str(k): Rollout.from_dict(str(k), v) for k, v in (doc.get("rollouts") or {}).items()
+            },
+            quarantine=quarantine,
+            waiting=list(doc.get("waiting") or []),
+            cycles=dict(doc.get("cycles") or {}),
+            retries={str(d): dict(r) for d, r in (doc.get("retries") or {}).items()},
+            reverse={str(d): dict(r) for d, r in (doc.get("reverse") or {}).items()},
+            loaded=copy.deepcopy(doc),
+        )
+
+    @property
+    def changed(self) -> bool:
+        now = self.to_dict()
+        if self.loaded is None:
+            # Nothing stored yet: an empty ledger need not be written.
+            kinds = ("rollouts", "quarantine", "waiting", "cycles", "retries", "reverse")
+            return any(now.get(k) for k in kinds)
+        return bool(json.loads(canonical_json(now)) != self.loaded)
+
+
+def read_ledger(store: Store) -> Ledger:
+    return Ledger.from_dict(store.read_controller_doc(LEDGER))
+
+
+def write_ledger(store: Store, ledger: Ledger) -> bool:
+    """Write the ledger if it changed; whether it was written."""
+    if not ledger.changed:
+        return False
+    doc = ledger.to_dict()
+    store.write_controller_doc(LEDGER, doc)
+    ledger.loaded = copy.deepcopy(doc)
+    return True
+
+
+def lift_quarantine(store: Store, deployment: str, server: str | None = None) -> list[str]:
+    """``setpoint retry``: publish ``deployment``'s failed digest again on the next pass."""
+    ledger = read_ledger(store)
+    lifted = ledger.quarantine_lift(deployment, server, count_retry=True)
+    if lifted:
+        write_ledger(store, ledger)
+    return lifted

@@ -1,0 +1,466 @@
+"""What merging HEAD would do to the fleet, compared with BASE: an exact, offline plan.
+
+Rendering is a pure function of the commit (and of reported outputs), so both
+commits are rendered here exactly as ``setpoint reconcile`` would render them,
+and each (deployment, server) pair is compared by digest:
+
+- CREATE: the pair is new in HEAD; DELETE: it is gone (its DELETE config runs);
+- UPDATE: the digest changes; REPLACE: it changes and either the deployment's
+  component changed or an input marked ``replace_on_change`` changed value;
+- unchanged: equal digests. A moved file or a reformatted YAML is "no change".
+
+A pair whose inputs read outputs that only agents report (``get_attr``) has
+no digest until those outputs exist. Without a store its config is rendered
+with placeholders ("known after apply") and compared as such; with ``--store``
+the outputs reported so far fill them in.
+
+Values of inputs marked ``secret: true`` never appear in a plan: the diff
+shows a mask, and says whether the secret changed. (They are still part of the
+digest: the server must rerun when a password changes.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model, UpdatePolicy
+from setpoint.controller.errors import Problem
+from setpoint.controller.render.derived import derived_config
+from setpoint.controller.rollout.desired import compute_desired
+from setpoint.store.documents import Manifest, Report
+
+KNOWN_AFTER_APPLY = "known after apply"
+MASK = "********"
+CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
+# The order in which a deployment's overall action is chosen from its servers'.
+_WEIGHT = {UNCHANGED: 0, UPDATE: 1, CREATE: 2, DELETE: 3, REPLACE: 4}
+
+# digest -> [(environment, commit)] where it converged, newest first (see notes.py)
+History = dict[str, list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class Side:
+    """One (deployment, server) pair as one commit renders it."""
+
+    deployment: str
+    server: str
+    component: str
+    digest: str | None  # None: waits for reported outputs (known after apply)
+    body: dict[str, Any]
+    secrets: frozenset[str]
+    replace_inputs: frozenset[str]
+    upstreams: frozenset[str]
+
+    def values(self) -> dict[str, Any]:
+        return {i["name"]: i["value"] for i in self.body["inputs"]}
+
+
+def _placeholder(value: Any, server: str) -> Any:
+    if isinstance(value, GetAttr):
+        where = f"@{value.server}" if value.server else ""
+        return f"<{KNOWN_AFTER_APPLY}: {value.deployment}.{value.output}{where}>"
+    if isinstance(value, Computed):
+        return f"<{KNOWN_AFTER_APPLY}: {value.label} of {_placeholder(value.args, server)}>"
+    if isinstance(value, dict):
+        return {k: _placeholder(v, server) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholder(v, server) for v in value]
+    return value
+
+
+def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, str], Side]:
+    """Every (deployment, server) pair of ``model``, rendered as reconcile would."""
+
+    def nothing_published(_server: str) -> Manifest | None:
+        return None
+
+    desired = compute_desired(model, reports, nothing_published)
+    out: dict[tuple[str, str], Side] = {}
+    for dep in model.deployments():
+        qualified = dep.qualified
+        component = model.components[dep.component]
+        secrets = frozenset(i.name for i in component.inputs if i.secret)
+        replace = frozenset(i.name for i in component.inputs if i.replace_on_change)
+        upstreams = frozenset(dep.upstreams())
+        # Placeholders do not depend on the server: one symbolic body per deployment.
+        symbolic_body: dict[str, Any] | None = None
+        for server in dep.servers:
+            digest = desired.rendered.get((qualified, server))
+            if digest is not None:
+                body = desired.configs[digest].body
+            else:
+                if symbolic_body is None:
+                    symbolic = {k: _placeholder(v, server) for k, v in dep.input_values.items()}
+                    symbolic_body = derived_config(component, symbolic).body
+                body = symbolic_body
+            out[(qualified, server)] = Side(
+                deployment=qualified,
+                server=server,
+                component=dep.component,
+                digest=digest,
+                body=body,
+                secrets=secrets,
+                replace_inputs=replace,
+                upstreams=upstreams,
+            )
+    return out
+
+
+# -- readable text of a derived config, for diffs ----------------------------------------
+
+
+def _indented(text: str) -> list[str]:
+    return ["    " + line if line else "" for line in text.splitlines()]
+
+
+def describe(body: dict[str, Any], secrets: frozenset[str], changed: frozenset[str]) -> str:
+    """A derived config as people read it: config text, then input values, secrets masked."""
+    lines = [f"component: {body['name']}"]
+    for entry in body["config"]["configs"]:
+        lines.append(f"config for {', '.join(entry['actions'])} (tool: {entry['tool']}):")
+        config = entry["config"]
+        text = config if isinstance(config, str) else json.dumps(config, indent=2, sort_keys=True)
+        lines += _indented(text)
+    lines.append("inputs:")
+    for item in body["inputs"]:
+        name, value = item["name"], item["value"]
+        if name in secrets:
+            lines.append(f"  {name} = {MASK} (secret{', changed' if name in changed else ''})")
+        elif isinstance(value, str) and "\n" in value:
+            lines.append(f"  {name} = |")
+            lines += _indented(value)
+        else:
+            lines.append(f"  {name} = {json.dumps(value, sort_keys=True)}")
+    outputs = [
+        o["name"] + (" (error output)" if o["error_output"] else "") for o in body["outputs"]
+    ]
+    lines.append(f"outputs: {', '.join(outputs) or '-'}")
+    lines.append(f"options: {json.dumps(body['options'], sort_keys=True)}")
+    for name, ref in sorted(body["files"].items()):
+        lines.append(f"file {name}: {ref['type']} {ref['digest']}")
+    return "\n".join(lines) + "\n"
+
+
+def unified_diff(old: str, new: str, label: str) -> str:
+    return "\n".join(
+        difflib.unified_diff(
+            old.splitlines(), new.splitlines(), f"a/{label}", f"b/{label}", lineterm=""
+        )
+    )
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerChange:
+    server: str
+    action: str
+    old: str | None
+    new: str | None
+    known_after_apply: bool = False
+    diff: str = ""
+    # Why a pair without a digest may change: the upstreams it reads that change.
+    reads_changed: list[str] = field(default_factory=list)
+    # The same config already converged in another environment: (environment, commit).
+    promoted_from: tuple[str, str] | None = None
+    # The same config already converged in this environment (a revert): that commit.
+    returning: str | None = None
+
+    @property
+    def changes(self) -> bool:
+        return self.action != UNCHANGED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "action": self.action,
+            "old": self.old,
+            "new": self.new,
+            "known_after_apply": self.known_after_apply,
+            "reads_changed": self.reads_changed,
+            "promoted_from": (
+                {"environment": self.promoted_from[0], "commit": self.promoted_from[1]}
+                if self.promoted_from
+                else None
+            ),
+            "returning": self.returning,
+            "diff": self.diff,
+        }
+
+
+@dataclass
+class DeploymentChange:
+    name: str
+    component: str
+    servers: list[ServerChange]
+    batches: list[list[str]] = field(default_factory=list)
+
+    @property
+    def stack(self) -> str:
+        return self.name.split("/", 1)[0]
+
+    @property
+    def action(self) -> str:
+        return max((s.action for s in self.servers), key=_WEIGHT.__getitem__, default=UNCHANGED)
+
+    @property
+    def changes(self) -> bool:
+        return any(s.changes for s in self.servers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stack": self.stack,
+            "component": self.component,
+            "action": self.action,
+            "servers": [s.to_dict() for s in self.servers],
+            "batches": self.batches,
+        }
+
+
+@dataclass
+class Plan:
+    base: str
+    head: str
+    environment: str | None
+    deployments: list[DeploymentChange]  # in rollout order
+    base_problems: list[Problem] = field(default_factory=list)
+    # With a store: blobs the change needs that the store lacks (None: not checked).
+    uploads: int | None = None
+
+    @property
+    def changed(self) -> list[DeploymentChange]:
+        return [d for d in self.deployments if d.changes]
+
+    @property
+    def servers_changed(self) -> list[str]:
+        return sorted({s.server for d in self.deployments for s in d.servers if s.changes})
+
+    @property
+    def servers_unchanged(self) -> list[str]:
+        every = {s.server for d in self.deployments for s in d.servers}
+        return sorted(every - set(self.servers_changed))
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changed)
+
+    def summary(self) -> str:
+        if not self.has_changes:
+            return f"no change: {len(self.servers_unchanged)} servers unchanged"
+        changed, deps = len(self.servers_changed), len(self.changed)
+        return (
+            f"{changed} server{'s' if changed != 1 else ''}, {deps} "
+            f"deployment{'s' if deps != 1 else ''} change; "
+            f"{len(self.servers_unchanged)} servers unchanged"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON form (``setpoint plan --format json``), documented in README.md."""
+        return {
+            "format": "setpoint-plan/1",
+            "base": self.base,
+            "head": self.head,
+            "environment": self.environment,
+            "changes": self.has_changes,
+            "summary": {
+                "text": self.summary(),
+                "servers_changed": len(self.servers_changed),
+                "deployments_changed": len(self.changed),
+                "servers_unchanged": len(self.servers_unchanged),
+            },
+            "base_problems": [p.to_dict() for p in self.base_problems],
+            "uploads": self.uploads,
+            "rollout": [{"deployment": d.name, "batches": d.batches} for d in self.changed],
+            "deployments": [d.to_dict() for d in self.deployments],
+        }
+
+
+def rollout_batches(
+    model: Model, deployment: str, creating: list[str], updating: list[str]
+) -> list[list[str]]:
+    """The batches in which ``deployment``'s change would reach its servers.
+
+    Follows ``controller.rollout``: a batch takes servers new to the deployment
+    under ``batch_create`` and changing ones under ``update_policy`` (the first
+    batch is ``canary`` servers when set; updates never take the servers in
+    service below ``min_in_service``). Offline, every server that had the
+    deployment is assumed in service when a batch starts; a rollout the policy
+    cannot move at all is shown as one last batch.
+    """
+    dep = model.deployment(deployment)
+    create_policy, update_policy = dep.policy(True), dep.policy(False)
+    in_service = len([s for s in dep.servers if s not in creating])
+    room = in_service - update_policy.min_in_service
+    creates, updates = list(creating), list(updating)
+    batches: list[list[str]] = []
+    while creates or updates:
+        first = not batches
+
+        def size(policy: UpdatePolicy, pending: int, first: bool = first) -> int:
+            if first and policy.canary > 0:
+                return policy.canary
+            return policy.max_batch_size or pending
+
+        take = creates[: size(create_policy, len(creates))]
+        if updates and room > 0:
+            take += updates[: min(size(update_policy, len(updates)), room)]
+        if not take:
+            take = creates + updates  # min_in_service allows nothing: shown as one batch
+        batches.append(sorted(take))
+        creates = [s for s in creates if s not in take]
+        updates = [s for s in updates if s not in take]
+    return batches
+
+
+# Texts and diffs already made this plan, keyed by the identity of the bodies they
+# describe: every server of a deployment shares its rendered body, so a change
+# to a thousand servers is described and diffed once.
+_Texts = dict[tuple[Any, ...], str]
+
+
+def _compare(
+    old: Side | None, new: Side | None, changed_deps: set[str], texts: _Texts | None = None
+) -> ServerChange:
+    side = new or old
+    assert side is not None
+    server, label = side.server, side.deployment
+    texts = {} if texts is None else texts
+    if old is None or new is None:
+        action = CREATE if old is None else DELETE
+        only = new or old
+        assert only is not None
+        key: tuple[Any, ...] = (action, label, id(only.body), only.secrets)
+        diff = texts.get(key)
+        if diff is None:
+            text = describe(only.body, only.secrets, frozenset())
+            diff = unified_diff("", text, label) if new else unified_diff(text, "", label)
+            texts[key] = diff
+        return ServerChange(
+            server,
+            action,
+            old.digest if old else None,
+            new.digest if new else None,
+            known_after_apply=(new is not None and new.digest is None),
+            diff=diff,
+        )
+    known = old.digest is not None and new.digest is not None
+    # Without digests, compare the configs rendered with placeholders.
+    same = old.digest == new.digest if known else old.body == new.body
+    reads_changed = sorted(new.upstreams & changed_deps) if not known else []
+    if same and not reads_changed:
+        return ServerChange(server, UNCHANGED, old.digest, new.digest, not known)
+    old_values, new_values = old.values(), new.values()
+    secrets = old.secrets | new.secrets
+    changed_secrets = frozenset(
+        n for n in secrets if old_values.get(n, _MISSING) != new_values.get(n, _MISSING)
+    )
+    key = (UPDATE, label, id(old.body), id(new.body), secrets, changed_secrets)
+    diff = texts.get(key)
+    if diff is None:
+        old_text = describe(old.body, secrets, frozenset())
+        new_text = describe(new.body, secrets, changed_secrets)
+        diff = texts[key] = unified_diff(old_text, new_text, label)
+    replaced = old.component != new.component or any(
+        old_values.get(n, _MISSING) != new_values.get(n, _MISSING) for n in new.replace_inputs
+    )
+    return ServerChange(
+        server,
+        REPLACE if replaced and not same else UPDATE,
+        old.digest,
+        new.digest,
+        known_after_apply=not known,
+        diff=diff,
+        reads_changed=reads_changed,
+    )
+
+
+_MISSING: Any = object()
+
+
+def _deployment_names(base: Model | None, head: Model) -> list[str]:
+    """Rollout order: HEAD's (dependencies first), then removed ones, dependents first."""
+    names = list(head.order)
+    if base is not None:
+        names += [q for q in reversed(base.order) if q not in names]
+    return names
+
+
+def make_plan(
+    base: Model | None,
+    head: Model,
+    reports: dict[str, Report] | None = None,
+    history: History | None = None,
+    base_commit: str | None = None,
+    base_problems: list[Problem] | None = None,
+) -> Plan:
+    """Compare ``base`` (None: it has invalid definitions) with ``head``."""
+    reports = reports or {}
+    old_sides = render_sides(base, reports) if base is not None else {}
+    new_sides = render_sides(head, reports)
+    env_name = head.environment or "default"
+    changes: list[DeploymentChange] = []
+    changed_deps: set[str] = set()
+    texts: _Texts = {}
+    servers_of: dict[str, set[str]] = {}
+    for d, s in (*old_sides, *new_sides):
+        servers_of.setdefault(d, set()).add(s)
+    for name in _deployment_names(base, head):
+        dep: Deployment | None = (head.deployment(name) if name in head.order else None) or (
+            base.deployment(name) if base is not None else None
+        )
+        assert dep is not None
+        servers = sorted(servers_of.get(name, ()))
+        server_changes = [
+            _compare(old_sides.get((name, s)), new_sides.get((name, s)), changed_deps, texts)
+            for s in servers
+        ]
+        for change in server_changes:
+            if change.changes and change.new is not None and history:
+                _mark_history(change, history.get(change.new, []), env_name)
+        item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
+        if item.changes:
+            changed_deps.add(name)
+            creating = [s.server for s in server_changes if s.action == CREATE]
+            updating = [s.server for s in server_changes if s.action in (UPDATE, REPLACE)]
+            removing = [s.server for s in server_changes if s.action == DELETE]
+            if creating or updating:
+                item.batches = rollout_batches(head, name, creating, updating)
+            if removing:
+                # A deployment's removal is published to its servers at once.
+                item.batches.append(removing)
+        changes.append(item)
+    return Plan(
+        base=base.commit if base is not None else (base_commit or ""),
+        head=head.commit,
+        environment=head.environment,
+        deployments=changes,
+        base_problems=base_problems or [],
+    )
+
+
+def _mark_history(change: ServerChange, hits: list[tuple[str, str]], env_name: str) -> None:
+    for env, commit in hits:
+        if env == env_name and change.returning is None:
+            change.returning = commit
+        elif env != env_name and change.promoted_from is None:
+            change.promoted_from = (env, commit)
+
+
+def blobs_to_upload(
+    head: Model, reports: dict[str, Report], find_missing: Callable[[list[str]], set[str]]
+) -> int:
+    """How many blobs publishing ``head`` would upload (configs and attached files)."""
+
+    def nothing_published(_server: str) -> Manifest | None:
+        return None
+
+    desired = compute_desired(head, reports, nothing_published)
+    wanted = sorted({*desired.configs, *desired.attachments})
+    return len(find_missing(wanted)) if wanted else 0

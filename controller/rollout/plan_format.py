@@ -1,0 +1,185 @@
+"""A ``Plan`` as text (a terminal), Markdown (a pull request comment) or JSON (a CI job).
+
+Servers that get the same change of the same deployment are shown together,
+with one diff: a group of a thousand identical web servers is one entry, not a
+thousand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from setpoint.controller.rollout.plan import (
+    KNOWN_AFTER_APPLY,
+    UNCHANGED,
+    DeploymentChange,
+    Plan,
+    ServerChange,
+)
+from setpoint.store.digest import short
+
+# GitHub refuses comments over 65536 characters; leave room for what CI adds.
+MARKDOWN_LIMIT = 60_000
+
+
+@dataclass
+class _Group:
+    change: ServerChange  # the first server's; every server in the group has the same
+    servers: list[str]
+
+    @property
+    def who(self) -> str:
+        if len(self.servers) <= 4:
+            return ", ".join(self.servers)
+        return f"{', '.join(self.servers[:3])} and {len(self.servers) - 3} more"
+
+
+def _groups(dep: DeploymentChange) -> list[_Group]:
+    found: dict[tuple[object, ...], _Group] = {}
+    for s in dep.servers:
+        key = (
+            s.action,
+            s.old,
+            s.new,
+            s.diff,
+            s.known_after_apply,
+            tuple(s.reads_changed),
+            s.promoted_from,
+            s.returning,
+        )
+        if key in found:
+            found[key].servers.append(s.server)
+        else:
+            found[key] = _Group(s, [s.server])
+    return list(found.values())
+
+
+def _digest(digest: str | None, known_after_apply: bool) -> str:
+    if digest is None:
+        return f"({KNOWN_AFTER_APPLY})" if known_after_apply else "-"
+    return short(digest, 16)
+
+
+def _arrow(c: ServerChange) -> str:
+    if c.action == "CREATE":
+        return _digest(c.new, c.known_after_apply)
+    if c.action == "DELETE":
+        return _digest(c.old, False)
+    if c.action == UNCHANGED:
+        return _digest(c.new, c.known_after_apply)
+    return f"{_digest(c.old, c.known_after_apply)} -> {_digest(c.new, c.known_after_apply)}"
+
+
+def _notes(c: ServerChange) -> list[str]:
+    notes = []
+    if c.reads_changed:
+        notes.append(f"reads outputs of {', '.join(c.reads_changed)}, which changes")
+    if c.promoted_from:
+        env, commit = c.promoted_from
+        notes.append(f"promoted: identical to {env} at commit {commit[:12]}")
+    if c.returning:
+        notes.append(f"returning: converged here at commit {c.returning[:12]}, already stored")
+    return notes
+
+
+def _title(plan: Plan) -> str:
+    env = f" (environment {plan.environment})" if plan.environment else ""
+    return f"{plan.base[:12] or '(invalid)'}..{plan.head[:12]}{env}"
+
+
+def _uploads(plan: Plan) -> str | None:
+    if plan.uploads is None:
+        return None
+    if plan.uploads == 0:
+        return "uploads: none (every blob is already in the store)"
+    return f"uploads: {plan.uploads} blob{'s' if plan.uploads != 1 else ''}"
+
+
+def format_text(plan: Plan, diffs: bool = True) -> str:
+    out = [f"plan {_title(plan)}"]
+    for problem in plan.base_problems[:1]:
+        out.append(f"warning: the base has invalid definitions ({problem}); planned from nothing")
+    for dep in plan.deployments:
+        if not dep.changes:
+            continue
+        out.append("")
+        out.append(f"{dep.action:<9} {dep.name} (component {dep.component})")
+        for group in _groups(dep):
+            c = group.change
+            label = f"{c.action} ({KNOWN_AFTER_APPLY})" if c.known_after_apply else c.action
+            out.append(f"  {label:<9} {group.who}: {_arrow(c)}")
+            out += [f"            {n}" for n in _notes(c)]
+            if diffs and c.changes and c.diff:
+                out += ["      " + line if line else "" for line in c.diff.splitlines()]
+    unchanged = [d.name for d in plan.deployments if not d.changes]
+    if unchanged and plan.has_changes:
+        out += ["", f"unchanged: {', '.join(unchanged)}"]
+    if plan.has_changes:
+        out += ["", "rollout order:"]
+        for i, dep in enumerate(plan.changed, 1):
+            batches = " then ".join("[" + ", ".join(b) + "]" for b in dep.batches)
+            out.append(f"  {i}. {dep.name}: {batches}")
+    uploads = _uploads(plan)
+    if uploads:
+        out.append(uploads)
+    out += ["", plan.summary()]
+    return "\n".join(out) + "\n"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
+    ticks = 3
+    while "`" * ticks in text:
+        ticks += 1
+    return "`" * ticks
+
+
+def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
+    """A pull request comment: summary, a table of changes, collapsible diffs (capped)."""
+    head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
+    if plan.base_problems:
+        head += ["> the base has invalid definitions; planned from nothing", ""]
+    table: list[str] = []
+    details: list[str] = []
+    if plan.has_changes:
+        table += ["| deployment | servers | action | digest | notes |", "|---|---|---|---|---|"]
+        for dep in plan.changed:
+            for group in _groups(dep):
+                c = group.change
+                if not c.changes:
+                    continue
+                notes = "; ".join(_notes(c))
+                action = f"{c.action} ({KNOWN_AFTER_APPLY})" if c.known_after_apply else c.action
+                table.append(f"| `{dep.name}` | {group.who} | {action} | `{_arrow(c)}` | {notes} |")
+                if c.diff:
+                    fence = _fence(c.diff)
+                    details.append(
+                        f"<details><summary><code>{dep.name}</code> on {group.who}: "
+                        f"{c.action}</summary>\n\n{fence}diff\n{c.diff}\n{fence}\n\n</details>"
+                    )
+        table.append("")
+        order = ", ".join(f"`{d.name}`" for d in plan.changed)
+        table += [f"Rollout order: {order}", ""]
+        uploads = _uploads(plan)
+        if uploads:
+            table += [uploads, ""]
+    text = "\n".join(head + table)
+    kept = 0
+    for block in details:
+        # Keep room for the note that says what was cut.
+        if len(text) + len(block) + 400 > limit:
+            break
+        text += block + "\n"
+        kept += 1
+    if kept < len(details):
+        text += (
+            f"\n_{len(details) - kept} of {len(details)} diffs left out to keep this comment "
+            f"under {limit} characters; run `setpoint plan {plan.base[:12]} {plan.head[:12]}` "
+            "for all of them._\n"
+        )
+    return text
+
+
+def format_json(plan: Plan) -> str:
+    return json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n"
