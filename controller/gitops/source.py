@@ -35,6 +35,9 @@ from setpoint.controller.gitops.notes import NOTES_REF
 
 log = structlog.get_logger("setpoint.gitsource")
 
+# watchdog's event types that change a file (not "opened" or "closed_no_write").
+_WRITES = frozenset({"created", "deleted", "modified", "moved", "closed"})
+
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 
 
@@ -101,11 +104,11 @@ class LocalSource:
             from watchdog.observers import Observer
 
             changed = self._changed
+            moves_branch = self._moves_branch
 
             class _Refs(FileSystemEventHandler):
                 def on_any_event(self, event: FileSystemEvent) -> None:
-                    where = str(event.src_path) + " " + str(getattr(event, "dest_path", ""))
-                    if "refs" in where or "HEAD" in where:
+                    if moves_branch(event):
                         changed.set()
 
             # Only where refs live: the git dir itself (packed-refs, HEAD) and refs/.
@@ -121,6 +124,24 @@ class LocalSource:
             return
         self._observer = observer
         self.watching = True
+
+    def _moves_branch(self, event: Any) -> bool:
+        """Whether a file event may have moved the tracked branch.
+
+        Only writes count: the daemon reads the ref itself every pass (open,
+        close-without-write), and a wake on a read is a pass that wakes the
+        next one. Only the branch's own ref and ``packed-refs`` count: a pass
+        writes ``refs/notes/setpoint``, which must not start another pass.
+        """
+        if event.event_type not in _WRITES:
+            return False
+        git_dir = os.path.normpath(self._git_dir)
+        ref_file = os.path.join(git_dir, *self.ref.decode("utf-8").split("/"))
+        packed = os.path.join(git_dir, "packed-refs")
+        paths = (event.src_path, getattr(event, "dest_path", ""))
+        touched = {os.path.normpath(os.fsdecode(p)) for p in paths if p}
+        # git writes <ref>.lock and renames it over <ref>; a pack rewrites packed-refs.
+        return bool(touched & {ref_file, ref_file + ".lock", packed, packed + ".lock"})
 
     def stop(self) -> None:
         if self._observer is not None:

@@ -358,3 +358,26 @@ def test_a_remote_push_over_git_http_backend_and_notes_pushed_back(
     log = git(bare, "log", "--notes=setpoint", "--format=%s: %N", "main")
     assert f"over {scheme}: setpoint default: in-progress: 0 converged" in log
     assert "first: setpoint default: converged in" in log
+
+
+def test_an_idle_watch_runs_one_pass_per_interval_not_one_per_read_of_its_refs(
+    work: Path, store: Store
+) -> None:
+    """The watcher's own reads of the branch ref (open, close-without-write) and its
+    own note writes must not wake it: idle, it passes once per interval."""
+    source = LocalSource(work, "main")
+    watcher = Watcher(source, store, CommitGate(source.path), interval=0.5)
+    stop = threading.Event()
+    passes: list[int] = []
+    thread = threading.Thread(target=lambda: passes.append(watcher.run(stop=stop)), daemon=True)
+    idle = 3.0
+    thread.start()
+    try:
+        time.sleep(idle)
+        assert source.watching, "watchdog did not start: this test proves nothing by polling"
+    finally:
+        stop.set()
+        source._changed.set()  # wake the loop now
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert passes[0] <= idle / watcher.interval + 1, f"{passes[0]} passes in {idle} s idle"
