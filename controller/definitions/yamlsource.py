@@ -4,6 +4,12 @@ Mappings load as ``YMap`` and sequences as ``YList``; both carry the line of
 the node and of each key or item, so every later check can name the line of
 the field it complains about. Duplicate keys, which PyYAML silently lets the
 last one win, are reported as problems.
+
+A definitions file is read by a daemon that must keep serving, so what one
+file may cost is bounded: its size, its nesting depth, and how far its
+aliases may expand (an eleven-line "billion laughs" would otherwise take
+minutes and gigabytes). Each bound is a problem naming the file, never a
+crash.
 """
 
 from __future__ import annotations
@@ -18,6 +24,19 @@ from setpoint.controller.errors import Problem
 # builds the same nodes, resolved by the same resolver; a document it refuses
 # is parsed again by the pure-Python parser, so problems read the same.
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
+
+# Far above any real definitions file, far below what hurts a controller.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 100
+# Aliases may repeat a node, not multiply a document: the values built may
+# number at most this many times the nodes written, plus a little.
+MAX_ALIAS_EXPANSION = 10
+_EXPANSION_SLACK = 10_000
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int, path: str, reason: str) -> None:
+        self.line, self.path, self.reason = line, path, reason
 
 
 class YMap(dict[Any, Any]):
@@ -48,14 +67,47 @@ def node_line(value: Any, default: int) -> int:
     return value.line if isinstance(value, YMap | YList) and value.line else default
 
 
+def _distinct_nodes(root: yaml.Node) -> int:
+    """How many nodes the document wrote (an alias is its anchor's node again)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return len(seen)
+
+
 class _Converter:
-    def __init__(self, file: str, problems: list[Problem]) -> None:
+    def __init__(self, file: str, problems: list[Problem], budget: int) -> None:
         self.file = file
         self.problems = problems
         self.constructor = yaml.SafeLoader("")
+        self.budget = budget
+        self.depth = 0
 
     def convert(self, node: yaml.Node, path: str) -> Any:
         line = node.start_mark.line + 1
+        self.budget -= 1
+        if self.budget < 0:
+            raise _TooBig(line, path, "aliases expand to far more values than the file holds")
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self.constructor.construct_object(node, deep=True)
+        if self.depth >= MAX_DEPTH:
+            raise _TooBig(line, path, f"nested deeper than {MAX_DEPTH} levels")
+        self.depth += 1
+        try:
+            return self._container(node, path, line)
+        finally:
+            self.depth -= 1
+
+    def _container(self, node: yaml.Node, path: str, line: int) -> Any:
         if isinstance(node, yaml.MappingNode):
             out = YMap()
             out.line = line
@@ -95,13 +147,16 @@ class _Converter:
                 items.append(self.convert(item, f"{path}[{index}]"))
                 items.item_lines.append(item.start_mark.line + 1)
             return items
-        return self.constructor.construct_object(node, deep=True)
+        raise AssertionError(f"not a container: {node!r}")
 
 
 def _compose(text: str) -> yaml.Node | None:
     if _FAST_LOADER is not None:
         try:
             return yaml.compose(text, Loader=_FAST_LOADER)
+        except yaml.MarkedYAMLError as exc:
+            if "nesting depth" in str(exc.problem):
+                raise  # libyaml's own bound; the pure-Python parser would recurse
         except yaml.YAMLError:
             pass  # the pure-Python parser below says why, in its own words
     return yaml.compose(text, Loader=yaml.SafeLoader)
@@ -109,6 +164,11 @@ def _compose(text: str) -> yaml.Node | None:
 
 def load_yaml(text: bytes, file: str, problems: list[Problem]) -> Any:
     """Parse one YAML document. Syntax errors become a ``Problem``; returns None then."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        problems.append(
+            Problem(file, 0, "", f"{len(text)} bytes: larger than {MAX_DOCUMENT_BYTES} bytes")
+        )
+        return None
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -124,10 +184,17 @@ def load_yaml(text: bytes, file: str, problems: list[Problem]) -> Any:
     except yaml.YAMLError as exc:
         problems.append(Problem(file, 0, "", f"YAML error: {exc}"))
         return None
+    except RecursionError:
+        problems.append(Problem(file, 0, "", f"nested deeper than {MAX_DEPTH} levels"))
+        return None
     if node is None:
         return None
+    budget = MAX_ALIAS_EXPANSION * _distinct_nodes(node) + _EXPANSION_SLACK
     try:
-        return _Converter(file, problems).convert(node, "")
+        return _Converter(file, problems, budget).convert(node, "")
+    except _TooBig as exc:
+        problems.append(Problem(file, exc.line, exc.path, exc.reason))
+        return None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         problems.append(Problem(file, mark.line + 1 if mark else 0, "", f"YAML error: {exc}"))
