@@ -1,0 +1,96 @@
+"""The store's worker pool: bounded, ordered, a barrier that raises after all ended."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from setpoint.store.errors import InvalidArgument, NotFound
+from setpoint.store.pool import WORKERS_ENV, WorkerPool, default_workers
+
+
+def test_results_come_back_in_input_order_whatever_order_calls_finish() -> None:
+    pool = WorkerPool(4)
+
+    def slow_first(n: int) -> int:
+        time.sleep(0.05 if n == 0 else 0.0)
+        return n * 10
+
+    assert pool.map(slow_first, range(6)) == [0, 10, 20, 30, 40, 50]
+    pool.close()
+
+
+def test_no_more_than_size_calls_run_at_once() -> None:
+    pool = WorkerPool(3)
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def call(_: int) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+
+    pool.map(call, range(12))
+    pool.close()
+    assert most == 3
+
+
+def test_a_failure_is_raised_only_after_every_call_ended() -> None:
+    """The barrier publish relies on: nothing runs on after map raised."""
+    pool = WorkerPool(4)
+    finished: list[int] = []
+
+    def call(n: int) -> int:
+        if n == 1:
+            raise NotFound(f"blobs/{n}")
+        time.sleep(0.05)
+        finished.append(n)
+        return n
+
+    with pytest.raises(NotFound) as caught:
+        pool.map(call, range(5))
+    assert caught.value.key == "blobs/1"
+    assert sorted(finished) == [0, 2, 3, 4]
+    pool.close()
+
+
+def test_the_first_failure_in_input_order_is_the_one_raised() -> None:
+    pool = WorkerPool(4)
+
+    def call(n: int) -> int:
+        if n in (1, 3):
+            time.sleep(0.05 if n == 1 else 0.0)  # 3 fails first in time
+            raise NotFound(f"k{n}")
+        return n
+
+    with pytest.raises(NotFound) as caught:
+        pool.map(call, range(5))
+    assert caught.value.key == "k1"
+    pool.close()
+
+
+def test_a_pool_of_one_runs_in_the_callers_thread() -> None:
+    pool = WorkerPool(1)
+    threads = pool.map(lambda _: threading.current_thread(), range(3))
+    assert threads == [threading.current_thread()] * 3
+
+
+def test_size_comes_from_the_environment_and_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "7")
+    assert default_workers() == 7
+    assert WorkerPool().size == 7
+    monkeypatch.setenv(WORKERS_ENV, "0")
+    with pytest.raises(InvalidArgument):
+        default_workers()
+    monkeypatch.setenv(WORKERS_ENV, "many")
+    with pytest.raises(InvalidArgument):
+        default_workers()
