@@ -35,16 +35,11 @@ from typing import Any
 import structlog
 
 from setpoint.agentshim import __version__
+from setpoint.agentshim.contract import HookResult
 from setpoint.agentshim.errors import AgentError, FilesError, RefusedDocument
 from setpoint.agentshim.files import config_files, materialize
-from setpoint.agentshim.hooks import (
-    HookResult,
-    HookRunner,
-    boot_id,
-    kill_leftover,
-    process_start,
-    tail,
-)
+from setpoint.agentshim.hooks import HookRunner, tail
+from setpoint.agentshim.processes import boot_id, kill_leftover, process_start
 from setpoint.agentshim.relocate import MAX_HOPS, RelocationError, describe, open_location
 from setpoint.agentshim.state import (
     AgentState,
