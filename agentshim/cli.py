@@ -14,9 +14,10 @@ from typing import NoReturn
 import structlog
 
 from setpoint.agentshim import __version__
-from setpoint.agentshim.agent import DEFAULT_HEARTBEAT, Agent
+from setpoint.agentshim.agent import Agent
 from setpoint.agentshim.errors import StateError
 from setpoint.agentshim.logs import FORMATS, configure
+from setpoint.agentshim.reporting import DEFAULT_HEARTBEAT
 from setpoint.agentshim.state import Layout, locked
 from setpoint.agentshim.trust import Trust
 from setpoint.store import Store, StoreError, open_store
