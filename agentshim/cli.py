@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_source_options(parser)
+    _add_run_options(parser)
+    return parser
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where to pull from: --bootstrap, or --store and --server with the trust flags."""
     where = parser.add_argument_group(
         "where to pull from",
         "Either --bootstrap (what 'setpoint enroll' prints: the server, the store's "
@@ -125,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="believe unsigned pointers (development only: anyone who can write to the "
         "store could then make this server run anything)",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The state dir, how often to poll and report, the hooks, retries, logs."""
     parser.add_argument(
         "--state-dir",
         required=True,
@@ -172,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=FORMATS, default="console", help="log format (default: console)"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
 
 
 def _source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, Store, Trust]:

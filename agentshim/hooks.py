@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from setpoint.agentshim.contract import HookResult, ToolCall, interrupted, is_safe_name, status_text
-from setpoint.agentshim.processes import decode, run_process
+from setpoint.agentshim.processes import Outcome, decode, run_process
 from setpoint.agentshim.state import Layout
 from setpoint.agentshim.tools import builtin_tool
 
@@ -126,32 +126,38 @@ class HookRunner:
         failed = interrupted(outcome, what, timeout)
         if failed is not None:
             return failed
-        raw_out, raw_err = decode(outcome.stdout), decode(outcome.stderr)
-        if outcome.returncode != 0:
-            reason = status_text(what, outcome.returncode)
-            return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
-        try:
-            result = json.loads(raw_out)
-        except ValueError:
-            result = None
-        if not isinstance(result, dict):
-            kind = "no JSON" if result is None else "JSON that is not an object"
-            reason = f"{what} printed {kind} on stdout"
-            return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
+        return _hook_output(what, tool, outcome)
 
-        status = result.pop("deploy_status_code", 0)
-        stdout = result.pop("deploy_stdout", "")
-        stderr = result.pop("deploy_stderr", "")
-        stdout = stdout if isinstance(stdout, str) else json.dumps(stdout)
-        stderr = stderr if isinstance(stderr, str) else json.dumps(stderr)
-        if raw_err:
-            stderr = f"{stderr}\n--- {tool} hook stderr ---\n{raw_err}" if stderr else raw_err
-        try:
-            code = int(status if status is not None else 0)
-        except (TypeError, ValueError):
-            bad = f"{what} reported a deploy_status_code that is not an integer: {status!r}"
-            return HookResult(False, result, stdout, stderr, None, bad)
-        if code != 0:
-            bad = f"{what} reported deploy_status_code {code}"
-            return HookResult(False, result, stdout, stderr, code, bad)
-        return HookResult(True, result, stdout, stderr, code)
+
+def _hook_output(what: str, tool: str, outcome: Outcome) -> HookResult:
+    """The result an external hook that ran to its end reported: its status, then
+    the JSON object on its stdout (``deploy_*`` keys and the outputs)."""
+    raw_out, raw_err = decode(outcome.stdout), decode(outcome.stderr)
+    if outcome.returncode != 0:
+        reason = status_text(what, outcome.returncode)
+        return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
+    try:
+        result = json.loads(raw_out)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        kind = "no JSON" if result is None else "JSON that is not an object"
+        reason = f"{what} printed {kind} on stdout"
+        return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
+
+    status = result.pop("deploy_status_code", 0)
+    stdout = result.pop("deploy_stdout", "")
+    stderr = result.pop("deploy_stderr", "")
+    stdout = stdout if isinstance(stdout, str) else json.dumps(stdout)
+    stderr = stderr if isinstance(stderr, str) else json.dumps(stderr)
+    if raw_err:
+        stderr = f"{stderr}\n--- {tool} hook stderr ---\n{raw_err}" if stderr else raw_err
+    try:
+        code = int(status if status is not None else 0)
+    except (TypeError, ValueError):
+        bad = f"{what} reported a deploy_status_code that is not an integer: {status!r}"
+        return HookResult(False, result, stdout, stderr, None, bad)
+    if code != 0:
+        bad = f"{what} reported deploy_status_code {code}"
+        return HookResult(False, result, stdout, stderr, code, bad)
+    return HookResult(True, result, stdout, stderr, code)
