@@ -1,7 +1,9 @@
-"""Which pointers the agent admits: signed by a trusted key, for this server,
-never a lower generation (anti-rollback), never a new manifest under an old one.
+"""Which pointers the agent admits, and which keys it trusts after one.
 
-Each check gives the reason a pointer is refused, or None.
+A pointer is admitted when it is signed by a trusted key, names this server,
+does not go back a generation (anti-rollback) and does not change the manifest
+of a generation already accepted. Each check gives the reason a pointer is
+refused, or None.
 """
 
 from __future__ import annotations
