@@ -14,9 +14,10 @@ from typing import NoReturn
 import structlog
 
 from setpoint.agentshim import __version__
-from setpoint.agentshim.agent import DEFAULT_HEARTBEAT, Agent
+from setpoint.agentshim.agent import Agent
 from setpoint.agentshim.errors import StateError
 from setpoint.agentshim.logs import FORMATS, configure
+from setpoint.agentshim.reporting import DEFAULT_HEARTBEAT
 from setpoint.agentshim.state import Layout, locked
 from setpoint.agentshim.trust import Trust
 from setpoint.store import Store, StoreError, open_store
@@ -100,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_source_options(parser)
+    _add_run_options(parser)
+    return parser
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Where to pull from: --bootstrap, or --store and --server with the trust flags."""
     where = parser.add_argument_group(
         "where to pull from",
         "Either --bootstrap (what 'setpoint enroll' prints: the server, the store's "
@@ -124,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="believe unsigned pointers (development only: anyone who can write to the "
         "store could then make this server run anything)",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The state dir, how often to poll and report, the hooks, retries, logs."""
     parser.add_argument(
         "--state-dir",
         required=True,
@@ -171,7 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=FORMATS, default="console", help="log format (default: console)"
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
 
 
 def _source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, Store, Trust]:

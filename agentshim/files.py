@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from setpoint.agentshim.contract import is_safe_name
 from setpoint.agentshim.errors import FilesError
-from setpoint.agentshim.hooks import is_safe_name
 from setpoint.agentshim.state import Layout, fsync_dir
 from setpoint.store import Store, StoreError
 from setpoint.store.bundles import extract_zip

@@ -6,7 +6,8 @@ so the agent only loads the tools it runs, and none imports more than the
 standard library: every tool itself runs as a subprocess.
 
 A ``<hooks-dir>/<tool>`` executable takes precedence over the built-in tool of
-the same name (see ``agentshim.hooks``).
+the same name (see ``agentshim.hooks``); the types a tool takes and returns
+are in ``agentshim.contract``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from setpoint.agentshim.hooks import HookResult, ToolCall
+    from setpoint.agentshim.contract import HookResult, ToolCall
 
     Tool = Callable[[ToolCall], HookResult]
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from setpoint.agentshim.hooks import HookResult, ToolCall
+from setpoint.agentshim.contract import HookResult, ToolCall
 from setpoint.agentshim.tools.base import (
     BadDocument,
     base_env,

@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from setpoint.agentshim.hooks import (
+from setpoint.agentshim.contract import (
     PASSED_ENV,
     HookResult,
-    Outcome,
     ToolCall,
-    decode,
     interrupted,
     is_safe_name,
     status_text,
 )
+from setpoint.agentshim.processes import Outcome, decode
 from setpoint.agentshim.state import write_atomic
 
 OUTPUTS_VAR = "heat_outputs_path"

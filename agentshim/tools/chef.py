@@ -29,7 +29,7 @@ import json
 import re
 from typing import Any
 
-from setpoint.agentshim.hooks import HookResult, ToolCall
+from setpoint.agentshim.contract import HookResult, ToolCall
 from setpoint.agentshim.tools.base import (
     FILES_INPUT,
     BadDocument,

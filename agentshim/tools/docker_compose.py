@@ -30,7 +30,7 @@ import re
 import time
 from typing import Any
 
-from setpoint.agentshim.hooks import HookResult, ToolCall, input_as_env, interrupted
+from setpoint.agentshim.contract import HookResult, ToolCall, input_as_env, interrupted
 from setpoint.agentshim.tools.base import (
     BadDocument,
     Prepared,

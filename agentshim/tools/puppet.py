@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from setpoint.agentshim.hooks import HookResult, ToolCall, input_as_env
+from setpoint.agentshim.contract import HookResult, ToolCall, input_as_env
 from setpoint.agentshim.tools.base import (
     base_env,
     config_text,

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from setpoint.agentshim.hooks import HookResult, ToolCall, decode, interrupted, status_text
+from setpoint.agentshim.contract import HookResult, ToolCall, interrupted, status_text
+from setpoint.agentshim.processes import decode
 from setpoint.agentshim.tools.base import (
     base_env,
     config_text,

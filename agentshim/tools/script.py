@@ -8,7 +8,7 @@ agent's PATH, HOME and LANG; outputs are read from ``$heat_outputs_path.<name>``
 
 from __future__ import annotations
 
-from setpoint.agentshim.hooks import HookResult, ToolCall, input_as_env
+from setpoint.agentshim.contract import HookResult, ToolCall, input_as_env
 from setpoint.agentshim.tools.base import (
     BadDocument,
     base_env,

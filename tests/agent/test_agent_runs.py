@@ -9,7 +9,8 @@ from pathlib import Path
 from agenttest import SERVER, Clock, Deploy, Publisher, component, lines, script
 from structlog.testing import capture_logs
 
-from setpoint.agentshim.agent import Agent, retry_delay
+from setpoint.agentshim.agent import Agent
+from setpoint.agentshim.due import retry_delay
 from setpoint.store.memory import MemoryStore
 
 

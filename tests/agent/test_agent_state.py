@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from agenttest import SERVER, Clock, Publisher, lines, script
 
-from setpoint.agentshim.agent import REASON_AGENT_STOPPED, Agent
+from setpoint.agentshim.agent import Agent
 from setpoint.agentshim.errors import StateError
+from setpoint.agentshim.ledger import REASON_AGENT_STOPPED
 from setpoint.agentshim.state import (
     InFlight,
     Layout,
