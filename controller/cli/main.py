@@ -16,6 +16,7 @@ from setpoint.controller import logs
 from setpoint.controller.cli import change as changecmds
 from setpoint.controller.converge.capabilities import DEFAULT_TTL, CapabilityError
 from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.trust import UntrustedPointers
 from setpoint.controller.definitions.repository import GitError, GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.store.digest import short
@@ -159,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     changecmds.tuning_args(p)
     signing_args(p)
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="NAME:BASE64",
+        help="also accept current pointers signed by this public key (the key you rotate "
+        "away from); agents are not told to trust it",
+    )
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="replace pointers signed by a key this controller does not trust (without "
+        "--signing-key: publish unsigned pointers over signed ones); agents that trust only "
+        "that key refuse what is published",
+    )
 
     p = sub.add_parser(
         "status",
@@ -184,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("deployment", help="<stack>/<deployment>")
     p.add_argument("--server", help="only on this server (default: every server)")
     p.add_argument("--store", required=True, help="store URL or path")
+    p.add_argument(
+        "--signing-key",
+        default=os.environ.get("SETPOINT_SIGNING_KEY"),
+        metavar="FILE",
+        help="the controller's key (default: $SETPOINT_SIGNING_KEY): a signed ledger is "
+        "rewritten signed, or the controller would treat it as lost",
+    )
 
     p = sub.add_parser(
         "keygen",
@@ -526,10 +549,12 @@ def ledger_json(doc: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from setpoint.controller.rollout.ledger import lift_quarantine
+    from setpoint.store.signing import SigningKey
     from setpoint.store.url import open_store
 
     name = args.deployment
-    lifted = lift_quarantine(open_store(args.store), name, args.server)
+    key = SigningKey.load(args.signing_key) if args.signing_key else None
+    lifted = lift_quarantine(open_store(args.store), name, args.server, key)
     if not lifted:
         where = f" on {args.server}" if args.server else ""
         print(f"setpoint: nothing quarantined for {name}{where}", file=sys.stderr)
@@ -563,9 +588,13 @@ def pointer_policy(args: argparse.Namespace) -> PointerPolicy:
     announce = tuple(str(PublicKey.parse(text)) for text in args.announce_key)
     if args.url_ttl <= 0:
         raise SetpointError("--url-ttl must be positive")
-    if not args.signing_key:
-        return PointerPolicy(announce=announce, ttl=args.url_ttl)
-    return PointerPolicy(SigningKey.load(args.signing_key), announce, args.url_ttl)
+    # Only reconcile takes these (a fleet signed by another key, a rotation).
+    trusted = tuple(str(PublicKey.parse(text)) for text in getattr(args, "trusted_key", []))
+    downgrade = bool(getattr(args, "allow_downgrade", False))
+    key = SigningKey.load(args.signing_key) if args.signing_key else None
+    return PointerPolicy(
+        key, announce, args.url_ttl, verify_keys=trusted, allow_downgrade=downgrade
+    )
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -664,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level, args.log_format)
     try:
         return COMMANDS[args.command](args)
-    except (GitError, StoreError, CapabilityError) as exc:
+    except (GitError, StoreError, CapabilityError, UntrustedPointers) as exc:
         print(f"setpoint: {exc}", file=sys.stderr)
         return UNAVAILABLE
     except SetpointError as exc:

@@ -19,6 +19,7 @@ import structlog
 
 from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
+from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
 from setpoint.controller.definitions.repository import GitRepo
@@ -28,6 +29,7 @@ from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, Gate, entr
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
+from setpoint.store.errors import InvalidDocument
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -38,6 +40,8 @@ class ServerProgress:
     converged: bool
     failed: list[str]
     pending: list[str]
+    # The generation the server's report answers (None: no valid report).
+    reported_generation: int | None = None
 
 
 @dataclass
@@ -47,6 +51,8 @@ class PassOutcome:
     published: PublishResult
     servers: dict[str, ServerProgress] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
+    # server -> why its pointer or report could not be read ("invalid report: ...")
+    invalid: dict[str, str] = field(default_factory=dict)
 
     @property
     def waiting(self) -> list[Waiting]:
@@ -82,7 +88,29 @@ class PassOutcome:
             parts.append(f"{len(self.waiting)} waiting")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
+        if self.invalid:
+            parts.append(f"{len(self.invalid)} invalid")
         return ", ".join(parts)
+
+    def awaiting(self, published: dict[str, int]) -> set[str]:
+        """Servers whose report does not answer the generation ``published`` gave them."""
+        return {
+            server
+            for server, generation in published.items()
+            if server in self.servers
+            and (self.servers[server].reported_generation or 0) < generation
+        }
+
+    def judged(self, published: dict[str, int]) -> tuple[list[str], bool]:
+        """(failures, converged), counting a server only by a report that answers
+        the generation ``published`` gave it: an older report tells what the
+        agent did before it saw that pointer, not what it will do with it."""
+        awaiting = self.awaiting(published)
+        answering = [s for s in self.servers.values() if s.server not in awaiting]
+        failed = list(self.desired.failures)
+        failed += [f"{s.server}: {f}" for s in answering for f in s.failed]
+        converged = self.desired.complete and not awaiting and all(s.converged for s in answering)
+        return failed, converged
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +121,7 @@ class PassOutcome:
             "waiting": [w.to_dict() for w in self.waiting],
             "failed": self.failed,
             "rollouts": self.rollouts,
+            "invalid": dict(sorted(self.invalid.items())),
             "servers": {
                 s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
                 for s in self.servers.values()
@@ -100,9 +129,14 @@ class PassOutcome:
         }
 
 
-def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProgress:
-    """How far one server is with the manifest it was given."""
-    failed: list[str] = []
+def assess(
+    server: str, manifest: Manifest, report: Report | None, invalid: str | None = None
+) -> ServerProgress:
+    """How far one server is with the manifest it was given.
+
+    ``invalid`` says why the server's report could not be used, if it could not.
+    """
+    failed: list[str] = [invalid] if invalid else []
     pending: list[str] = []
     reported = report.deployments if report else {}
     if report is not None and report.error:
@@ -128,7 +162,17 @@ def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProg
             failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
         else:
             pending.append(f"{name}: being deleted")
-    return ServerProgress(server, not failed and not pending, failed, pending)
+    return ServerProgress(
+        server,
+        not failed and not pending,
+        failed,
+        pending,
+        reported_generation=report.generation if report else None,
+    )
+
+
+def _generation(document: Pointer | Report | None) -> int:
+    return document.generation if document is not None else 0
 
 
 def _what_is_due(entry: ManifestEntry) -> str:
@@ -168,21 +212,29 @@ class Reconciler:
         for cache in (self._pointers, self._reports):
             for gone in set(cache) - set(servers):
                 del cache[gone]
-        pointers: dict[str, Pointer | None] = {
-            s: self._pointer(s, versions.get(pointer_key(s))) for s in servers
-        }
+        invalid: dict[str, str] = {}
+        stored: dict[str, Pointer | None] = {}
+        for s in servers:
+            stored[s], problem = self._pointer(s, versions.get(pointer_key(s)))
+            if problem is not None:
+                invalid[s] = problem
+        # Sign only what you verified: refuses a downgrade before anything is written.
+        pointers = trusted_pointers(stored, self.policy)
         heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
         rewritten = heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
         reports: dict[str, Report] = {}
         for s in servers:
-            if s in rewritten:
-                # Written by this pass, after the listing: read it as it is now.
-                self._reports.pop(s, None)
-                report = self.store.read_report(s)
-            else:
-                report = self._report(s, versions.get(report_key(s)))
+            # One written by this pass, after the listing, is read as it is now.
+            report, problem = self._report(s, versions.get(report_key(s)), s in rewritten)
+            if problem is not None:
+                invalid[s] = problem
             if report is not None:
                 reports[s] = report
+        for s, problem in sorted(invalid.items()):
+            log.warning("invalid_document", server=s, problem=problem)
+        # A new generation passes every one seen: the stored pointer's, trusted
+        # or not, and the one the agent says it accepted.
+        seen = {s: max(_generation(stored[s]), _generation(reports.get(s))) for s in servers}
 
         def previous(server: str) -> Manifest | None:
             pointer = pointers.get(server)
@@ -194,7 +246,8 @@ class Reconciler:
                 )
             return self._manifests[pointer.manifest]
 
-        ledger = read_ledger(self.store)
+        signing = self.policy.signing_key
+        ledger = read_ledger(self.store, self.policy.verifier() if signing else None)
         gate = Gate(
             ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
         )
@@ -209,8 +262,8 @@ class Reconciler:
         ledger.waiting = [w.to_dict() for w in desired.waiting]
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
-        write_ledger(self.store, ledger)
-        published = publish(self.store, desired, pointers, self.clock, self.policy)
+        write_ledger(self.store, ledger, signing)
+        published = publish(self.store, desired, pointers, self.clock, self.policy, seen)
         for server in published.changed:
             version = published.versions.get(server)
             if version is None:
@@ -223,9 +276,11 @@ class Reconciler:
         outcome = PassOutcome(
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
+        outcome.invalid = invalid
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            outcome.servers[server] = assess(server, manifest, reports.get(server))
+            bad_report = invalid.get(server) if server not in reports else None
+            outcome.servers[server] = assess(server, manifest, reports.get(server), bad_report)
         log.info(
             "reconcile_pass",
             commit=model.commit[:12],
@@ -236,35 +291,56 @@ class Reconciler:
         )
         return outcome
 
-    def _pointer(self, server: str, version: str | None) -> Pointer | None:
-        """The server's pointer, read only if its listed version is not the cached one."""
+    def _pointer(self, server: str, version: str | None) -> tuple[Pointer | None, str | None]:
+        """The server's pointer (read only if its listed version is not the cached
+        one), or None and why it cannot be used: one bad pointer marks one server."""
         if version is None:
             self._pointers.pop(server, None)
-            return None
+            return None, None
         cached = self._pointers.get(server)
         if cached is not None and cached[0] == version:
-            return cached[1]
-        got = self.store.read_pointer_versioned(server)
+            return cached[1], None
+        try:
+            got = self.store.read_pointer_versioned(server)
+        except InvalidDocument as exc:
+            self._pointers.pop(server, None)
+            return None, str(exc)
         if got is None:
             self._pointers.pop(server, None)
-            return None
-        self._pointers[server] = (got[1], got[0])
-        return got[0]
+            return None, None
+        pointer, read_version = got
+        if pointer.server != server:
+            self._pointers.pop(server, None)
+            return None, f"invalid pointer: names server {pointer.server!r}"
+        self._pointers[server] = (read_version, pointer)
+        return pointer, None
 
-    def _report(self, server: str, version: str | None) -> Report | None:
-        """The server's report, read only if its listed version is not the cached one."""
-        if version is None:
+    def _report(
+        self, server: str, version: str | None, fresh: bool = False
+    ) -> tuple[Report | None, str | None]:
+        """The server's report (read only if its listed version is not the cached
+        one; always with ``fresh``), or None and why it cannot be used."""
+        if version is None and not fresh:
             self._reports.pop(server, None)
-            return None
+            return None, None
         cached = self._reports.get(server)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        got = self.store.read_report_versioned(server)
+        if cached is not None and cached[0] == version and not fresh:
+            return cached[1], None
+        self._reports.pop(server, None)
+        try:
+            got = self.store.read_report_versioned(server)
+        except InvalidDocument as exc:
+            return None, str(exc)
         if got is None:
-            self._reports.pop(server, None)
-            return None
-        self._reports[server] = (got[1], got[0])
-        return got[0]
+            return None, None
+        report, read_version = got
+        if report.server != server:
+            # An agent writes only its own report: one naming another server
+            # is a copy, and would answer for a server that said nothing.
+            return None, f"invalid report: names server {report.server!r}"
+        if not fresh:
+            self._reports[server] = (read_version, report)
+        return report, None
 
 
 # Exit codes of `setpoint reconcile --wait`, documented in --help.
@@ -280,12 +356,18 @@ def wait_for_convergence(
 ) -> tuple[int, PassOutcome]:
     """Repeat passes until converged (0), failed (1) or ``timeout`` seconds pass (2)."""
     deadline = reconciler.clock() + timeout
+    # server -> the newest generation this run published to it: only a report
+    # answering it counts (one from before tells of a pointer since replaced).
+    published: dict[str, int] = {}
     while True:
         outcome = reconciler.run_pass()
+        for server in outcome.published.changed:
+            published[server] = outcome.published.pointers[server].generation
         on_pass(outcome)
-        if outcome.failed:
+        failed, converged = outcome.judged(published)
+        if failed:
             return FAILED, outcome
-        if outcome.converged:
+        if converged:
             return CONVERGED, outcome
         if reconciler.clock() >= deadline:
             return TIMED_OUT, outcome
