@@ -251,6 +251,11 @@ class Reconciler:
         gate = Gate(
             ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
         )
+        gate.behind = {
+            s
+            for s, pointer in pointers.items()
+            if pointer is not None and _generation(reports.get(s)) < pointer.generation
+        }
         for dep in model.deployments():
             for upstream in sorted(dep.upstreams()):
                 gate.dependents.setdefault(upstream, []).append(dep.qualified)

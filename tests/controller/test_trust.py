@@ -471,6 +471,29 @@ def test_wait_does_not_judge_a_failure_reported_before_retry(
         fleet.close()
 
 
+def test_a_retry_is_not_quarantined_again_before_the_agent_answers_it(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    fleet = signed_fleet(tmp_path, key)
+    try:
+        converge(fleet)
+        fleet.agent("app-1").fail_versions = {"2"}
+        fleet.commit({"stacks/s.yaml": stack("2")})
+        for _ in range(3):
+            fleet.step()
+        fleet.agent("app-1").fail_versions = set()
+        assert lift_quarantine(fleet.store, "s/app", "app-1", key) == ["app-1"]
+        assert fleet.run_pass().published.changed == ["app-1"]
+        for _ in range(2):  # passes before the agent polls: its report is the old one
+            outcome = fleet.run_pass()
+            assert outcome.desired.failures == []
+            assert read_ledger(fleet.store).quarantine == {}
+        fleet.agents_cycle()
+        assert fleet.run_pass().converged
+    finally:
+        fleet.close()
+
+
 def test_wait_does_not_judge_an_agent_error_about_a_pointer_it_replaces(
     tmp_path: Path, key: SigningKey
 ) -> None:
