@@ -34,7 +34,8 @@ exit codes:
   2   timed out before the fleet converged (reconcile --wait)
   3   invalid definitions: every problem is listed with file, line and field;
       nothing was published
-  4   the repository or the store could not be used
+  4   the repository or the store could not be used, or reconcile refused to
+      replace signed pointers it cannot verify (nothing was published)
   64  wrong usage
 
 how it fits together:
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with nothing new writes nothing. Deployments whose inputs wait for outputs not yet "
         "reported are published on a later pass.",
         epilog="exit codes with --wait: 0 converged, 1 a deployment failed, 2 timed out, "
-        "3 invalid definitions (nothing published), 4 repository or store unusable.",
+        "3 invalid definitions (nothing published), 4 repository or store unusable, or "
+        "signed pointers it cannot verify.",
         formatter_class=_formatter,
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
