@@ -214,10 +214,12 @@ class Reconciler:
                 del cache[gone]
         invalid: dict[str, str] = {}
         stored: dict[str, Pointer | None] = {}
+        unreadable: set[str] = set()
         for s in servers:
             stored[s], problem = self._pointer(s, versions.get(pointer_key(s)))
             if problem is not None:
                 invalid[s] = problem
+                unreadable.add(s)
         # Sign only what you verified: refuses a downgrade before anything is written.
         pointers = trusted_pointers(stored, self.policy)
         heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
@@ -265,6 +267,7 @@ class Reconciler:
         gate.forget_others(set(model.order))
         rounds.forget_others()
         ledger.waiting = [w.to_dict() for w in desired.waiting]
+        self._hold_unknown(desired, pointers, stored, reports, unreadable)
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
         write_ledger(self.store, ledger, signing)
@@ -295,6 +298,37 @@ class Reconciler:
             converged=outcome.converged,
         )
         return outcome
+
+    @staticmethod
+    def _hold_unknown(
+        desired: DesiredState,
+        pointers: dict[str, Pointer | None],
+        stored: dict[str, Pointer | None],
+        reports: dict[str, Report],
+        unreadable: set[str],
+    ) -> None:
+        """Publish nothing to a server whose last pointer is unknown while a
+        deployment on it waits.
+
+        Its pointer was refused, unreadable or deleted after its agent accepted
+        one, so what it was given cannot be known. A waiting deployment keeps
+        what the server was given; with nothing known, the manifest would leave
+        it out and the agent would DELETE it. The agent keeps running its last
+        good configs meanwhile; once nothing waits, git says everything.
+        """
+        unknown = {
+            s
+            for s, pointer in pointers.items()
+            if pointer is None
+            and (stored.get(s) is not None or s in unreadable or _generation(reports.get(s)) > 0)
+        }
+        for server in sorted({w.server for w in desired.waiting if w.server in unknown}):
+            if desired.manifests.pop(server, None) is not None:
+                log.warning(
+                    "pointer_held",
+                    server=server,
+                    reason="its last pointer cannot be verified and a deployment on it waits",
+                )
 
     def _pointer(self, server: str, version: str | None) -> tuple[Pointer | None, str | None]:
         """The server's pointer (read only if its listed version is not the cached

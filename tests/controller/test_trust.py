@@ -203,6 +203,46 @@ def test_forged_pointer_is_not_signed_while_a_dependency_waits(
         fleet.close()
 
 
+def db_and_app2(db_version: str) -> str:
+    return (
+        stack("1") + "  db:\n    component: app\n    servers: [app-1]\n"
+        f"    input_values: {{version: '{db_version}'}}\n"
+        "  app2:\n    component: app\n    servers: [app-2]\n    depends_on: [s/db]\n"
+        "    input_values: {version: {get_attr: [s/db, addr]}}\n"
+    )
+
+
+def test_server_with_an_untrusted_pointer_is_held_while_a_deployment_on_it_waits(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    """Publishing it without the waiting deployment would make its agent DELETE it."""
+    fleet = signed_fleet(tmp_path, key)
+    try:
+        fleet.commit({"stacks/s.yaml": db_and_app2("1")})
+        converge(fleet)
+        assert fleet.entry("app-2", "s/app2") is not None
+        fleet.commit({"stacks/s.yaml": db_and_app2("2")})
+        fleet.agent("app-1").silent = True  # s/db never reports: s/app2 waits
+        for forged in (True, False):
+            if forged:
+                forge(fleet.store, "app-2", evil_manifest(fleet.store))
+            else:  # deleted, after its agent accepted a generation
+                fleet.store._delete(pointer_key("app-2"))
+            with capture_logs() as logs:
+                outcome = fleet.run_pass()
+            assert any(w.deployment == "s/app2" and w.server == "app-2" for w in outcome.waiting)
+            assert "app-2" not in outcome.published.changed
+            assert "app-2" not in signed_manifests(fleet.store, key)
+            held = [e for e in logs if e["event"] == "pointer_held"]
+            assert [e["server"] for e in held] == ["app-2"]
+        # Once nothing waits, the server gets its whole state from git.
+        fleet.agent("app-1").silent = False
+        converge(fleet)
+        assert fleet.entry("app-2", "s/app2") is not None
+    finally:
+        fleet.close()
+
+
 def test_an_unsigned_controller_keeps_todays_behaviour(tmp_path: Path) -> None:
     """No key at all (development): the store is all there is, nothing to verify."""
     waits = "    update_policy: {max_batch_size: 1, pause_time: 300}\n"
