@@ -223,7 +223,8 @@ class Reconciler:
         # Sign only what you verified: refuses a downgrade before anything is written.
         pointers = trusted_pointers(stored, self.policy)
         heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
-        rewritten = heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
+        # Heat's agent reads no pointer: its report only names the generation as stored.
+        rewritten = heat_agent.sync_reports(self.store, heat_servers, stored, self.clock())
         reports: dict[str, Report] = {}
         for s in servers:
             # One written by this pass, after the listing, is read as it is now.
