@@ -212,14 +212,14 @@ class Reconciler:
         for cache in (self._pointers, self._reports):
             for gone in set(cache) - set(servers):
                 del cache[gone]
-        invalid: dict[str, str] = {}
+        # server -> why its pointer, or its report, cannot be used
+        bad_pointers: dict[str, str] = {}
+        bad_reports: dict[str, str] = {}
         stored: dict[str, Pointer | None] = {}
-        unreadable: set[str] = set()
         for s in servers:
             stored[s], problem = self._pointer(s, versions.get(pointer_key(s)))
             if problem is not None:
-                invalid[s] = problem
-                unreadable.add(s)
+                bad_pointers[s] = problem
         # Sign only what you verified: refuses a downgrade before anything is written.
         pointers = trusted_pointers(stored, self.policy)
         heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
@@ -230,10 +230,14 @@ class Reconciler:
             # One written by this pass, after the listing, is read as it is now.
             report, problem = self._report(s, versions.get(report_key(s)), s in rewritten)
             if problem is not None:
-                invalid[s] = problem
+                bad_reports[s] = problem
             if report is not None:
                 reports[s] = report
-        for s, problem in sorted(invalid.items()):
+        invalid = {
+            s: "; ".join(p for p in (bad_pointers.get(s), bad_reports.get(s)) if p)
+            for s in sorted({*bad_pointers, *bad_reports})
+        }
+        for s, problem in invalid.items():
             log.warning("invalid_document", server=s, problem=problem)
         # A new generation passes every one seen: the stored pointer's, trusted
         # or not, and the one the agent says it accepted.
@@ -268,7 +272,7 @@ class Reconciler:
         gate.forget_others(set(model.order))
         rounds.forget_others()
         ledger.waiting = [w.to_dict() for w in desired.waiting]
-        self._hold_unknown(desired, pointers, stored, reports, unreadable)
+        self._hold_unknown(desired, pointers, stored, reports, set(bad_pointers))
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
         write_ledger(self.store, ledger, signing)
@@ -288,8 +292,9 @@ class Reconciler:
         outcome.invalid = invalid
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            bad_report = invalid.get(server) if server not in reports else None
-            outcome.servers[server] = assess(server, manifest, reports.get(server), bad_report)
+            outcome.servers[server] = assess(
+                server, manifest, reports.get(server), bad_reports.get(server)
+            )
         log.info(
             "reconcile_pass",
             commit=model.commit[:12],

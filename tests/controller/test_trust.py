@@ -162,10 +162,9 @@ def test_pointer_signed_by_another_key_under_our_name_is_not_signed_again(
         converge(fleet)
         impostor = SigningKey("ctl", SigningKey.generate("x").seed)
         forged = forge(fleet.store, "app-3", evil_manifest(fleet.store), key="ctl")
-        forged = dataclasses.replace(forged, signature=impostor.sign(forged.payload()))
-        fleet.store.write_pointer(
-            dataclasses.replace(forged, generation=forged.generation + 1), forged
-        )
+        signed = dataclasses.replace(forged, generation=forged.generation + 1)
+        signed = dataclasses.replace(signed, signature=impostor.sign(signed.payload()))
+        fleet.store.write_pointer(signed, forged)
         fleet.commit({"stacks/s.yaml": stack("2", waits)})
         with capture_logs() as logs:
             fleet.run_pass()
@@ -470,6 +469,7 @@ def test_bad_documents_through_the_cli(
         assert "app-2: invalid report: not a JSON object" in out
 
         store._write(pointer_key("app-3"), b'{"kind": "Pointer"}')
+        store._write("controller/" + LEDGER, b"{{{")
         assert main(["status", "--store", str(store.root)]) == OK
         out = capsys.readouterr().out
         assert "invalid report: not a JSON object" in out
