@@ -48,9 +48,15 @@ class UntrustedPointers(SetpointError):
                 "(that key), or --allow-downgrade to publish unsigned pointers anyway"
             )
         else:
+            which = (
+                f"whose signatures do not verify with the signing key {signing!r} (another "
+                "key under the same name?)"
+                if keys == [signing]
+                else f"which is neither the signing key {signing!r} nor a key it trusts"
+            )
             message = (
-                f"the pointers of {shown} are signed by key {named}, which is neither the "
-                f"signing key {signing!r} nor a key it trusts. Give --signing-key FILE of "
+                f"the pointers of {shown} are signed by key {named}, {which}. "
+                f"Give --signing-key FILE of "
                 f"key {named}, --trusted-key NAME:BASE64 (its public key) while rotating to "
                 f"{signing!r}, or --allow-downgrade to replace them anyway"
             )

@@ -570,7 +570,12 @@ def test_reconcile_without_the_key_refuses_to_rewrite_signed_pointers(
         converge(fleet)
         fleet.commit({"stacks/s.yaml": stack("2")})
         before = {s: fleet.store.read_pointer(s) for s in SERVERS}
-        for policy in (PointerPolicy(), PointerPolicy(SigningKey.generate("other"))):
+        same_name = SigningKey.generate("ctl")  # a new key under the old name
+        for policy in (
+            PointerPolicy(),
+            PointerPolicy(SigningKey.generate("other")),
+            PointerPolicy(same_name),
+        ):
             fleet.reconciler.policy = policy
             fleet.store.stats.reset()
             with pytest.raises(UntrustedPointers) as caught:
