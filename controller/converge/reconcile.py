@@ -28,8 +28,9 @@ from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_d
 from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, Gate, entry_result
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
+from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
-from setpoint.store.errors import InvalidDocument
+from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -233,24 +234,23 @@ class Reconciler:
                 bad_reports[s] = problem
             if report is not None:
                 reports[s] = report
-        invalid = {
-            s: "; ".join(p for p in (bad_pointers.get(s), bad_reports.get(s)) if p)
-            for s in sorted({*bad_pointers, *bad_reports})
-        }
-        for s, problem in invalid.items():
-            log.warning("invalid_document", server=s, problem=problem)
         # A new generation passes every one seen: the stored pointer's, trusted
         # or not, and the one the agent says it accepted.
         seen = {s: max(_generation(stored[s]), _generation(reports.get(s))) for s in servers}
 
         def previous(server: str) -> Manifest | None:
             pointer = pointers.get(server)
-            if pointer is None:
+            if pointer is None or server in bad_pointers:
                 return None
             if pointer.manifest not in self._manifests:
-                self._manifests[pointer.manifest] = Manifest.from_dict(
-                    self.store.get_json_blob(pointer.manifest, "manifest")
-                )
+                try:
+                    self._manifests[pointer.manifest] = Manifest.from_dict(
+                        self.store.get_json_blob(pointer.manifest, "manifest")
+                    )
+                except (InvalidDocument, DigestMismatch, NotFound) as exc:
+                    # What it was given cannot be known: as if its pointer were bad.
+                    bad_pointers[server] = f"invalid manifest {short(pointer.manifest)}: {exc}"
+                    return None
             return self._manifests[pointer.manifest]
 
         signing = self.policy.signing_key
@@ -272,11 +272,18 @@ class Reconciler:
         gate.forget_others(set(model.order))
         rounds.forget_others()
         ledger.waiting = [w.to_dict() for w in desired.waiting]
-        self._hold_unknown(desired, pointers, stored, reports, set(bad_pointers))
+        invalid = {
+            s: "; ".join(p for p in (bad_pointers.get(s), bad_reports.get(s)) if p)
+            for s in sorted({*bad_pointers, *bad_reports})
+        }
+        for s, problem in invalid.items():
+            log.warning("invalid_document", server=s, problem=problem)
+        held = self._hold_unknown(desired, pointers, stored, reports, set(bad_pointers))
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
         write_ledger(self.store, ledger, signing)
-        published = publish(self.store, desired, pointers, self.clock, self.policy, seen)
+        current = {s: p for s, p in pointers.items() if s not in held}
+        published = publish(self.store, desired, current, self.clock, self.policy, seen)
         for server in published.changed:
             version = published.versions.get(server)
             if version is None:
@@ -312,29 +319,33 @@ class Reconciler:
         stored: dict[str, Pointer | None],
         reports: dict[str, Report],
         unreadable: set[str],
-    ) -> None:
+    ) -> set[str]:
         """Publish nothing to a server whose last pointer is unknown while a
         deployment on it waits.
 
-        Its pointer was refused, unreadable or deleted after its agent accepted
-        one, so what it was given cannot be known. A waiting deployment keeps
+        Its pointer (or the manifest it names) was refused, unreadable or
+        deleted after its agent accepted one, so what it was given cannot be
+        known. A waiting deployment keeps
         what the server was given; with nothing known, the manifest would leave
         it out and the agent would DELETE it. The agent keeps running its last
         good configs meanwhile; once nothing waits, git says everything.
+        Returns the servers held: they get no pointer on this pass.
         """
         unknown = {
             s
             for s, pointer in pointers.items()
-            if pointer is None
-            and (stored.get(s) is not None or s in unreadable or _generation(reports.get(s)) > 0)
+            if s in unreadable
+            or (pointer is None and (stored.get(s) is not None or _generation(reports.get(s)) > 0))
         }
-        for server in sorted({w.server for w in desired.waiting if w.server in unknown}):
-            if desired.manifests.pop(server, None) is not None:
-                log.warning(
-                    "pointer_held",
-                    server=server,
-                    reason="its last pointer cannot be verified and a deployment on it waits",
-                )
+        held = {w.server for w in desired.waiting if w.server in unknown}
+        for server in sorted(held):
+            desired.manifests.pop(server, None)
+            log.warning(
+                "pointer_held",
+                server=server,
+                reason="its last pointer cannot be verified and a deployment on it waits",
+            )
+        return held
 
     def _pointer(self, server: str, version: str | None) -> tuple[Pointer | None, str | None]:
         """The server's pointer (read only if its listed version is not the cached

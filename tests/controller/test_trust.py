@@ -29,7 +29,7 @@ from setpoint.controller.converge.reconcile import (
 from setpoint.controller.converge.status import fleet_status, format_table
 from setpoint.controller.converge.trust import UntrustedPointers
 from setpoint.controller.rollout.ledger import LEDGER, LedgerError, lift_quarantine, read_ledger
-from setpoint.store.base import Store, pointer_key, report_key
+from setpoint.store.base import Store, blob_key, pointer_key, report_key
 from setpoint.store.digest import canonical_json
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer
 from setpoint.store.local import LocalStore
@@ -446,6 +446,31 @@ def test_bad_report_and_pointer_mark_their_server_only(tmp_path: Path, key: Sign
         assert statuses["app-1"].invalid == []
         table = format_table(list(statuses.values()))
         assert "invalid pointer: not JSON" in table
+    finally:
+        fleet.close()
+
+
+def test_a_corrupt_manifest_marks_its_servers_only(tmp_path: Path, key: SigningKey) -> None:
+    fleet = signed_fleet(tmp_path, key)
+    try:
+        fleet.commit({"stacks/s.yaml": db_and_app2("1")})
+        converge(fleet)
+        pointer = fleet.store.read_pointer("app-2")
+        assert pointer is not None
+        fleet.store._write(blob_key(pointer.manifest), b"overwritten")
+        fleet.commit({"stacks/s.yaml": db_and_app2("2")})
+        reconciler = Reconciler(
+            fleet.repo, fleet.store, clock=fleet.clock, policy=PointerPolicy(key)
+        )
+        with capture_logs() as logs:
+            outcome = reconciler.run_pass()
+        assert "app-1" in outcome.published.changed  # everyone else goes on
+        assert outcome.invalid["app-2"].startswith("invalid manifest")
+        assert [e["server"] for e in logs if e["event"] == "invalid_document"] == ["app-2"]
+        # s/app2 waits for the new s/db: app-2 keeps its pointer rather than get
+        # a manifest without what it runs.
+        assert any(w.server == "app-2" for w in outcome.waiting)
+        assert fleet.store.read_pointer("app-2") == pointer
     finally:
         fleet.close()
 
