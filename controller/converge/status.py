@@ -16,7 +16,7 @@ from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, Pointer, Report
-from setpoint.store.errors import InvalidDocument
+from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,8 @@ def _read_server(
     if pointer is not None:
         try:
             manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
-        except InvalidDocument as exc:
-            invalid.append(str(exc))
+        except (InvalidDocument, DigestMismatch, NotFound) as exc:
+            invalid.append(f"invalid manifest {short(pointer.manifest)}: {exc}")
     return pointer, report, manifest, invalid
 
 

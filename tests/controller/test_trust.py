@@ -471,6 +471,9 @@ def test_a_corrupt_manifest_marks_its_servers_only(tmp_path: Path, key: SigningK
         # a manifest without what it runs.
         assert any(w.server == "app-2" for w in outcome.waiting)
         assert fleet.store.read_pointer("app-2") == pointer
+        statuses = {s.server: s for s in fleet_status(fleet.store, now=fleet.now)}
+        assert statuses["app-2"].invalid[0].startswith("invalid manifest")
+        assert statuses["app-1"].invalid == []
     finally:
         fleet.close()
 
