@@ -16,6 +16,7 @@ from setpoint.controller import logs
 from setpoint.controller.cli import change as changecmds
 from setpoint.controller.converge.capabilities import DEFAULT_TTL, CapabilityError
 from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.trust import UntrustedPointers
 from setpoint.controller.definitions.repository import GitError, GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.store.digest import short
@@ -33,7 +34,8 @@ exit codes:
   2   timed out before the fleet converged (reconcile --wait)
   3   invalid definitions: every problem is listed with file, line and field;
       nothing was published
-  4   the repository or the store could not be used
+  4   the repository or the store could not be used, or reconcile refused to
+      replace signed pointers it cannot verify (nothing was published)
   64  wrong usage
 
 how it fits together:
@@ -138,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with nothing new writes nothing. Deployments whose inputs wait for outputs not yet "
         "reported are published on a later pass.",
         epilog="exit codes with --wait: 0 converged, 1 a deployment failed, 2 timed out, "
-        "3 invalid definitions (nothing published), 4 repository or store unusable.",
+        "3 invalid definitions (nothing published), 4 repository or store unusable, or "
+        "signed pointers it cannot verify.",
         formatter_class=_formatter,
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
@@ -159,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     changecmds.tuning_args(p)
     signing_args(p)
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="NAME:BASE64",
+        help="also accept current pointers signed by this public key (the key you rotate "
+        "away from); agents are not told to trust it",
+    )
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="replace pointers signed by a key this controller does not trust (without "
+        "--signing-key: publish unsigned pointers over signed ones); agents that trust only "
+        "that key refuse what is published",
+    )
 
     p = sub.add_parser(
         "status",
@@ -184,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("deployment", help="<stack>/<deployment>")
     p.add_argument("--server", help="only on this server (default: every server)")
     p.add_argument("--store", required=True, help="store URL or path")
+    p.add_argument(
+        "--signing-key",
+        default=os.environ.get("SETPOINT_SIGNING_KEY"),
+        metavar="FILE",
+        help="the controller's key (default: $SETPOINT_SIGNING_KEY): a signed ledger is "
+        "rewritten signed, or the controller would treat it as lost",
+    )
 
     p = sub.add_parser(
         "keygen",
@@ -526,10 +551,12 @@ def ledger_json(doc: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from setpoint.controller.rollout.ledger import lift_quarantine
+    from setpoint.store.signing import SigningKey
     from setpoint.store.url import open_store
 
     name = args.deployment
-    lifted = lift_quarantine(open_store(args.store), name, args.server)
+    key = SigningKey.load(args.signing_key) if args.signing_key else None
+    lifted = lift_quarantine(open_store(args.store), name, args.server, key)
     if not lifted:
         where = f" on {args.server}" if args.server else ""
         print(f"setpoint: nothing quarantined for {name}{where}", file=sys.stderr)
@@ -563,9 +590,13 @@ def pointer_policy(args: argparse.Namespace) -> PointerPolicy:
     announce = tuple(str(PublicKey.parse(text)) for text in args.announce_key)
     if args.url_ttl <= 0:
         raise SetpointError("--url-ttl must be positive")
-    if not args.signing_key:
-        return PointerPolicy(announce=announce, ttl=args.url_ttl)
-    return PointerPolicy(SigningKey.load(args.signing_key), announce, args.url_ttl)
+    # Only reconcile takes these (a fleet signed by another key, a rotation).
+    trusted = tuple(str(PublicKey.parse(text)) for text in getattr(args, "trusted_key", []))
+    downgrade = bool(getattr(args, "allow_downgrade", False))
+    key = SigningKey.load(args.signing_key) if args.signing_key else None
+    return PointerPolicy(
+        key, announce, args.url_ttl, verify_keys=trusted, allow_downgrade=downgrade
+    )
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -664,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(level, args.log_format)
     try:
         return COMMANDS[args.command](args)
-    except (GitError, StoreError, CapabilityError) as exc:
+    except (GitError, StoreError, CapabilityError, UntrustedPointers) as exc:
         print(f"setpoint: {exc}", file=sys.stderr)
         return UNAVAILABLE
     except SetpointError as exc:

@@ -21,7 +21,7 @@ from setpoint.controller.rollout.desired import DesiredState
 from setpoint.store.base import Store
 from setpoint.store.digest import canonical_json, digest_bytes
 from setpoint.store.documents import Manifest, Pointer
-from setpoint.store.signing import SigningKey
+from setpoint.store.signing import PublicKey, SigningKey
 
 log = structlog.get_logger("setpoint.publish")
 
@@ -44,12 +44,34 @@ class PointerPolicy:
     ttl: int = DEFAULT_TTL
     # Issue every server new URLs now (a TempURL key rotation).
     force_renewal: bool = False
+    # Public keys (``NAME:BASE64``) whose signatures on stored pointers count as
+    # the controller's own, besides its key and the announced ones: the key it
+    # rotates away from (``--trusted-key``). Agents are not told to trust them.
+    verify_keys: tuple[str, ...] = ()
+    # Replace pointers signed by a key this controller does not trust (without a
+    # key: any signed pointer), which agents that trust only that key refuse
+    # (``--allow-downgrade``).
+    allow_downgrade: bool = False
 
     def sign(self, pointer: Pointer) -> Pointer:
         """``pointer`` with its signature; unchanged without a signing key."""
         if self.signing_key is None:
             return pointer
         return replace(pointer, signature=self.signing_key.sign(pointer.payload()))
+
+    def verifier(self) -> dict[str, PublicKey]:
+        """The keys whose signatures on stored pointers the controller builds on.
+
+        Empty without a signing key: an unsigned controller verifies nothing.
+        """
+        if self.signing_key is None:
+            return {}
+        keys = {}
+        for text in (*self.verify_keys, *self.announce):
+            key = PublicKey.parse(text)
+            keys[key.name] = key
+        keys[self.signing_key.name] = self.signing_key.public()
+        return keys
 
     def trust(self) -> dict[str, str] | None:
         if self.signing_key is None:
@@ -98,14 +120,20 @@ def publish(
     current: dict[str, Pointer | None],
     clock: Callable[[], float] = time.time,
     policy: PointerPolicy | None = None,
+    seen: dict[str, int] | None = None,
 ) -> PublishResult:
     """Bring the store's pointers to ``desired``.
 
-    ``current`` holds the pointer each server has now (None: no pointer yet)
-    for every server the store knows; a server that has a pointer but no
-    deployments any more gets an empty manifest, so its agent deletes what ran.
+    ``current`` holds the pointer each server has now (None: no pointer yet,
+    or none the controller trusts) for every server the store knows; a server
+    that has a pointer but no deployments any more gets an empty manifest, so
+    its agent deletes what ran. ``seen`` is the highest generation seen per
+    server anywhere (a stored pointer, trusted or not; the generation its agent
+    reports): a new pointer goes above it, since the agent refuses any
+    generation it already passed.
     """
     policy = policy or PointerPolicy()
+    seen = seen or {}
     trust = policy.trust()
     key_name = policy.signing_key.name if policy.signing_key else None
     now = clock()
@@ -157,7 +185,7 @@ def publish(
         caps = issue(store, server, plan.needs, now, policy.ttl)
         pointer = Pointer(
             server=server,
-            generation=(previous.generation if previous else 0) + 1,
+            generation=max(previous.generation if previous else 0, seen.get(server, 0)) + 1,
             manifest=plan.digest,
             commit=desired.commit,
             published_at=stamp,

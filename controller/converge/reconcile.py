@@ -19,6 +19,7 @@ import structlog
 
 from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
+from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
 from setpoint.controller.definitions.repository import GitRepo
@@ -27,7 +28,9 @@ from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_d
 from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, Gate, entry_result
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
+from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
+from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -38,6 +41,8 @@ class ServerProgress:
     converged: bool
     failed: list[str]
     pending: list[str]
+    # The generation the server's report answers (None: no valid report).
+    reported_generation: int | None = None
 
 
 @dataclass
@@ -47,6 +52,8 @@ class PassOutcome:
     published: PublishResult
     servers: dict[str, ServerProgress] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
+    # server -> why its pointer or report could not be read ("invalid report: ...")
+    invalid: dict[str, str] = field(default_factory=dict)
 
     @property
     def waiting(self) -> list[Waiting]:
@@ -82,7 +89,29 @@ class PassOutcome:
             parts.append(f"{len(self.waiting)} waiting")
         if self.failed:
             parts.append(f"{len(self.failed)} failed")
+        if self.invalid:
+            parts.append(f"{len(self.invalid)} invalid")
         return ", ".join(parts)
+
+    def awaiting(self, published: dict[str, int]) -> set[str]:
+        """Servers whose report does not answer the generation ``published`` gave them."""
+        return {
+            server
+            for server, generation in published.items()
+            if server in self.servers
+            and (self.servers[server].reported_generation or 0) < generation
+        }
+
+    def judged(self, published: dict[str, int]) -> tuple[list[str], bool]:
+        """(failures, converged), counting a server only by a report that answers
+        the generation ``published`` gave it: an older report tells what the
+        agent did before it saw that pointer, not what it will do with it."""
+        awaiting = self.awaiting(published)
+        answering = [s for s in self.servers.values() if s.server not in awaiting]
+        failed = list(self.desired.failures)
+        failed += [f"{s.server}: {f}" for s in answering for f in s.failed]
+        converged = self.desired.complete and not awaiting and all(s.converged for s in answering)
+        return failed, converged
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +122,7 @@ class PassOutcome:
             "waiting": [w.to_dict() for w in self.waiting],
             "failed": self.failed,
             "rollouts": self.rollouts,
+            "invalid": dict(sorted(self.invalid.items())),
             "servers": {
                 s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
                 for s in self.servers.values()
@@ -100,9 +130,14 @@ class PassOutcome:
         }
 
 
-def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProgress:
-    """How far one server is with the manifest it was given."""
-    failed: list[str] = []
+def assess(
+    server: str, manifest: Manifest, report: Report | None, invalid: str | None = None
+) -> ServerProgress:
+    """How far one server is with the manifest it was given.
+
+    ``invalid`` says why the server's report could not be used, if it could not.
+    """
+    failed: list[str] = [invalid] if invalid else []
     pending: list[str] = []
     reported = report.deployments if report else {}
     if report is not None and report.error:
@@ -128,7 +163,17 @@ def assess(server: str, manifest: Manifest, report: Report | None) -> ServerProg
             failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
         else:
             pending.append(f"{name}: being deleted")
-    return ServerProgress(server, not failed and not pending, failed, pending)
+    return ServerProgress(
+        server,
+        not failed and not pending,
+        failed,
+        pending,
+        reported_generation=report.generation if report else None,
+    )
+
+
+def _generation(document: Pointer | Report | None) -> int:
+    return document.generation if document is not None else 0
 
 
 def _what_is_due(entry: ManifestEntry) -> str:
@@ -168,36 +213,56 @@ class Reconciler:
         for cache in (self._pointers, self._reports):
             for gone in set(cache) - set(servers):
                 del cache[gone]
-        pointers: dict[str, Pointer | None] = {
-            s: self._pointer(s, versions.get(pointer_key(s))) for s in servers
-        }
+        # server -> why its pointer, or its report, cannot be used
+        bad_pointers: dict[str, str] = {}
+        bad_reports: dict[str, str] = {}
+        stored: dict[str, Pointer | None] = {}
+        for s in servers:
+            stored[s], problem = self._pointer(s, versions.get(pointer_key(s)))
+            if problem is not None:
+                bad_pointers[s] = problem
+        # Sign only what you verified: refuses a downgrade before anything is written.
+        pointers = trusted_pointers(stored, self.policy)
         heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
-        rewritten = heat_agent.sync_reports(self.store, heat_servers, pointers, self.clock())
+        # Heat's agent reads no pointer: its report only names the generation as stored.
+        rewritten = heat_agent.sync_reports(self.store, heat_servers, stored, self.clock())
         reports: dict[str, Report] = {}
         for s in servers:
-            if s in rewritten:
-                # Written by this pass, after the listing: read it as it is now.
-                self._reports.pop(s, None)
-                report = self.store.read_report(s)
-            else:
-                report = self._report(s, versions.get(report_key(s)))
+            # One written by this pass, after the listing, is read as it is now.
+            report, problem = self._report(s, versions.get(report_key(s)), s in rewritten)
+            if problem is not None:
+                bad_reports[s] = problem
             if report is not None:
                 reports[s] = report
+        # A new generation passes every one seen: the stored pointer's, trusted
+        # or not, and the one the agent says it accepted.
+        seen = {s: max(_generation(stored[s]), _generation(reports.get(s))) for s in servers}
 
         def previous(server: str) -> Manifest | None:
             pointer = pointers.get(server)
-            if pointer is None:
+            if pointer is None or server in bad_pointers:
                 return None
             if pointer.manifest not in self._manifests:
-                self._manifests[pointer.manifest] = Manifest.from_dict(
-                    self.store.get_json_blob(pointer.manifest, "manifest")
-                )
+                try:
+                    self._manifests[pointer.manifest] = Manifest.from_dict(
+                        self.store.get_json_blob(pointer.manifest, "manifest")
+                    )
+                except (InvalidDocument, DigestMismatch, NotFound) as exc:
+                    # What it was given cannot be known: as if its pointer were bad.
+                    bad_pointers[server] = f"invalid manifest {short(pointer.manifest)}: {exc}"
+                    return None
             return self._manifests[pointer.manifest]
 
-        ledger = read_ledger(self.store)
+        signing = self.policy.signing_key
+        ledger = read_ledger(self.store, self.policy.verifier() if signing else None)
         gate = Gate(
             ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
         )
+        gate.behind = {
+            s
+            for s, pointer in pointers.items()
+            if pointer is not None and _generation(reports.get(s)) < pointer.generation
+        }
         for dep in model.deployments():
             for upstream in sorted(dep.upstreams()):
                 gate.dependents.setdefault(upstream, []).append(dep.qualified)
@@ -207,10 +272,18 @@ class Reconciler:
         gate.forget_others(set(model.order))
         rounds.forget_others()
         ledger.waiting = [w.to_dict() for w in desired.waiting]
+        invalid = {
+            s: "; ".join(p for p in (bad_pointers.get(s), bad_reports.get(s)) if p)
+            for s in sorted({*bad_pointers, *bad_reports})
+        }
+        for s, problem in invalid.items():
+            log.warning("invalid_document", server=s, problem=problem)
+        held = self._hold_unknown(desired, pointers, stored, reports, set(bad_pointers))
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
-        write_ledger(self.store, ledger)
-        published = publish(self.store, desired, pointers, self.clock, self.policy)
+        write_ledger(self.store, ledger, signing)
+        current = {s: p for s, p in pointers.items() if s not in held}
+        published = publish(self.store, desired, current, self.clock, self.policy, seen)
         for server in published.changed:
             version = published.versions.get(server)
             if version is None:
@@ -223,9 +296,12 @@ class Reconciler:
         outcome = PassOutcome(
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
+        outcome.invalid = invalid
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            outcome.servers[server] = assess(server, manifest, reports.get(server))
+            outcome.servers[server] = assess(
+                server, manifest, reports.get(server), bad_reports.get(server)
+            )
         log.info(
             "reconcile_pass",
             commit=model.commit[:12],
@@ -236,35 +312,91 @@ class Reconciler:
         )
         return outcome
 
-    def _pointer(self, server: str, version: str | None) -> Pointer | None:
-        """The server's pointer, read only if its listed version is not the cached one."""
+    @staticmethod
+    def _hold_unknown(
+        desired: DesiredState,
+        pointers: dict[str, Pointer | None],
+        stored: dict[str, Pointer | None],
+        reports: dict[str, Report],
+        unreadable: set[str],
+    ) -> set[str]:
+        """Publish nothing to a server whose last pointer is unknown while a
+        deployment on it waits.
+
+        Its pointer (or the manifest it names) was refused, unreadable or
+        deleted after its agent accepted one, so what it was given cannot be
+        known. A waiting deployment keeps
+        what the server was given; with nothing known, the manifest would leave
+        it out and the agent would DELETE it. The agent keeps running its last
+        good configs meanwhile; once nothing waits, git says everything.
+        Returns the servers held: they get no pointer on this pass.
+        """
+        unknown = {
+            s
+            for s, pointer in pointers.items()
+            if s in unreadable
+            or (pointer is None and (stored.get(s) is not None or _generation(reports.get(s)) > 0))
+        }
+        held = {w.server for w in desired.waiting if w.server in unknown}
+        for server in sorted(held):
+            desired.manifests.pop(server, None)
+            log.warning(
+                "pointer_held",
+                server=server,
+                reason="its last pointer cannot be verified and a deployment on it waits",
+            )
+        return held
+
+    def _pointer(self, server: str, version: str | None) -> tuple[Pointer | None, str | None]:
+        """The server's pointer (read only if its listed version is not the cached
+        one), or None and why it cannot be used: one bad pointer marks one server."""
         if version is None:
             self._pointers.pop(server, None)
-            return None
+            return None, None
         cached = self._pointers.get(server)
         if cached is not None and cached[0] == version:
-            return cached[1]
-        got = self.store.read_pointer_versioned(server)
+            return cached[1], None
+        try:
+            got = self.store.read_pointer_versioned(server)
+        except InvalidDocument as exc:
+            self._pointers.pop(server, None)
+            return None, str(exc)
         if got is None:
             self._pointers.pop(server, None)
-            return None
-        self._pointers[server] = (got[1], got[0])
-        return got[0]
+            return None, None
+        pointer, read_version = got
+        if pointer.server != server:
+            self._pointers.pop(server, None)
+            return None, f"invalid pointer: names server {pointer.server!r}"
+        self._pointers[server] = (read_version, pointer)
+        return pointer, None
 
-    def _report(self, server: str, version: str | None) -> Report | None:
-        """The server's report, read only if its listed version is not the cached one."""
-        if version is None:
+    def _report(
+        self, server: str, version: str | None, fresh: bool = False
+    ) -> tuple[Report | None, str | None]:
+        """The server's report (read only if its listed version is not the cached
+        one; always with ``fresh``), or None and why it cannot be used."""
+        if version is None and not fresh:
             self._reports.pop(server, None)
-            return None
+            return None, None
         cached = self._reports.get(server)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        got = self.store.read_report_versioned(server)
+        if cached is not None and cached[0] == version and not fresh:
+            return cached[1], None
+        self._reports.pop(server, None)
+        try:
+            got = self.store.read_report_versioned(server)
+        except InvalidDocument as exc:
+            return None, str(exc)
         if got is None:
-            self._reports.pop(server, None)
-            return None
-        self._reports[server] = (got[1], got[0])
-        return got[0]
+            return None, None
+        report, read_version = got
+        if report.server != server:
+            # An agent writes only its own report: one naming another server
+            # is a copy, and would answer for a server that said nothing.
+            return None, f"invalid report: names server {report.server!r}"
+        if not fresh:
+            self._reports[server] = (read_version, report)
+        return report, None
 
 
 # Exit codes of `setpoint reconcile --wait`, documented in --help.
@@ -280,12 +412,18 @@ def wait_for_convergence(
 ) -> tuple[int, PassOutcome]:
     """Repeat passes until converged (0), failed (1) or ``timeout`` seconds pass (2)."""
     deadline = reconciler.clock() + timeout
+    # server -> the newest generation this run published to it: only a report
+    # answering it counts (one from before tells of a pointer since replaced).
+    published: dict[str, int] = {}
     while True:
         outcome = reconciler.run_pass()
+        for server in outcome.published.changed:
+            published[server] = outcome.published.pointers[server].generation
         on_pass(outcome)
-        if outcome.failed:
+        failed, converged = outcome.judged(published)
+        if failed:
             return FAILED, outcome
-        if outcome.converged:
+        if converged:
             return CONVERGED, outcome
         if reconciler.clock() >= deadline:
             return TIMED_OUT, outcome

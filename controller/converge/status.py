@@ -16,6 +16,7 @@ from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, Pointer, Report
+from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ServerStatus:
     report: Report | None
     deployments: list[DeploymentStatus] = field(default_factory=list)
     agent: str = "unknown"
+    # Documents of this server that could not be read ("invalid report: ...").
+    invalid: list[str] = field(default_factory=list)
 
     @staticmethod
     def agent_state(
@@ -77,6 +80,7 @@ class ServerStatus:
             "report_updated_at": self.report.updated_at if self.report else None,
             "agent_error": self.report.error if self.report else None,
             "agent": self.agent,
+            "invalid": list(self.invalid),
             "deployments": [
                 {
                     "name": d.name,
@@ -101,6 +105,37 @@ def _parse_time(value: str | None) -> float | None:
         return None
 
 
+def _read_server(
+    store: Store, server: str
+) -> tuple[Pointer | None, Report | None, Manifest, list[str]]:
+    """A server's pointer, report and manifest; a bad one is left out and named,
+    so one bad document marks one server and never hides the others."""
+    invalid: list[str] = []
+    pointer: Pointer | None = None
+    report: Report | None = None
+    manifest = Manifest(deployments=())
+    try:
+        pointer = store.read_pointer(server)
+    except InvalidDocument as exc:
+        invalid.append(str(exc))
+    if pointer is not None and pointer.server != server:
+        invalid.append(f"invalid pointer: names server {pointer.server!r}")
+        pointer = None
+    try:
+        report = store.read_report(server)
+    except InvalidDocument as exc:
+        invalid.append(str(exc))
+    if report is not None and report.server != server:
+        invalid.append(f"invalid report: names server {report.server!r}")
+        report = None
+    if pointer is not None:
+        try:
+            manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
+        except (InvalidDocument, DigestMismatch, NotFound) as exc:
+            invalid.append(f"invalid manifest {short(pointer.manifest)}: {exc}")
+    return pointer, report, manifest, invalid
+
+
 def fleet_status(
     store: Store,
     now: float | None = None,
@@ -111,18 +146,13 @@ def fleet_status(
     ledger = read_ledger(store)
     out: list[ServerStatus] = []
     for server in store.list_servers():
-        pointer = store.read_pointer(server)
-        report = store.read_report(server)
-        manifest = (
-            Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
-            if pointer
-            else Manifest(deployments=())
-        )
+        pointer, report, manifest, invalid = _read_server(store, server)
         status = ServerStatus(
             server,
             pointer,
             report,
             agent=ServerStatus.agent_state(pointer, report, now, stale_after, unreachable_after),
+            invalid=invalid,
         )
         reported = report.deployments if report else {}
         names = [e.name for e in manifest.deployments]
@@ -189,7 +219,7 @@ def format_table(statuses: list[ServerStatus]) -> str:
         reported_gen = s.report.generation if s.report else "-"
         gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
         commit = s.pointer.commit[:12] if s.pointer else "-"
-        if not s.deployments:
+        if not s.deployments and not s.invalid:
             rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
         for d in s.deployments:
             rows.append(
@@ -205,6 +235,8 @@ def format_table(statuses: list[ServerStatus]) -> str:
                     _age(d.age),
                 )
             )
+        for problem in s.invalid:
+            rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
         if s.report and s.report.error:
             rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
         if s.agent == "stale":

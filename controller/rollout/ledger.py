@@ -21,6 +21,11 @@ document, ``controller/ledger`` in the store, written by the controller only:
 It is rewritten only when its content changes, so an idle pass writes nothing.
 Losing it loses no configuration: the next pass starts new rollouts from what
 the pointers and reports say (only rollback targets and quarantines are lost).
+
+A signing controller signs the ledger with its pointer key (``key`` and
+``signature`` fields, the signature over the rest) and trusts only a ledger
+it signed: a rollback target is a digest it will sign into a pointer, so one
+written by anyone else is treated as lost (sign only what you verified).
 """
 
 from __future__ import annotations
@@ -30,9 +35,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
+from setpoint.controller.errors import SetpointError
 from setpoint.store.base import Store
 from setpoint.store.digest import canonical_json
 from setpoint.store.documents import ManifestEntry
+from setpoint.store.errors import InvalidDocument
+from setpoint.store.signing import PublicKey, SignatureError, SigningKey, verify_signed
+
+log = structlog.get_logger("setpoint.ledger")
 
 LEDGER = "ledger"
 
@@ -113,6 +125,8 @@ class Ledger:
     reverse: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What was read from the store, to write only on change.
     loaded: dict[str, Any] | None = None
+    # The key that signed the ledger as stored (None: unsigned, or nothing stored).
+    signed_by: str | None = None
 
     def quarantined(self, deployment: str, server: str) -> Quarantined | None:
         return self.quarantine.get(deployment, {}).get(server)
@@ -193,24 +207,98 @@ class Ledger:
         return bool(json.loads(canonical_json(now)) != self.loaded)
 
 
-def read_ledger(store: Store) -> Ledger:
-    return Ledger.from_dict(store.read_controller_doc(LEDGER))
+class LedgerError(SetpointError):
+    """The ledger cannot be rewritten as asked; ``key`` names the key that signed it."""
+
+    def __init__(self, message: str, key: str | None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
-def write_ledger(store: Store, ledger: Ledger) -> bool:
-    """Write the ledger if it changed; whether it was written."""
-    if not ledger.changed:
+DOCUMENT = f"controller/{LEDGER}"
+
+
+def _payload(doc: dict[str, Any]) -> bytes:
+    """The bytes the ledger's signature covers: the document without it."""
+    return canonical_json({k: v for k, v in doc.items() if k != "signature"})
+
+
+def _lost(event: str, reason: str) -> Ledger:
+    log.warning(event, document=DOCUMENT, reason=reason, treated_as="lost: a fresh ledger")
+    # Loaded as "something": the fresh ledger replaces what is stored.
+    return Ledger(loaded={})
+
+
+def read_ledger(store: Store, trusted: dict[str, PublicKey] | None = None) -> Ledger:
+    """The ledger in the store; with ``trusted``, only if one of those keys signed it.
+
+    A signing controller passes the keys it trusts: it takes rollback targets
+    and quarantines only from a ledger it signed itself, and treats any other
+    (forged, unsigned, unreadable) as lost. Without ``trusted`` (an unsigned
+    controller, ``setpoint status``) the ledger is read as it is; one that
+    cannot be read is lost all the same, so it never stops a pass.
+    """
+    try:
+        doc = store.read_controller_doc(LEDGER)
+    except InvalidDocument as exc:
+        return _lost("ledger_invalid", exc.reason)
+    if doc is None:
+        return Ledger()
+    key = doc.get("key") if isinstance(doc.get("key"), str) else None
+    signature = doc.get("signature") if isinstance(doc.get("signature"), str) else None
+    if trusted is not None:
+        if not key or not signature:
+            return _lost("ledger_not_trusted", "the ledger is not signed")
+        try:
+            verify_signed(trusted, key, signature, _payload(doc))
+        except SignatureError as exc:
+            return _lost("ledger_not_trusted", exc.reason)
+    try:
+        ledger = Ledger.from_dict({k: v for k, v in doc.items() if k not in ("key", "signature")})
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        return _lost("ledger_invalid", f"unexpected content: {exc}")
+    ledger.signed_by = key
+    return ledger
+
+
+def write_ledger(store: Store, ledger: Ledger, key: SigningKey | None = None) -> bool:
+    """Write the ledger if it changed, signed with ``key``; whether it was written.
+
+    A ledger signed by another key (the one rotated away from) is signed again
+    with ``key`` even if nothing else changed.
+    """
+    resign = key is not None and ledger.loaded is not None and ledger.signed_by != key.name
+    if not ledger.changed and not resign:
         return False
     doc = ledger.to_dict()
-    store.write_controller_doc(LEDGER, doc)
+    stored = dict(doc)
+    if key is not None:
+        stored["key"] = key.name
+        stored["signature"] = key.sign(_payload(stored))
+    store.write_controller_doc(LEDGER, stored)
     ledger.loaded = copy.deepcopy(doc)
+    ledger.signed_by = key.name if key is not None else None
     return True
 
 
-def lift_quarantine(store: Store, deployment: str, server: str | None = None) -> list[str]:
-    """``setpoint retry``: publish ``deployment``'s failed digest again on the next pass."""
-    ledger = read_ledger(store)
+def lift_quarantine(
+    store: Store, deployment: str, server: str | None = None, key: SigningKey | None = None
+) -> list[str]:
+    """``setpoint retry``: publish ``deployment``'s failed digest again on the next pass.
+
+    A signed ledger is rewritten only with ``key``: unsigned, the controller
+    would treat it as lost, and the quarantine with every rollback target.
+    """
+    doc = store.read_controller_doc(LEDGER)
+    if key is None and doc is not None and doc.get("signature"):
+        signer = doc.get("key") if isinstance(doc.get("key"), str) else None
+        raise LedgerError(
+            f"{DOCUMENT} is signed by key {signer!r}; give --signing-key FILE to rewrite it "
+            "(the controller treats an unsigned ledger as lost)",
+            signer,
+        )
+    ledger = read_ledger(store, {key.name: key.public()} if key is not None else None)
     lifted = ledger.quarantine_lift(deployment, server, count_retry=True)
     if lifted:
-        write_ledger(store, ledger)
+        write_ledger(store, ledger, key)
     return lifted
