@@ -14,6 +14,7 @@ reconciles with ``--wait`` semantics and checks what the agents reported.
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
 import shutil
@@ -24,8 +25,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+from setpoint.controller.cli.common import add_command
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import CONVERGED, Reconciler, wait_for_convergence
 from setpoint.controller.converge.status import fleet_status, format_table
@@ -44,6 +46,29 @@ from setpoint.store.url import open_store
 
 SERVERS = ("db-1", "web-1", "web-2")
 EXAMPLE = Path(__file__).resolve().parents[2] / "repos-example"
+
+
+def add_parsers(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "demo",
+        cmd_demo,
+        help="run the whole story on a throwaway repository",
+        description="Copy repos-example/ into a new git repository, start three agents as "
+        "processes on a local store, and walk through deploy, update, revert and delete, "
+        "checking each step. Exit 0 only if every step converged as described.",
+    )
+    p.add_argument("--workdir", help="keep everything in this directory (default: a temp dir)")
+    p.add_argument(
+        "--store",
+        help="run against this (empty) store instead of a local directory, e.g. "
+        "swift://demo or s3://demo; agents reach it only through enrolled URLs",
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(workdir=args.workdir, timeout=args.timeout, store_url=args.store)
 
 
 class DemoFailed(Exception):
