@@ -15,6 +15,7 @@ reconciles with ``--wait`` semantics and checks what the agents reported.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import secrets
 import shutil
@@ -45,7 +46,27 @@ from setpoint.store.signing import SigningKey
 from setpoint.store.url import open_store
 
 SERVERS = ("db-1", "web-1", "web-2")
-EXAMPLE = Path(__file__).resolve().parents[2] / "repos-example"
+
+
+def _example_repository() -> Path:
+    """``repos-example/``: in a wheel, the data package ``setpoint.examples``; in a
+    checkout, the folder itself, which the editable install maps to that name.
+
+    Found through the package's search locations rather than importlib.resources:
+    it has no ``__init__.py``, and Python 3.11 cannot read resources of such a
+    namespace package when an editable install's path hook is among them.
+    """
+    spec = importlib.util.find_spec("setpoint.examples")
+    search = (spec.submodule_search_locations if spec else None) or []
+    locations = [Path(p) for p in search]
+    for location in locations:
+        if (location / "inventory.yaml").is_file():
+            return location
+    # Nothing installed there: run_demo names this place in its error.
+    return locations[0] if locations else Path("setpoint", "examples")
+
+
+EXAMPLE = _example_repository()
 
 
 def add_parsers(sub: Any) -> None:
