@@ -15,7 +15,6 @@ import botocore.exceptions as bce
 import pytest
 from flaky import Fault, FlakyProxy, flaky_proxy
 from store_backends import unique_name
-from swift_fixtures import SwiftServer, unavailable
 
 from setpoint.store import s3 as s3_module
 from setpoint.store.base import blob_key
@@ -32,6 +31,7 @@ from setpoint.store.errors import (
 from setpoint.store.retry import Retry, Timeouts
 from setpoint.store.s3 import MAX_PRESIGN_SECONDS, S3Store, make_client, translate
 from setpoint.store.url import open_store
+from tests.swift_fixtures import SwiftServer, unavailable
 
 
 def moto_client(endpoint: str, timeouts: Timeouts | None = None) -> Any:
