@@ -114,7 +114,6 @@ def test_conditional_put_falls_back_on_swift_230(swift_server: SwiftServer) -> N
 
 
 def test_conditional_put_used_on_swift_236_and_later(swift_new_server: SwiftServer) -> None:
-    assert swift_new_server.version >= (2, 36)
     store = S3Store(unique_name("s3"), "p", client=swift_new_server.s3_client())
     digest = store.put_blob(b"a blob")
     assert store.conditional_put is True
@@ -123,16 +122,6 @@ def test_conditional_put_used_on_swift_236_and_later(swift_new_server: SwiftServ
     assert store.put_blob(b"a blob") == digest
     assert http(store) == {"http.PUT": 1}
     assert store.stats.bytes_written == 0
-
-
-def test_the_two_swifts_are_the_two_versions(
-    swift_server: SwiftServer, swift_new_server: SwiftServer
-) -> None:
-    if not (swift_server.version < (2, 36) <= swift_new_server.version):
-        unavailable(
-            f"both S3 create paths need a Swift < 2.36 and one >= 2.36; got "
-            f"{swift_server.version} and {swift_new_server.version}"
-        )
 
 
 # -- errors and retries -----------------------------------------------------------------
