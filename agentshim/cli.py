@@ -27,7 +27,6 @@ from setpoint.store.http import CapabilityStore
 from setpoint.store.signing import PublicKey
 
 EXIT_OK = 0
-EXIT_FAILED = 1
 EXIT_STORE = 3
 EXIT_USAGE = 64
 

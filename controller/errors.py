@@ -51,9 +51,3 @@ class InvalidDefinitions(SetpointError):
             f"{count} error{'s' if count != 1 else ''} in the definitions at {commit[:12]}:\n"
             f"{lines}"
         )
-
-
-class ConvergenceTimeout(SetpointError):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"the fleet did not converge within {seconds:g} s")
-        self.seconds = seconds

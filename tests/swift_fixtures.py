@@ -294,4 +294,10 @@ def swift_server(swift_pool: SwiftPool) -> SwiftServer:
 @pytest.fixture(scope="session")
 def swift_new_server(swift_pool: SwiftPool) -> SwiftServer:
     """Swift >= 2.36 from PyPI: s3api with conditional PUT."""
-    return swift_pool.get("new")
+    server = swift_pool.get("new")
+    if server.version < (2, 36):
+        unavailable(
+            f"the new Swift is {server.version}, not >= 2.36 with s3api conditional PUT "
+            "(see SETPOINT_SWIFT_NEW_AUTH_URL and SETPOINT_SWIFT_NEW_PYTHON)"
+        )
+    return server

@@ -1,80 +1,35 @@
-"""The change-control commands of ``setpoint``: plan, watch and history.
-
-Kept apart from ``cli.py`` so the parser of each command sits next to the code
-that runs it; ``cli.py`` registers them with ``add_commands``.
-"""
+"""``setpoint plan``, ``watch`` and ``history``: change control through git."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from setpoint.controller.cli.common import (
+    INVALID,
+    OK,
+    UNAVAILABLE,
+    add_command,
+    env_arg,
+    pointer_policy,
+    print_json,
+    signing_args,
+    tuning_args,
+)
 from setpoint.controller.definitions.repository import GitError, GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.store.errors import StoreError
 
-# The same numbers as cli.py (which imports this module, not the other way round).
-OK, FAILED, INVALID, UNAVAILABLE = 0, 1, 3, 4
 # `setpoint plan --exit-code`: what a CI job branches on.
 PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES = 0, 1, 2
 
-Formatter = Callable[[str], argparse.HelpFormatter]
 
-
-def env_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--env",
-        metavar="NAME",
-        help="environment: parameter values and inventory from environments/NAME.yaml",
-    )
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
-def tuning_args(p: argparse.ArgumentParser, rounds: bool = True) -> None:
-    """The controller's two bounds: contextualization rounds, missed heartbeats."""
-    from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
-    from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS
-
-    if rounds:
-        p.add_argument(
-            "--converge-rounds",
-            type=_positive(int),
-            default=DEFAULT_CONVERGE_ROUNDS,
-            metavar="N",
-            help="rounds a converge: true cycle may take before the controller stops it "
-            f"with the outputs still changing (default: {DEFAULT_CONVERGE_ROUNDS})",
-        )
-    p.add_argument(
-        "--unreachable-after",
-        type=_positive(float),
-        default=UNREACHABLE_AFTER_BEATS,
-        metavar="BEATS",
-        help="heartbeats an agent may miss before it is unreachable: out of service for "
-        f"rollouts, UNREACHABLE in status (default: {UNREACHABLE_AFTER_BEATS:g})",
-    )
-
-
-def add_commands(
-    sub: Any, formatter: Formatter, signing_args: Callable[[argparse.ArgumentParser], None]
-) -> dict[str, Callable[[argparse.Namespace], int]]:
-    """Add plan, watch and history to ``sub``; return their handlers by name."""
-    p = sub.add_parser(
+def add_parsers(sub: Any) -> None:
+    p = add_command(
+        sub,
         "plan",
+        cmd_plan,
         help="what merging HEAD would change, offline",
         description="Render BASE and HEAD offline and show, per deployment and server, CREATE, "
         "UPDATE, REPLACE, DELETE or unchanged, with old and new digests and a diff of the "
@@ -83,7 +38,6 @@ def add_commands(
         "reported as by 'setpoint validate' and fail the plan.",
         epilog="exit codes with --exit-code: 0 no changes, 2 changes, 1 error (invalid HEAD, "
         "unusable repository or store). Without it: 0, 3 invalid HEAD, 4 unusable.",
-        formatter_class=formatter,
     )
     p.add_argument("revs", nargs="+", metavar="REV", help="BASE HEAD, BASE..HEAD, or BASE")
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
@@ -102,8 +56,10 @@ def add_commands(
         help="markdown: cut diffs beyond this size, with a note (default: 60000)",
     )
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "watch",
+        cmd_watch,
         help="follow a branch and deploy each new commit (the controller daemon)",
         description="Follow BRANCH of a local repository (watched for ref changes) or of a "
         "remote one (https, ssh, git or file URL, fetched every --fetch-interval seconds into "
@@ -112,7 +68,6 @@ def add_commands(
         "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
         "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
         "under refs/notes/setpoint (git log --notes=setpoint).",
-        formatter_class=formatter,
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
     p.add_argument("--branch", default="main", help="branch to deploy (default: main)")
@@ -134,13 +89,14 @@ def add_commands(
     tuning_args(p)
     signing_args(p)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "history",
+        cmd_history,
         help="deployed commits, newest first, and what each server runs",
         description="List the commits of BRANCH that were deployed (read from the notes under "
         "refs/notes/setpoint), newest first: author, subject, outcome, time to converge; then "
         "which commit each server runs now (from --store if given, else from the notes).",
-        formatter_class=formatter,
     )
     p.add_argument("--repo", default=".", help="repository, or a watch mirror (default: .)")
     p.add_argument("--branch", default="HEAD", help="branch to read (default: HEAD)")
@@ -148,7 +104,6 @@ def add_commands(
     p.add_argument("--store", help="what servers run now, from this store")
     p.add_argument("--limit", type=int, help="at most this many commits")
     p.add_argument("--json", action="store_true", help="print as JSON")
-    return {"plan": cmd_plan, "watch": cmd_watch, "history": cmd_history}
 
 
 def _revs(revs: list[str]) -> tuple[str, str]:
@@ -162,12 +117,9 @@ def _revs(revs: list[str]) -> tuple[str, str]:
 
 def _invalid_head(exc: InvalidDefinitions, fmt: str) -> None:
     if fmt == "json":
-        doc = {
-            "valid": False,
-            "commit": exc.commit,
-            "problems": [p.to_dict() for p in exc.problems],
-        }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(
+            {"valid": False, "commit": exc.commit, "problems": [p.to_dict() for p in exc.problems]}
+        )
     elif fmt == "markdown":
         print(f"### setpoint plan: invalid definitions at `{exc.commit[:12]}`\n")
         for problem in exc.problems:
@@ -234,7 +186,6 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from setpoint.controller.cli.main import pointer_policy
     from setpoint.controller.gitops.commitgate import CommitGate, KeyringVerifier
     from setpoint.controller.gitops.source import (
         LocalSource,
@@ -296,7 +247,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             "commits": [d.to_dict() for d in history],
             "servers": now,
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
         return OK
     if not history:
         print(f"no deployed commits recorded for {record_name(args.env)}")

@@ -14,6 +14,8 @@ reconciles with ``--wait`` semantics and checks what the agents reported.
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import secrets
 import shutil
@@ -24,8 +26,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+from setpoint.controller.cli.common import add_command
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import CONVERGED, Reconciler, wait_for_convergence
 from setpoint.controller.converge.status import fleet_status, format_table
@@ -43,7 +46,50 @@ from setpoint.store.signing import SigningKey
 from setpoint.store.url import open_store
 
 SERVERS = ("db-1", "web-1", "web-2")
-EXAMPLE = Path(__file__).resolve().parents[2] / "repos-example"
+
+
+def _example_repository() -> Path:
+    """``repos-example/``: in a wheel, the data package ``setpoint.examples``; in a
+    checkout, the folder itself, which the editable install maps to that name.
+
+    Found through the package's search locations rather than importlib.resources:
+    it has no ``__init__.py``, and Python 3.11 cannot read resources of such a
+    namespace package when an editable install's path hook is among them.
+    """
+    spec = importlib.util.find_spec("setpoint.examples")
+    search = (spec.submodule_search_locations if spec else None) or []
+    locations = [Path(p) for p in search]
+    for location in locations:
+        if (location / "inventory.yaml").is_file():
+            return location
+    # Nothing installed there: run_demo names this place in its error.
+    return locations[0] if locations else Path("setpoint", "examples")
+
+
+EXAMPLE = _example_repository()
+
+
+def add_parsers(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "demo",
+        cmd_demo,
+        help="run the whole story on a throwaway repository",
+        description="Copy repos-example/ into a new git repository, start three agents as "
+        "processes on a local store, and walk through deploy, update, revert and delete, "
+        "checking each step. Exit 0 only if every step converged as described.",
+    )
+    p.add_argument("--workdir", help="keep everything in this directory (default: a temp dir)")
+    p.add_argument(
+        "--store",
+        help="run against this (empty) store instead of a local directory, e.g. "
+        "swift://demo or s3://demo; agents reach it only through enrolled URLs",
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per step (120)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(workdir=args.workdir, timeout=args.timeout, store_url=args.store)
 
 
 class DemoFailed(Exception):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from dulwich.notes import Notes
-from dulwich.objects import Commit, ObjectID
 from dulwich.refs import Ref
 from dulwich.repo import Repo
 
@@ -213,12 +212,3 @@ def converged_configs(
         digest: [(env, sha) for _when, env, sha in sorted(hits, reverse=True)]
         for digest, hits in found.items()
     }
-
-
-def is_commit(repo_path: str | Path, sha: str) -> bool:
-    """Whether ``sha`` is a commit the repository holds."""
-    with Repo(str(repo_path)) as repo:
-        try:
-            return isinstance(repo.object_store[ObjectID(sha.encode("ascii"))], Commit)
-        except KeyError:
-            return False

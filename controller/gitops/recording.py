@@ -55,11 +55,6 @@ def rolled_back(outcome: PassOutcome, commit: str) -> dict[str, list[str]]:
     return out
 
 
-def count_rollbacks(outcome: PassOutcome) -> int:
-    """Rollouts rolled back for the pass's commit."""
-    return len(rolled_back(outcome, outcome.commit))
-
-
 def update_record(record: DeployRecord, outcome: PassOutcome, now: float) -> None:
     """Fold one pass into ``record`` (a record already converged or superseded is final)."""
     if record.outcome in (CONVERGED, SUPERSEDED):

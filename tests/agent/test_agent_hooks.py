@@ -224,10 +224,14 @@ def test_unknown_tool_fails_with_a_clear_reason(
 def test_non_executable_hook_is_not_a_hook(
     publisher: Publisher, store: MemoryStore, make_agent: Callable[..., Agent], tmp_path: Path
 ) -> None:
-    write_hook(tmp_path / "hooks", "mytool", "#!/bin/sh\necho '{}'\n").chmod(0o644)
+    hook = write_hook(tmp_path / "hooks", "mytool", "#!/bin/sh\necho '{}'\n")
+    hook.chmod(0o644)
     publisher.publish({"app/web": component([(["CREATE"], "mytool", "class {}")])})
     make_agent().run_once()
-    assert entry(store).status == "FAILED"
+    got = entry(store)
+    assert got.status == "FAILED"
+    assert got.reason == f"no hook for tool 'mytool': not built in and no executable {hook}"
+    assert got.exit_code is None  # never started
 
 
 ECHO_HOOK = """#!{python}

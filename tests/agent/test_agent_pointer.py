@@ -32,10 +32,10 @@ class FlakyStore(MemoryStore):
             raise TransientError("store unreachable")
         return super()._get(key)
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes) -> str:
         if self.down or (self.reports_down and key.endswith("/report")):
             raise TransientError("store unreachable")
-        super()._put(key, data)
+        return super()._put(key, data)
 
 
 def test_no_pointer_yet_is_nothing_to_do(

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from setpoint.agentshim.agent import Agent
 from setpoint.agentshim.due import retry_delay
+from setpoint.store.documents import DeploymentReport
 from setpoint.store.memory import MemoryStore
 
 
@@ -107,7 +108,7 @@ def test_failure_is_retried_after_backoff_until_max_attempts(
     publisher.publish({"app/web": script(counting(runs, "echo oops >&2; exit 3"))})
     agent = make_agent(max_attempts=3, retry_backoff=1.0)
 
-    def report_entry():  # type: ignore[no-untyped-def]
+    def report_entry() -> DeploymentReport:
         report = store.read_report(SERVER)
         assert report is not None
         return report.deployments["app/web"]

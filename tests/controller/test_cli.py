@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.controller.cli.main import INVALID, OK, UNAVAILABLE, USAGE, main
+from setpoint.controller.cli.common import INVALID, OK, UNAVAILABLE, USAGE
+from setpoint.controller.cli.main import main
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

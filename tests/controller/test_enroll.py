@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from setpoint.controller.cli.main import FAILED, OK, UNAVAILABLE, main
+from setpoint.controller.cli.common import FAILED, OK, UNAVAILABLE
+from setpoint.controller.cli.main import main
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo

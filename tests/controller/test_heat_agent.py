@@ -15,12 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from test_reconcile import simulate_agent
 
 from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo, revert
 from setpoint.store.memory import MemoryStore
+from tests.controller.test_reconcile import simulate_agent
 
 NOW = 1_700_000_000.0
 PREFIX = "https://swift.example/v1/AUTH_t/c/"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,8 +111,11 @@ class HeatFleet:
         return got
 
 
+MakeFleet = Callable[[dict[str, str]], HeatFleet]
+
+
 @pytest.fixture
-def make_fleet(tmp_path: Path) -> Iterator[type[HeatFleet]]:
+def make_fleet(tmp_path: Path) -> Iterator[MakeFleet]:
     fleets: list[HeatFleet] = []
 
     def make(files: dict[str, str]) -> HeatFleet:
@@ -119,13 +123,13 @@ def make_fleet(tmp_path: Path) -> Iterator[type[HeatFleet]]:
         fleets.append(fleet)
         return fleet
 
-    yield make  # type: ignore[misc]
+    yield make
     for fleet in fleets:
         fleet.repo.close()
 
 
-def values_of(body: dict[str, object]) -> dict[str, object]:
-    return {i["name"]: i["value"] for i in body["inputs"]}  # type: ignore[attr-defined, index]
+def values_of(body: dict[str, Any]) -> dict[str, object]:
+    return {i["name"]: i["value"] for i in body["inputs"]}
 
 
 # -- a script config deployed twice, with SUSPEND and RESUME ---------------------------
@@ -193,7 +197,7 @@ def env(log: Path, extra: str = "") -> str:
 
 
 def test_a_script_config_deployed_twice_suspends_and_resumes(
-    make_fleet: type[HeatFleet], tmp_path: Path
+    make_fleet: MakeFleet, tmp_path: Path
 ) -> None:
     log = tmp_path / "actions.log"
     fleet = make_fleet(
@@ -290,7 +294,7 @@ resources:
 """
 
 
-def test_b_takes_a_stdout_and_c_depends_on_b(make_fleet: type[HeatFleet], tmp_path: Path) -> None:
+def test_b_takes_a_stdout_and_c_depends_on_b(make_fleet: MakeFleet, tmp_path: Path) -> None:
     log = tmp_path / "sequence.log"
     fleet = make_fleet({"stacks/seq.yaml": dedent(SEQUENCE), "stacks/seq.env.yaml": env(log)})
     model = fleet.model()
@@ -375,7 +379,7 @@ setpoint:
 
 
 def test_a_group_over_two_servers_gives_its_outputs_as_a_map(
-    make_fleet: type[HeatFleet],
+    make_fleet: MakeFleet,
 ) -> None:
     fleet = make_fleet(
         {"stacks/group.yaml": dedent(GROUP), "stacks/group.env.yaml": dedent(GROUP_ENV)}
@@ -433,7 +437,7 @@ resources:
 """
 
 
-def test_a_structured_config_gets_its_inputs(make_fleet: type[HeatFleet]) -> None:
+def test_a_structured_config_gets_its_inputs(make_fleet: MakeFleet) -> None:
     fleet = make_fleet({"stacks/structured.yaml": dedent(STRUCTURED)})
     fleet.converge()
     kept = json.loads((fleet.kept / "server1-deployment").read_text())
@@ -494,7 +498,7 @@ resources:
 
 
 def test_a_multipart_mime_config_is_the_same_bytes_every_time(
-    make_fleet: type[HeatFleet],
+    make_fleet: MakeFleet,
 ) -> None:
     fleet = make_fleet({"stacks/mime.yaml": dedent(MIME)})
     first = fleet.model().components["mime/deployment"].configs[0].config
@@ -553,9 +557,7 @@ resources:
 """
 
 
-def test_a_component_runs_the_config_of_each_action(
-    make_fleet: type[HeatFleet], tmp_path: Path
-) -> None:
+def test_a_component_runs_the_config_of_each_action(make_fleet: MakeFleet, tmp_path: Path) -> None:
     log = tmp_path / "component.log"
     fleet = make_fleet({"stacks/comp.yaml": dedent(COMPONENT), "stacks/comp.env.yaml": env(log)})
     fleet.converge()
@@ -576,7 +578,7 @@ NO_LOG = (
 )
 
 
-def test_errors_name_the_template_file_and_line(make_fleet: type[HeatFleet]) -> None:
+def test_errors_name_the_template_file_and_line(make_fleet: MakeFleet) -> None:
     broken = dedent(SEQUENCE).replace("[A, deploy_stdout]", "[A, no_such_output]")
     broken = broken.replace("depends_on: B", "depends_on: Z")
     fleet = make_fleet({"stacks/bad.yaml": broken})
@@ -598,7 +600,7 @@ def test_errors_name_the_template_file_and_line(make_fleet: type[HeatFleet]) -> 
 
 
 def test_validate_warns_of_resources_setpoint_does_not_manage(
-    make_fleet: type[HeatFleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_fleet: MakeFleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from setpoint.controller.cli.main import main
 

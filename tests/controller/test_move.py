@@ -12,7 +12,8 @@ import pytest
 
 from setpoint.agentshim.agent import Agent
 from setpoint.agentshim.trust import Trust
-from setpoint.controller.cli import main as cli
+from setpoint.controller.cli.common import OK
+from setpoint.controller.cli.main import main
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
@@ -234,13 +235,13 @@ def test_status_lists_servers_not_moved_after_the_deadline(
     key_file = tmp_path / "ctl.key"
     fleet.key.save(key_file)
     args = ["move", "--from", fleet.old.url, "--to", str(tmp_path / "new")]
-    assert cli.main([*args, "--signing-key", str(key_file), "--deadline", "0"]) == cli.OK
+    assert main([*args, "--signing-key", str(key_file), "--deadline", "0"]) == OK
     assert "moved 3 servers" in capsys.readouterr().out
     for server in ("m1", "m2"):
         fleet.agents[server].run_once()
 
     time.sleep(0.01)
-    assert cli.main(["status", "--store", str(tmp_path / "new")]) == cli.OK
+    assert main(["status", "--store", str(tmp_path / "new")]) == OK
     out = capsys.readouterr().out
     assert "2 of 3 servers report here" in out
     assert "not moved after the deadline" in out

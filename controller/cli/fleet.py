@@ -1,0 +1,198 @@
+"""``setpoint keygen``, ``enroll``, ``rotate-keys`` and ``move``: how the fleet
+trusts the controller and reaches its store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from setpoint.controller.cli.common import (
+    FAILED,
+    OK,
+    TIMED_OUT,
+    add_command,
+    invalid,
+    pointer_policy,
+    print_json,
+    signing_args,
+)
+from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.errors import InvalidDefinitions, SetpointError
+
+
+def add_parsers(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "keygen",
+        cmd_keygen,
+        help="create a pointer signing key",
+        description="Create an ed25519 key NAME: NAME.key (secret, mode 0600) and NAME.pub in "
+        "--out, and print the public key. Give the secret to the controller "
+        "(--signing-key) and the public key to agents (through 'setpoint enroll').",
+    )
+    p.add_argument("name", help="key name, e.g. ctl-2026-11")
+    p.add_argument("--out", default=".", help="directory for the key files (default: .)")
+
+    p = add_command(
+        sub,
+        "enroll",
+        cmd_enroll,
+        help="print a server's agent bootstrap",
+        description="Print the bootstrap a server's agent starts from: its name, how to reach "
+        "the store (a path, or TempURLs on Swift and presigned URLs on S3: read its own "
+        "pointer, write its own report), and the public keys it trusts. Nothing else: no "
+        "store credentials. An agent offline longer than its URLs live (--url-ttl) reports "
+        "nothing and shows as stale in 'setpoint status'; enrolling it again recovers it.",
+    )
+    p.add_argument("server", help="the server's name, as in inventory.yaml")
+    p.add_argument("--store", required=True, help="store URL")
+    signing_args(p)
+    p.add_argument(
+        "--cloud-init", action="store_true", help="print cloud-init user-data that installs it"
+    )
+    p.add_argument(
+        "--agent",
+        choices=("setpoint", "heat"),
+        default="setpoint",
+        help="heat: the server runs Heat's agent (os-collect-config, heat-config hooks); "
+        "register it and print its os-collect-config configuration (see README)",
+    )
+    p.add_argument(
+        "--s3-keys",
+        action="store_true",
+        help="S3 only: give the agent its own access key, limited by an IAM policy to its "
+        "pointer, its report and the blobs, instead of presigned URLs (re-enrolling re-keys)",
+    )
+
+    p = add_command(
+        sub,
+        "rotate-keys",
+        cmd_rotate_keys,
+        help="rotate a Swift account's TempURL key without breaking agents",
+        description="Put a new secret in TempURL key 2, publish every server new URLs signed "
+        "with it, wait until every agent has answered that generation, then make the new "
+        "secret key 1 and remove key 2. An agent that does not answer in time stops the "
+        "rotation before the old key is retired (exit 2), unless --force.",
+    )
+    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--store", required=True, help="swift://container[/prefix]")
+    p.add_argument("--branch", default="HEAD", help="branch to deploy (default: HEAD)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (600)")
+    p.add_argument("--force", action="store_true", help="retire the old key even if agents lag")
+    signing_args(p)
+
+    p = add_command(
+        sub,
+        "move",
+        cmd_move,
+        help="move the fleet to another store without touching a server",
+        description="Copy what the fleet needs (blobs its pointers reach, rollback targets, the "
+        "ledger, the last reports) to --to, write each server's pointer there (a higher "
+        "generation, with URLs issued there on Swift and S3), then publish at --from one more "
+        "signed generation per server that tells its agent to move. Agents follow, and their "
+        "first report at --to confirms it; 'setpoint status --store TO' lists servers that "
+        "have not followed after --deadline. Then reconcile against --to. Handing the fleet "
+        "to another controller: announce its key first (--announce-key), then move.",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="the store now")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="the new store")
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="after this long, status lists servers that have not followed (default: 3600)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    signing_args(p)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from setpoint.store.signing import SigningKey
+
+    key = SigningKey.generate(args.name)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    secret = out / f"{args.name}.key"
+    try:
+        key.save(secret)
+    except FileExistsError:
+        print(f"setpoint: {secret} exists; not overwriting a key", file=sys.stderr)
+        return FAILED
+    (out / f"{args.name}.pub").write_text(f"{key.public()}\n")
+    print(key.public())
+    return OK
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from setpoint.controller.fleet.enroll import bootstrap_for, cloud_init
+    from setpoint.store.url import open_store
+
+    policy = pointer_policy(args)
+    if args.agent == "heat":
+        from setpoint.controller.converge.heat_agent import collect_config
+
+        print(collect_config(open_store(args.store), args.server, time.time(), policy.ttl).text())
+        return OK
+    boot = bootstrap_for(
+        open_store(args.store),
+        args.server,
+        policy.trust() or {},
+        policy.ttl,
+        scoped_keys=args.s3_keys,
+    )
+    if args.cloud_init:
+        print(cloud_init(boot), end="")
+    else:
+        print_json(boot.to_dict())
+    return OK
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    from setpoint.controller.converge.reconcile import Reconciler
+    from setpoint.controller.fleet.rotate import RotationError, rotate_temp_url_key
+    from setpoint.store.url import open_store
+
+    with GitRepo.open(args.repo) as repo:
+        reconciler = Reconciler(
+            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args)
+        )
+        try:
+            result = rotate_temp_url_key(reconciler, args.timeout, force=args.force)
+        except InvalidDefinitions as exc:
+            return invalid(exc, False)
+        except RotationError as exc:
+            print(f"setpoint: {exc}", file=sys.stderr)
+            return TIMED_OUT if exc.behind else FAILED
+    if result.generations:
+        print(f"rotated: {len(result.generations)} servers renewed, old key retired")
+    else:
+        print("the account had no TempURL key: created one")
+    return OK
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    from setpoint.controller.fleet.move import move_fleet
+    from setpoint.store.url import open_store
+
+    if args.deadline < 0:
+        raise SetpointError("--deadline must not be negative")
+    result = move_fleet(
+        open_store(args.source), open_store(args.target), pointer_policy(args), args.deadline
+    )
+    if args.json:
+        print_json(result.to_dict())
+        return OK
+    print(
+        f"moved {len(result.servers)} servers to {result.target} ({len(result.copied)} blobs "
+        f"copied); 'setpoint status --store {result.target}' shows who followed"
+    )
+    if result.already_moved:
+        print(f"  already moved before: {', '.join(result.already_moved)}")
+    for digest in result.lost:
+        print(f"  rollback target missing at {result.source}: {digest}", file=sys.stderr)
+    return OK
