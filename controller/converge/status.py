@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, unreachable
@@ -16,6 +15,7 @@ from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, Pointer, Report
+from setpoint.store.timestamps import parse_timestamp as _parse_time
 
 
 @dataclass(frozen=True)
@@ -90,15 +90,6 @@ class ServerStatus:
                 for d in self.deployments
             ],
         }
-
-
-def _parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def fleet_status(
