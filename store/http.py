@@ -34,7 +34,8 @@ def translate(exc: urllib.error.HTTPError, key: str, now: float | None = None) -
     rule of ``store.http_errors``. ``now`` (Unix time) dates an HTTP-date
     ``Retry-After``."""
     status = exc.code
-    detail = f"HTTP {status} on {exc.url}"
+    # Not the URL: a capability URL's query is the credential.
+    detail = f"HTTP {status} on {key}"
     if status in (401, 403):
         detail += " (expired or revoked URL?)"
     return error_for_status(status, key, detail, (exc.headers or {}).items(), now=now)

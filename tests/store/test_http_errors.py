@@ -221,3 +221,10 @@ def test_the_agent_reader_sends_one_request_by_default() -> None:
     assert served == [503]
     assert info.value.delay == 3.0
     assert isinstance(info.value.__cause__, urllib.error.HTTPError)
+
+
+def test_the_agent_reader_never_puts_its_capability_url_in_an_error() -> None:
+    signed = URL + "?temp_url_sig=secret-signature&temp_url_expires=1"
+    for status in (403, 404, 503, 400):
+        exc = urllib.error.HTTPError(signed, status, "reason", message({}), None)
+        assert "secret-signature" not in str(agent_http.translate(exc, KEY))
