@@ -21,6 +21,13 @@ def test_timestamps_round_trip_with_microseconds() -> None:
     assert parse_timestamp(format_timestamp(T)) == T
 
 
+def test_timestamps_in_the_precision_each_writer_uses() -> None:
+    assert format_timestamp(T, digits=3) == "2026-01-01T00:00:00.250Z"  # the agent
+    assert format_timestamp(1_767_225_600, digits=0) == "2026-01-01T00:00:00Z"  # commits
+    with pytest.raises(ValueError, match="0 to 6"):
+        format_timestamp(T, digits=7)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
