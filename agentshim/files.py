@@ -20,8 +20,9 @@ from typing import Any
 
 from setpoint.agentshim.contract import is_safe_name
 from setpoint.agentshim.errors import FilesError
-from setpoint.agentshim.state import Layout, fsync_dir
+from setpoint.agentshim.state import Layout
 from setpoint.store import Store, StoreError
+from setpoint.store.atomic_files import fsync_dir
 from setpoint.store.bundles import extract_zip
 
 

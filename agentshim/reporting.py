@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -17,6 +16,7 @@ import structlog
 from setpoint.agentshim import __version__
 from setpoint.agentshim.state import AgentState
 from setpoint.store import Report, Store, StoreError
+from setpoint.store.timestamps import format_timestamp
 
 # The report is rewritten at least this often (seconds) even when nothing
 # changed, so the controller can tell a silent agent (unreachable after three
@@ -25,9 +25,8 @@ DEFAULT_HEARTBEAT = 300.0
 
 
 def iso(t: float) -> str:
-    """ISO 8601 UTC with milliseconds and a ``Z``."""
-    dt = datetime.fromtimestamp(t, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds and a ``Z``: the agent's precision."""
+    return format_timestamp(t, digits=3)
 
 
 class Reporter:

@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from urllib.parse import quote
 
 from setpoint.agentshim.errors import StateError
 from setpoint.store import DeploymentReport, Manifest, ManifestEntry, StoreError, digest_bytes
+from setpoint.store.atomic_files import write_atomic
 from setpoint.store.digest import hex_of
 
 STATE_VERSION = 1
@@ -42,32 +42,6 @@ def segment(name: str) -> str:
     if quoted in ("", ".", ".."):
         quoted = "%" + quoted.replace(".", "%2E")
     return quoted
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)

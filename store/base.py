@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import abc
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from setpoint.store.digest import canonical_json, check_digest, digest_bytes, hex_of
 from setpoint.store.documents import Pointer, Report, is_server_name, loads_object
-from setpoint.store.errors import DigestMismatch, GenerationRegression, InvalidDocument, NotFound
+from setpoint.store.errors import (
+    DigestMismatch,
+    GenerationRegression,
+    InvalidDocument,
+    NotFound,
+    TransientError,
+)
+from setpoint.store.retry import NO_RETRY, Retry
+
+T = TypeVar("T")
 
 BLOBS = "blobs/"
 AGENTS = "agents/"
@@ -123,8 +132,19 @@ class Store(abc.ABC):
     # a local directory is reached by path, with no capability URLs.
     capability_kind: ClassVar[str | None] = None
 
-    def __init__(self) -> None:
+    def __init__(self, retry: Retry = NO_RETRY) -> None:
         self.stats = StoreStats()
+        self.retry = retry
+        """How a backend that can meet ``TransientError`` retries one operation."""
+
+    def _retrying(self, operation: Callable[[], T], what: str) -> T:
+        """``operation`` under ``self.retry``, the one retry loop of every backend;
+        each retry is counted in ``stats.requests["retries"]`` (the requests
+        themselves as ``http.*``)."""
+        return self.retry.call(operation, what, self._count_retry)
+
+    def _count_retry(self, exc: TransientError) -> None:
+        self.stats.requests["retries"] += 1
 
     # -- what a backend implements: bytes only ---------------------------------
 

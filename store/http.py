@@ -5,6 +5,11 @@ Swift client on servers). It can read its own pointer (conditionally: a 304
 costs one small request), read the blobs its capabilities cover, and write
 its own report; anything else is ``PermissionDenied``. The ``Store`` base
 class still re-hashes every blob it reads.
+
+Statuses become store errors by the rule every HTTP backend shares
+(``store.http_errors``). Retries go through ``store.retry.Retry`` like every
+backend's; by default there are none (``NO_RETRY``): the agent's poll cycle
+is its retry loop, and a poll stays one request.
 """
 
 from __future__ import annotations
@@ -16,17 +21,35 @@ import urllib.request
 
 from setpoint.store.base import BLOBS, Store, digest_of_blob_key, pointer_key, report_key
 from setpoint.store.capabilities import Capabilities
-from setpoint.store.errors import NotFound, PermissionDenied, StoreError, TransientError
+from setpoint.store.errors import PermissionDenied, StoreError
+from setpoint.store.http_errors import error_for_status, unreachable
+from setpoint.store.retry import NO_RETRY, Retry
 from setpoint.store.sigv4 import sign_s3
 
 DEFAULT_TIMEOUT = 30.0
 
 
+def translate(exc: urllib.error.HTTPError, key: str, now: float | None = None) -> StoreError:
+    """The store error for an HTTP error answer (the caller chains ``exc``), by the
+    rule of ``store.http_errors``. ``now`` (Unix time) dates an HTTP-date
+    ``Retry-After``."""
+    status = exc.code
+    # Not the URL: a capability URL's query is the credential.
+    detail = f"HTTP {status} on {key}"
+    if status in (401, 403):
+        detail += " (expired or revoked URL?)"
+    return error_for_status(status, key, detail, (exc.headers or {}).items(), now=now)
+
+
 class CapabilityStore(Store):
     def __init__(
-        self, server: str, capabilities: Capabilities, timeout: float = DEFAULT_TIMEOUT
+        self,
+        server: str,
+        capabilities: Capabilities,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: Retry = NO_RETRY,
     ) -> None:
-        super().__init__()
+        super().__init__(retry)
         self.server = server
         self.timeout = timeout
         self._lock = threading.Lock()
@@ -68,6 +91,13 @@ class CapabilityStore(Store):
     def _request(
         self, method: str, url: str, key: str, data: bytes | None = None, etag: str | None = None
     ) -> tuple[int, bytes, str]:
+        return self._retrying(
+            lambda: self._send(method, url, key, data, etag), f"{method.lower()} {key}"
+        )
+
+    def _send(
+        self, method: str, url: str, key: str, data: bytes | None, etag: str | None
+    ) -> tuple[int, bytes, str]:
         headers = {"User-Agent": "setpoint-agent"}
         creds = self._caps.credentials
         if creds is not None:
@@ -91,19 +121,12 @@ class CapabilityStore(Store):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, response.read(), response.headers.get("ETag", "")
         except urllib.error.HTTPError as exc:
-            status = exc.code
             exc.close()
-            if status == 304:
+            if exc.code == 304:
                 return 304, b"", etag or ""
-            if status == 404:
-                raise NotFound(key) from exc
-            if status in (401, 403):
-                raise PermissionDenied(key, f"HTTP {status} (expired or revoked URL?)") from exc
-            if status in (408, 429, 498) or status >= 500:
-                raise TransientError(f"HTTP {status} on {method} {key}", delay=2.0) from exc
-            raise StoreError(f"HTTP {status} on {method} {key}") from exc
+            raise translate(exc, key) from exc
         except (http.client.HTTPException, OSError) as exc:  # URLError, timeouts included
-            raise TransientError(f"cannot reach the store for {key}: {exc}", delay=2.0) from exc
+            raise unreachable(key, exc) from exc
 
     # -- byte movers ------------------------------------------------------------
 

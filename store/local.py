@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
+from setpoint.store.atomic_files import TEMP_PREFIX, fsync_dir, write_atomic, write_temp
 from setpoint.store.base import Store
 from setpoint.store.errors import NotFound, PermissionDenied, StoreError, TransientError
 
@@ -21,14 +21,6 @@ def _etag(st: os.stat_result) -> str:
     # Every replacement is a rename to a new inode, so (inode, size, mtime)
     # changes with every write.
     return f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(Store):
@@ -72,50 +64,24 @@ class LocalStore(Store):
                 return None
             return f.read(), current
 
-    def _write_temp(self, path: Path, data: bytes) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return Path(tmp)
-
     def _put(self, key: str, data: bytes) -> str:
-        path = self._path(key)
         with self._translate(key):
-            tmp = self._write_temp(path, data)
-            try:
-                # The rename keeps the inode and mtime: the etag of exactly
-                # these bytes, whatever another writer does after.
-                version = _etag(os.stat(tmp))
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(path.parent)
-        return version
+            # The version of exactly these bytes, whatever another writer does after.
+            return _etag(write_atomic(self._path(key), data, 0o644))
 
     def _put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         if path.exists():
             return False
         with self._translate(key):
-            tmp = self._write_temp(path, data)
+            tmp = write_temp(path, data, 0o644)
             try:
                 os.link(tmp, path)
             except FileExistsError:
                 return False
             finally:
                 os.unlink(tmp)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             return True
 
     def _exists(self, keys: list[str]) -> set[str]:
@@ -128,7 +94,7 @@ class LocalStore(Store):
         out = []
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith(TEMP_PREFIX):
                     continue
                 rel = Path(dirpath, name).relative_to(self.root).as_posix()
                 out.append(rel)

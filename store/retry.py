@@ -98,3 +98,6 @@ class Retry:
                 if on_retry is not None:
                     on_retry(exc)
                 self.sleep(wait)
+
+
+NO_RETRY = Retry(attempts=1)

@@ -36,8 +36,8 @@ from setpoint.store.errors import (
     PermanentError,
     PermissionDenied,
     StoreError,
-    TransientError,
 )
+from setpoint.store.http_errors import error_for_status, unreachable
 from setpoint.store.listing import norm_prefix, probe
 from setpoint.store.retry import Retry, Timeouts
 
@@ -84,29 +84,35 @@ def _status_code(exc: bce.ClientError) -> tuple[int, str]:
     return status, code
 
 
-def _retry_after(exc: bce.ClientError) -> float | None:
-    value = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
-    try:
-        return None if value is None else max(0.0, float(value))
-    except ValueError:
-        return None
+def translate(exc: Exception, key: str, now: float | None = None) -> StoreError:
+    """The store error for a botocore exception (the caller chains ``exc``).
 
-
-def translate(exc: Exception, key: str) -> StoreError:
-    """The store error for a botocore exception (the caller chains ``exc``)."""
+    Statuses follow the one rule of ``store.http_errors``. S3 also names its
+    error in the body, and that name says more than the status for some:
+    ``ExpiredToken`` or ``SignatureDoesNotMatch`` come as 400 and mean no
+    rights; ``RequestTimeout`` (400) and ``ConditionalRequestConflict`` (409)
+    are worth another try; ``SlowDown`` (503) and the other throttling names
+    ask for a slower pace, so the next try waits ``SLOW_DOWN_DELAY`` when no
+    ``Retry-After`` says how long. ``now`` (Unix time) dates an HTTP-date
+    ``Retry-After``.
+    """
     if isinstance(exc, bce.ClientError):
         status, code = _status_code(exc)
         detail = f"{status} {code}: {exc}"
-        if status in (401, 403) or code in _DENIED_CODES:
+        if code in _DENIED_CODES:
             return PermissionDenied(key, detail)
-        if status == 404 or code in _MISSING_CODES:
+        if code in _MISSING_CODES:
             return NotFound(key)
-        if code in _TRANSIENT_CODES or status in (408, 429) or (status >= 500 and status != 501):
-            hint = _retry_after(exc)
-            throttled = code in _THROTTLE_CODES or status in (429, 503)
-            default = 1.0 if throttled else 0.0
-            return TransientError(f"S3 {key}: {detail}", delay=default if hint is None else hint)
-        return PermanentError(f"S3 {key}: {detail}")
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return error_for_status(
+            status,
+            key,
+            f"S3 {key}: {detail}",
+            headers.items(),
+            transient=code in _TRANSIENT_CODES,
+            slow_down=code in _THROTTLE_CODES,
+            now=now,
+        )
     transient = (
         bce.ConnectionError,  # refused, unreachable, connect timeout
         bce.HTTPClientError,  # reset, closed, read timeout
@@ -114,7 +120,7 @@ def translate(exc: Exception, key: str) -> StoreError:
         bce.IncompleteReadError,
     )
     if isinstance(exc, transient):
-        return TransientError(f"S3 {key}: {exc}", delay=0.0)
+        return unreachable(key, exc)
     if isinstance(exc, (bce.NoCredentialsError, bce.PartialCredentialsError)):
         return PermissionDenied(key, str(exc))
     return PermanentError(f"S3 {key}: {exc}")
@@ -192,7 +198,7 @@ class S3Store(Store):
         retry: Retry | None = None,
         create_bucket: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(retry or Retry())
         if not bucket or "/" in bucket:
             raise InvalidArgument("bucket", bucket, "must be a non-empty name without '/'")
         self.bucket = bucket
@@ -200,7 +206,6 @@ class S3Store(Store):
         self._explicit = {
             k: v for k, v in (("endpoint", endpoint_url), ("region", region_name)) if v
         }
-        self.retry = retry or Retry()
         self.create_bucket = create_bucket
         if client is None:
             client = make_client(endpoint_url or default_endpoint(), region_name, timeouts=timeouts)
@@ -216,14 +221,6 @@ class S3Store(Store):
     def url(self) -> str:
         query = f"?{urlencode(self._explicit)}" if self._explicit else ""
         return f"s3://{self.bucket}/{self.prefix}{query}"
-
-    def _retrying(self, operation: Callable[[], T], what: str) -> T:
-        """``operation`` under the retry policy; each retry is counted in
-        ``stats.requests["retries"]`` (the requests themselves as ``http.*``)."""
-        return self.retry.call(operation, what, self._count_retry)
-
-    def _count_retry(self, exc: TransientError) -> None:
-        self.stats.requests["retries"] += 1
 
     def _count(self, request: Any = None, event_name: str = "", **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]

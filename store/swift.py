@@ -30,33 +30,27 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
 from setpoint.store.base import Store
 from setpoint.store.errors import (
     InvalidArgument,
-    NotFound,
     PermanentError,
-    PermissionDenied,
     StoreError,
-    TransientError,
 )
+from setpoint.store.http_errors import error_for_status, unreachable
 from setpoint.store.listing import norm_prefix, probe
 from setpoint.store.retry import Retry, Timeouts
-
-T = TypeVar("T")
 
 LIST_PAGE = 1000
 """Names per listing page when probing for blobs (``_exists``)."""
 LIST_ALL_PAGE = 10000
 """Names per page when listing everything under a prefix (Swift's maximum)."""
 TEMPURL_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
-THROTTLED = (408, 429, 498)
-"""Request timeout, Too Many Requests, and Swift's own rate limiting (498)."""
 
 
 # -- authentication -------------------------------------------------------------------
@@ -252,12 +246,10 @@ class _Connections:
                 if reused:  # the server closed an idle keep-alive connection
                     self._counts["retries"] += 1
                     continue
-                raise TransientError(
-                    f"{method} {url}: connection lost: {exc!r}", delay=0.0
-                ) from exc
+                raise unreachable(f"{method} {url}", exc) from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise TransientError(f"{method} {url}: {exc!r}", delay=0.0) from exc
+                raise unreachable(f"{method} {url}", exc) from exc
             if resp.will_close:
                 conn.close()
             else:
@@ -265,36 +257,12 @@ class _Connections:
             return Response(method, url, resp.status, resp.reason, resp.headers, data)
 
 
-def _retry_after(headers: Message) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare, ignored
-
-
-def translate(resp: Response, key: str) -> StoreError:
-    """The store error for an HTTP status, its cause a ``SwiftHTTPError``.
-
-    401/403 deny, 404 is missing, throttling (408, 429, 498) and 5xx but 501
-    (Not Implemented) are transient (``Retry-After`` is the delay hint),
-    anything else is permanent.
-    """
-    status = resp.status
+def translate(resp: Response, key: str, now: float | None = None) -> StoreError:
+    """The store error for an unexpected HTTP status, by the one rule of
+    ``store.http_errors`` (Swift says nothing the status does not); its cause is
+    a ``SwiftHTTPError``. ``now`` (Unix time) dates an HTTP-date ``Retry-After``."""
     cause = resp.error()
-    err: StoreError
-    if status in (401, 403):
-        err = PermissionDenied(key, f"{status} {resp.reason}")
-    elif status == 404:
-        err = NotFound(key)
-    elif status in THROTTLED or (status >= 500 and status != 501):
-        hint = _retry_after(resp.headers)
-        default = 1.0 if status in THROTTLED else 0.0
-        err = TransientError(str(cause), delay=default if hint is None else hint)
-    else:
-        err = PermanentError(str(cause))
+    err = error_for_status(resp.status, key, str(cause), resp.headers.items(), now=now)
     err.__cause__ = cause
     return err
 
@@ -389,14 +357,13 @@ class SwiftStore(Store):
         retry: Retry | None = None,
         create_container: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(retry or Retry())
         if not container or "/" in container:
             raise InvalidArgument("container", container, "must be a non-empty name without '/'")
         self.container = container
         self.prefix = norm_prefix(prefix)
         self.auth = auth_from_env() if auth is None else auth
         self.timeouts = timeouts or Timeouts()
-        self.retry = retry or Retry()
         self.create_container = create_container
         # (the pool counts into stats.requests, which reset() clears in place)
         self._conns = _Connections(self.timeouts, self.stats.requests)
@@ -413,14 +380,6 @@ class SwiftStore(Store):
     def close(self) -> None:
         """Close the idle keep-alive connections (the store stays usable)."""
         self._conns.close()
-
-    def _retrying(self, operation: Callable[[], T], what: str) -> T:
-        """``operation`` under the retry policy; each retry is counted in
-        ``stats.requests["retries"]`` (the requests themselves as ``http.*``)."""
-        return self.retry.call(operation, what, self._count_retry)
-
-    def _count_retry(self, exc: TransientError) -> None:
-        self.stats.requests["retries"] += 1
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from setpoint.agentshim.contract import (
     status_text,
 )
 from setpoint.agentshim.processes import Outcome, decode
-from setpoint.agentshim.state import write_atomic
+from setpoint.store.atomic_files import write_atomic
 
 OUTPUTS_VAR = "heat_outputs_path"
 FILES_INPUT = "setpoint_files_dir"

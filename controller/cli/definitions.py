@@ -151,14 +151,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 def masked_body(model: Any, qualified: str, body: dict[str, Any]) -> dict[str, Any]:
     """A derived config to show people: values of inputs marked ``secret: true``
     masked, as ``setpoint plan`` masks them (the digest still covers them)."""
-    from setpoint.controller.rollout.plan import MASK
+    from setpoint.store.masking import mask_secret_inputs
 
     component = model.components[model.deployment(qualified).component]
     secrets = {i.name for i in component.inputs if i.secret}
-    if not secrets:
-        return body
-    inputs = [
-        {**i, "value": f"{MASK} (secret)"} if i.get("name") in secrets else i
-        for i in body.get("inputs", [])
-    ]
-    return {**body, "inputs": inputs}
+    return mask_secret_inputs(body, secrets)

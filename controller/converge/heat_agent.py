@@ -53,6 +53,7 @@ from setpoint.store.documents import (
     loads_object,
 )
 from setpoint.store.errors import InvalidDocument, PermanentError
+from setpoint.store.timestamps import format_timestamp as _iso
 
 log = structlog.get_logger("setpoint.heat_agent")
 
@@ -77,10 +78,6 @@ class _SwiftLike(Protocol):
 
 class _S3Like(Protocol):
     def presign(self, method: Any, key: str, expires_in: int) -> str: ...
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def signed_url(store: Store, method: str, key: str, now: float, ttl: int) -> tuple[str, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 import structlog
 
@@ -22,12 +21,9 @@ from setpoint.store.base import Store
 from setpoint.store.digest import canonical_json, digest_bytes
 from setpoint.store.documents import Manifest, Pointer
 from setpoint.store.signing import PublicKey, SigningKey
+from setpoint.store.timestamps import format_timestamp as iso
 
 log = structlog.get_logger("setpoint.publish")
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, unreachable
@@ -17,6 +16,7 @@ from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, Pointer, Report
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
+from setpoint.store.timestamps import parse_timestamp as _parse_time
 
 
 @dataclass(frozen=True)
@@ -94,15 +94,6 @@ class ServerStatus:
                 for d in self.deployments
             ],
         }
-
-
-def _parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _read_server(

@@ -18,7 +18,6 @@ import re
 import shutil
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypedDict
@@ -31,6 +30,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from setpoint.controller.errors import SetpointError
+from setpoint.store.timestamps import format_timestamp
 
 Kind = Literal["file", "dir", "symlink", "submodule"]
 DEFAULT_AUTHOR = "setpoint demo <demo@setpoint.invalid>"
@@ -427,12 +427,11 @@ class GitRepo:
     def commit_info(self, rev: str) -> CommitInfo:
         commit = self._commit(rev)
         message = commit.message.decode("utf-8", "replace")
-        when = datetime.fromtimestamp(commit.commit_time, tz=UTC)
         return CommitInfo(
             sha=commit.id.decode("ascii"),
             author=commit.author.decode("utf-8", "replace"),
             subject=message.split("\n", 1)[0].strip(),
-            time=when.isoformat().replace("+00:00", "Z"),
+            time=format_timestamp(commit.commit_time, digits=0),
             timestamp=int(commit.commit_time),
         )
 

@@ -40,13 +40,14 @@ from typing import Any
 import structlog
 
 from setpoint.controller.converge.capabilities import issue
-from setpoint.controller.converge.publish import PointerPolicy, iso
+from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.errors import SetpointError
 from setpoint.controller.rollout.ledger import LEDGER
 from setpoint.store.base import Store
 from setpoint.store.digest import is_digest
 from setpoint.store.documents import Manifest, Pointer
 from setpoint.store.errors import NotFound
+from setpoint.store.timestamps import format_timestamp as iso
 
 log = structlog.get_logger("setpoint.move")
 

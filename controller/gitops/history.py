@@ -9,7 +9,6 @@ from the last record that saw it converge.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from dulwich.objects import Commit, ObjectID
@@ -18,6 +17,7 @@ from dulwich.repo import Repo
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.gitops.notes import DeployRecord, Notebook
 from setpoint.store.base import Store
+from setpoint.store.timestamps import format_timestamp
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,12 @@ def deployed_history(
             if sha not in annotated:
                 continue
             message = commit.message.decode("utf-8", "replace")
-            when = datetime.fromtimestamp(commit.commit_time, tz=UTC)
             out.append(
                 Deployed(
                     commit=sha,
                     author=commit.author.decode("utf-8", "replace"),
                     subject=message.split("\n", 1)[0].strip(),
-                    time=when.isoformat().replace("+00:00", "Z"),
+                    time=format_timestamp(commit.commit_time, digits=0),
                     record=annotated[sha],
                 )
             )

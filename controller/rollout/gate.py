@@ -29,32 +29,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from setpoint.controller.definitions.model import Deployment, UpdatePolicy
 from setpoint.controller.rollout.ledger import Ledger, Rollout
 from setpoint.store.documents import DeploymentReport, ManifestEntry, Report
+from setpoint.store.timestamps import parse_timestamp
 
 # An agent that beats (reports ``heartbeat``) and has not written its report for
 # this many heartbeats is unreachable (``--unreachable-after`` changes it).
 UNREACHABLE_AFTER_BEATS = 3.0
 
 
-def parse_time(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def unreachable(report: Report | None, now: float, beats: float = UNREACHABLE_AFTER_BEATS) -> bool:
     """An agent that beats and has been silent for more than ``beats`` beats."""
     if report is None or report.heartbeat is None:
         return False
-    updated = parse_time(report.updated_at)
+    updated = parse_timestamp(report.updated_at)
     return updated is not None and now - updated > beats * report.heartbeat
 
 

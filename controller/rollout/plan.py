@@ -32,9 +32,9 @@ from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.desired import compute_desired
 from setpoint.store.documents import Manifest, Report
+from setpoint.store.masking import MASK
 
 KNOWN_AFTER_APPLY = "known after apply"
-MASK = "********"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
 # The order in which a deployment's overall action is chosen from its servers'.
 _WEIGHT = {UNCHANGED: 0, UPDATE: 1, CREATE: 2, DELETE: 3, REPLACE: 4}

@@ -20,8 +20,8 @@ from setpoint.agentshim.state import (
     locked,
     save_state,
     segment,
-    write_atomic,
 )
+from setpoint.store.atomic_files import write_atomic
 from setpoint.store.memory import MemoryStore
 
 

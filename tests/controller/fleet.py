@@ -1,23 +1,19 @@
 """A simulated fleet: dozens of in-process agents against a memory store.
 
-Each ``SimAgent`` behaves like the real agent as far as the controller can
-tell: it reads its pointer and manifest, runs what is due (CREATE, UPDATE,
-DELETE of what left, SUSPEND/RESUME on a state change, a custom action per new
-``run`` token), remembers what succeeded, and reports. Failures and silence
-are injected per server, so rollout rules can be checked at every instant.
+Each server has a ``bench.simulate.SimAgent`` (the simulated agent tests and
+benchmarks share) whose outputs name the server and the ``version`` input.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.simulate import SimAgent, input_values
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
-from setpoint.store.documents import DeploymentReport, Manifest, ManifestEntry, Report
+from setpoint.store.documents import Manifest, ManifestEntry
 from setpoint.store.memory import MemoryStore
 
 T0 = 1_700_000_000.0
@@ -51,114 +47,10 @@ def inventory(servers: list[str], groups: dict[str, list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class SimAgent:
-    """One server's agent: what succeeded here, what it ran, in order."""
-
-    server: str
-    store: MemoryStore
-    clock: Callable[[], float]
-    heartbeat: float | None = None
-    fail_versions: set[str] = field(default_factory=set)
-    fail_actions: set[str] = field(default_factory=set)
-    silent: bool = False
-    # Outputs that change whenever any input does (an oscillating cycle).
-    echo_inputs: bool = False
-    succeeded: dict[str, str] = field(default_factory=dict)  # deployment -> digest
-    states: dict[str, str] = field(default_factory=dict)
-    tokens: dict[str, str] = field(default_factory=dict)
-    entries: dict[str, ManifestEntry] = field(default_factory=dict)
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    reports: dict[str, DeploymentReport] = field(default_factory=dict)
-    ran: list[tuple[str, str, str]] = field(default_factory=list)  # (action, name, digest)
-    retried: dict[str, int] = field(default_factory=dict)
-    generation: int = 0
-
-    def _report(self, entry: ManifestEntry, action: str, ok: bool, token: str | None) -> None:
-        self.ran.append((action, entry.name, entry.config))
-        self.reports[entry.name] = DeploymentReport(
-            name=entry.name,
-            config=entry.config,
-            action=action,
-            status="COMPLETE" if ok else "FAILED",
-            outputs=self.outputs.get(entry.name, {}) if ok else {},
-            final=True,
-            reason=None if ok else f"{action} failed",
-            state=self.states.get(entry.name, "active"),
-            token=token if token is not None else self.tokens.get(entry.name),
-        )
-
-    def cycle(self) -> None:
-        if self.silent:
-            return
-        pointer = self.store.read_pointer(self.server)
-        if pointer is None:
-            return
-        manifest = Manifest.from_dict(self.store.get_json_blob(pointer.manifest))
-        self.generation = pointer.generation
-        for entry in manifest.deployments:
-            self.entries[entry.name] = entry
-            previous = self.reports.get(entry.name)
-            if (
-                previous is not None
-                and (previous.config, previous.status) == (entry.config, "FAILED")
-                and previous.action in ("CREATE", "UPDATE")
-                and self.retried.get(entry.name, 0) == entry.retry
-            ):
-                continue  # final: the agent tries again only when told (retry count)
-            # A rollback to a digest that succeeded here reruns its UPDATE, as the
-            # real agent does: the failed run may have left the server half changed.
-            rolled_back = previous is not None and previous.config != entry.config
-            if self.succeeded.get(entry.name) != entry.config or rolled_back:
-                action = "UPDATE" if entry.name in self.succeeded else "CREATE"
-                body = self.store.get_json_blob(entry.config)
-                inputs = {i["name"]: i["value"] for i in body["inputs"]}
-                ok = inputs.get("version") not in self.fail_versions
-                if ok:
-                    self.succeeded[entry.name] = entry.config
-                    value = f"{self.server}:{inputs.get('version')}"
-                    if self.echo_inputs:
-                        value = entry.config[-8:]
-                    self.outputs[entry.name] = {o["name"]: value for o in body["outputs"]}
-                self._report(entry, action, ok, None)
-                if not ok:
-                    self.retried[entry.name] = entry.retry
-                    continue
-            if self.states.get(entry.name, "active") != entry.state:
-                action = "SUSPEND" if entry.state == "suspended" else "RESUME"
-                self.states[entry.name] = entry.state
-                self._report(entry, action, True, None)
-            if entry.run is not None and self.tokens.get(entry.name) != entry.run[1]:
-                action, token = entry.run
-                ok = action not in self.fail_actions
-                if ok:
-                    self.tokens[entry.name] = token
-                self._report(entry, action, ok, token)
-        present = {e.name for e in manifest.deployments}
-        for name in [n for n in self.succeeded if n not in present]:
-            self.ran.append(("DELETE", name, self.succeeded[name]))
-            del self.succeeded[name]
-            self.reports.pop(name, None)
-        self.write()
-
-    def write(self) -> None:
-        pointer = self.store.read_pointer(self.server)
-        self.store.write_report(
-            Report(
-                server=self.server,
-                generation=pointer.generation if pointer else 0,
-                manifest=pointer.manifest if pointer else None,
-                updated_at=_iso(self.clock()),
-                deployments=dict(self.reports),
-                heartbeat=self.heartbeat,
-            )
-        )
-
-
-def _iso(t: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+def version_outputs(server: str, digest: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Every output is ``<server>:<version input>``: what consumers see changes with it."""
+    value = f"{server}:{input_values(body).get('version')}"
+    return {o["name"]: value for o in body["outputs"]}
 
 
 class Fleet:
@@ -183,7 +75,9 @@ class Fleet:
 
     def agent(self, server: str) -> SimAgent:
         if server not in self.agents:
-            self.agents[server] = SimAgent(server, self.store, self.clock)
+            self.agents[server] = SimAgent(
+                server, self.store, self.clock, outputs_for=version_outputs
+            )
         return self.agents[server]
 
     def commit(self, files: dict[str, str | None], message: str = "change") -> str:

@@ -125,9 +125,9 @@ def test_replace_on_change_creates_the_new_instance_before_deleting_the_old(
     bad = fleet.agent(SERVERS[1])
     original_cycle = bad.cycle
 
-    def failing_cycle() -> None:
+    def failing_cycle() -> bool:
         bad.fail_versions = {"1"}
-        original_cycle()
+        return original_cycle()
 
     bad.cycle = failing_cycle  # type: ignore[method-assign]
     for _ in range(6):

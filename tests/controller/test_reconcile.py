@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import simulate
+from bench.simulate import input_values
 from setpoint.controller.converge.reconcile import Reconciler, assess
 from setpoint.controller.converge.status import fleet_status, format_table
 from setpoint.controller.definitions.repository import GitRepo, revert
@@ -23,40 +26,20 @@ from setpoint.store.memory import MemoryStore
 WEB = ("web-1", "web-2")
 
 
+def port_outputs(server: str, digest: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``host_and_port`` is ``<server>:<port input>``; any other output echoes the
+    input of its name (or its own name)."""
+    inputs = input_values(body)
+    return {
+        o["name"]: f"{server}:{inputs.get('port', 0)}"
+        if o["name"] == "host_and_port"
+        else str(inputs.get(o["name"], o["name"]))
+        for o in body["outputs"]
+    }
+
+
 def simulate_agent(store: MemoryStore, server: str, fail: frozenset[str] = frozenset()) -> None:
-    pointer = store.read_pointer(server)
-    if pointer is None:
-        return
-    manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
-    previous = store.read_report(server)
-    deployments = {}
-    for entry in manifest.deployments:
-        config = store.get_json_blob(entry.config)
-        inputs = {i["name"]: i["value"] for i in config["inputs"]}
-        outputs = {
-            o["name"]: f"{server}:{inputs.get('port', 0)}"
-            if o["name"] == "host_and_port"
-            else str(inputs.get(o["name"], o["name"]))
-            for o in config["outputs"]
-        }
-        old = previous.deployments.get(entry.name) if previous else None
-        deployments[entry.name] = DeploymentReport(
-            name=entry.name,
-            config=entry.config,
-            action="CREATE" if old is None else "UPDATE",
-            status="FAILED" if entry.name in fail else "COMPLETE",
-            outputs=outputs,
-            final=True,
-        )
-    store.write_report(
-        Report(
-            server=server,
-            generation=pointer.generation,
-            manifest=pointer.manifest,
-            updated_at="2026-01-01T00:00:00Z",
-            deployments=deployments,
-        )
-    )
+    simulate.answer(store, server, outputs_for=port_outputs, fail_deployments=fail)
 
 
 @pytest.fixture

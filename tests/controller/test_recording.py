@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bench import simulate
 from setpoint.controller.cli.main import main
 from setpoint.controller.gitops.notes import CONVERGED, FAILED, IN_PROGRESS, Notebook
 from setpoint.controller.gitops.recording import Recorder
-from setpoint.store.documents import DeploymentReport, Manifest, Report
 from setpoint.store.url import open_store
 from tests.controller.fleet import Fleet, component, inventory
 from tests.controller.test_rollout import SERVERS, make_fleet, stack
@@ -85,23 +85,7 @@ def agents_report(store_path: Path) -> None:
     """Every agent runs what its pointer names and reports it COMPLETE."""
     store = open_store(str(store_path))
     for server in store.list_servers():
-        pointer = store.read_pointer(server)
-        assert pointer is not None
-        manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
-        store.write_report(
-            Report(
-                server=server,
-                generation=pointer.generation,
-                manifest=pointer.manifest,
-                updated_at="2026-01-01T00:00:00Z",
-                deployments={
-                    e.name: DeploymentReport(
-                        name=e.name, config=e.config, action="CREATE", status="COMPLETE", final=True
-                    )
-                    for e in manifest.deployments
-                },
-            )
-        )
+        assert simulate.answer(store, server)  # every server has a pointer
 
 
 def test_reconcile_notes_records_each_commit_like_watch(

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from bench import simulate
 from setpoint.controller.cli.main import main
 from setpoint.controller.gitops.commitgate import CommitGate, KeyringVerifier
 from setpoint.controller.gitops.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
 from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
 from setpoint.controller.gitops.watch import Watcher
 from setpoint.store.base import Store
-from setpoint.store.documents import DeploymentReport, Manifest, Report
 from setpoint.store.url import open_store
 from tests.controller.gittools import Git, export_keyring, git_daemon, git_http_backend, gpg_key
 
@@ -44,26 +44,9 @@ def definitions(message: str) -> dict[str, str]:
 
 
 def agents_report(store: Store) -> None:
-    """Every agent runs what its pointer names and reports it COMPLETE (a working fake)."""
+    """Every agent runs what its pointer names and reports it COMPLETE."""
     for server in store.list_servers():
-        pointer = store.read_pointer(server)
-        if pointer is None:
-            continue
-        manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
-        store.write_report(
-            Report(
-                server=server,
-                generation=pointer.generation,
-                manifest=pointer.manifest,
-                updated_at="2026-01-01T00:00:00Z",
-                deployments={
-                    e.name: DeploymentReport(
-                        name=e.name, config=e.config, action="CREATE", status="COMPLETE", final=True
-                    )
-                    for e in manifest.deployments
-                },
-            )
-        )
+        simulate.answer(store, server)
 
 
 def commits_in_store(store: Store) -> set[str]:

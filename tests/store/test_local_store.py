@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from setpoint.store import atomic_files, local
 from setpoint.store.base import blob_key, pointer_key, report_key
 from setpoint.store.digest import digest_bytes
 from setpoint.store.documents import Pointer, Report
@@ -77,14 +78,14 @@ def test_concurrent_put_of_the_same_blob_writes_once(
     # Every writer passes the existence check and stages its temp file before
     # any of them links it into place: the race is forced, not hoped for.
     barrier = threading.Barrier(writers, timeout=10)
-    original = LocalStore._write_temp
+    original = atomic_files.write_temp
 
-    def staged(self: LocalStore, path: Path, payload: bytes) -> Path:
-        tmp = original(self, path, payload)
+    def staged(path: Path, payload: bytes, mode: int = 0o600) -> Path:
+        tmp = original(path, payload, mode)
         barrier.wait()
         return tmp
 
-    monkeypatch.setattr(LocalStore, "_write_temp", staged)
+    monkeypatch.setattr(local, "write_temp", staged)
     stores = [LocalStore(tmp_path) for _ in range(writers)]
     digests: list[str] = []
     errors: list[BaseException] = []
