@@ -16,6 +16,7 @@ every backend behaves the same and one contract suite tests them all.
 from __future__ import annotations
 
 import abc
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from setpoint.store.errors import (
     NotFound,
     TransientError,
 )
+from setpoint.store.pool import WorkerPool
 from setpoint.store.retry import NO_RETRY, Retry
 
 T = TypeVar("T")
@@ -90,12 +92,30 @@ class StoreStats:
     speak HTTP also count every real request as ``http.<METHOD>`` (and resent
     ones as ``retries``): ``total`` is the logical operations, ``http`` the
     requests that reached the network.
+
+    Calls run side by side on ``Store.pool``, so every change goes through
+    ``count``, under a lock (``requests[op] += 1`` is a read then a write: two
+    threads would lose a count). Read the fields once the calls are done.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
     bytes_read: int = 0
     bytes_written: int = 0
     not_modified: int = 0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def count(
+        self, op: str | None = None, *, read: int = 0, written: int = 0, not_modified: int = 0
+    ) -> None:
+        """One ``op`` (when given) and the bytes moved, from any thread."""
+        with self._lock:
+            if op is not None:
+                self.requests[op] += 1
+            self.bytes_read += read
+            self.bytes_written += written
+            self.not_modified += not_modified
 
     @property
     def writes(self) -> int:
@@ -110,8 +130,9 @@ class StoreStats:
         return sum(n for op, n in self.requests.items() if op.startswith("http."))
 
     def reset(self) -> None:
-        self.requests.clear()
-        self.bytes_read = self.bytes_written = self.not_modified = 0
+        with self._lock:
+            self.requests.clear()
+            self.bytes_read = self.bytes_written = self.not_modified = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,10 +153,13 @@ class Store(abc.ABC):
     # a local directory is reached by path, with no capability URLs.
     capability_kind: ClassVar[str | None] = None
 
-    def __init__(self, retry: Retry = NO_RETRY) -> None:
+    def __init__(self, retry: Retry = NO_RETRY, workers: int | None = None) -> None:
         self.stats = StoreStats()
         self.retry = retry
         """How a backend that can meet ``TransientError`` retries one operation."""
+        self.pool = WorkerPool(workers)
+        """The one pool a pass's independent requests to this store go through:
+        ``workers`` at once (default ``$SETPOINT_STORE_WORKERS``, else 32)."""
 
     def _retrying(self, operation: Callable[[], T], what: str) -> T:
         """``operation`` under ``self.retry``, the one retry loop of every backend;
@@ -144,7 +168,7 @@ class Store(abc.ABC):
         return self.retry.call(operation, what, self._count_retry)
 
     def _count_retry(self, exc: TransientError) -> None:
-        self.stats.requests["retries"] += 1
+        self.stats.count("retries")
 
     # -- what a backend implements: bytes only ---------------------------------
 
@@ -194,24 +218,23 @@ class Store(abc.ABC):
     # -- accounting wrappers ----------------------------------------------------
 
     def _read(self, key: str) -> bytes:
-        self.stats.requests["get"] += 1
+        self.stats.count("get")
         data = self._get(key)
-        self.stats.bytes_read += len(data)
+        self.stats.count(read=len(data))
         return data
 
     def _write(self, key: str, data: bytes) -> str | None:
-        self.stats.requests["put"] += 1
-        self.stats.bytes_written += len(data)
+        self.stats.count("put", written=len(data))
         return self._put(key, data)
 
     def _read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and their version (one GET), or None if absent."""
-        self.stats.requests["get"] += 1
+        self.stats.count("get")
         try:
             data, version = self._get_if_changed(key, None) or (b"", "")
         except NotFound:
             return None
-        self.stats.bytes_read += len(data)
+        self.stats.count(read=len(data))
         return data, version
 
     # -- blobs ------------------------------------------------------------------
@@ -219,9 +242,9 @@ class Store(abc.ABC):
     def put_blob(self, data: bytes) -> str:
         """Store ``data`` under its digest (create-if-absent) and return the digest."""
         digest = digest_bytes(data)
-        self.stats.requests["put_if_absent"] += 1
+        self.stats.count("put_if_absent")
         if self._put_if_absent(blob_key(digest), data):
-            self.stats.bytes_written += len(data)
+            self.stats.count(written=len(data))
         return digest
 
     def put_json_blob(self, value: Any) -> str:
@@ -243,13 +266,13 @@ class Store(abc.ABC):
         wanted = sorted({check_digest(d) for d in digests})
         if not wanted:
             return set()
-        self.stats.requests["exists"] += 1
+        self.stats.count("exists")
         present = self._exists([blob_key(d) for d in wanted])
         return {d for d in wanted if blob_key(d) not in present}
 
     def delete_blob(self, digest: str) -> None:
         """Only for garbage collection and tests: blobs are otherwise immutable."""
-        self.stats.requests["delete"] += 1
+        self.stats.count("delete")
         self._delete(blob_key(digest))
 
     # -- pointers ---------------------------------------------------------------
@@ -266,13 +289,13 @@ class Store(abc.ABC):
 
         Raises ``NotFound`` when the server has no pointer yet.
         """
-        self.stats.requests["get_if_changed"] += 1
+        self.stats.count("get_if_changed")
         got = self._get_if_changed(pointer_key(server), etag)
         if got is None:
-            self.stats.not_modified += 1
+            self.stats.count(not_modified=1)
             return None
         data, new_etag = got
-        self.stats.bytes_read += len(data)
+        self.stats.count(read=len(data))
         return Pointer.from_dict(loads_object(data, "pointer")), new_etag
 
     def read_pointer_versioned(self, server: str) -> tuple[Pointer, str] | None:
@@ -342,7 +365,7 @@ class Store(abc.ABC):
 
     def list_servers(self) -> list[str]:
         """Servers that have a pointer or a report in this store."""
-        self.stats.requests["list"] += 1
+        self.stats.count("list")
         names = {k[len(AGENTS) :].split("/", 1)[0] for k in self._list(AGENTS)}
         return sorted(n for n in names if is_server_name(n))
 
@@ -350,11 +373,11 @@ class Store(abc.ABC):
         """Every key under ``prefix`` with its version, in one listing (counted as
         one ``list``; an HTTP backend pages it). The version is the etag
         ``_get_if_changed`` compares: equal versions mean the bytes are the same."""
-        self.stats.requests["list"] += 1
+        self.stats.count("list")
         return self._list_versions(prefix)
 
     def list_blobs(self) -> list[str]:
-        self.stats.requests["list"] += 1
+        self.stats.count("list")
         out = []
         for key in self._list(BLOBS):
             digest = digest_of_blob_key(key)

@@ -116,7 +116,7 @@ class CapabilityStore(Store):
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        self.stats.requests[f"http.{method}"] += 1
+        self.stats.count(f"http.{method}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, response.read(), response.headers.get("ETag", "")

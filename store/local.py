@@ -24,8 +24,8 @@ def _etag(st: os.stat_result) -> str:
 
 
 class LocalStore(Store):
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        super().__init__()
+    def __init__(self, root: str | os.PathLike[str], workers: int | None = None) -> None:
+        super().__init__(workers=workers)
         self.root = Path(root).absolute()
 
     @property

@@ -10,8 +10,8 @@ from setpoint.store.errors import NotFound
 
 
 class MemoryStore(Store):
-    def __init__(self, name: str = "default") -> None:
-        super().__init__()
+    def __init__(self, name: str = "default", workers: int | None = None) -> None:
+        super().__init__(workers=workers)
         self._name = name
         self._objects: dict[str, bytes] = {}
         self._lock = threading.Lock()

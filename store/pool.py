@@ -14,6 +14,10 @@ writes pointers only after ``map`` over the blobs they name returned.
 Each call keeps its own retries and back-off (``Retry`` inside the backend);
 the pool only decides how many run at once. A pool of size 1 runs the calls
 in the caller's thread, one after the other: the sequential baseline.
+
+A call running on the pool that maps again (a pointer write whose backend
+fans out a probe, say) runs that inner map in its own thread: waiting for
+workers of the same pool from one of them could wait for ever.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class WorkerPool:
         self.size = check_size(size) if size is not None else default_workers()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._worker = threading.local()
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(item) for item in items]``, up to ``size`` at once.
@@ -70,9 +75,14 @@ class WorkerPool:
         caller's back.
         """
         todo = list(items)
-        if self.size == 1 or len(todo) <= 1:
+        if self.size == 1 or len(todo) <= 1 or getattr(self._worker, "busy", False):
             return [fn(item) for item in todo]
-        futures: list[Future[R]] = [self._pool().submit(fn, item) for item in todo]
+
+        def run(item: T) -> R:
+            self._worker.busy = True  # this thread is one of the pool's
+            return fn(item)
+
+        futures: list[Future[R]] = [self._pool().submit(run, item) for item in todo]
         wait(futures)
         for future in futures:
             error = future.exception()

@@ -38,7 +38,8 @@ from setpoint.store.errors import (
     StoreError,
 )
 from setpoint.store.http_errors import error_for_status, unreachable
-from setpoint.store.listing import norm_prefix, probe
+from setpoint.store.listing import norm_prefix, probe, probe_side_by_side
+from setpoint.store.pool import default_workers
 from setpoint.store.retry import Retry, Timeouts
 
 T = TypeVar("T")
@@ -150,6 +151,7 @@ def make_client(
     region_name: str | None = None,
     *,
     timeouts: Timeouts | None = None,
+    max_pool_connections: int | None = None,
     **client_kwargs: str,
 ) -> Any:
     """An S3 client the way the store wants it: path style, SigV4, timeouts, no
@@ -159,9 +161,15 @@ def make_client(
     Each client comes from a new boto3 session, so it uses the credentials in
     force when it is made; that costs about a tenth of a second per store
     opened, which a controller does once.
+
+    ``max_pool_connections`` is the store's worker count (default
+    ``store.pool.default_workers()``): with fewer connections than requests in
+    flight, urllib3 opens extra ones and discards them after each request, so
+    every request of a pass would pay a new TCP (and TLS) handshake.
     """
     timeouts = timeouts or Timeouts()
     config = Config(
+        max_pool_connections=max_pool_connections or default_workers(),
         s3={"addressing_style": "path"},
         signature_version="s3v4",
         connect_timeout=timeouts.connect,
@@ -178,7 +186,8 @@ class S3Store(Store):
 
     ``client``: a ready boto3 S3 client (``make_client`` makes one the way this
     store wants it); without one, one is made from ``endpoint_url`` (else the
-    environment, see ``default_endpoint``), ``region_name`` and ``timeouts``.
+    environment, see ``default_endpoint``), ``region_name`` and ``timeouts``,
+    with a connection per worker of ``self.pool`` (``workers`` at once).
     The store counts the client's requests into its own ``stats``, so give each
     store its own client. ``retry`` bounds the retries of each operation;
     ``create_bucket`` creates a missing bucket on the first write.
@@ -197,8 +206,9 @@ class S3Store(Store):
         timeouts: Timeouts | None = None,
         retry: Retry | None = None,
         create_bucket: bool = True,
+        workers: int | None = None,
     ) -> None:
-        super().__init__(retry or Retry())
+        super().__init__(retry or Retry(), workers)
         if not bucket or "/" in bucket:
             raise InvalidArgument("bucket", bucket, "must be a non-empty name without '/'")
         self.bucket = bucket
@@ -208,7 +218,12 @@ class S3Store(Store):
         }
         self.create_bucket = create_bucket
         if client is None:
-            client = make_client(endpoint_url or default_endpoint(), region_name, timeouts=timeouts)
+            client = make_client(
+                endpoint_url or default_endpoint(),
+                region_name,
+                timeouts=timeouts,
+                max_pool_connections=self.pool.size,
+            )
         self.client = client
         self.conditional_put: bool | None = None
         """Whether the server honours ``PutObject`` + ``If-None-Match: *``: None until
@@ -225,7 +240,7 @@ class S3Store(Store):
     def _count(self, request: Any = None, event_name: str = "", **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
         method = "LIST" if operation.startswith("List") else str(request.method).upper()
-        self.stats.requests[f"http.{method}"] += 1
+        self.stats.count(f"http.{method}")
 
     def _api(self, operation: str, **params: Any) -> Any:
         """One client call. A request that meets a keep-alive connection the server
@@ -236,7 +251,7 @@ class S3Store(Store):
         try:
             return call(**params)
         except bce.ConnectionClosedError:
-            self.stats.requests["retries"] += 1
+            self.stats.count("retries")
             return call(**params)
 
     def _call(self, key: str, fn: Callable[[], T]) -> T:
@@ -361,8 +376,11 @@ class S3Store(Store):
 
     def _exists(self, keys: list[str]) -> set[str]:
         """Which keys exist: listing pages that skip the gaps between them, never
-        more requests than a HEAD per key (see ``store.listing.probe``)."""
-        return self._retrying(lambda: self._probe(keys), "exists")
+        more requests than a HEAD per key (see ``store.listing.probe``); a long
+        list is probed in slices side by side on ``self.pool``."""
+        return probe_side_by_side(
+            keys, self.pool, lambda part: self._retrying(lambda: self._probe(part), "exists")
+        )
 
     def _probe(self, keys: list[str]) -> set[str]:
         def page(list_prefix: str, start_after: str) -> tuple[list[str], bool]:

@@ -29,8 +29,7 @@ import os
 import threading
 import time
 import weakref
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from typing import Literal, NoReturn
@@ -43,7 +42,7 @@ from setpoint.store.errors import (
     StoreError,
 )
 from setpoint.store.http_errors import error_for_status, unreachable
-from setpoint.store.listing import norm_prefix, probe
+from setpoint.store.listing import norm_prefix, probe, probe_side_by_side
 from setpoint.store.retry import Retry, Timeouts
 
 LIST_PAGE = 1000
@@ -187,9 +186,9 @@ class _Connections:
     ``TransientError``.
     """
 
-    def __init__(self, timeouts: Timeouts, counts: Counter[str]) -> None:
+    def __init__(self, timeouts: Timeouts, count: Callable[[str], None]) -> None:
         self.timeouts = timeouts
-        self._counts = counts
+        self._count = count
         self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
@@ -232,7 +231,7 @@ class _Connections:
             target += "?" + parts.query
         while True:
             conn, reused = self._take(parts.scheme, parts.netloc)
-            self._counts[stat or f"http.{method}"] += 1
+            self._count(stat or f"http.{method}")
             try:
                 if conn.sock is None:
                     conn.connect()
@@ -244,7 +243,7 @@ class _Connections:
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
                 if reused:  # the server closed an idle keep-alive connection
-                    self._counts["retries"] += 1
+                    self._count("retries")
                     continue
                 raise unreachable(f"{method} {url}", exc) from exc
             except (OSError, http.client.HTTPException) as exc:
@@ -356,8 +355,9 @@ class SwiftStore(Store):
         timeouts: Timeouts | None = None,
         retry: Retry | None = None,
         create_container: bool = True,
+        workers: int | None = None,
     ) -> None:
-        super().__init__(retry or Retry())
+        super().__init__(retry or Retry(), workers)
         if not container or "/" in container:
             raise InvalidArgument("container", container, "must be a non-empty name without '/'")
         self.container = container
@@ -365,8 +365,7 @@ class SwiftStore(Store):
         self.auth = auth_from_env() if auth is None else auth
         self.timeouts = timeouts or Timeouts()
         self.create_container = create_container
-        # (the pool counts into stats.requests, which reset() clears in place)
-        self._conns = _Connections(self.timeouts, self.stats.requests)
+        self._conns = _Connections(self.timeouts, self.stats.count)
         # idle keep-alive sockets are closed with the store, or at exit
         self._closer = weakref.finalize(self, self._conns.close)
         self._auth_lock = threading.Lock()
@@ -522,8 +521,11 @@ class SwiftStore(Store):
 
     def _exists(self, keys: list[str]) -> set[str]:
         """Which keys exist: listing pages that skip the gaps between them, never
-        more requests than a HEAD per key (see ``store.listing.probe``)."""
-        return self._retrying(lambda: self._probe(keys), "exists")
+        more requests than a HEAD per key (see ``store.listing.probe``); a long
+        list is probed in slices side by side on ``self.pool``."""
+        return probe_side_by_side(
+            keys, self.pool, lambda part: self._retrying(lambda: self._probe(part), "exists")
+        )
 
     def _probe(self, keys: list[str]) -> set[str]:
         def page(list_prefix: str, marker: str) -> tuple[list[str], bool]:

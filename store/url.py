@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from setpoint.store.base import Store
 from setpoint.store.errors import InvalidArgument, UnknownScheme
+from setpoint.store.pool import WorkerPool
 from setpoint.store.retry import Timeouts
 
 SCHEMES = ("file", "memory", "s3", "swift")
@@ -36,14 +37,18 @@ _memory_stores: dict[str, Store] = {}
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, workers: int | None = None) -> Store:
     """``file:///path`` or a plain path opens a ``LocalStore``; ``memory://name`` a
     process-wide ``MemoryStore``. Anything else is an error, never a silent
-    local fallback."""
+    local fallback.
+
+    ``workers``: how many requests of a pass run at once on ``Store.pool``
+    (default ``$SETPOINT_STORE_WORKERS``, else 32).
+    """
     if "://" not in url and not _SCHEME_RE.match(url):
         from setpoint.store.local import LocalStore
 
-        return LocalStore(Path(url))
+        return LocalStore(Path(url), workers)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "file":
@@ -51,20 +56,23 @@ def open_store(url: str) -> Store:
             raise UnknownScheme(url, f"file://{parts.netloc}", SCHEMES)
         from setpoint.store.local import LocalStore
 
-        return LocalStore(Path(unquote(parts.path)))
+        return LocalStore(Path(unquote(parts.path)), workers)
     if scheme == "memory":
         from setpoint.store.memory import MemoryStore
 
         name = parts.netloc or "default"
         if name not in _memory_stores:
-            _memory_stores[name] = MemoryStore(name)
+            _memory_stores[name] = MemoryStore(name, workers)
+        elif workers is not None and _memory_stores[name].pool.size != workers:
+            _memory_stores[name].pool.close()
+            _memory_stores[name].pool = WorkerPool(workers)
         return _memory_stores[name]
     if scheme in ("s3", "swift"):
-        return _open_object_store(url, scheme)
+        return _open_object_store(url, scheme, workers)
     raise UnknownScheme(url, scheme, SCHEMES)
 
 
-def _open_object_store(url: str, scheme: str) -> Store:
+def _open_object_store(url: str, scheme: str, workers: int | None) -> Store:
     parts = urlsplit(url)
     if not url.lower().startswith(f"{scheme}://") or not parts.netloc:
         what = "bucket" if scheme == "s3" else "container"
@@ -98,7 +106,8 @@ def _open_object_store(url: str, scheme: str) -> Store:
             endpoint_url=options.get("endpoint") or None,
             region_name=options.get("region") or None,
             timeouts=timeouts,
+            workers=workers,
         )
     from setpoint.store.swift import SwiftStore
 
-    return SwiftStore(name, prefix, timeouts=timeouts)
+    return SwiftStore(name, prefix, timeouts=timeouts, workers=workers)

@@ -5,6 +5,10 @@ pointer must change get a new generation: a new manifest, a new signing key
 or trust set, or capability URLs due for renewal. Only blobs the store does
 not hold are uploaded (one batched existence check decides), so an idle pass
 writes nothing and a ``git revert`` uploads nothing new.
+
+Uploads and pointer writes run side by side on the store's pool, in three
+waves (configs and files, manifests, pointers); a wave starts only once the
+one before has ended, so the order above holds whatever the concurrency.
 """
 
 from __future__ import annotations
@@ -208,21 +212,20 @@ def publish(
                 content[zip_digest] = desired.attachments[zip_digest]
     manifest_blobs = {plan.digest: plan.blob for plan in planned.values()}
     missing = store.find_missing([*content, *manifest_blobs])
-    for digest in sorted(d for d in content if d in missing):
-        store.put_blob(content[digest])
-        result.uploaded.append(digest)
-    for digest in sorted(d for d in manifest_blobs if d in missing):
-        store.put_blob(manifest_blobs[digest])
-        result.uploaded.append(digest)
+    # Each ``pool.map`` returns only once every call in it has ended: the
+    # configs and files are all stored before any manifest naming them, and
+    # the manifests before any pointer.
+    configs = sorted(d for d in content if d in missing)
+    store.pool.map(store.put_blob, [content[d] for d in configs])
+    manifests = sorted(d for d in manifest_blobs if d in missing)
+    store.pool.map(store.put_blob, [manifest_blobs[d] for d in manifests])
+    result.uploaded += configs + manifests
 
     # Pointers last.
-    for server, pointer in pointers.items():
+    def write(server: str) -> str | None:
+        pointer = pointers[server]
         previous = current.get(server)
         version = store.write_pointer(pointer, previous)
-        if version is not None:
-            result.versions[server] = version
-        result.pointers[server] = pointer
-        result.changed.append(server)
         log.info(
             "pointer_published",
             server=server,
@@ -231,4 +234,14 @@ def publish(
             commit=desired.commit[:12],
             renewed=previous is not None and previous.manifest == pointer.manifest,
         )
+        return version
+
+    servers_to_write = list(pointers)
+    for server, version in zip(
+        servers_to_write, store.pool.map(write, servers_to_write), strict=True
+    ):
+        if version is not None:
+            result.versions[server] = version
+        result.pointers[server] = pointers[server]
+        result.changed.append(server)
     return result

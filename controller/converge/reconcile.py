@@ -217,8 +217,13 @@ class Reconciler:
         bad_pointers: dict[str, str] = {}
         bad_reports: dict[str, str] = {}
         stored: dict[str, Pointer | None] = {}
-        for s in servers:
-            stored[s], problem = self._pointer(s, versions.get(pointer_key(s)))
+        # Reads side by side on the store's pool; each call touches only its own
+        # server's cache entry.
+        read_pointers = self.store.pool.map(
+            lambda s: self._pointer(s, versions.get(pointer_key(s))), servers
+        )
+        for s, (pointer, problem) in zip(servers, read_pointers, strict=True):
+            stored[s] = pointer
             if problem is not None:
                 bad_pointers[s] = problem
         # Sign only what you verified: refuses a downgrade before anything is written.
@@ -227,9 +232,11 @@ class Reconciler:
         # Heat's agent reads no pointer: its report only names the generation as stored.
         rewritten = heat_agent.sync_reports(self.store, heat_servers, stored, self.clock())
         reports: dict[str, Report] = {}
-        for s in servers:
-            # One written by this pass, after the listing, is read as it is now.
-            report, problem = self._report(s, versions.get(report_key(s)), s in rewritten)
+        # One written by this pass, after the listing, is read as it is now.
+        read_reports = self.store.pool.map(
+            lambda s: self._report(s, versions.get(report_key(s)), s in rewritten), servers
+        )
+        for s, (report, problem) in zip(servers, read_reports, strict=True):
             if problem is not None:
                 bad_reports[s] = problem
             if report is not None:
@@ -238,19 +245,30 @@ class Reconciler:
         # or not, and the one the agent says it accepted.
         seen = {s: max(_generation(stored[s]), _generation(reports.get(s))) for s in servers}
 
+        # The manifests the pointers name, read side by side: each at most once
+        # per process (they are immutable blobs).
+        unread = sorted(
+            {p.manifest for s, p in pointers.items() if p is not None and s not in bad_pointers}
+            - set(self._manifests)
+        )
+        manifest_errors: dict[str, str] = {}
+        for digest, got in zip(
+            unread, self.store.pool.map(self._read_manifest, unread), strict=True
+        ):
+            if isinstance(got, Manifest):
+                self._manifests[digest] = got
+            else:
+                manifest_errors[digest] = got
+
         def previous(server: str) -> Manifest | None:
             pointer = pointers.get(server)
             if pointer is None or server in bad_pointers:
                 return None
-            if pointer.manifest not in self._manifests:
-                try:
-                    self._manifests[pointer.manifest] = Manifest.from_dict(
-                        self.store.get_json_blob(pointer.manifest, "manifest")
-                    )
-                except (InvalidDocument, DigestMismatch, NotFound) as exc:
-                    # What it was given cannot be known: as if its pointer were bad.
-                    bad_pointers[server] = f"invalid manifest {short(pointer.manifest)}: {exc}"
-                    return None
+            if pointer.manifest in manifest_errors:
+                # What it was given cannot be known: as if its pointer were bad.
+                problem = manifest_errors[pointer.manifest]
+                bad_pointers[server] = f"invalid manifest {short(pointer.manifest)}: {problem}"
+                return None
             return self._manifests[pointer.manifest]
 
         signing = self.policy.signing_key
@@ -346,6 +364,13 @@ class Reconciler:
                 reason="its last pointer cannot be verified and a deployment on it waits",
             )
         return held
+
+    def _read_manifest(self, digest: str) -> Manifest | str:
+        """The manifest ``digest``, or why it cannot be read."""
+        try:
+            return Manifest.from_dict(self.store.get_json_blob(digest, "manifest"))
+        except (InvalidDocument, DigestMismatch, NotFound) as exc:
+            return str(exc)
 
     def _pointer(self, server: str, version: str | None) -> tuple[Pointer | None, str | None]:
         """The server's pointer (read only if its listed version is not the cached

@@ -136,8 +136,10 @@ def fleet_status(
     now = time.time() if now is None else now
     ledger = read_ledger(store)
     out: list[ServerStatus] = []
-    for server in store.list_servers():
-        pointer, report, manifest, invalid = _read_server(store, server)
+    servers = store.list_servers()
+    # Each server's documents are read side by side with the others' on the pool.
+    read = store.pool.map(lambda server: _read_server(store, server), servers)
+    for server, (pointer, report, manifest, invalid) in zip(servers, read, strict=True):
         status = ServerStatus(
             server,
             pointer,

@@ -125,16 +125,24 @@ def ledger_blobs(store: Store, ledger: dict[str, Any]) -> set[str]:
 
 
 def _copy(source: Store, target: Store, digests: Iterable[str], result: MoveResult) -> set[str]:
-    """Copy the blobs ``target`` lacks; the digests ``source`` does not hold either."""
-    absent: set[str] = set()
-    for digest in sorted(target.find_missing(digests)):
+    """Copy the blobs ``target`` lacks, side by side on the target's pool; returns
+    the digests ``source`` does not hold either."""
+
+    def copy(digest: str) -> bool:
         try:
             data = source.get_blob(digest)  # re-hashed on the way
         except NotFound:
-            absent.add(digest)
-            continue
+            return False
         target.put_blob(data)
-        result.copied.append(digest)
+        return True
+
+    wanted = sorted(target.find_missing(digests))
+    absent: set[str] = set()
+    for digest, copied in zip(wanted, target.pool.map(copy, wanted), strict=True):
+        if copied:
+            result.copied.append(digest)
+        else:
+            absent.add(digest)
     return absent
 
 
@@ -152,8 +160,8 @@ def move_fleet(
     stamp = iso(now)
     result = MoveResult(source.url, target.url, now + deadline)
     pointers: dict[str, Pointer] = {}
-    for server in source.list_servers():
-        pointer = source.read_pointer(server)
+    listed = source.list_servers()
+    for server, pointer in zip(listed, source.pool.map(source.read_pointer, listed), strict=True):
         if pointer is None:
             continue
         if pointer.moved_to is not None:
@@ -171,9 +179,14 @@ def move_fleet(
         raise MoveError(f"no server has a pointer in {source.url}: nothing to move")
 
     # 1. Blobs, the ledger, the last reports.
-    needs: dict[str, set[str]] = {}
-    for digest in sorted({p.manifest for p in pointers.values()}):
-        needs[digest] = manifest_blobs(source, digest)
+    manifests = sorted({p.manifest for p in pointers.values()})
+    needs = dict(
+        zip(
+            manifests,
+            source.pool.map(lambda digest: manifest_blobs(source, digest), manifests),
+            strict=True,
+        )
+    )
     reachable: set[str] = set().union(*needs.values())
     absent = _copy(source, target, reachable, result)
     if absent:
@@ -182,10 +195,13 @@ def move_fleet(
     if ledger is not None:
         result.lost = sorted(_copy(source, target, ledger_blobs(source, ledger), result))
         target.write_controller_doc(LEDGER, ledger)
-    for server in sorted(pointers):
+
+    def copy_report(server: str) -> None:
         report = source.read_report(server)
         if report is not None and target.read_report(server) is None:
             target.write_report(report)
+
+    target.pool.map(copy_report, sorted(pointers))
 
     # 2. Pointers at the new store. Every pointer is built (URLs issued, signed)
     # before any is written, so a store that cannot issue URLs writes none.
@@ -193,8 +209,10 @@ def move_fleet(
     key_name = policy.signing_key.name if policy.signing_key else None
     fresh: dict[str, tuple[Pointer, Pointer | None]] = {}
     redirects: dict[str, Pointer] = {}
+    moving = sorted(pointers)
+    at_target = dict(zip(moving, target.pool.map(target.read_pointer, moving), strict=True))
     for server, old in sorted(pointers.items()):
-        there = target.read_pointer(server)
+        there = at_target[server]
         generation = max(old.generation + 2, there.generation + 1 if there else 0)
         caps = issue(target, server, needs[old.manifest], now, policy.ttl)
         caps_doc = caps.to_dict() if caps else None
@@ -224,8 +242,10 @@ def move_fleet(
                 moved_to=moved_to,
             )
         )
-    for server, (pointer, there) in fresh.items():
-        target.write_pointer(pointer, there)
+    # Each map below returns once every write in it ended: all the new pointers
+    # exist before the record, and the record before any redirect.
+    target.pool.map(lambda server: target.write_pointer(*fresh[server]), list(fresh))
+    for server, (pointer, _there) in fresh.items():
         result.servers[server] = pointer.generation
 
     # 3. The record status reads (merged with an earlier move of other servers).
@@ -245,7 +265,8 @@ def move_fleet(
     )
 
     # 4. The redirects, last.
-    for server, redirect in redirects.items():
+    def redirect_one(server: str) -> None:
+        redirect = redirects[server]
         source.write_pointer(redirect, pointers[server])
         log.info(
             "server_moved",
@@ -254,6 +275,8 @@ def move_fleet(
             to=target.url,
             generation_there=result.servers[server],
         )
+
+    source.pool.map(redirect_one, list(redirects))
     source.write_controller_doc(
         MOVED,
         {"kind": "FleetMoved", "to": target.url, "moved_at": now, "servers": sorted(redirects)},
@@ -307,8 +330,9 @@ def move_status(store: Store, now: float | None = None) -> MoveStatus | None:
         return None
     now = time.time() if now is None else now
     followed, pending = [], []
-    for server, generation in sorted((doc.get("servers") or {}).items()):
-        report = store.read_report(server)
+    servers = sorted((doc.get("servers") or {}).items())
+    reports = store.pool.map(lambda item: store.read_report(item[0]), servers)
+    for (server, generation), report in zip(servers, reports, strict=True):
         if report is not None and report.generation >= int(generation):
             followed.append(server)
         else:

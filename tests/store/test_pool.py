@@ -94,3 +94,17 @@ def test_size_comes_from_the_environment_and_is_checked(
     monkeypatch.setenv(WORKERS_ENV, "many")
     with pytest.raises(InvalidArgument):
         default_workers()
+
+
+def test_a_call_on_the_pool_that_maps_again_runs_that_map_in_its_thread() -> None:
+    """Two workers each mapping over two items would otherwise wait for ever on
+    each other: every worker is busy waiting for a free one."""
+    pool = WorkerPool(2)
+
+    def outer(n: int) -> list[str]:
+        return pool.map(lambda _: threading.current_thread().name, range(2))
+
+    names = pool.map(outer, range(2))
+    pool.close()
+    for inner in names:
+        assert len(set(inner)) == 1  # both inner calls in the caller's worker thread
