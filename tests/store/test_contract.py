@@ -153,6 +153,22 @@ def test_find_missing_of_one_blob(harness: Harness) -> None:
     assert store.stats.requests["http.HEAD"] - retried == requests
 
 
+def test_requests_side_by_side_on_the_pool_are_all_counted(harness: Harness) -> None:
+    """Every backend counts from the pool's threads without losing a request."""
+    store = harness.store
+    blobs = [b"side by side %d" % i for i in range(64)]
+    store.stats.reset()
+    digests = store.pool.map(store.put_blob, blobs)
+    assert store.find_missing(digests) == set()
+    assert store.pool.map(store.get_blob, digests) == blobs
+    assert store.stats.requests["put_if_absent"] == 64
+    assert store.stats.requests["get"] == 64
+    assert store.stats.bytes_written == store.stats.bytes_read == sum(map(len, blobs))
+    if harness.http:  # (more PUTs where the first writes create the container)
+        assert store.stats.requests["http.PUT"] >= 64
+        assert store.stats.requests["http.GET"] == 64
+
+
 # -- pointers --------------------------------------------------------------------
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from setpoint.store.errors import InvalidArgument, NotFound
+from setpoint.store.listing import MIN_KEYS_PER_SLICE, probe_side_by_side
+from setpoint.store.local import LocalStore
+from setpoint.store.memory import MemoryStore
 from setpoint.store.pool import WORKERS_ENV, WorkerPool, default_workers
+from setpoint.store.url import open_store
 
 
 def test_results_come_back_in_input_order_whatever_order_calls_finish() -> None:
@@ -108,3 +113,40 @@ def test_a_call_on_the_pool_that_maps_again_runs_that_map_in_its_thread() -> Non
     pool.close()
     for inner in names:
         assert len(set(inner)) == 1  # both inner calls in the caller's worker thread
+
+
+def test_every_store_has_one_pool_sized_by_workers_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "5")
+    assert LocalStore(tmp_path).pool.size == 5
+    assert LocalStore(tmp_path, workers=2).pool.size == 2
+    assert open_store(str(tmp_path), workers=3).pool.size == 3
+    assert open_store("memory://pool-size").pool.size == 5
+    assert open_store("memory://pool-size", workers=9).pool.size == 9
+    with pytest.raises(InvalidArgument):
+        MemoryStore(workers=0)
+
+
+def test_a_long_probe_is_cut_into_contiguous_slices_up_to_the_pool_size() -> None:
+    pool = WorkerPool(4)
+    keys = [f"blobs/{i:03d}" for i in range(100)]
+    seen: list[list[str]] = []
+    lock = threading.Lock()
+
+    def probe_slice(part: list[str]) -> set[str]:
+        with lock:
+            seen.append(part)
+        return {k for k in part if k.endswith("7")}
+
+    assert probe_side_by_side(list(reversed(keys)), pool, probe_slice) == {
+        k for k in keys if k.endswith("7")
+    }
+    assert len(seen) == 4
+    assert sorted(k for part in seen for k in part) == keys
+    assert all(part == sorted(part) for part in seen)
+    seen.clear()
+    few = keys[: MIN_KEYS_PER_SLICE * 2 - 1]
+    probe_side_by_side(few, pool, probe_slice)
+    assert seen == [few]  # too few keys to gain anything from a second slice
+    pool.close()

@@ -28,6 +28,7 @@ from setpoint.store.errors import (
     StoreError,
     TransientError,
 )
+from setpoint.store.listing import MIN_KEYS_PER_SLICE
 from setpoint.store.retry import Retry, Timeouts
 from setpoint.store.s3 import MAX_PRESIGN_SECONDS, S3Store, make_client, translate
 from setpoint.store.url import open_store
@@ -230,7 +231,7 @@ def test_find_missing_pages_skip_the_gaps(
     moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(s3_module, "LIST_PAGE", 7)
-    s = moto_store(moto_server)
+    s = moto_store(moto_server, workers=1)  # one probe: the bounds of store.listing.probe
     stored = [s.put_blob(b"blob %d" % i) for i in range(60)]
     absent = [digest_bytes(b"absent %d" % i) for i in range(40)]
     rng = random.Random(7)
@@ -244,6 +245,34 @@ def test_find_missing_pages_skip_the_gaps(
     s.stats.reset()
     assert s.find_missing([stored[0]]) == set()
     assert http(s) == {"http.HEAD": 1}
+
+
+def test_find_missing_probes_slices_side_by_side_within_the_same_bounds(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_module, "LIST_PAGE", 7)
+    s = moto_store(moto_server, workers=4)
+    stored = [s.put_blob(b"blob %d" % i) for i in range(60)]
+    absent = [digest_bytes(b"absent %d" % i) for i in range(40)]
+    rng = random.Random(7)
+    for size in (5, 30, 100):
+        wanted = rng.sample(stored + absent, size)
+        slices = max(1, min(4, size // MIN_KEYS_PER_SLICE))
+        s.stats.reset()
+        assert s.find_missing(wanted) == set(wanted) & set(absent)
+        requests = s.stats.requests["http.LIST"] + s.stats.requests["http.HEAD"]
+        assert requests <= size  # never worse than a HEAD per key
+        assert requests <= 60 // 7 + 2 * slices  # one listing, plus two per slice
+
+
+def test_the_client_keeps_a_connection_per_worker(moto_server: str) -> None:
+    """Fewer pooled connections than workers: urllib3 discards the extra ones."""
+    s = S3Store(unique_name("moto"), "p", endpoint_url=moto_server, workers=48)
+    assert s.pool.size == 48
+    assert s.client.meta.config.max_pool_connections == 48
+    opened = open_store(f"s3://{unique_name('moto')}/p?endpoint={moto_server}", workers=3)
+    assert isinstance(opened, S3Store)
+    assert opened.client.meta.config.max_pool_connections == 3
 
 
 def test_find_missing_on_a_missing_bucket(moto_server: str) -> None:
