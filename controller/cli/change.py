@@ -12,9 +12,11 @@ from setpoint.controller.cli.common import (
     UNAVAILABLE,
     add_command,
     env_arg,
+    open_pass_store,
     pointer_policy,
     print_json,
     signing_args,
+    store_workers_arg,
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitError, GitRepo
@@ -88,6 +90,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--passes", type=int, help="stop after this many passes")
     tuning_args(p)
     signing_args(p)
+    store_workers_arg(p)
 
     p = add_command(
         sub,
@@ -194,7 +197,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
         is_remote,
     )
     from setpoint.controller.gitops.watch import Watcher
-    from setpoint.store.url import open_store
 
     if args.require_signed and not args.keyring:
         raise SetpointError("--require-signed needs --keyring FILE")
@@ -210,7 +212,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     gate = CommitGate(source.path, args.allow_force_push, verifier)
     watcher = Watcher(
         source,
-        open_store(args.store),
+        open_pass_store(args, args.store),
         gate,
         env=args.env,
         policy=pointer_policy(args),

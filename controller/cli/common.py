@@ -11,11 +11,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from setpoint.controller.converge.capabilities import DEFAULT_TTL
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
+
+if TYPE_CHECKING:
+    from setpoint.store.base import Store
 
 # Exit codes: scripts and CI jobs may rely on these.
 OK, FAILED, TIMED_OUT, INVALID, UNAVAILABLE, USAGE = 0, 1, 2, 3, 4, 64
@@ -133,6 +136,28 @@ def tuning_args(p: argparse.ArgumentParser, rounds: bool = True) -> None:
         help="heartbeats an agent may miss before it is unreachable: out of service for "
         f"rollouts, UNREACHABLE in status (default: {UNREACHABLE_AFTER_BEATS:g})",
     )
+
+
+def store_workers_arg(p: argparse.ArgumentParser) -> None:
+    """``--store-workers``, for the commands that run passes over the whole fleet."""
+    from setpoint.store.pool import DEFAULT_WORKERS, WORKERS_ENV
+
+    p.add_argument(
+        "--store-workers",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="store requests a pass makes side by side: reads, uploads, pointer writes "
+        f"(default: ${WORKERS_ENV}, else {DEFAULT_WORKERS}; 1 is one after the other)",
+    )
+
+
+def open_pass_store(args: argparse.Namespace, url: str) -> Store:
+    """The store at ``url``, with as many workers as ``store_workers_arg`` asked for."""
+    from setpoint.store.url import open_store
+
+    workers = getattr(args, "store_workers", None)
+    return open_store(url, workers=int(workers) if workers is not None else None)
 
 
 def print_json(value: Any) -> None:

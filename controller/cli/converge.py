@@ -17,9 +17,11 @@ from setpoint.controller.cli.common import (
     add_command,
     env_arg,
     invalid,
+    open_pass_store,
     pointer_policy,
     print_json,
     signing_args,
+    store_workers_arg,
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitRepo
@@ -68,6 +70,7 @@ def add_parsers(sub: Any) -> None:
         help="also accept current pointers signed by this public key (the key you rotate "
         "away from); agents are not told to trust it",
     )
+    store_workers_arg(p)
     p.add_argument(
         "--allow-downgrade",
         action="store_true",
@@ -88,6 +91,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--store", required=True, help="store URL or path")
     p.add_argument("--json", action="store_true", help="print as JSON")
     tuning_args(p, rounds=False)
+    store_workers_arg(p)
 
     p = add_command(
         sub,
@@ -113,12 +117,11 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from setpoint.controller.gitops.environments import EnvironmentReconciler
-    from setpoint.store.url import open_store
 
     with GitRepo.open(args.repo) as repo:
         reconciler = EnvironmentReconciler(
             repo,
-            open_store(args.store),
+            open_pass_store(args, args.store),
             rev=args.branch,
             policy=pointer_policy(args),
             converge_rounds=args.converge_rounds,
@@ -194,9 +197,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from setpoint.controller.converge.status import fleet_status, format_table, rollouts_summary
     from setpoint.controller.fleet.move import move_status
     from setpoint.controller.rollout.ledger import read_ledger
-    from setpoint.store.url import open_store
 
-    store = open_store(args.store)
+    store = open_pass_store(args, args.store)
     statuses = fleet_status(store, unreachable_after=args.unreachable_after)
     ledger = read_ledger(store)
     moved = move_status(store)

@@ -14,9 +14,11 @@ from setpoint.controller.cli.common import (
     TIMED_OUT,
     add_command,
     invalid,
+    open_pass_store,
     pointer_policy,
     print_json,
     signing_args,
+    store_workers_arg,
 )
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
@@ -107,6 +109,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     signing_args(p)
+    store_workers_arg(p)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -177,12 +180,14 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
 
 def cmd_move(args: argparse.Namespace) -> int:
     from setpoint.controller.fleet.move import move_fleet
-    from setpoint.store.url import open_store
 
     if args.deadline < 0:
         raise SetpointError("--deadline must not be negative")
     result = move_fleet(
-        open_store(args.source), open_store(args.target), pointer_policy(args), args.deadline
+        open_pass_store(args, args.source),
+        open_pass_store(args, args.target),
+        pointer_policy(args),
+        args.deadline,
     )
     if args.json:
         print_json(result.to_dict())

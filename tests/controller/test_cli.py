@@ -122,3 +122,32 @@ def test_help_teaches_exit_codes() -> None:
     assert result.returncode == 0
     assert "exit codes:" in result.stdout
     assert "invalid definitions" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["reconcile", "watch", "move", "status"])
+def test_commands_that_run_passes_take_store_workers(command: str, tmp_path: Path) -> None:
+    from setpoint.controller.cli.common import open_pass_store
+    from setpoint.controller.cli.main import build_parser
+
+    stores = {
+        "reconcile": ["--store", str(tmp_path)],
+        "watch": ["--repo", str(tmp_path), "--store", str(tmp_path)],
+        "move": ["--from", str(tmp_path), "--to", str(tmp_path / "to")],
+        "status": ["--store", str(tmp_path)],
+    }[command]
+    args = build_parser().parse_args([command, *stores, "--store-workers", "3"])
+    assert open_pass_store(args, str(tmp_path)).pool.size == 3
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args([command, *stores, "--store-workers", "0"])
+    assert refused.value.code == USAGE
+
+
+def test_store_workers_default_to_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from setpoint.controller.cli.common import open_pass_store
+    from setpoint.controller.cli.main import build_parser
+
+    monkeypatch.setenv("SETPOINT_STORE_WORKERS", "6")
+    args = build_parser().parse_args(["status", "--store", str(tmp_path)])
+    assert open_pass_store(args, str(tmp_path)).pool.size == 6
