@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
@@ -101,17 +102,36 @@ class _Planned:
     needs: set[str]
 
 
-def _blobs_needed(store: Store, desired: DesiredState, manifest: Manifest) -> set[str]:
-    """Every blob an agent fetches for ``manifest``: configs and their files."""
+def _blobs_needed(
+    manifest: Manifest, desired: DesiredState, kept: dict[str, dict[str, Any]]
+) -> set[str]:
+    """Every blob an agent fetches for ``manifest``: configs and their files.
+    ``kept`` holds the bodies of configs not rendered this pass, read from the store."""
     needs: set[str] = set()
     for entry in manifest.deployments:
         needs.add(entry.config)
         rendered = desired.configs.get(entry.config)
-        # A kept entry (waiting) was not rendered this pass: read its config.
-        body = rendered.body if rendered else store.get_json_blob(entry.config, "config")
+        body = rendered.body if rendered else kept[entry.config]
         for ref in body.get("files", {}).values():
             needs.add(manifest.bundles.get(ref["digest"], ref["digest"]))
     return needs
+
+
+def _read_kept(
+    store: Store, desired: DesiredState, manifests: list[Manifest]
+) -> dict[str, dict[str, Any]]:
+    """The configs of kept entries (waiting: not rendered this pass), each read once,
+    side by side on the store's pool: many servers keep the same config."""
+    digests = sorted(
+        {
+            entry.config
+            for manifest in manifests
+            for entry in manifest.deployments
+            if entry.config not in desired.configs
+        }
+    )
+    bodies = store.pool.map(lambda digest: store.get_json_blob(digest, "config"), digests)
+    return dict(zip(digests, bodies, strict=True))
 
 
 def publish(
@@ -139,21 +159,10 @@ def publish(
     now = clock()
     result = PublishResult()
     planned: dict[str, _Planned] = {}
-    servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
-    # Servers with the same desired state share one manifest: encode it once.
-    encoded: dict[tuple[object, ...], tuple[bytes, str]] = {}
-    for server in servers:
-        manifest = desired.manifests.get(server, Manifest(deployments=()))
-        key = (manifest.deployments, *manifest.bundles.items())
-        if key not in encoded:
-            blob = canonical_json(manifest.to_dict())
-            encoded[key] = (blob, digest_bytes(blob))
-        blob, digest = encoded[key]
-        pointer = current.get(server)
-        needs: set[str] | None = None
-        if store.capability_kind == "s3":
-            needs = {digest} | _blobs_needed(store, desired, manifest)
-        unchanged = (
+
+    def settled(pointer: Pointer | None, digest: str, needs: set[str]) -> bool:
+        """The pointer already says what it should, with URLs good for long enough."""
+        return (
             pointer is not None
             and pointer.manifest == digest
             and pointer.key == key_name
@@ -162,15 +171,38 @@ def publish(
                 store.capability_kind is None
                 or not (
                     policy.force_renewal
-                    or needs_renewal(pointer.capabilities, needs or (), now, policy.ttl)
+                    or needs_renewal(pointer.capabilities, needs, now, policy.ttl)
                 )
             )
         )
-        if unchanged and pointer is not None:
+
+    servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
+    # Servers with the same desired state share one manifest: encode it once.
+    encoded: dict[tuple[object, ...], tuple[bytes, str]] = {}
+    # Servers whose pointer may change; on S3 every one, since whether its URLs
+    # cover the blobs it needs decides.
+    candidates: list[tuple[str, Manifest, bytes, str]] = []
+    for server in servers:
+        manifest = desired.manifests.get(server, Manifest(deployments=()))
+        key = (manifest.deployments, *manifest.bundles.items())
+        if key not in encoded:
+            blob = canonical_json(manifest.to_dict())
+            encoded[key] = (blob, digest_bytes(blob))
+        blob, digest = encoded[key]
+        pointer = current.get(server)
+        if store.capability_kind != "s3" and settled(pointer, digest, set()):
+            assert pointer is not None
             result.pointers[server] = pointer
             continue
-        if needs is None:
-            needs = {digest} | _blobs_needed(store, desired, manifest)
+        candidates.append((server, manifest, blob, digest))
+    kept = _read_kept(store, desired, [manifest for _, manifest, _, _ in candidates])
+    for server, manifest, blob, digest in candidates:
+        needs = {digest} | _blobs_needed(manifest, desired, kept)
+        pointer = current.get(server)
+        if store.capability_kind == "s3" and settled(pointer, digest, needs):
+            assert pointer is not None
+            result.pointers[server] = pointer
+            continue
         planned[server] = _Planned(manifest, blob, digest, needs)
 
     if not planned:
