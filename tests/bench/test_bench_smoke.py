@@ -32,3 +32,17 @@ def test_generator_and_render_scenario(tmp_path: Path) -> None:
         assert after_rename == before_rename  # a moved file renders the same configs
         reverted = revert(repo_path, component)
         assert render_pass(repo, reverted, reports, cache)[1] != digests  # the parameter stays
+
+
+def test_concurrency_scenario_runs_and_scales_the_one_worker_figures() -> None:
+    from bench.concurrency import latency_fleet, measure, table
+
+    rows = measure([24], 4, lambda n: latency_fleet(n, 0.001), 12, lambda _: None)
+    ((one, pooled),) = rows
+    assert (one.workers, pooled.workers) == (1, 4)
+    assert pooled.publish.pointers == 24
+    assert pooled.following.pointers == 0
+    assert one.measured_at == 12
+    assert one.publish.pointers == 24  # measured at 12 servers, scaled by 2
+    printed = table("smoke", rows)
+    assert "measured at 12 servers, scaled by 2" in printed
