@@ -54,7 +54,9 @@ GOAL_SPEEDUP = 20.0
 def shape_for(servers: int) -> FleetShape:
     """Every group runs every component (as many deployments as components), so a
     new script of component 0 changes every server's manifest."""
-    return FleetShape(servers=servers, groups=20, components=5, deployments=5, stacks=2)
+    return FleetShape(
+        servers=servers, groups=min(20, servers), components=5, deployments=5, stacks=2
+    )
 
 
 @dataclass
