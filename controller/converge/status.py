@@ -29,10 +29,6 @@ class DeploymentStatus:
     age: float | None
     reason: str | None
 
-    @property
-    def in_sync(self) -> bool:
-        return self.desired == self.reported and self.status == "COMPLETE"
-
 
 # An agent that has not answered a generation published this long ago is stale:
 # offline, or its URLs expired (enrolling it again recovers it).

@@ -63,10 +63,6 @@ def line_of(container: Any, key: Any, default: int) -> int:
     return default
 
 
-def node_line(value: Any, default: int) -> int:
-    return value.line if isinstance(value, YMap | YList) and value.line else default
-
-
 def _distinct_nodes(root: yaml.Node) -> int:
     """How many nodes the document wrote (an alias is its anchor's node again)."""
     seen: set[int] = set()
