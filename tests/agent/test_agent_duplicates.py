@@ -49,7 +49,8 @@ def test_two_agents_with_one_server_name_both_report_the_conflict(
     report = current(store)
     assert report.instance == first.report().instance
     other = second.report().instance
-    assert report.conflict is not None and other is not None
+    assert report.conflict is not None
+    assert other is not None
     assert other in report.conflict
 
     clock.advance(DEFAULT_HEARTBEAT)
@@ -60,7 +61,8 @@ def test_two_agents_with_one_server_name_both_report_the_conflict(
     ]
     report = current(store)
     other = first.report().instance
-    assert report.conflict is not None and other is not None
+    assert report.conflict is not None
+    assert other is not None
     assert other in report.conflict
 
 
