@@ -23,9 +23,10 @@ from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
 from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, entry_result
 from setpoint.controller.rollout.contextualize import Rounds
 from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_desired
-from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, Gate, entry_result
+from setpoint.controller.rollout.gate import Gate
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.digest import short
