@@ -11,6 +11,7 @@ after every pass (or every kill) of a run.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from setpoint.store.base import Store
@@ -26,6 +27,8 @@ class Invariants:
     key: PublicKey | None
     """The fleet's key; None: pointers are unsigned."""
     generations: dict[str, int] = field(default_factory=dict)
+    commits: Counter[str] = field(default_factory=Counter)
+    """How many pointers named each commit at the last look."""
     # Blobs already found whole: blobs never change, so each is read once per run.
     _whole: set[str] = field(default_factory=set)
 
@@ -57,6 +60,7 @@ class Invariants:
         """Every invariant broken now (and generations that went down since the last look)."""
         problems: list[str] = []
         trusted = {self.key.name: self.key} if self.key is not None else {}
+        self.commits.clear()
         for server in self.store.list_servers():
             try:
                 pointer = self.store.read_pointer(server)
@@ -65,6 +69,7 @@ class Invariants:
                 continue
             if pointer is None:
                 continue
+            self.commits[pointer.commit] += 1
             before = self.generations.get(server, 0)
             if pointer.generation < before:
                 problems.append(
