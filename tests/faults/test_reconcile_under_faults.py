@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from bench.simulate import SimAgent
-from bench.synth import FleetShape, change_parameter, init_fleet
+from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.store.base import Store, pointer_key
-from setpoint.store.errors import StoreError
+from setpoint.store.documents import Pointer, loads_object
+from setpoint.store.errors import StoreError, TransientError
 from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
 from setpoint.store.retry import Retry
@@ -203,3 +204,61 @@ def test_a_torn_pointer_read_never_lowers_a_generation(fleet_repo: Path, key: Si
         fleet.run_pass()  # checks the invariants
     finally:
         fleet.close()
+
+
+def pointers(objects: dict[str, bytes]) -> dict[str, Pointer]:
+    """The pointers among a memory store's objects, by server."""
+    return {
+        key.split("/")[1]: Pointer.from_dict(loads_object(data, "pointer"))
+        for key, data in objects.items()
+        if key.startswith("agents/") and key.endswith("/pointer")
+    }
+
+
+class StopsAtWrite(FaultyStore):
+    """A store whose ``n``-th write fails and every later one too: a controller
+    that dies at that write, as far as the store can tell."""
+
+    def __init__(self, inner: Store, n: int) -> None:
+        super().__init__(inner, Schedule({}), seed=0)
+        self.n = n
+        self.writes = 0
+
+    def _before(self, request: Request, key: str) -> Fault | None:
+        if request in (Request.PUT, Request.CREATE):
+            self.writes += 1
+            if self.writes >= self.n:
+                raise TransientError(f"the controller died before write {self.n}: {key}")
+        return super()._before(request, key)
+
+
+def test_a_pass_stopped_at_any_write_leaves_no_pointer_naming_what_is_missing(
+    fleet_repo: Path, key: SigningKey
+) -> None:
+    """Publication order, write by write: blobs, then manifests, then pointers."""
+    inner = MemoryStore("order")
+    fleet = FaultyFleet(fleet_repo, inner, key, Schedule({}), seed=0)
+    try:
+        fleet.passes_to_converge()
+    finally:
+        fleet.close()
+    change_parameter(fleet_repo, SHAPE, group=1, version="2")
+    change_one_component(fleet_repo, component=0, revision="2")
+    snapshot = dict(inner._objects)
+    stopped_at = []
+    for n in range(1, 100):
+        store = MemoryStore("order")
+        store._objects = dict(snapshot)
+        stopping = StopsAtWrite(store, n)
+        with GitRepo.open(fleet_repo) as repo:
+            reconciler = Reconciler(repo, stopping, clock=lambda: T0, policy=PointerPolicy(key))
+            try:
+                reconciler.run_pass()
+            except TransientError:
+                stopped_at.append(n)
+            else:
+                break  # n is past the pass's last write
+        invariants = Invariants(store, key.public())
+        invariants.generations = {s: p.generation for s, p in pointers(snapshot).items()}
+        invariants.check()
+    assert len(stopped_at) >= 6  # blobs, manifests, the ledger and pointers were each cut
