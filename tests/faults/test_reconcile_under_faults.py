@@ -19,6 +19,7 @@ from bench.synth import FleetShape, change_one_component, change_parameter, init
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.rollout.ledger import LEDGER, read_ledger
 from setpoint.store.base import Store, pointer_key
 from setpoint.store.documents import Pointer, loads_object
 from setpoint.store.errors import StoreError, TransientError
@@ -26,6 +27,7 @@ from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
 from setpoint.store.retry import NO_RETRY, Retry
 from setpoint.store.signing import SigningKey
+from tests.controller.test_trust import converge, signed_fleet, stack
 from tests.faults.faulty import Fault, FaultyStore, Request, Schedule
 from tests.faults.invariants import Invariants
 
@@ -270,3 +272,36 @@ def test_a_pass_stopped_at_any_write_leaves_no_pointer_naming_what_is_missing(
         invariants.generations = {s: p.generation for s, p in pointers(snapshot).items()}
         invariants.check()
     assert len(stopped_at) >= 6  # blobs, manifests, the ledger and pointers were each cut
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: a torn read of controller/ledger is taken as a lost ledger (as an "
+    "unreadable one is, read_ledger), so one transient fault drops the quarantine and the "
+    "failed digest is published to its server again",
+)
+def test_a_torn_ledger_read_does_not_publish_a_quarantined_digest_again(
+    tmp_path: Path, key: SigningKey
+) -> None:
+    policy = "    update_policy: {max_batch_size: 2}\n    on_failure: rollback\n"
+    fleet = signed_fleet(tmp_path, key, policy)
+    try:
+        converge(fleet)
+        fleet.agent("app-1").fail_versions = {"2"}
+        fleet.commit({"stacks/s.yaml": stack("2", policy)})
+        for _ in range(4):
+            fleet.step()
+        quarantined = read_ledger(fleet.store).quarantined("s/app", "app-1")
+        assert quarantined is not None
+        assert fleet.version("app-1", "s/app") == "1"  # rolled back
+        faulty = FaultyStore(fleet.store, Schedule({}), seed=0)
+        faulty.fail_next(Request.GET, Fault.TORN, "controller/" + LEDGER)
+        fleet.reconciler = Reconciler(
+            fleet.repo, faulty, clock=fleet.clock, policy=PointerPolicy(key)
+        )
+        fleet.run_pass()
+        entry = fleet.entry("app-1", "s/app")
+        assert entry is not None
+        assert entry.config != quarantined.config
+    finally:
+        fleet.close()
