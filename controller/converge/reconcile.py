@@ -201,6 +201,8 @@ class Reconciler:
     # again. Only saves reads: a new process starts empty and reads everything.
     _pointers: dict[str, tuple[str, Pointer]] = field(default_factory=dict, repr=False)
     _reports: dict[str, tuple[str, Report]] = field(default_factory=dict, repr=False)
+    # This pass: server -> generation of a pointer stored at its key but naming another.
+    _misplaced: dict[str, int] = field(default_factory=dict, repr=False)
 
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
@@ -218,6 +220,7 @@ class Reconciler:
         bad_pointers: dict[str, str] = {}
         bad_reports: dict[str, str] = {}
         stored: dict[str, Pointer | None] = {}
+        self._misplaced = {}
         for s in servers:
             stored[s], problem = self._pointer(s, versions.get(pointer_key(s)))
             if problem is not None:
@@ -237,7 +240,10 @@ class Reconciler:
                 reports[s] = report
         # A new generation passes every one seen: the stored pointer's, trusted
         # or not, and the one the agent says it accepted.
-        seen = {s: max(_generation(stored[s]), _generation(reports.get(s))) for s in servers}
+        seen = {
+            s: max(_generation(stored[s]), _generation(reports.get(s)), self._misplaced.get(s, 0))
+            for s in servers
+        }
 
         def previous(server: str) -> Manifest | None:
             pointer = pointers.get(server)
@@ -358,7 +364,7 @@ class Reconciler:
         if cached is not None and cached[0] == version:
             return cached[1], None
         try:
-            got = self.store.read_pointer_versioned(server)
+            got = self._read_pointer_twice(server)
         except InvalidDocument as exc:
             self._pointers.pop(server, None)
             return None, str(exc)
@@ -368,9 +374,24 @@ class Reconciler:
         pointer, read_version = got
         if pointer.server != server:
             self._pointers.pop(server, None)
+            # Not this server's, but parsed: its generation is a floor all the same.
+            self._misplaced[server] = pointer.generation
             return None, f"invalid pointer: names server {pointer.server!r}"
         self._pointers[server] = (read_version, pointer)
         return pointer, None
+
+    def _read_pointer_twice(self, server: str) -> tuple[Pointer, str] | None:
+        """A pointer that does not parse is read once more before it counts as bad.
+
+        A torn read (a connection dropped mid-body) reads whole the second
+        time; taken as bad, its generation would be unknown and the next one
+        could fall below it, which the server's agent refuses. A pointer that
+        fails twice is bad: the pass replaces it, numbered above its report.
+        """
+        try:
+            return self.store.read_pointer_versioned(server)
+        except InvalidDocument:
+            return self.store.read_pointer_versioned(server)
 
     def _report(
         self, server: str, version: str | None, fresh: bool = False

@@ -185,12 +185,6 @@ def test_passes_under_faults_keep_the_store_whole_and_converge_once_they_stop(
         fleet.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a pointer the controller cannot parse (here a torn read) counts as "
-    "generation 0, so a server whose agent has not yet reported the latest generation "
-    "is republished below it (Reconciler.run_pass: seen ignores unreadable pointers)",
-)
 def test_a_torn_pointer_read_never_lowers_a_generation(fleet_repo: Path, key: SigningKey) -> None:
     fleet = FaultyFleet(fleet_repo, MemoryStore("torn"), key, Schedule({}), seed=0)
     try:
@@ -274,12 +268,6 @@ def test_a_pass_stopped_at_any_write_leaves_no_pointer_naming_what_is_missing(
     assert len(stopped_at) >= 6  # blobs, manifests, the ledger and pointers were each cut
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a torn read of controller/ledger is taken as a lost ledger (as an "
-    "unreadable one is, read_ledger), so one transient fault drops the quarantine and the "
-    "failed digest is published to its server again",
-)
 def test_a_torn_ledger_read_does_not_publish_a_quarantined_digest_again(
     tmp_path: Path, key: SigningKey
 ) -> None:
