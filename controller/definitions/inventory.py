@@ -69,7 +69,9 @@ def _groups(
         names: list[str] = []
         for index, member in enumerate(members):
             mwhere = gwhere.at(members, index)
-            if member not in servers:
+            if not isinstance(member, str):
+                checks.error(mwhere, f"expected a server name, got {kind_of(member)}")
+            elif member not in servers:
                 checks.error(mwhere, f"unknown server {member!r} in group {gname!r}")
             elif member in names:
                 checks.error(mwhere, f"server {member!r} listed twice")
