@@ -4,7 +4,7 @@ object id), ``get_file`` text and attached files or directories."""
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from setpoint.controller.definitions.checks import Checks, Where, kind_of
@@ -40,6 +40,30 @@ class CommitFiles:
 
     tree: Tree
     checks: Checks
+    # Paths whose symlink or submodule was reported already (a path is looked at
+    # more than once, a problem is named once).
+    refused: set[str] = field(default_factory=set)
+
+    def kind(self, path: str) -> str | None:
+        """What is at ``path``, symlinks followed (``Tree.kind``).
+
+        Where a definition is looked for, a symlink that cannot be followed or
+        a submodule is reported, never skipped in silence: a definition that
+        disappears would delete its deployments.
+        """
+        kind = self.tree.kind(path)
+        if kind in ("symlink", "submodule") and path not in self.refused:
+            self.refused.add(path)
+            self.checks.error(Where(path, 0, ""), self.why_not_read(path, kind))
+        return kind
+
+    def why_not_read(self, path: str, kind: str) -> str:
+        """Why the symlink or submodule at ``path`` cannot be read, in words."""
+        try:
+            self.tree.read(path)
+        except GitError as exc:
+            return str(exc)
+        return f"{path!r} is a {kind}"
 
     def parse(self, path: str) -> Any:
         """The YAML document at ``path``, parsed once per git object id (and path)."""
@@ -77,7 +101,11 @@ class CommitFiles:
         resolved = self.resolve_path(base_file, path, where)
         if resolved is None:
             return None
-        if self.tree.kind(resolved) != "file":
+        kind = self.tree.kind(resolved)
+        if kind in ("symlink", "submodule"):
+            self.checks.error(where, f"get_file: {self.why_not_read(resolved, kind)}")
+            return None
+        if kind != "file":
             self.checks.error(where, f"get_file: no file {resolved!r} in the commit")
             return None
         try:
@@ -94,6 +122,9 @@ class CommitFiles:
         if resolved is None:
             return None
         kind = self.tree.kind(resolved)
+        if kind in ("symlink", "submodule"):
+            self.checks.error(where, f"get_file: {self.why_not_read(resolved, kind)}")
+            return None
         want_dir = isinstance(path, str) and path.endswith("/")
         if kind == "file" and not want_dir:
             content = self.tree.read(resolved)

@@ -18,7 +18,10 @@ def read_inventory(files: CommitFiles) -> Inventory:
     """The commit's ``inventory.yaml`` (an empty inventory, reported, when missing)."""
     checks = files.checks
     where = Where(INVENTORY, 1, "")
-    if files.tree.kind(INVENTORY) != "file":
+    kind = files.kind(INVENTORY)
+    if kind in ("symlink", "submodule"):
+        return Inventory({}, {})  # reported
+    if kind != "file":
         checks.error(where, "missing inventory.yaml at the repository root")
         return Inventory({}, {})
     doc = files.parse(INVENTORY)
