@@ -35,6 +35,9 @@ MAX_ALIAS_EXPANSION = 10
 _EXPANSION_SLACK = 10_000
 
 
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
 class _TooBig(Exception):
     def __init__(self, line: int, path: str, reason: str) -> None:
         self.line, self.path, self.reason = line, path, reason
@@ -112,6 +115,10 @@ class _Converter:
         self.budget -= 1
         if self.budget < 0:
             raise _TooBig(line, path, "aliases expand to far more values than the file holds")
+        if node.tag == _TIMESTAMP:
+            # As Heat loads templates: an unquoted date stays the text written
+            # (a date is no JSON value, and no value setpoint reads is a date).
+            return node.value
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             return self.constructor.construct_object(node, deep=True)
         if self.depth >= MAX_DEPTH:

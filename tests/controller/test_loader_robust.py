@@ -25,6 +25,7 @@ inputs:
     type: String
 configs:
   - tool: script
+    actions: [CREATE, UPDATE]
     config: "#!/bin/sh\\necho $message\\n"
 """
 
@@ -241,3 +242,21 @@ def test_the_cli_lists_a_broken_inventory_without_a_traceback(
     assert result.returncode == INVALID, result.stderr
     assert "inventory.yaml:2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unquoted_date_is_the_text_written(make_repo: Callable[..., Path]) -> None:
+    # As Heat loads templates; a date is no JSON value (labels and configs once crashed).
+    model = load(
+        make_repo,
+        {
+            "inventory.yaml": "servers:\n  s1: {since: 2024-02-29}\n  server1: {}\n",
+            "components/motd/component.yaml": COMPONENT,
+            "stacks/a.yaml": STACK.replace("{message: hi}", "{message: 2024-02-29 10:00:00Z}"),
+            "stacks/h.yaml": HEAT.replace(
+                "db: {hosts: [alpha, beta]}", "db: {hosts: [2001-12-14]}"
+            ).replace("[settings, db, hosts, 1]", "[settings, db, hosts, 0]"),
+        },
+    )
+    assert model.inventory.servers["s1"] == {"since": "2024-02-29"}
+    assert model.deployment("a/motd").input_values == {"message": "2024-02-29 10:00:00Z"}
+    assert model.deployment("h/deployment").input_values["host"] == "2001-12-14"
