@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from setpoint.controller.definitions.checks import Checks, Where, kind_of
 from setpoint.controller.definitions.model import AttachedFile
-from setpoint.controller.definitions.repository import GitError
+from setpoint.controller.definitions.repository import GitError, InvalidPath, normalize_path
 from setpoint.controller.definitions.yamlsource import load_yaml
 from setpoint.controller.errors import Problem
 from setpoint.store.bundles import make_zip, tree_digest
@@ -93,6 +93,11 @@ class CommitFiles:
         joined = posixpath.normpath(posixpath.join(posixpath.dirname(base_file), path))
         if joined == ".." or joined.startswith("../"):
             self.checks.error(where, f"get_file path {path!r} escapes the repository")
+            return None
+        try:
+            normalize_path(joined)
+        except InvalidPath as exc:  # e.g. a NUL, which no git path holds
+            self.checks.error(where, f"get_file: {exc}")
             return None
         return joined
 

@@ -163,6 +163,14 @@ BROKEN: dict[str, tuple[Files, tuple[str, int, str], str | None]] = {
         ("stacks/h.yaml", 32, "get_attr: the attribute is a name"),
         None,
     ),
+    "a NUL in a get_file path": (
+        {
+            "components/motd/component.yaml": COMPONENT,
+            "stacks/a.yaml": STACK.replace("{message: hi}", '{message: {get_file: "a\\0b"}}'),
+        },
+        ("stacks/a.yaml", 6, "NUL in path"),
+        None,
+    ),
     "a mapping in a get_param path": (
         {
             "inventory.yaml": HEAT_INVENTORY,
