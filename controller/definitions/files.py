@@ -23,7 +23,11 @@ PARSED_MAX = 1024
 
 
 class Tree(Protocol):
-    """What the readers need of a commit (``definitions.repository.CommitTree``)."""
+    """What the readers need of a commit (``definitions.repository.CommitTree``).
+
+    Paths go through symlinks; ``kind`` is ``symlink`` for a link that cannot
+    be followed, and ``read`` of it raises a ``GitError`` that says why.
+    """
 
     commit: str
 
