@@ -37,13 +37,16 @@ class ComponentReader:
     def components(self) -> dict[str, Component]:
         out: dict[str, Component] = {}
         tree = self.files.tree
-        if tree.kind(COMPONENTS) != "dir":
+        if self.files.kind(COMPONENTS) != "dir":
             return out
         for folder in tree.listdir(COMPONENTS):
             path = f"{COMPONENTS}/{folder}/{COMPONENT_FILE}"
-            if tree.kind(f"{COMPONENTS}/{folder}") != "dir":
+            if self.files.kind(f"{COMPONENTS}/{folder}") != "dir":
                 continue
-            if tree.kind(path) != "file":
+            kind = self.files.kind(path)
+            if kind in ("symlink", "submodule"):
+                continue  # reported
+            if kind != "file":
                 self.checks.error(Where(path, 0, ""), "component folder without component.yaml")
                 continue
             component = self.component(path, folder)

@@ -117,12 +117,14 @@ class DeploymentReader:
                 if not has_attr(resolved):
                     resolved = self.checks.literal(idef.type, resolved, c)
                 values[str(iname)] = resolved
-        if component is not None:
+        # A value that is not a mapping is reported above; it gives no input a value.
+        given = raw_values if isinstance(raw_values, YMap) else None
+        if component is not None and (raw_values is None or given is not None):
             for idef in component.inputs:
                 if (
                     idef.name not in values
                     and not idef.has_default
-                    and idef.name not in (raw_values or {})
+                    and idef.name not in (given or {})
                 ):
                     self.checks.error(
                         where,
@@ -164,7 +166,9 @@ class DeploymentReader:
         names: list[str] = []
         for index, item in enumerate(raw):
             c = swhere.at(raw, index)
-            if item not in self.inventory.servers:
+            if not isinstance(item, str):
+                self.checks.error(c, f"expected a server name, got {kind_of(item)}")
+            elif item not in self.inventory.servers:
                 hint = did_you_mean(str(item), tuple(self.inventory.servers))
                 self.checks.error(c, f"unknown server {item!r}{hint}")
             elif item in names:

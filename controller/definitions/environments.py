@@ -41,7 +41,7 @@ class EnvironmentValues:
 
         ``None`` when the environment has no ``inventory`` (``inventory.yaml`` applies).
         """
-        path = self._path(files.tree, env)
+        path = self._path(files, env)
         if path is None:
             known = ", ".join(environment_names(files.tree)) or "none"
             self.checks.error(
@@ -74,7 +74,7 @@ class EnvironmentValues:
         return inventory_body(self.checks, inv, iwhere)
 
     @staticmethod
-    def _path(tree: Tree, env: str) -> str | None:
+    def _path(files: CommitFiles, env: str) -> str | None:
         # The name is checked before it is used in a path: "../x" names no environment.
         if not NAME_RE.match(env):
             return None
@@ -82,7 +82,7 @@ class EnvironmentValues:
             (
                 f"{ENVIRONMENTS}/{env}{ext}"
                 for ext in (".yaml", ".yml")
-                if tree.kind(f"{ENVIRONMENTS}/{env}{ext}") == "file"
+                if files.kind(f"{ENVIRONMENTS}/{env}{ext}") == "file"
             ),
             None,
         )

@@ -4,12 +4,12 @@ object id), ``get_file`` text and attached files or directories."""
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from setpoint.controller.definitions.checks import Checks, Where, kind_of
 from setpoint.controller.definitions.model import AttachedFile
-from setpoint.controller.definitions.repository import GitError
+from setpoint.controller.definitions.repository import GitError, InvalidPath, normalize_path
 from setpoint.controller.definitions.yamlsource import load_yaml
 from setpoint.controller.errors import Problem
 from setpoint.store.bundles import make_zip, tree_digest
@@ -23,7 +23,11 @@ PARSED_MAX = 1024
 
 
 class Tree(Protocol):
-    """What the readers need of a commit (``definitions.repository.CommitTree``)."""
+    """What the readers need of a commit (``definitions.repository.CommitTree``).
+
+    Paths go through symlinks; ``kind`` is ``symlink`` for a link that cannot
+    be followed, and ``read`` of it raises a ``GitError`` that says why.
+    """
 
     commit: str
 
@@ -40,6 +44,30 @@ class CommitFiles:
 
     tree: Tree
     checks: Checks
+    # Paths whose symlink or submodule was reported already (a path is looked at
+    # more than once, a problem is named once).
+    refused: set[str] = field(default_factory=set)
+
+    def kind(self, path: str) -> str | None:
+        """What is at ``path``, symlinks followed (``Tree.kind``).
+
+        Where a definition is looked for, a symlink that cannot be followed or
+        a submodule is reported, never skipped in silence: a definition that
+        disappears would delete its deployments.
+        """
+        kind = self.tree.kind(path)
+        if kind in ("symlink", "submodule") and path not in self.refused:
+            self.refused.add(path)
+            self.checks.error(Where(path, 0, ""), self.why_not_read(path, kind))
+        return kind
+
+    def why_not_read(self, path: str, kind: str) -> str:
+        """Why the symlink or submodule at ``path`` cannot be read, in words."""
+        try:
+            self.tree.read(path)
+        except GitError as exc:
+            return str(exc)
+        return f"{path!r} is a {kind}"
 
     def parse(self, path: str) -> Any:
         """The YAML document at ``path``, parsed once per git object id (and path)."""
@@ -70,6 +98,11 @@ class CommitFiles:
         if joined == ".." or joined.startswith("../"):
             self.checks.error(where, f"get_file path {path!r} escapes the repository")
             return None
+        try:
+            normalize_path(joined)
+        except InvalidPath as exc:  # e.g. a NUL, which no git path holds
+            self.checks.error(where, f"get_file: {exc}")
+            return None
         return joined
 
     def read_text(self, base_file: str, path: Any, where: Where) -> str | None:
@@ -77,7 +110,11 @@ class CommitFiles:
         resolved = self.resolve_path(base_file, path, where)
         if resolved is None:
             return None
-        if self.tree.kind(resolved) != "file":
+        kind = self.tree.kind(resolved)
+        if kind in ("symlink", "submodule"):
+            self.checks.error(where, f"get_file: {self.why_not_read(resolved, kind)}")
+            return None
+        if kind != "file":
             self.checks.error(where, f"get_file: no file {resolved!r} in the commit")
             return None
         try:
@@ -94,6 +131,9 @@ class CommitFiles:
         if resolved is None:
             return None
         kind = self.tree.kind(resolved)
+        if kind in ("symlink", "submodule"):
+            self.checks.error(where, f"get_file: {self.why_not_read(resolved, kind)}")
+            return None
         want_dir = isinstance(path, str) and path.endswith("/")
         if kind == "file" and not want_dir:
             content = self.tree.read(resolved)

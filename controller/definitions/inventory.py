@@ -18,7 +18,10 @@ def read_inventory(files: CommitFiles) -> Inventory:
     """The commit's ``inventory.yaml`` (an empty inventory, reported, when missing)."""
     checks = files.checks
     where = Where(INVENTORY, 1, "")
-    if files.tree.kind(INVENTORY) != "file":
+    kind = files.kind(INVENTORY)
+    if kind in ("symlink", "submodule"):
+        return Inventory({}, {})  # reported
+    if kind != "file":
         checks.error(where, "missing inventory.yaml at the repository root")
         return Inventory({}, {})
     doc = files.parse(INVENTORY)
@@ -69,7 +72,9 @@ def _groups(
         names: list[str] = []
         for index, member in enumerate(members):
             mwhere = gwhere.at(members, index)
-            if member not in servers:
+            if not isinstance(member, str):
+                checks.error(mwhere, f"expected a server name, got {kind_of(member)}")
+            elif member not in servers:
                 checks.error(mwhere, f"unknown server {member!r} in group {gname!r}")
             elif member in names:
                 checks.error(mwhere, f"server {member!r} listed twice")

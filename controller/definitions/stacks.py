@@ -54,14 +54,14 @@ class StackReader:
     def stacks(self) -> dict[str, Stack]:
         out: dict[str, Stack] = {}
         tree = self.files.tree
-        if tree.kind(STACKS) != "dir":
+        if self.files.kind(STACKS) != "dir":
             return out
         heat = HeatSources(self.files, self.environment, self.components, self.inventory)
         for fname in tree.listdir(STACKS):
             if not fname.endswith((".yaml", ".yml")) or is_environment_file(fname):
                 continue  # a Heat environment file is read with its template
             path = f"{STACKS}/{fname}"
-            if tree.kind(path) != "file":
+            if self.files.kind(path) != "file":
                 continue
             stem = fname.rsplit(".", 1)[0]
             if is_heat_template(tree.read(path)):

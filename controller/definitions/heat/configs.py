@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from setpoint.controller.definitions.checks import Where
+from setpoint.controller.definitions.checks import Where, kind_of
 from setpoint.controller.definitions.fields import read_actions
 from setpoint.controller.definitions.heat.functions import cloud_config, multipart_mime
 from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
@@ -16,7 +16,6 @@ from setpoint.controller.definitions.heat.resources import (
     INVALID,
     Resource,
     TemplateScope,
-    empty_list,
 )
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
@@ -71,8 +70,10 @@ class ConfigReader:
         if isinstance(ref, YMap) and list(ref) == ["get_resource"]:
             target = ref["get_resource"]
             resources = self.scope.resources
-            res_type = resources[target].type if target in resources else None
-            if isinstance(target, str) and res_type in CONFIG_TYPES:
+            res_type = (
+                resources[target].type if isinstance(target, str) and target in resources else None
+            )
+            if res_type in CONFIG_TYPES:
                 return self.config(target)
         return None
 
@@ -86,10 +87,16 @@ class ConfigReader:
         props = res.props
         self.checks.check_keys(props, c, CONFIG_KEYS[res.type])
         # A MultipartMime's parts name other configs: read by ``mime``.
-        kept = YMap({k: v for k, v in props.items() if k != "parts"})
-        kept.line, kept.key_lines = props.line, props.key_lines
+        kept = YMap(
+            {k: v for k, v in props.items() if k != "parts"},
+            line=props.line,
+            key_lines=props.key_lines,
+        )
         got = self.evaluator.evaluate(kept, c)
         if got is INVALID:
+            return None
+        if not isinstance(got, dict):  # properties that were one function call
+            self.checks.error(c, f"expected properties (a mapping), got {kind_of(got)}")
             return None
         if has_deferred(got):
             self.checks.error(
@@ -144,7 +151,7 @@ class ConfigReader:
         claimed: dict[str, int] = {}
         for index, (item, value) in enumerate(zip(raw, got, strict=True)):
             ic = cc.at(raw, index)
-            if not isinstance(item, YMap):
+            if not isinstance(item, YMap) or not isinstance(value, dict):  # or a function call
                 self.checks.error(ic, "expected a config (a mapping)")
                 continue
             self.checks.check_keys(item, ic, ("actions", "config", "tool"), ("config", "tool"))
@@ -165,7 +172,7 @@ class ConfigReader:
 
     def mime(self, props: YMap, c: Where) -> str | None:
         """A MultipartMime's text; ``None`` when a part has a problem (reported)."""
-        raw = props.get("parts") or empty_list()
+        raw = props.get("parts") or YList()
         pc = c.at(props, "parts")
         if not isinstance(raw, YList):
             self.checks.error(pc, "expected a list of parts")

@@ -41,7 +41,12 @@ def _hidden_param(raw_values: Any, name: str, hidden: set[str]) -> bool:
     if not isinstance(raw_values, YMap):
         return False
     raw = raw_values.get(name)
-    return isinstance(raw, YMap) and list(raw) == ["get_param"] and raw["get_param"] in hidden
+    if not isinstance(raw, YMap) or list(raw) != ["get_param"]:
+        return False
+    param = raw["get_param"]
+    if isinstance(param, list) and param:  # [name, path...]
+        param = param[0]
+    return isinstance(param, str) and param in hidden
 
 
 def _input_type(value: Any) -> str:
@@ -251,6 +256,5 @@ class HeatDeploymentReader:
             return None
         c = res.where.at(res.body, "update_policy")
         self.checks.check_keys(raw, c, ("rolling_update", "batch_create"))
-        wrapped = YMap({key: raw[key]})
-        wrapped.key_lines = {key: raw.line_of(key)}
+        wrapped = YMap({key: raw[key]}, line=raw.line, key_lines={key: raw.line_of(key)})
         return read_update_policy(self.checks, wrapped, key, c, servers)

@@ -38,7 +38,7 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
     checks = files.checks
     base = template_path.rsplit(".", 1)[0]
     path = next(
-        (p for p in (base + ".env.yaml", base + ".env.yml") if files.tree.kind(p) == "file"),
+        (p for p in (base + ".env.yaml", base + ".env.yml") if files.kind(p) == "file"),
         None,
     )
     if path is None:

@@ -112,16 +112,21 @@ class Evaluator:
         return value
 
     def get_param(self, arg: Any, c: Where) -> Any:
-        return self.param(self.evaluate(arg, c) if isinstance(arg, YList) else arg, c)
-
-    def param(self, arg: Any, c: Where) -> Any:
+        """``{get_param: name}`` or ``{get_param: [name, key or index, ...]}``."""
+        if isinstance(arg, YList):
+            arg = self.evaluate(arg, c)  # the path may itself use functions
+            if arg is INVALID:
+                return INVALID
         path: list[Any] = []
-        if isinstance(arg, YList) and arg and isinstance(arg[0], str):
-            name, path = arg[0], list(arg[1:])
+        if isinstance(arg, list) and arg and isinstance(arg[0], str):
+            name, path = arg[0], arg[1:]
         elif isinstance(arg, str):
             name = arg
         else:
             self.checks.error(c, "get_param takes a parameter name (and a path)")
+            return INVALID
+        if not all(_is_path_item(item) for item in path):
+            self.checks.error(c, "get_param: each item of the path is a key or an index")
             return INVALID
         if name == "OS::stack_name":
             return self.scope.stem
@@ -202,6 +207,11 @@ class Evaluator:
         if args is INVALID:
             return INVALID
         rname, attribute, path = args[0], args[1], list(args[2:])
+        if not isinstance(attribute, str) or not all(_is_path_item(item) for item in path):
+            self.checks.error(
+                c, "get_attr: the attribute is a name, each item of the path a key or an index"
+            )
+            return INVALID
         res = self.scope.resources.get(rname)
         if res is None:
             self.checks.error(c, f"get_attr: unknown resource {rname!r}")
@@ -286,3 +296,8 @@ class Evaluator:
             )
             return False
         return True
+
+
+def _is_path_item(item: Any) -> bool:
+    """A key of a map or an index of a list; anything else cannot select."""
+    return isinstance(item, str | int) and not isinstance(item, bool)

@@ -70,18 +70,6 @@ class TemplateScope:
         return self.files.checks
 
 
-def empty_map() -> YMap:
-    m = YMap()
-    m.key_lines = {}
-    return m
-
-
-def empty_list() -> YList:
-    items = YList()
-    items.item_lines = []
-    return items
-
-
 def walk_refs(value: Any) -> set[str]:
     """Resources a snippet names with get_resource or get_attr (Heat's implicit deps)."""
     out: set[str] = set()
@@ -111,10 +99,10 @@ def read_resources(checks: Checks, raw: YMap, rwhere: Where) -> dict[str, Resour
         checks.check_keys(bm, c, RESOURCE_KEYS, ("type",))
         if "condition" in bm:
             checks.error(c.at(bm, "condition"), "conditions are not supported by setpoint")
-        props = bm.get("properties") or empty_map()
+        props = bm.get("properties") or YMap()
         if not isinstance(props, YMap):
             checks.error(c.at(bm, "properties"), "expected properties (a mapping)")
-            props = empty_map()
+            props = YMap()
         rtype = bm.get("type")
         if not isinstance(rtype, str):
             continue

@@ -44,7 +44,6 @@ from setpoint.controller.definitions.heat.resources import (
     SINGLE_TYPES,
     Resource,
     TemplateScope,
-    empty_map,
     read_resources,
     walk_refs,
 )
@@ -111,7 +110,7 @@ class HeatTemplate:
         scope.params, scope.hidden = read_parameters(
             checks, m, where, env_file.values, self.sources.environment
         )
-        raw = m.get("resources") or empty_map()
+        raw = m.get("resources") or YMap()
         rwhere = where.at(m, "resources")
         if checks.mapping(raw, rwhere, "resources") is None:
             return None
