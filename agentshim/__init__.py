@@ -19,12 +19,13 @@ The modules, by what they do:
 - Running hooks: ``running`` (one attempt: the hook document, in-flight marker,
   logs), ``hooks`` (the runner: an executable hook or a built-in tool),
   ``contract`` (``HookResult``, ``ToolCall``: what the runner and the tools
-  share), ``processes`` (process groups, deadlines, leftover hooks), ``tools``
-  (the built-in tools).
+  share), ``processes`` (process groups, deadlines, leftover hooks), ``limits``
+  (the bounds on outputs and tails), ``tools`` (the built-in tools).
 - Keeping state: ``state`` (the state dir, written atomically) and ``ledger``
   (each outcome recorded, with its retry, logged and committed).
 - Reporting: ``reporting`` (the report, written when it changed and at least
-  once a heartbeat); ``logs``, ``errors``.
+  once a heartbeat, and the check for another agent with this server's name);
+  ``logs``, ``errors``.
 """
 
 from __future__ import annotations

@@ -48,11 +48,15 @@ from setpoint.agentshim.reporting import DEFAULT_HEARTBEAT, Reporter
 from setpoint.agentshim.running import Attempts
 from setpoint.agentshim.state import AgentState, Layout, load_state
 from setpoint.agentshim.trust import Trust
-from setpoint.store import Report, Store, StoreError
+from setpoint.store import Report, Store, StoreError, TransientError
 
 log = structlog.get_logger("setpoint.agent")
 
 JITTER = 0.1
+# During a store outage the delay between cycles doubles from twice the
+# interval up to this (seconds), with equal jitter (drawn from [d/2, d]) so a
+# fleet that lost its store does not come back in step.
+MAX_OUTAGE_DELAY = 300.0
 
 
 class Agent:
@@ -71,15 +75,20 @@ class Agent:
         stop_event: threading.Event | None = None,
         trust: Trust | None = None,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
+        rng: random.Random | None = None,
     ) -> None:
         """``trust`` None accepts unsigned pointers (tests, development); the CLI
-        always passes one."""
+        always passes one. ``rng`` draws the jitter of the loop's delays."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.layout = Layout(Path(state_dir).absolute())
         self.hooks_dir = Path(hooks_dir) if hooks_dir else self.layout.root / "hooks"
         self.sleep = sleep
-        self.rng = random.Random()
+        self.rng = rng or random.Random()
+        # Cycles in a row that could not read or write the store, and the
+        # store's own hint (seconds) from the last of them.
+        self.outage_cycles = 0
+        self.outage_hint = 0.0
         self.layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         state: AgentState = load_state(self.layout)
         bound = log.bind(server=server)
@@ -122,23 +131,40 @@ class Agent:
     def run_forever(self, interval: float, stop_event: threading.Event) -> None:
         """Run cycles every ``interval`` seconds (jittered ±10%) until ``stop_event``.
 
-        Store errors never end the loop: the last good configs keep running.
+        Store errors never end the loop: the last good configs keep running, and
+        the delay backs off (``next_delay``) until the store answers again.
         """
         self.ctx.stop = self.runner.stop = stop_event
         self.ctx.log.info("agent_started", interval=interval, state_dir=str(self.layout.root))
         while not stop_event.is_set():
             try:
-                self.run_once()
+                self._count_outage(self.run_once())
             except Exception as exc:
                 self.ctx.log.exception("cycle_crashed", error=str(exc))
             if stop_event.is_set():
                 break
-            self.sleep(self.next_delay(interval))
+            delay = self.next_delay(interval)
+            if self.outage_cycles:
+                self.ctx.log.warning("store_backoff", failures=self.outage_cycles, delay=delay)
+            self.sleep(delay)
         self.ctx.log.info("agent_stopped")
 
+    def _count_outage(self, result: CycleResult) -> None:
+        if result.store_error is None:
+            self.outage_cycles, self.outage_hint = 0, 0.0
+        else:
+            self.outage_cycles += 1
+            self.outage_hint = result.store_retry_after or 0.0
+
     def next_delay(self, interval: float) -> float:
-        """The jittered interval, shortened when a retry falls due before it."""
-        delay = interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
+        """The jittered interval, or the outage backoff while the store fails;
+        shortened when a retry falls due before it (hooks run from local copies)."""
+        if self.outage_cycles:
+            cap = max(MAX_OUTAGE_DELAY, interval)
+            ceiling = min(cap, interval * 2.0**self.outage_cycles)
+            delay = max(self.rng.uniform(ceiling / 2, ceiling), min(self.outage_hint, cap))
+        else:
+            delay = interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
         retry_at = next_retry_at(self.state)
         if retry_at is not None:
             until = retry_at - self.ctx.clock()
@@ -156,6 +182,8 @@ class Agent:
             self.follower.poll()
         except StoreError as exc:
             result.store_error = f"cannot read the pointer: {exc}"
+            if isinstance(exc, TransientError):
+                result.store_retry_after = exc.delay
             ctx.log.warning("store_error", error=str(exc))
         if state.manifest_doc is not None:
             self.converger.converge(state.manifest_doc)

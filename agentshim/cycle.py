@@ -18,6 +18,8 @@ class CycleResult:
     failing: list[str] = field(default_factory=list)
     error: str | None = None
     store_error: str | None = None
+    # The store's hint (seconds) for when to try again, from its TransientError.
+    store_retry_after: float | None = None
     stopped: bool = False
 
     @property

@@ -30,15 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from setpoint.agentshim.contract import HookResult, ToolCall, interrupted, is_safe_name, status_text
-from setpoint.agentshim.processes import Outcome, decode, run_process
+from setpoint.agentshim.processes import CAPTURE_BYTES, Outcome, decode, run_process
 from setpoint.agentshim.state import Layout
 from setpoint.agentshim.tools import builtin_tool
-
-TAIL_CHARS = 4096
-
-
-def tail(text: str, limit: int = TAIL_CHARS) -> str:
-    return text[-limit:]
 
 
 class HookRunner:
@@ -135,6 +129,10 @@ def _hook_output(what: str, tool: str, outcome: Outcome) -> HookResult:
     raw_out, raw_err = decode(outcome.stdout), decode(outcome.stderr)
     if outcome.returncode != 0:
         reason = status_text(what, outcome.returncode)
+        return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
+    if outcome.stdout_dropped:
+        size = len(outcome.stdout) + outcome.stdout_dropped
+        reason = f"{what} printed {size} bytes on stdout, more than the {CAPTURE_BYTES} read"
         return HookResult(False, {}, raw_out, raw_err, outcome.returncode, reason)
     try:
         result = json.loads(raw_out)

@@ -106,6 +106,8 @@ class PointerFollower:
         event = "pointer_unverified" if isinstance(exc, _VERIFICATION_ERRORS) else "store_error"
         if isinstance(exc, (TransientError, PermissionDenied)):
             ctx.result.store_error = f"cannot fetch generation {pointer.generation}: {exc}"
+        if isinstance(exc, TransientError):
+            ctx.result.store_retry_after = exc.delay
         ctx.log.error(
             event, generation=pointer.generation, manifest=pointer.manifest, error=str(exc)
         )

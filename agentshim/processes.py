@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -22,6 +23,13 @@ from pathlib import Path
 KILL_GRACE = 2.0
 # How often a running hook checks whether the agent is stopping.
 POLL_SLICE = 0.1
+# After a hook ended, how long its pipes are still read. A child it left in
+# another session (a daemon) may hold them open for ever: it is not waited for.
+DRAIN_GRACE = 0.5
+# What each stream of a process keeps: its last bytes (the report gets a
+# shorter tail; the full logs on the server are these bytes too).
+CAPTURE_BYTES = 4 * 1024 * 1024
+PIPE_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,9 @@ class Outcome:
     timed_out: bool = False
     aborted: bool = False
     start_error: str | None = None
+    # Bytes written beyond CAPTURE_BYTES, dropped from the start of each stream.
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
 
 
 def decode(data: bytes) -> str:
@@ -78,6 +89,22 @@ def kill_leftover(pid: int, start: str | None, boot: str | None) -> bool:
 # -- running one process ------------------------------------------------------------
 
 
+class _Capture:
+    """The last ``limit`` bytes one stream wrote, and how many bytes were dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            del self.data[:excess]
+            self.dropped += excess
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the whole group, give it KILL_GRACE, then SIGKILL whatever is left."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -86,6 +113,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=KILL_GRACE)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE)
 
 
 def run_process(
@@ -98,6 +127,13 @@ def run_process(
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> Outcome:
+    """Run ``argv`` in its own session, feeding it ``stdin``, within ``timeout``.
+
+    The pipes are read only while the process lives, and for DRAIN_GRACE after
+    it ended (or was killed): a child it left behind in another session (a
+    daemon, ``setsid ... &``) may hold them open for ever, and is neither
+    waited for nor killed. Each stream keeps its last CAPTURE_BYTES.
+    """
     try:
         proc = subprocess.Popen(
             argv,
@@ -112,28 +148,95 @@ def run_process(
         return Outcome(None, b"", b"", start_error=f"{exc.strerror or exc} ({argv[0]})")
     if on_start is not None:
         on_start(proc.pid)
-    deadline = time.monotonic() + timeout
-    timed_out = aborted = False
-    pending = stdin
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-        elif stop is not None and stop.is_set():
-            aborted = True
-        else:
-            try:
-                out, err = proc.communicate(pending, timeout=min(remaining, POLL_SLICE))
-            except subprocess.TimeoutExpired:
-                pending = None  # communicate() keeps feeding what it was first given
-                continue
-            return Outcome(proc.returncode, out, err)
-        break
-    _kill_group(proc)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    out, err = _Capture(CAPTURE_BYTES), _Capture(CAPTURE_BYTES)
+    captures = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     try:
-        out, err = proc.communicate(timeout=KILL_GRACE)
-    except subprocess.TimeoutExpired:
-        # Something left the group and still holds our pipes: give up on its output.
-        proc.kill()
-        out, err = proc.communicate()
-    return Outcome(proc.returncode, out, err, timed_out=timed_out, aborted=aborted)
+        timed_out, aborted = _pump(proc, stdin, captures, time.monotonic() + timeout, stop)
+    finally:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+    return Outcome(
+        proc.returncode,
+        bytes(out.data),
+        bytes(err.data),
+        timed_out=timed_out,
+        aborted=aborted,
+        stdout_dropped=out.dropped,
+        stderr_dropped=err.dropped,
+    )
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    stdin: bytes | None,
+    captures: dict[int, _Capture],
+    deadline: float,
+    stop: threading.Event | None,
+) -> tuple[bool, bool]:
+    """Feed stdin and read the pipes until the process ended and its pipes are
+    drained (or DRAIN_GRACE passed); kill its group at the deadline or on stop.
+    Returns (timed_out, aborted)."""
+    timed_out = aborted = False
+    with selectors.DefaultSelector() as selector:
+        for fd in captures:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        pending = memoryview(stdin or b"")
+        if proc.stdin is not None:
+            if pending:
+                os.set_blocking(proc.stdin.fileno(), False)
+                selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
+        ended_at: float | None = None
+        # The process may close its pipes and go on running: it still has a deadline.
+        while selector.get_map() or proc.returncode is None:
+            now = time.monotonic()
+            if proc.returncode is None and proc.poll() is None:
+                if now >= deadline:
+                    timed_out = True
+                elif stop is not None and stop.is_set():
+                    aborted = True
+                if timed_out or aborted:
+                    _kill_group(proc)
+            if ended_at is None and proc.returncode is not None:
+                ended_at = now
+            if ended_at is not None and now - ended_at >= DRAIN_GRACE:
+                break  # what is left holding the pipes is not the process we ran
+            for key, _events in selector.select(POLL_SLICE):
+                fd = key.fd
+                if fd in captures:
+                    chunk = _read(fd)
+                    if chunk is None:
+                        continue
+                    if chunk:
+                        captures[fd].add(chunk)
+                        continue
+                else:
+                    try:
+                        pending = pending[os.write(fd, pending[:PIPE_CHUNK]) :]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        pending = memoryview(b"")
+                    if pending:
+                        continue
+                    selector.unregister(fd)
+                    assert proc.stdin is not None
+                    with contextlib.suppress(OSError):
+                        proc.stdin.close()  # the hook reads to its end
+                    continue
+                selector.unregister(fd)
+    return timed_out, aborted
+
+
+def _read(fd: int) -> bytes | None:
+    """What the pipe has now; b"" at its end; None when it has nothing yet."""
+    try:
+        return os.read(fd, PIPE_CHUNK)
+    except BlockingIOError:
+        return None

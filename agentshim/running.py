@@ -18,8 +18,9 @@ from setpoint.agentshim.context import AgentContext
 from setpoint.agentshim.contract import HookResult
 from setpoint.agentshim.errors import AgentError
 from setpoint.agentshim.files import materialize
-from setpoint.agentshim.hooks import HookRunner, tail
+from setpoint.agentshim.hooks import HookRunner
 from setpoint.agentshim.ledger import Ledger
+from setpoint.agentshim.limits import MAX_OUTPUT_BYTES, bounded_outputs, tail
 from setpoint.agentshim.processes import process_start
 from setpoint.agentshim.reporting import iso
 from setpoint.agentshim.state import DeploymentState, Failure
@@ -103,7 +104,7 @@ class Attempts:
         result = self.runner.run(
             document, deployment=entry.name, timeout=entry.timeout, on_start=on_start
         )
-        result = with_deploy_outputs(derived, result)
+        result = bounded_outputs(with_deploy_outputs(derived, result))
         return failed_on_error_output(derived, result) if result.ok else result
 
     def _keep_logs(self, name: str, result: HookResult) -> None:
@@ -152,13 +153,14 @@ def hook_document(
 
 
 def with_deploy_outputs(derived: dict[str, Any], result: HookResult) -> HookResult:
-    """The result with the ``deploy_*`` outputs the derived config declares."""
+    """The result with the ``deploy_*`` outputs the derived config declares (the
+    streams' last MAX_OUTPUT_BYTES: they are logs, not values)."""
     declared = {o.get("name") for o in derived.get("outputs") or []}
     if not declared & set(DEPLOY_OUTPUTS):
         return result
     values = {
-        "deploy_stdout": result.stdout,
-        "deploy_stderr": result.stderr,
+        "deploy_stdout": tail(result.stdout, MAX_OUTPUT_BYTES),
+        "deploy_stderr": tail(result.stderr, MAX_OUTPUT_BYTES),
         "deploy_status_code": result.exit_code,
     }
     extra = {k: v for k, v in values.items() if k in declared}

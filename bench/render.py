@@ -87,13 +87,13 @@ def child(repo_path: str, revs: list[str], shape: FleetShape) -> dict[str, Any]:
     """In a fresh process: render ``revs[0]`` cold, then each later rev warm."""
     import resource
 
-    from setpoint.controller.definitions import loader
+    from setpoint.controller.definitions import files
 
     with GitRepo.open(repo_path) as repo:
         base = load_model(repo.tree(repo.resolve(revs[0])))
         reports = leader_reports(shape, base, RenderCache())
         del base
-        loader._PARSED.clear()  # cold: nothing parsed yet
+        files.PARSED.clear()  # cold: nothing parsed yet
         cache = RenderCache()
         seconds, (desired, _digests) = timed(render_pass, repo, revs[0], reports, cache)
         out: dict[str, Any] = {

@@ -347,7 +347,10 @@ class Report:
     agent-level problem (a refused pointer, an unreachable blob).
     ``heartbeat`` (seconds) is how often the agent rewrites its report even
     when nothing changed, so the controller can tell a silent agent from an
-    idle one; None from agents that do not beat.
+    idle one; None from agents that do not beat. ``instance`` is a random id
+    each agent process makes at start, and ``conflict`` says that another
+    instance also writes this server's report (two agents with one server
+    name); both None from older agents.
     """
 
     server: str
@@ -358,11 +361,16 @@ class Report:
     error: str | None = None
     agent_version: str = ""
     heartbeat: float | None = None
+    instance: str | None = None
+    conflict: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = self._to_dict()
-        if self.heartbeat is not None:
-            doc["heartbeat"] = self.heartbeat
+        # Written only when set, so the reports of older agents keep their bytes.
+        for name in ("heartbeat", "instance", "conflict"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value
         return doc
 
     def _to_dict(self) -> dict[str, Any]:
@@ -399,7 +407,14 @@ class Report:
             error=error if isinstance(error, str) else None,
             agent_version=str(doc.get("agent_version", "")),
             heartbeat=None if heartbeat is None else float(heartbeat),
+            instance=_text_or_none(doc.get("instance")),
+            conflict=_text_or_none(doc.get("conflict")),
         )
+
+
+def _text_or_none(value: Any) -> str | None:
+    """An optional text field, read as leniently as ``error``."""
+    return value if isinstance(value, str) else None
 
 
 def config_for_action(derived: dict[str, Any], action: str) -> tuple[str, Any] | None:

@@ -118,6 +118,26 @@ class LocalStore(Store):
                         out[key] = _etag(entry.stat())
         return out
 
+    def temp_files(self) -> dict[str, float]:
+        """Leftover ``.tmp-*`` files of writes killed before their rename, by path
+        relative to the root, with each one's mtime (``setpoint fsck`` and ``gc``)."""
+        out = {}
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    path = Path(dirpath, name)
+                    with contextlib.suppress(FileNotFoundError):  # its write just finished
+                        out[path.relative_to(self.root).as_posix()] = path.stat().st_mtime
+        return dict(sorted(out.items()))
+
+    def remove_temp_file(self, rel: str) -> None:
+        """Remove one leftover ``temp_files`` listed; absent is not an error."""
+        path = self._path(rel)
+        if not path.name.startswith(".tmp-"):
+            raise StoreError(f"not a temporary file: {rel!r}")
+        with self._translate(rel), contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
     def _delete(self, key: str) -> None:
         with self._translate(key), contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from setpoint.store.bundles import (
+    MAX_BUNDLE_BYTES,
     check_path,
     extract_zip,
     files_tree_digest,
@@ -313,3 +315,72 @@ def test_tree_digest_is_the_documented_json() -> None:
 def test_tree_digest_refuses_bad_digests() -> None:
     with pytest.raises(BundleError):
         tree_digest([("a", 0o644, "not-a-digest")])
+
+
+def zip_bomb(size: int) -> bytes:
+    """A zip of one file of ``size`` zero bytes, streamed so it never sits in memory:
+    about a thousandth of ``size`` once deflated."""
+    buf = io.BytesIO()
+    chunk = bytes(1024 * 1024)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("zeros", date_time=(2020, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as f:
+            for _ in range(size // len(chunk)):
+                f.write(chunk)
+    return buf.getvalue()
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    size = MAX_BUNDLE_BYTES + 64 * 1024 * 1024
+    bomb = zip_bomb(size)
+    assert len(bomb) < 2 * 1024 * 1024
+    before = peak_rss()
+    dest = tmp_path / "out"
+    with pytest.raises(BundleError) as info:
+        extract_zip(bomb, dest)
+    assert info.value.reason == f"declares {size} bytes uncompressed: more than {MAX_BUNDLE_BYTES}"
+    with pytest.raises(BundleError):
+        read_zip(bomb)
+    assert list(tmp_path.iterdir()) == []
+    assert peak_rss() - before < 64 * 1024 * 1024
+
+
+def test_too_many_entries_are_refused_before_inflating(tmp_path: Path) -> None:
+    data = make_zip([(f"f{i}", 0o644, b"") for i in range(11)])
+    with pytest.raises(BundleError) as info:
+        extract_zip(data, tmp_path / "out", max_files=10)
+    assert info.value.reason == "11 entries: more than 10"
+    assert extract_zip(data, tmp_path / "ok", max_files=11)
+
+
+def _declare_size(data: bytes, name: bytes, size: int) -> bytes:
+    """``data`` with the uncompressed size that ``name``'s headers declare replaced."""
+    out = bytearray(data)
+    for signature, offset, name_at in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        at = out.index(signature)
+        assert out[at + name_at : at + name_at + len(name)] == name
+        out[at + offset : at + offset + 4] = size.to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_an_entry_that_inflates_beyond_its_declared_size_is_refused(tmp_path: Path) -> None:
+    honest = make_zip([("big", 0o644, b"\0" * 1_000_000)])
+    lying = _declare_size(honest, b"big", 1_000)
+    with pytest.raises(BundleError):
+        extract_zip(lying, tmp_path / "out")
+    with pytest.raises(BundleError):
+        read_zip(lying)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_entry_that_inflates_to_less_than_its_declared_size_is_refused(tmp_path: Path) -> None:
+    honest = make_zip([("small", 0o644, b"\0" * 1_000)])
+    lying = _declare_size(honest, b"small", 5_000)
+    with pytest.raises(BundleError):
+        extract_zip(lying, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -117,7 +117,7 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
 def tuning_args(p: argparse.ArgumentParser, rounds: bool = True) -> None:
     """The controller's two bounds: contextualization rounds, missed heartbeats."""
     from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
-    from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS
+    from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 
     if rounds:
         p.add_argument(

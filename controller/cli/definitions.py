@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from setpoint.controller.cli.common import (
@@ -19,6 +20,7 @@ from setpoint.controller.cli.common import (
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions
 from setpoint.store.digest import short
+from setpoint.store.documents import Report
 
 
 def add_parsers(sub: Any) -> None:
@@ -89,21 +91,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from setpoint.controller.definitions.loader import load_model
     from setpoint.controller.rollout.desired import compute_desired
-    from setpoint.store.documents import Manifest, Report
-    from setpoint.store.url import open_store
+    from setpoint.store.documents import Manifest
 
     with GitRepo.open(args.repo) as repo:
         try:
             model = load_model(repo.tree(args.rev), env=args.env)
         except InvalidDefinitions as exc:
             return invalid(exc, args.json)
-    reports: dict[str, Report] = {}
-    if args.store:
-        store = open_store(args.store)
-        for server in model.servers_in_use():
-            report = store.read_report(server)
-            if report is not None:
-                reports[server] = report
+    reports = _reported(args.store, model.servers_in_use()) if args.store else {}
 
     def nothing_published(_server: str) -> Manifest | None:
         return None
@@ -116,23 +111,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"commit": model.commit, "servers": {}, "waiting": []}
     for server in servers:
         result["servers"][server] = [
-            {
-                "deployment": e.name,
-                "id": e.config,
-                "actions": list(e.actions),
-                **(
-                    {"config": masked_body(model, e.qualified, desired.configs[e.config].body)}
-                    if args.server
-                    else {}
-                ),
-            }
+            _rendered_entry(model, desired, e, full=bool(args.server))
             for e in desired.manifests[server].deployments
         ]
     result["waiting"] = [w.to_dict() for w in desired.waiting if w.server in servers]
     if args.json:
         print_json(result)
-        return OK
-    print(f"commit {model.commit}")
+    else:
+        _print_rendered(result)
+    return OK
+
+
+def _reported(store_url: str, servers: Iterable[str]) -> dict[str, Report]:
+    """The reports of ``servers`` in the store (their outputs feed get_attr)."""
+    from setpoint.store.url import open_store
+
+    store = open_store(store_url)
+    return {s: r for s in servers if (r := store.read_report(s)) is not None}
+
+
+def _rendered_entry(model: Any, desired: Any, entry: Any, full: bool) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "deployment": entry.name,
+        "id": entry.config,
+        "actions": list(entry.actions),
+    }
+    if full:
+        body = desired.configs[entry.config].body
+        shown["config"] = masked_body(model, entry.qualified, body)
+    return shown
+
+
+def _print_rendered(result: dict[str, Any]) -> None:
+    print(f"commit {result['commit']}")
     for server, entries in result["servers"].items():
         print(f"\n{server}")
         for e in entries:
@@ -140,12 +151,10 @@ def cmd_render(args: argparse.Namespace) -> int:
             if "config" in e:
                 body = json.dumps({"id": e["id"], **e["config"]}, indent=2, sort_keys=True)
                 print("    " + body.replace("\n", "\n    "))
-    if desired.waiting:
+    if result["waiting"]:
         print("\nwaiting (known after apply):")
-        for w in desired.waiting:
-            if w.server in servers:
-                print(f"  {w}")
-    return OK
+        for w in result["waiting"]:
+            print(f"  {w['deployment']} on {w['server']}: {w['reason']}")
 
 
 def masked_body(model: Any, qualified: str, body: dict[str, Any]) -> dict[str, Any]:

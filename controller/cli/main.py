@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from setpoint.controller import logs
-from setpoint.controller.cli import change, converge, definitions, demo, fleet
+from setpoint.controller.cli import change, converge, definitions, demo, fleet, maintenance
 from setpoint.controller.cli.common import FAILED, UNAVAILABLE, Parser, formatter
 from setpoint.controller.converge.capabilities import CapabilityError
 from setpoint.controller.converge.trust import UntrustedPointers
@@ -18,8 +18,9 @@ from setpoint.store.errors import StoreError
 
 EPILOG = """\
 exit codes:
-  0   success (reconcile --wait: every server converged)
-  1   a deployment failed (reconcile --wait)
+  0   success (reconcile --wait: every server converged; fsck: the store is clean)
+  1   a deployment failed (reconcile --wait); fsck found problems (or some are
+      left after --repair); gc refused (the store is broken: run fsck)
   2   timed out before the fleet converged (reconcile --wait)
   3   invalid definitions: every problem is listed with file, line and field;
       nothing was published
@@ -31,13 +32,15 @@ how it fits together:
   git commit -> setpoint validate/render (offline) -> setpoint reconcile publishes
   content-addressed configs to the store -> setpoint-agent on each server pulls,
   runs and reports -> setpoint status shows desired against reported.
+  setpoint fsck checks the store (and repairs lost blobs from git); setpoint gc
+  deletes blobs nothing needs any more.
 
 Run 'setpoint COMMAND --help' for each command. 'setpoint demo' shows the whole
 story on a throwaway repository and store.
 """
 
 # In the order 'setpoint --help' lists their commands.
-FAMILIES = (definitions, converge, fleet, demo, change)
+FAMILIES = (definitions, converge, fleet, maintenance, demo, change)
 
 
 def build_parser() -> Parser:

@@ -276,4 +276,22 @@ def publish(
             result.versions[server] = version
         result.pointers[server] = pointers[server]
         result.changed.append(server)
+
+    # A blob found present above (and so not uploaded) may have been deleted
+    # by a concurrent ``setpoint gc`` sweep before these pointers named it;
+    # the sweep puts back what the pointers it reads name, and this check
+    # covers pointers written after it read them (``fleet.gc``). Blobs this
+    # pass uploaded need no check: a mark that lists them is newer than the
+    # upload, so no sweep acts on it before the grace period has passed.
+    reused = [d for d in [*content, *manifest_blobs] if d not in missing]
+    lost = store.find_missing(reused)
+    restore = sorted(lost)
+    store.pool.map(
+        lambda digest: store.put_blob(
+            content[digest] if digest in content else manifest_blobs[digest]
+        ),
+        restore,
+    )
+    for digest in restore:
+        log.warning("blob_restored", digest=digest, why="deleted while being published")
     return result

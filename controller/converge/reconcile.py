@@ -23,9 +23,10 @@ from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
 from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, entry_result
 from setpoint.controller.rollout.contextualize import Rounds
 from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_desired
-from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, Gate, entry_result
+from setpoint.controller.rollout.gate import Gate
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.digest import short
@@ -200,6 +201,8 @@ class Reconciler:
     # again. Only saves reads: a new process starts empty and reads everything.
     _pointers: dict[str, tuple[str, Pointer]] = field(default_factory=dict, repr=False)
     _reports: dict[str, tuple[str, Report]] = field(default_factory=dict, repr=False)
+    # This pass: server -> generation of a pointer stored at its key but naming another.
+    _misplaced: dict[str, int] = field(default_factory=dict, repr=False)
 
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
@@ -217,8 +220,9 @@ class Reconciler:
         bad_pointers: dict[str, str] = {}
         bad_reports: dict[str, str] = {}
         stored: dict[str, Pointer | None] = {}
+        self._misplaced = {}
         # Reads side by side on the store's pool; each call touches only its own
-        # server's cache entry.
+        # server's entries in the caches (and in ``_misplaced``).
         read_pointers = self.store.pool.map(
             lambda s: self._pointer(s, versions.get(pointer_key(s))), servers
         )
@@ -243,7 +247,10 @@ class Reconciler:
                 reports[s] = report
         # A new generation passes every one seen: the stored pointer's, trusted
         # or not, and the one the agent says it accepted.
-        seen = {s: max(_generation(stored[s]), _generation(reports.get(s))) for s in servers}
+        seen = {
+            s: max(_generation(stored[s]), _generation(reports.get(s)), self._misplaced.get(s, 0))
+            for s in servers
+        }
 
         # The manifests the pointers name, read side by side: each at most once
         # per process (they are immutable blobs).
@@ -382,7 +389,7 @@ class Reconciler:
         if cached is not None and cached[0] == version:
             return cached[1], None
         try:
-            got = self.store.read_pointer_versioned(server)
+            got = self._read_pointer_twice(server)
         except InvalidDocument as exc:
             self._pointers.pop(server, None)
             return None, str(exc)
@@ -392,9 +399,24 @@ class Reconciler:
         pointer, read_version = got
         if pointer.server != server:
             self._pointers.pop(server, None)
+            # Not this server's, but parsed: its generation is a floor all the same.
+            self._misplaced[server] = pointer.generation
             return None, f"invalid pointer: names server {pointer.server!r}"
         self._pointers[server] = (read_version, pointer)
         return pointer, None
+
+    def _read_pointer_twice(self, server: str) -> tuple[Pointer, str] | None:
+        """A pointer that does not parse is read once more before it counts as bad.
+
+        A torn read (a connection dropped mid-body) reads whole the second
+        time; taken as bad, its generation would be unknown and the next one
+        could fall below it, which the server's agent refuses. A pointer that
+        fails twice is bad: the pass replaces it, numbered above its report.
+        """
+        try:
+            return self.store.read_pointer_versioned(server)
+        except InvalidDocument:
+            return self.store.read_pointer_versioned(server)
 
     def _report(
         self, server: str, version: str | None, fresh: bool = False

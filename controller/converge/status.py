@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS, unreachable
+from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreachable
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
@@ -28,10 +28,6 @@ class DeploymentStatus:
     action: str | None
     age: float | None
     reason: str | None
-
-    @property
-    def in_sync(self) -> bool:
-        return self.desired == self.reported and self.status == "COMPLETE"
 
 
 # An agent that has not answered a generation published this long ago is stale:

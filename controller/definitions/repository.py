@@ -8,12 +8,21 @@ one object read per tree and per blob.
 Paths are posix and relative to the repository root (no leading ``/``);
 ``a/./b`` and ``a//b`` are normalised, ``..`` may not climb above the root.
 
+Symlinks are followed through the commit's own tree, as a checkout of that
+commit would resolve them. A link whose target leaves the repository (an
+absolute target, or ``..`` above the root), names nothing, or loops is
+``BrokenSymlink``: a definitions repository means the same on every machine,
+so nothing outside it may be read. Bundles (``walk``) still refuse any
+symlink inside them: a bundle is unpacked on the server, where a link would
+point somewhere else.
+
 The helpers at the end (``init_repo_from_dir``, ``commit_all``, ``revert``)
 write to a repository; they exist for tests and the demo.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import stat
@@ -36,6 +45,8 @@ Kind = Literal["file", "dir", "symlink", "submodule"]
 DEFAULT_AUTHOR = "setpoint demo <demo@setpoint.invalid>"
 
 _S_IFGITLINK = 0o160000
+# As Linux's ELOOP bound: more links than this on one path is taken as a cycle.
+MAX_SYMLINK_HOPS = 40
 _HEX_RE = re.compile(r"^[0-9a-f]{4,40}$")
 _SUFFIX_RE = re.compile(r"(~\d*|\^\d*)$")
 
@@ -93,6 +104,20 @@ class UnsupportedEntry(GitError):
         super().__init__(f"{path!r} is a {kind} at commit {commit[:12]}; only files are allowed")
         self.path = path
         self.kind = kind
+        self.commit = commit
+
+
+class BrokenSymlink(GitError):
+    """A symlink that cannot be followed: its target leaves the repository, names
+    nothing at the commit, or leads through too many symlinks (a cycle)."""
+
+    def __init__(self, link: str, target: str, reason: str, commit: str) -> None:
+        super().__init__(
+            f"{link!r} is a symlink to {target!r}, which {reason} at commit {commit[:12]}"
+        )
+        self.link = link
+        self.target = target
+        self.reason = reason
         self.commit = commit
 
 
@@ -175,15 +200,52 @@ class CommitTree:
         return tree
 
     def _lookup(self, segments: tuple[str, ...]) -> tuple[int, ObjectID] | None:
-        mode, sha = stat.S_IFDIR, self._root
-        for segment in segments:
-            if not stat.S_ISDIR(mode):
+        """The entry at ``segments``, symlinks followed; None if nothing is there.
+
+        ``BrokenSymlink`` when a link on the way cannot be followed. A link's
+        ``..`` climbs from where the link really is (the entries walked so far,
+        links already replaced by their targets), as the file system would.
+        """
+        walked: list[tuple[str, int, ObjectID]] = []  # (name, mode, sha) from the root
+        todo = list(segments)
+        asked = len(todo)  # how many of ``todo`` are the path asked for, not a link's target
+        link: tuple[str, str] | None = None  # the last link followed: (path, target)
+        hops = 0
+        while todo:
+            from_link = len(todo) > asked
+            segment = todo.pop(0)
+            if not from_link:
+                asked -= 1
+            if segment in ("", "."):
+                continue
+            if segment == "..":
+                if not walked:
+                    assert link is not None  # the path asked for is normalised
+                    raise BrokenSymlink(*link, "leaves the repository", self.commit)
+                walked.pop()
+                continue
+            mode, sha = walked[-1][1:] if walked else (stat.S_IFDIR, self._root)
+            entry = None
+            if stat.S_ISDIR(mode):
+                with contextlib.suppress(KeyError):
+                    entry = self._tree(sha)[segment.encode("utf-8", "surrogateescape")]
+            if entry is None:
+                if from_link and link is not None:
+                    raise BrokenSymlink(*link, "does not exist", self.commit)
                 return None
-            try:
-                mode, sha = self._tree(sha)[segment.encode("utf-8", "surrogateescape")]
-            except KeyError:
-                return None
-        return mode, sha
+            mode, sha = entry
+            if not stat.S_ISLNK(mode):
+                walked.append((segment, mode, sha))
+                continue
+            target = self._blob(sha).decode("utf-8", "surrogateescape")
+            link = ("/".join([*(w[0] for w in walked), segment]), target)
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise BrokenSymlink(*link, "leads through a cycle of symlinks", self.commit)
+            if target.startswith("/"):
+                raise BrokenSymlink(*link, "leaves the repository", self.commit)
+            todo[:0] = target.split("/")
+        return (walked[-1][1], walked[-1][2]) if walked else (stat.S_IFDIR, self._root)
 
     def _display(self, segments: tuple[str, ...]) -> str:
         return "/".join(segments)
@@ -205,8 +267,15 @@ class CommitTree:
         return obj.as_raw_string()
 
     def kind(self, path: str) -> Kind | None:
-        """What is at ``path`` (the root is a ``dir``), or None if nothing is."""
-        found = self._lookup(normalize_path(path))
+        """What is at ``path`` (the root is a ``dir``), or None if nothing is.
+
+        Symlinks are followed: ``symlink`` is a link that cannot be (``read``
+        says why).
+        """
+        try:
+            found = self._lookup(normalize_path(path))
+        except BrokenSymlink:
+            return "symlink"
         return None if found is None else _kind_of(found[0])
 
     def exists(self, path: str) -> bool:
@@ -221,10 +290,10 @@ class CommitTree:
         return _file_mode(found[0])
 
     def read(self, path: str) -> bytes:
-        """The content of the file at ``path``.
+        """The content of the file at ``path``, symlinks followed.
 
-        ``PathNotFound`` when absent or a directory; ``UnsupportedEntry`` for a
-        symlink or a submodule (neither is followed).
+        ``PathNotFound`` when absent or a directory; ``BrokenSymlink`` for a
+        symlink that cannot be followed, ``UnsupportedEntry`` for a submodule.
         """
         segments = normalize_path(path)
         shown = self._display(segments)
@@ -538,6 +607,7 @@ def revert(repo_path: str | Path, rev: str, author: str = DEFAULT_AUTHOR) -> str
 
 __all__ = [
     "DEFAULT_AUTHOR",
+    "BrokenSymlink",
     "CommitInfo",
     "CommitTree",
     "GitError",

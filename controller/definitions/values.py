@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 _TRUE = {"true", "yes", "on", "1", "t", "y"}
@@ -29,52 +30,75 @@ def _as_text(value: Any) -> str:
 
 
 def coerce(type_name: str, value: Any) -> Any:
-    if type_name == "String":
-        if not _scalar(value):
-            raise ValueError(f"expected a String, got {type(value).__name__}")
-        return _as_text(value)
-    if type_name == "Number":
-        if isinstance(value, bool):
-            raise ValueError("expected a Number, got a Boolean")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError("expected a finite Number")
-            return int(value) if value.is_integer() else value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError(f"expected a Number, got {value!r}") from None
-            return coerce("Number", number)
-        raise ValueError(f"expected a Number, got {type(value).__name__}")
-    if type_name == "CommaDelimitedList":
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",")] if value.strip() else []
-        if isinstance(value, list) and all(_scalar(v) for v in value):
-            return [_as_text(v) for v in value]
-        raise ValueError("expected a CommaDelimitedList (a list of scalars or 'a,b,c')")
-    if type_name == "Json":
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"expected Json, got a string that is not JSON: {exc}") from None
-        return _plain(value)
-    if type_name == "Boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ValueError(f"expected a Boolean, got {value!r}")
-    raise ValueError(f"unknown type {type_name!r}")
+    """``value`` as an input or parameter of ``type_name``; ``ValueError`` if it does not fit."""
+    convert = _COERCE.get(type_name)
+    if convert is None:
+        raise ValueError(f"unknown type {type_name!r}")
+    return convert(value)
+
+
+def _string(value: Any) -> Any:
+    if not _scalar(value):
+        raise ValueError(f"expected a String, got {type(value).__name__}")
+    return _as_text(value)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a Number, got a Boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("expected a finite Number")
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"expected a Number, got {value!r}") from None
+        return _number(number)
+    raise ValueError(f"expected a Number, got {type(value).__name__}")
+
+
+def _comma_delimited_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")] if value.strip() else []
+    if isinstance(value, list) and all(_scalar(v) for v in value):
+        return [_as_text(v) for v in value]
+    raise ValueError("expected a CommaDelimitedList (a list of scalars or 'a,b,c')")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"expected Json, got a string that is not JSON: {exc}") from None
+    return _plain(value)
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected a Boolean, got {value!r}")
+
+
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "String": _string,
+    "Number": _number,
+    "CommaDelimitedList": _comma_delimited_list,
+    "Json": _json,
+    "Boolean": _boolean,
+}
 
 
 def _plain(value: Any) -> Any:

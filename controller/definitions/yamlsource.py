@@ -14,6 +14,7 @@ crash.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -34,22 +35,43 @@ MAX_ALIAS_EXPANSION = 10
 _EXPANSION_SLACK = 10_000
 
 
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
 class _TooBig(Exception):
     def __init__(self, line: int, path: str, reason: str) -> None:
         self.line, self.path, self.reason = line, path, reason
 
 
 class YMap(dict[Any, Any]):
-    line: int = 0
-    key_lines: dict[Any, int]
+    """A mapping with the line of the node and of each key (0: not from a file).
+
+    An empty ``YMap()`` stands for an absent section, so it must answer
+    ``line_of`` and ``key_lines`` like any parsed one.
+    """
+
+    def __init__(
+        self,
+        items: Mapping[Any, Any] | None = None,
+        *,
+        line: int = 0,
+        key_lines: Mapping[Any, int] | None = None,
+    ) -> None:
+        super().__init__(items or {})
+        self.line = line
+        self.key_lines: dict[Any, int] = dict(key_lines or {})
 
     def line_of(self, key: Any) -> int:
         return self.key_lines.get(key, self.line)
 
 
 class YList(list[Any]):
-    line: int = 0
-    item_lines: list[int]
+    """A sequence with the line of the node and of each item (0: not from a file)."""
+
+    def __init__(self, *, line: int = 0) -> None:
+        super().__init__()
+        self.line = line
+        self.item_lines: list[int] = []
 
     def line_of(self, index: int) -> int:
         if 0 <= index < len(self.item_lines):
@@ -61,10 +83,6 @@ def line_of(container: Any, key: Any, default: int) -> int:
     if isinstance(container, YMap | YList):
         return container.line_of(key)
     return default
-
-
-def node_line(value: Any, default: int) -> int:
-    return value.line if isinstance(value, YMap | YList) and value.line else default
 
 
 def _distinct_nodes(root: yaml.Node) -> int:
@@ -97,6 +115,10 @@ class _Converter:
         self.budget -= 1
         if self.budget < 0:
             raise _TooBig(line, path, "aliases expand to far more values than the file holds")
+        if node.tag == _TIMESTAMP:
+            # As Heat loads templates: an unquoted date stays the text written
+            # (a date is no JSON value, and no value setpoint reads is a date).
+            return node.value
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             return self.constructor.construct_object(node, deep=True)
         if self.depth >= MAX_DEPTH:
@@ -109,9 +131,7 @@ class _Converter:
 
     def _container(self, node: yaml.Node, path: str, line: int) -> Any:
         if isinstance(node, yaml.MappingNode):
-            out = YMap()
-            out.line = line
-            out.key_lines = {}
+            out = YMap(line=line)
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     self.problems.append(
@@ -140,9 +160,7 @@ class _Converter:
                 out.key_lines[key] = key_line
             return out
         if isinstance(node, yaml.SequenceNode):
-            items = YList()
-            items.line = line
-            items.item_lines = []
+            items = YList(line=line)
             for index, item in enumerate(node.value):
                 items.append(self.convert(item, f"{path}[{index}]"))
                 items.item_lines.append(item.start_mark.line + 1)

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from setpoint.controller.converge.reconcile import Reconciler
-from setpoint.controller.definitions.loader import environment_names, load_model
+from setpoint.controller.definitions.environments import environment_names
+from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import Model
 from setpoint.controller.gitops.notes import DEFAULT_ENV
 

@@ -41,7 +41,7 @@ from setpoint.controller.gitops.environments import EnvironmentReconciler
 from setpoint.controller.gitops.notes import DeployRecord, Notebook, NotesError
 from setpoint.controller.gitops.recording import Recorder, deployed_commit
 from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
-from setpoint.controller.rollout.gate import UNREACHABLE_AFTER_BEATS
+from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.base import Store
 from setpoint.store.errors import StoreError
 

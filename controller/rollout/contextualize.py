@@ -3,7 +3,8 @@
 Some clusters need every member's facts before any member can finish (head
 and compute nodes that each need the others' addresses). Such a cycle is
 allowed when every deployment in it says ``converge: true``; any other cycle
-stays a validation error.
+stays a validation error. The loader finds the declared cycles
+(``definitions.cycles``) and keeps them in the ``Model``.
 
 A declared cycle converges in *rounds*. Reads inside the cycle take the
 outputs reported so far (a member that has not reported yet gives the input's
@@ -24,56 +25,6 @@ from typing import Any
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
 from setpoint.controller.rollout.ledger import Ledger
 from setpoint.store.documents import Report
-
-
-def declared_cycles(
-    deps: dict[str, list[str]], converging: set[str]
-) -> tuple[list[tuple[str, ...]], dict[str, list[str]]]:
-    """The cycles whose members all say ``converge: true``, and the graph to order by.
-
-    Each declared cycle (a strongly connected component) loses its inner
-    edges, and every member takes on the outer upstreams of all the others, so
-    that ordering puts every outside producer before the first member.
-    """
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-
-    def connect(v: str) -> None:  # Tarjan's algorithm
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in deps.get(v, []):
-            if w not in index:
-                connect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component: list[str] = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            components.append(component)
-
-    for v in deps:
-        if v not in index:
-            connect(v)
-    cycles = [
-        tuple(sorted(c)) for c in components if len(c) > 1 and all(m in converging for m in c)
-    ]
-    graph = {q: list(u) for q, u in deps.items()}
-    for cycle in cycles:
-        members = set(cycle)
-        outer = sorted({u for m in cycle for u in deps[m] if u not in members})
-        for m in cycle:
-            graph[m] = outer
-    return sorted(cycles), graph
 
 
 def cycle_id(cycle: tuple[str, ...]) -> str:

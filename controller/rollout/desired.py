@@ -16,38 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.definitions.model import Component, Computed, Deployment, GetAttr, Model
-from setpoint.controller.definitions.values import coerce
+from setpoint.controller.definitions.model import Component, Deployment, Model
 from setpoint.controller.render.derived import RenderCache, RenderedConfig
 from setpoint.controller.rollout.contextualize import Rounds
 from setpoint.controller.rollout.gate import Gate
+from setpoint.controller.rollout.inputs import InputResolver, Wait, Waiting, reported
 from setpoint.store.digest import digest_json, hex_of
 from setpoint.store.documents import Manifest, ManifestEntry, Report
 
-
-@dataclass(frozen=True)
-class Waiting:
-    """Why ``deployment`` is not (re)published on ``server`` yet."""
-
-    deployment: str
-    server: str
-    upstream: str
-    upstream_server: str | None
-    output: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.deployment} on {self.server}: {self.reason}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "deployment": self.deployment,
-            "server": self.server,
-            "upstream": self.upstream,
-            "upstream_server": self.upstream_server,
-            "output": self.output,
-            "reason": self.reason,
-        }
+__all__ = ["DesiredState", "Waiting", "compute_desired", "entry_of"]
 
 
 @dataclass
@@ -71,132 +48,7 @@ class DesiredState:
         return not self.waiting
 
 
-class _Missing(Exception):
-    """An output inside a declared cycle that nobody reported yet."""
-
-
-class _Wait(Exception):
-    def __init__(self, waiting: Waiting) -> None:
-        self.waiting = waiting
-
-
-def _reported(reports: dict[str, Report], server: str, deployment: str) -> Any:
-    report = reports.get(server)
-    return report.deployments.get(deployment) if report else None
-
-
-class _Resolver:
-    def __init__(self, model: Model, reports: dict[str, Report], state: DesiredState) -> None:
-        self.model = model
-        self.reports = reports
-        self.state = state
-
-    def upstream_complete(
-        self, dep: Deployment, server: str, upstream: str, upstream_server: str, output: str | None
-    ) -> dict[str, Any]:
-        """The upstream's reported outputs on one server, or raise ``_Wait``."""
-
-        def wait(reason: str) -> _Wait:
-            return _Wait(Waiting(dep.qualified, server, upstream, upstream_server, output, reason))
-
-        wanted = self.state.rendered.get((upstream, upstream_server))
-        what = f"{upstream}" + (f".{output}" if output else "") + f" on {upstream_server}"
-        if wanted is None:
-            raise wait(f"waits for {what}: {upstream} is itself waiting")
-        instance = self.state.instances.get((upstream, upstream_server), upstream)
-        entry = _reported(self.reports, upstream_server, instance)
-        if entry is None or entry.config != wanted:
-            raise wait(f"waits for {what}: not yet run with its current config")
-        if entry.status != "COMPLETE":
-            raise wait(f"waits for {what}: {entry.status.lower()}")
-        if output is not None and output not in entry.outputs:
-            raise wait(f"waits for {what}: COMPLETE but the output was not reported")
-        return dict(entry.outputs)
-
-    def in_cycle(self, dep: Deployment, upstream: str) -> bool:
-        cycle = self.model.cycle_of(dep.qualified)
-        return cycle is not None and upstream in cycle
-
-    def known_so_far(self, upstream: str, upstream_server: str, output: str) -> Any:
-        """Inside a declared cycle: the output as last reported COMPLETE by any
-        config of the upstream, or ``_Missing`` (the input's default is used)."""
-        report = self.reports.get(upstream_server)
-        for name, got in (report.deployments if report else {}).items():
-            complete = got.status == "COMPLETE" and output in got.outputs
-            if name.split("@", 1)[0] == upstream and complete:
-                return got.outputs[output]
-        raise _Missing()
-
-    def value(self, dep: Deployment, server: str, value: Any) -> Any:
-        if isinstance(value, GetAttr) and self.in_cycle(dep, value.deployment):
-            target = self.model.deployment(value.deployment)
-            servers = [value.server] if value.server is not None else list(target.servers)
-            got = {s: self.known_so_far(value.deployment, s, value.output) for s in servers}
-            if value.server is None and target.reports_a_map:
-                return got
-            return got[servers[0]]
-        if isinstance(value, GetAttr):
-            target = self.model.deployment(value.deployment)
-            if value.server is not None:
-                return self.upstream_complete(
-                    dep, server, value.deployment, value.server, value.output
-                )[value.output]
-            per_server = {
-                s: self.upstream_complete(dep, server, value.deployment, s, value.output)[
-                    value.output
-                ]
-                for s in target.servers
-            }
-            return per_server if target.reports_a_map else per_server[target.servers[0]]
-        if isinstance(value, Computed):
-            return value.fn(self.value(dep, server, value.args))
-        if isinstance(value, dict):
-            return {k: self.value(dep, server, v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.value(dep, server, v) for v in value]
-        return value
-
-    def inputs(self, dep: Deployment, server: str) -> dict[str, Any]:
-        for upstream in dep.depends_on:
-            if self.in_cycle(dep, upstream):
-                continue  # rounds order the members of a declared cycle
-            for upstream_server in self.model.deployment(upstream).servers:
-                self.upstream_complete(dep, server, upstream, upstream_server, None)
-        component = self.model.components[dep.component]
-        values: dict[str, Any] = {}
-        for name, raw in dep.input_values.items():
-            idef = component.input(name)
-            assert idef is not None  # the loader checked every input name
-            try:
-                resolved = self.value(dep, server, raw)
-            except _Missing:
-                if not idef.has_default:
-                    raise _Wait(
-                        Waiting(
-                            dep.qualified, server, dep.qualified, None, name,
-                            f"input {name!r}: an output of the cycle is not known yet and "
-                            "the input has no default",
-                        )
-                    ) from None  # fmt: skip
-                values[name] = idef.default
-                continue
-            try:
-                values[name] = coerce(idef.type, resolved)
-            except ValueError as exc:
-                raise _Wait(
-                    Waiting(
-                        dep.qualified,
-                        server,
-                        dep.qualified,
-                        None,
-                        name,
-                        f"input {name!r}: reported value does not fit: {exc}",
-                    )
-                ) from None
-        return values
-
-
-def _instance(dep: Deployment, component: Component, values: dict[str, Any]) -> str:
+def instance_name(dep: Deployment, component: Component, values: dict[str, Any]) -> str:
     """The manifest name of a deployment's instance.
 
     A deployment whose component has ``replace_on_change`` inputs is named by
@@ -244,46 +96,61 @@ def compute_desired(
     ``rounds`` counts the rounds of declared contextualization cycles; without
     it, each pass publishes the cycle's renders as they are.
     """
-    cache = cache or RenderCache()
-    state = DesiredState(commit=model.commit)
-    resolver = _Resolver(model, reports, state)
-    entries: dict[str, list[ManifestEntry]] = {s: [] for s in sorted(model.servers_in_use())}
-    bundles: dict[str, dict[str, str]] = {s: {} for s in entries}
-    previous_cache: dict[str, Manifest | None] = {}
+    run = _DesiredPass(model, reports, previous, cache or RenderCache(), gate, rounds)
+    for dep in model.deployments():  # dependencies first
+        run.hold_cycle_round(dep)
+        targets = run.render_ready_pairs(dep)
+        chosen, extra = run.gate_changes(dep, targets)
+        run.place_entries(dep, targets, chosen, extra)
+    return run.assemble_manifests()
 
-    def prior(server: str) -> Manifest | None:
-        if server not in previous_cache:
-            previous_cache[server] = previous(server)
-        return previous_cache[server]
 
-    # A deployment's inputs do not depend on the server it is rendered for
-    # (the server only appears in Waiting): resolved and rendered once per
-    # deployment while its servers are walked, not once per server.
-    memo: dict[str, ManifestEntry | Waiting] = {}
+class _DesiredPass:
+    """The state of one ``compute_desired`` pass, deployment by deployment."""
 
-    def render(dep: Deployment, server: str) -> ManifestEntry | Waiting:
+    def __init__(
+        self,
+        model: Model,
+        reports: dict[str, Report],
+        previous: Callable[[str], Manifest | None],
+        cache: RenderCache,
+        gate: Gate | None,
+        rounds: Rounds | None,
+    ) -> None:
+        self.model = model
+        self.reports = reports
+        self.previous = previous
+        self.cache = cache
+        self.gate = gate
+        self.rounds = rounds
+        self.state = state = DesiredState(commit=model.commit)
+        self.resolver = InputResolver(model, reports, state.rendered, state.instances)
+        self.entries: dict[str, list[ManifestEntry]] = {
+            s: [] for s in sorted(model.servers_in_use())
+        }
+        self.bundles: dict[str, dict[str, str]] = {s: {} for s in self.entries}
+        self.previous_cache: dict[str, Manifest | None] = {}
+        # A deployment's inputs do not depend on the server it is rendered for
+        # (the server only appears in Waiting): resolved and rendered once per
+        # deployment while its servers are walked, not once per server.
+        self.memo: dict[str, ManifestEntry | Waiting] = {}
+        # (deployment, server) of a declared cycle held back this pass, and why.
+        self.held: dict[tuple[str, str], str] = {}
+        self.decided: set[tuple[str, ...]] = set()
+
+    def prior(self, server: str) -> Manifest | None:
+        """The manifest ``server`` was last given, read once."""
+        if server not in self.previous_cache:
+            self.previous_cache[server] = self.previous(server)
+        return self.previous_cache[server]
+
+    def render(self, dep: Deployment, server: str) -> ManifestEntry | Waiting:
+        """The entry of ``dep`` on ``server`` when ready (recorded as rendered), else
+        why it waits."""
         qualified = dep.qualified
-        got = memo.get(qualified)
+        got = self.memo.get(qualified)
         if got is None:
-            component = model.components[dep.component]
-            try:
-                values = resolver.inputs(dep, server)
-            except _Wait as waiting:
-                got = memo[qualified] = waiting.waiting
-            else:
-                rendered = cache.render(component, values)
-                state.configs[rendered.digest] = rendered
-                for attached in component.files:
-                    state.attachments[attached.zip_digest or attached.digest] = attached.content
-                entry = ManifestEntry(
-                    name=_instance(dep, component, values),
-                    config=rendered.digest,
-                    actions=dep.actions,
-                    timeout=dep.timeout or component.timeout,
-                    state=dep.state,
-                    run=(dep.run.action, dep.run.token) if dep.run else None,
-                )
-                got = memo[qualified] = entry
+            got = self.memo[qualified] = self.render_deployment(dep, server)
         if isinstance(got, Waiting):
             if got.server == server:
                 return got
@@ -292,76 +159,118 @@ def compute_desired(
                 got.deployment, server, got.upstream, got.upstream_server, got.output, got.reason
             )
         key = (qualified, server)
-        state.rendered[key] = got.config
-        state.instances[key] = got.name
+        self.state.rendered[key] = got.config
+        self.state.instances[key] = got.name
         return got
 
-    # (deployment, server) of a declared cycle held back this pass, and why.
-    held: dict[tuple[str, str], str] = {}
-    decided: set[tuple[str, ...]] = set()
-    for dep in model.deployments():
-        memo.clear()
-        component = model.components[dep.component]
+    def render_deployment(self, dep: Deployment, server: str) -> ManifestEntry | Waiting:
+        """Resolve ``dep``'s inputs and render its config (its attachments kept)."""
+        state = self.state
+        component = self.model.components[dep.component]
+        try:
+            values = self.resolver.inputs(dep, server)
+        except Wait as waiting:
+            return waiting.waiting
+        rendered = self.cache.render(component, values)
+        state.configs[rendered.digest] = rendered
+        for attached in component.files:
+            state.attachments[attached.zip_digest or attached.digest] = attached.content
+        return ManifestEntry(
+            name=instance_name(dep, component, values),
+            config=rendered.digest,
+            actions=dep.actions,
+            timeout=dep.timeout or component.timeout,
+            state=dep.state,
+            run=(dep.run.action, dep.run.token) if dep.run else None,
+        )
+
+    def hold_cycle_round(self, dep: Deployment) -> None:
+        """At the first member of a declared cycle: render the whole cycle and let
+        ``rounds`` decide whether this round goes out; if not, hold its pairs."""
+        self.memo.clear()
+        model = self.model
         cycle = model.cycle_of(dep.qualified)
-        if cycle is not None and rounds is not None and cycle not in decided:
-            # The whole cycle is rendered before its first member is placed:
-            # a round goes out (or not) as one.
-            decided.add(cycle)
-            fresh: dict[str, str] = {}
-            for member in cycle:
-                memo.clear()
-                for server in model.deployment(member).servers:
-                    got = render(model.deployment(member), server)
-                    if isinstance(got, ManifestEntry):
-                        fresh[f"{member}|{server}"] = got.config
-            verdict = rounds.decide(cycle, fresh)
-            if verdict.failure is not None:
-                state.failures.append(verdict.failure)
-            if not verdict.publish:
-                for key in fresh:
-                    member, server = key.split("|", 1)
-                    held[(member, server)] = verdict.reason
-        memo.clear()
+        if cycle is None or self.rounds is None or cycle in self.decided:
+            return
+        # The whole cycle is rendered before its first member is placed:
+        # a round goes out (or not) as one.
+        self.decided.add(cycle)
+        fresh: dict[str, str] = {}
+        for member in cycle:
+            self.memo.clear()
+            for server in model.deployment(member).servers:
+                got = self.render(model.deployment(member), server)
+                if isinstance(got, ManifestEntry):
+                    fresh[f"{member}|{server}"] = got.config
+        verdict = self.rounds.decide(cycle, fresh)
+        if verdict.failure is not None:
+            self.state.failures.append(verdict.failure)
+        if not verdict.publish:
+            for key in fresh:
+                member, server = key.split("|", 1)
+                self.held[(member, server)] = verdict.reason
+
+    def render_ready_pairs(self, dep: Deployment) -> dict[str, ManifestEntry]:
+        """The fresh entry of ``dep`` on each server where it is ready and not
+        held; a waiting pair keeps the entries it was given before."""
+        self.memo.clear()
         qualified = dep.qualified
+        held = self.held
         targets: dict[str, ManifestEntry] = {}
         for server in dep.servers:
-            result = render(dep, server)
+            result = self.render(dep, server)
             if held and (qualified, server) in held:
                 why = held[(qualified, server)]
                 result = Waiting(qualified, server, qualified, None, None, why)
             if isinstance(result, Waiting):
-                state.waiting.append(result)
-                manifest = prior(server)
-                # Every instance stays (a replacement in flight keeps its old one).
-                kept = [
-                    e
-                    for e in (manifest.deployments if manifest else ())
-                    if e.qualified == dep.qualified
-                ]
-                if kept and manifest is not None:
-                    entries[server] += kept
-                    bundles[server].update(manifest.bundles)
+                self.state.waiting.append(result)
+                self.keep_waiting_entries(qualified, server)
                 continue
             targets[server] = result
+        return targets
 
-        chosen: dict[str, ManifestEntry | None] = dict(targets)
-        extra: dict[str, dict[str, str]] = {}
-        if gate is not None:
+    def keep_waiting_entries(self, qualified: str, server: str) -> None:
+        """Waiting never deletes: every instance the server was given stays (a
+        replacement in flight keeps its old one), with its bundles."""
+        manifest = self.prior(server)
+        kept = [e for e in (manifest.deployments if manifest else ()) if e.qualified == qualified]
+        if kept and manifest is not None:
+            self.entries[server] += kept
+            self.bundles[server].update(manifest.bundles)
 
-            def before(
-                server: str, qualified: str = dep.qualified
-            ) -> tuple[ManifestEntry | None, dict[str, str]]:
-                manifest = prior(server)
-                return entry_of(manifest, qualified), manifest.bundles if manifest else {}
+    def gate_changes(
+        self, dep: Deployment, targets: dict[str, ManifestEntry]
+    ) -> tuple[dict[str, ManifestEntry | None], dict[str, dict[str, str]]]:
+        """The entry each server gets this pass (batches, halts, rollbacks), and the
+        bundles of entries the gate carried over; every target without a gate."""
+        if self.gate is None:
+            return dict(targets), {}
+        state = self.state
+        qualified = dep.qualified
 
-            decision = gate.decide(dep, targets, before)
-            chosen, extra = decision.entries, decision.bundles
-            state.failures += decision.failures
-            for server, why in decision.waiting.items():
-                state.waiting.append(Waiting(dep.qualified, server, dep.qualified, None, None, why))
-            for server, read in decision.reads.items():  # update_order: reverse
-                state.rendered[(dep.qualified, server)] = read.config
-                state.instances[(dep.qualified, server)] = read.name
+        def before(server: str) -> tuple[ManifestEntry | None, dict[str, str]]:
+            manifest = self.prior(server)
+            return entry_of(manifest, qualified), manifest.bundles if manifest else {}
+
+        decision = self.gate.decide(dep, targets, before)
+        state.failures += decision.failures
+        for server, why in decision.waiting.items():
+            state.waiting.append(Waiting(qualified, server, qualified, None, None, why))
+        for server, read in decision.reads.items():  # update_order: reverse
+            state.rendered[(qualified, server)] = read.config
+            state.instances[(qualified, server)] = read.name
+        return decision.entries, decision.bundles
+
+    def place_entries(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        chosen: dict[str, ManifestEntry | None],
+        extra: dict[str, dict[str, str]],
+    ) -> None:
+        """Put each chosen entry in its server's manifest, with its bundles: the
+        component's zips for a fresh render, the carried-over ones otherwise."""
+        component = self.model.components[dep.component]
         zipped = [(a.digest, a.zip_digest) for a in component.files if a.zip_digest is not None]
         for server in dep.servers:
             target = targets.get(server)
@@ -371,30 +280,36 @@ def compute_desired(
             if entry is None:
                 continue
             if entry is target:
-                server_bundles = bundles[server]
+                server_bundles = self.bundles[server]
                 for digest, zip_digest in zipped:
                     server_bundles[digest] = zip_digest
             else:
-                manifest = prior(server)
-                bundles[server].update(extra.get(server) or (manifest.bundles if manifest else {}))
-            older = _older_instances(prior(server), entry)
-            if not older:
-                entries[server].append(entry)
-                continue
-            got = _reported(reports, server, entry.name)
+                manifest = self.prior(server)
+                self.bundles[server].update(
+                    extra.get(server) or (manifest.bundles if manifest else {})
+                )
+            self.replace_instance(server, entry)
+
+    def replace_instance(self, server: str, entry: ManifestEntry) -> None:
+        """Add ``entry``; older instances of its deployment stay until it succeeded."""
+        older = _older_instances(self.prior(server), entry)
+        if older:
+            got = reported(self.reports, server, entry.name)
             if got is None or got.config != entry.config or got.status != "COMPLETE":
                 # Create before delete: the old instance stays until the new
                 # one succeeded; then it leaves the manifest and the agent
                 # runs its DELETE.
-                entries[server] += older
-                manifest = prior(server)
-                bundles[server].update(manifest.bundles if manifest else {})
-            entries[server].append(entry)
+                self.entries[server] += older
+                manifest = self.prior(server)
+                self.bundles[server].update(manifest.bundles if manifest else {})
+        self.entries[server].append(entry)
 
-    for server, server_entries in entries.items():
-        # Bundles come from the components rendered for this server and, for
-        # entries kept while waiting, from the manifest they were kept from.
-        state.manifests[server] = Manifest(
-            deployments=tuple(server_entries), bundles=bundles[server]
-        )
-    return state
+    def assemble_manifests(self) -> DesiredState:
+        """Every server's manifest, from the entries placed and kept this pass."""
+        for server, server_entries in self.entries.items():
+            # Bundles come from the components rendered for this server and, for
+            # entries kept while waiting, from the manifest they were kept from.
+            self.state.manifests[server] = Manifest(
+                deployments=tuple(server_entries), bundles=self.bundles[server]
+            )
+        return self.state

@@ -31,41 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from setpoint.controller.definitions.model import Deployment, UpdatePolicy
+from setpoint.controller.definitions.model import Deployment
+from setpoint.controller.rollout.batches import (
+    UNREACHABLE_AFTER_BEATS,
+    Batches,
+    entry_result,
+)
 from setpoint.controller.rollout.ledger import Ledger, Rollout
 from setpoint.store.documents import DeploymentReport, ManifestEntry, Report
-from setpoint.store.timestamps import parse_timestamp
-
-# An agent that beats (reports ``heartbeat``) and has not written its report for
-# this many heartbeats is unreachable (``--unreachable-after`` changes it).
-UNREACHABLE_AFTER_BEATS = 3.0
-
-
-def unreachable(report: Report | None, now: float, beats: float = UNREACHABLE_AFTER_BEATS) -> bool:
-    """An agent that beats and has been silent for more than ``beats`` beats."""
-    if report is None or report.heartbeat is None:
-        return False
-    updated = parse_timestamp(report.updated_at)
-    return updated is not None and now - updated > beats * report.heartbeat
-
-
-def entry_result(entry: ManifestEntry, got: DeploymentReport | None) -> str:
-    """How far a server is with ``entry``: ``complete``, ``failed`` (final) or ``running``.
-
-    Complete means the digest succeeded *and* the requested state and custom
-    action token are applied: a SUSPEND or a BACKUP is part of the rollout.
-    """
-    if got is None or got.config != entry.config:
-        return "running"
-    if got.status == "FAILED":
-        return "failed" if got.final else "running"
-    if got.status != "COMPLETE":
-        return "running"
-    if got.state != entry.state:
-        return "running"
-    if entry.run is not None and got.token != entry.run[1]:
-        return "running"
-    return "complete"
 
 
 @dataclass
@@ -80,6 +53,19 @@ class Decision:
     # server -> the entry dependents read this pass instead of the fresh render
     # (``update_order: reverse``: the old one, while the dependents go first)
     reads: dict[str, ManifestEntry] = field(default_factory=dict)
+
+
+@dataclass
+class _Sorted:
+    """The servers of one deployment, sorted by where its rollout stands."""
+
+    rollout: Rollout | None
+    done: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
+    before: dict[str, ManifestEntry | None] = field(default_factory=dict)
+    bundles: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,7 +175,49 @@ class Gate:
     ) -> Decision:
         name = dep.qualified
         self.touched.add(name)
-        rollout = self.ledger.rollouts.get(name)
+        self._apply_ledger(name, targets)
+        decision = Decision(entries={})
+        seen = self._sort_servers(dep, targets, previous, decision)
+        rollout = seen.rollout
+        if seen.failed:
+            return self._stop(
+                dep, targets, seen.before, rollout, decision, seen.failed, seen.done, seen.running
+            )
+        if (
+            rollout is not None
+            and seen.running == []
+            and rollout.batch
+            and rollout.batch_done_at is None
+        ):
+            rollout.batch_done_at = self.now
+        if not seen.pending:
+            self._no_change_left(dep, rollout, seen)
+            return decision
+
+        rollout = rollout or self._new_rollout(name)
+        rollout.commit = self.commit
+        batches = Batches(self.reports, self.now, self.unreachable_after)
+        why = batches.admit(
+            dep,
+            targets,
+            seen.before,
+            seen.bundles,
+            rollout,
+            seen.pending,
+            seen.running,
+            decision.entries,
+        )
+        still = [s for s in seen.pending if decision.entries.get(s) is not targets[s]]
+        for server in still:
+            decision.waiting[server] = why
+        # Progress as it stands after this pass, so that the next pass, if
+        # nothing happened meanwhile, finds the same and writes nothing.
+        admitted = [s for s in seen.pending if s not in still]
+        self._progress(dep, rollout, seen.done, seen.running + admitted, seen.failed, still)
+        return decision
+
+    def _apply_ledger(self, name: str, targets: dict[str, ManifestEntry]) -> None:
+        """Quarantines a new render lifts, and the retry counts each target carries."""
         held = self.ledger.quarantine.get(name, {})
         # A commit that renders another digest for a server lifts its quarantine.
         for server in [s for s, q in held.items() if s in targets]:
@@ -202,165 +230,68 @@ class Gate:
         for server in list(self.ledger.retries.get(name, {})):
             if server in targets and not targets[server].retry:
                 del self.ledger.retries[name][server]  # another digest now: forget the retries
-        decision = Decision(entries={})
-        done: list[str] = []
-        running: list[str] = []
-        failed: dict[str, str] = {}
-        pending: list[str] = []
-        before: dict[str, ManifestEntry | None] = {}
-        bundles: dict[str, dict[str, str]] = {}
+
+    def _sort_servers(
+        self,
+        dep: Deployment,
+        targets: dict[str, ManifestEntry],
+        previous: Callable[[str], tuple[ManifestEntry | None, dict[str, str]]],
+        decision: Decision,
+    ) -> _Sorted:
+        """Each target server as done, running, failed or pending (not given it yet);
+        every server keeps its prior entry in ``decision`` until admitted."""
+        name = dep.qualified
+        seen = _Sorted(rollout=self.ledger.rollouts.get(name))
         for server in dep.servers:
             if server not in targets:
                 continue
             target = targets[server]
-            prior, bundles[server] = previous(server)
-            before[server] = prior
+            prior, seen.bundles[server] = previous(server)
+            seen.before[server] = prior
             decision.entries[server] = prior
             quarantined = self.ledger.quarantined(name, server)
             if quarantined is not None and quarantined.config == target.config:
-                failed[server] = quarantined.reason
-                continue
-            if prior != target:
-                pending.append(server)
-                continue
-            result = entry_result(target, self._got(server, target.name))
-            if result == "failed" and server in self.behind:
-                result = "running"
-            if result == "complete":
-                done.append(server)
-            elif result == "failed":
-                got = self._got(server, target.name)
-                failed[server] = (got.reason if got else None) or "failed"
-                self.ledger.quarantine_add(name, server, target.config, failed[server])
+                seen.failed[server] = quarantined.reason
+            elif prior != target:
+                seen.pending.append(server)
             else:
-                started = rollout.started.get(server) if rollout else None
-                if started is None:
-                    # Published before the ledger knew (an older controller, a
-                    # lost ledger): its timeout counts from now.
-                    rollout = rollout or self._new_rollout(name)
-                    rollout.started[server] = self.now
-                    started = self.now
-                if self.now - started > target.timeout:
-                    failed[server] = f"timeout: no result within {target.timeout:g}s"
-                    self.ledger.quarantine_add(name, server, target.config, failed[server])
-                else:
-                    running.append(server)
+                self._judge(name, server, target, seen)
+        return seen
 
-        if failed:
-            return self._stop(dep, targets, before, rollout, decision, failed, done, running)
+    def _judge(self, name: str, server: str, target: ManifestEntry, seen: _Sorted) -> None:
+        """Sort a server that was given ``target``: by its report, or by its timeout."""
+        result = entry_result(target, self._got(server, target.name))
+        if result == "failed" and server in self.behind:
+            result = "running"
+        if result == "complete":
+            seen.done.append(server)
+            return
+        if result == "failed":
+            got = self._got(server, target.name)
+            seen.failed[server] = (got.reason if got else None) or "failed"
+            self.ledger.quarantine_add(name, server, target.config, seen.failed[server])
+            return
+        started = seen.rollout.started.get(server) if seen.rollout else None
+        if started is None:
+            # Published before the ledger knew (an older controller, a
+            # lost ledger): its timeout counts from now.
+            seen.rollout = seen.rollout or self._new_rollout(name)
+            seen.rollout.started[server] = self.now
+            started = self.now
+        if self.now - started > target.timeout:
+            seen.failed[server] = f"timeout: no result within {target.timeout:g}s"
+            self.ledger.quarantine_add(name, server, target.config, seen.failed[server])
+        else:
+            seen.running.append(server)
 
-        if (
-            rollout is not None
-            and running == []
-            and rollout.batch
-            and rollout.batch_done_at is None
-        ):
-            rollout.batch_done_at = self.now
-        if not pending:
-            if not running and len(done) == len(dep.servers):
-                self.settled.add(name)
-            if running:
-                self._progress(dep, rollout, done, running, failed, pending)
-            elif rollout is not None:
-                del self.ledger.rollouts[name]  # every server has it: the rollout is over
-            return decision
-
-        rollout = rollout or self._new_rollout(name)
-        rollout.commit = self.commit
-        why = self._admit(dep, targets, before, bundles, rollout, pending, running, decision)
-        still = [s for s in pending if decision.entries.get(s) is not targets[s]]
-        for server in still:
-            decision.waiting[server] = why
-        # Progress as it stands after this pass, so that the next pass, if
-        # nothing happened meanwhile, finds the same and writes nothing.
-        admitted = [s for s in pending if s not in still]
-        self._progress(dep, rollout, done, running + admitted, failed, still)
-        return decision
-
-    # -- admitting a batch ---------------------------------------------------------------
-
-    def _unreachable(self, server: str) -> bool:
-        return unreachable(self.reports.get(server), self.now, self.unreachable_after)
-
-    def _serving(self, server: str, prior: ManifestEntry | None) -> bool:
-        """In service: COMPLETE with what it was given, and its agent reachable."""
-        if prior is None or self._unreachable(server):
-            return False
-        return entry_result(prior, self._got(server, prior.name)) == "complete"
-
-    def _admit(
-        self,
-        dep: Deployment,
-        targets: dict[str, ManifestEntry],
-        before: dict[str, ManifestEntry | None],
-        bundles: dict[str, dict[str, str]],
-        rollout: Rollout,
-        pending: list[str],
-        running: list[str],
-        decision: Decision,
-    ) -> str:
-        """Publish the next batch if the rules allow; why the rest waits."""
-        if running:
-            return f"waits for batch {rollout.batches} to complete"
-        if rollout.batch_done_at is not None:
-            creating = all(before.get(s) is None for s in rollout.batch)
-            pause = dep.policy(creating).pause_time
-            if self.now < rollout.batch_done_at + pause:
-                return f"pause_time: next batch at +{rollout.batch_done_at + pause - self.now:g}s"
-        reachable = [s for s in pending if not self._unreachable(s)]
-        if not reachable:
-            return "agent unreachable"
-        creates = [s for s in reachable if before.get(s) is None]
-        updates = [s for s in reachable if before.get(s) is not None]
-        batch: list[str] = []
-        why = ""
-        if creates:
-            batch += creates[: self._size(dep.policy(True), rollout, len(creates))]
-        if updates:
-            policy = dep.policy(False)
-            in_service = sum(self._serving(s, before.get(s)) for s in dep.servers if s in before)
-            size = self._size(policy, rollout, len(updates))
-            taken: list[str] = []
-            for server in updates:
-                if len(taken) >= size:
-                    break
-                if self._serving(server, before.get(server)):
-                    # Changing it takes it out of service.
-                    if in_service - 1 < policy.min_in_service:
-                        why = (
-                            f"min_in_service {policy.min_in_service}: only {in_service} in service"
-                        )
-                        break
-                    in_service -= 1
-                taken.append(server)
-            batch += taken
-        if not batch:
-            return why or "waiting for a batch"
-        for server in batch:
-            prior = before.get(server)
-            got = self._got(server, prior.name) if prior else None
-            if prior is None:
-                rollout.good.setdefault(server, None)
-            elif entry_result(prior, got) == "complete":
-                # The bundles go along: the old config's directories may not be
-                # in the manifests that follow.
-                rollout.good[server] = {**prior.to_dict(), "bundles": bundles.get(server, {})}
-            else:
-                rollout.good.setdefault(server, None)
-            rollout.started[server] = self.now
-            rollout.targets[server] = targets[server].config
-            decision.entries[server] = targets[server]
-        rollout.batches += 1
-        rollout.batch = sorted(batch)
-        rollout.batch_done_at = None
-        waits = f"waits for batch {rollout.batches} to complete"
-        return f"{waits} ({why})" if why else waits
-
-    @staticmethod
-    def _size(policy: UpdatePolicy, rollout: Rollout, pending: int) -> int:
-        if rollout.batches == 0 and policy.canary > 0:
-            return policy.canary
-        return policy.max_batch_size or pending
+    def _no_change_left(self, dep: Deployment, rollout: Rollout | None, seen: _Sorted) -> None:
+        """Every server was given its target: settled, still running, or over."""
+        if not seen.running and len(seen.done) == len(dep.servers):
+            self.settled.add(dep.qualified)
+        if seen.running:
+            self._progress(dep, rollout, seen.done, seen.running, seen.failed, seen.pending)
+        elif rollout is not None:
+            del self.ledger.rollouts[dep.qualified]  # every server has it: the rollout is over
 
     # -- failure ---------------------------------------------------------------------------
 

@@ -237,26 +237,41 @@ def read_ledger(store: Store, trusted: dict[str, PublicKey] | None = None) -> Le
     (forged, unsigned, unreadable) as lost. Without ``trusted`` (an unsigned
     controller, ``setpoint status``) the ledger is read as it is; one that
     cannot be read is lost all the same, so it never stops a pass.
+
+    A ledger refused once is read once more before it is taken as lost: a
+    torn read (a dropped connection mid-body) reads whole the second time,
+    and losing the ledger to it would lift every quarantine.
     """
+    first = _read_once(store, trusted)
+    if isinstance(first, Ledger):
+        return first
+    second = _read_once(store, trusted)
+    if isinstance(second, Ledger):
+        return second
+    return _lost(*second)
+
+
+def _read_once(store: Store, trusted: dict[str, PublicKey] | None) -> Ledger | tuple[str, str]:
+    """The ledger, or (event, reason) why it cannot be used."""
     try:
         doc = store.read_controller_doc(LEDGER)
     except InvalidDocument as exc:
-        return _lost("ledger_invalid", exc.reason)
+        return "ledger_invalid", exc.reason
     if doc is None:
         return Ledger()
     key = doc.get("key") if isinstance(doc.get("key"), str) else None
     signature = doc.get("signature") if isinstance(doc.get("signature"), str) else None
     if trusted is not None:
         if not key or not signature:
-            return _lost("ledger_not_trusted", "the ledger is not signed")
+            return "ledger_not_trusted", "the ledger is not signed"
         try:
             verify_signed(trusted, key, signature, _payload(doc))
         except SignatureError as exc:
-            return _lost("ledger_not_trusted", exc.reason)
+            return "ledger_not_trusted", exc.reason
     try:
         ledger = Ledger.from_dict({k: v for k, v in doc.items() if k not in ("key", "signature")})
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        return _lost("ledger_invalid", f"unexpected content: {exc}")
+        return "ledger_invalid", f"unexpected content: {exc}"
     ledger.signed_by = key
     return ledger
 

@@ -153,20 +153,22 @@ def git_http_backend(git: Git, base: Path, tls: Path | None = None) -> Iterator[
     backend = [git(base, "--exec-path") + "/git-http-backend"]
 
     class Handler(BaseHTTPRequestHandler):
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                return self.rfile.read(length) if length else b""
+            body = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()
+
         def _run(self) -> None:
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                body = b""
-                while True:
-                    size = int(self.rfile.readline().strip(), 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        break
-                    body += self.rfile.read(size)
-                    self.rfile.readline()
-            else:
-                body = self.rfile.read(length) if length else b""
+            body = self._body()
             env = {
                 **git.env,
                 "GIT_PROJECT_ROOT": str(base),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.controller.definitions.loader import environment_names, load_model
+from setpoint.controller.definitions.environments import environment_names
+from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import Model
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions

@@ -1,0 +1,111 @@
+"""The intrinsic functions of native stacks: ``get_param`` and ``get_file``
+resolved while reading, ``get_attr`` kept as a ``GetAttr`` for rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from setpoint.controller.definitions.checks import Where, did_you_mean
+from setpoint.controller.definitions.files import CommitFiles
+from setpoint.controller.definitions.model import GetAttr, ParamDef
+from setpoint.controller.definitions.references import References, qualify
+from setpoint.controller.definitions.yamlsource import YList, YMap
+
+INTRINSICS = ("get_param", "get_file", "get_attr")
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+# A value that could not be resolved (already reported): its input gets no value.
+INVALID: Any = _Invalid()
+
+
+def has_attr(value: Any) -> bool:
+    """Whether ``value`` holds a ``GetAttr`` (known only once its upstream reported)."""
+    if isinstance(value, GetAttr):
+        return True
+    if isinstance(value, dict):
+        return any(has_attr(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_attr(v) for v in value)
+    return False
+
+
+class NativeIntrinsics:
+    """Resolves the intrinsic functions of one native stack's values."""
+
+    def __init__(
+        self, files: CommitFiles, references: References, stack: str, params: dict[str, ParamDef]
+    ) -> None:
+        self.files = files
+        self.checks = files.checks
+        self.references = references
+        self.stack = stack
+        self.params = params
+
+    def resolve(self, value: Any, where: Where) -> Any:
+        """Resolve get_param and get_file now; turn get_attr into ``GetAttr``."""
+        if isinstance(value, YMap) and len(value) == 1 and next(iter(value)) in INTRINSICS:
+            fn = next(iter(value))
+            arg = value[fn]
+            c = where.at(value, fn)
+            if fn == "get_param":
+                return self.get_param(arg, c)
+            if fn == "get_file":
+                text = self.files.read_text(where.file, arg, c)
+                return INVALID if text is None else text
+            return self.get_attr(arg, c)
+        if isinstance(value, YMap):
+            out_map = {}
+            for key, item in value.items():
+                resolved = self.resolve(item, where.at(value, key))
+                if resolved is INVALID:
+                    return INVALID
+                out_map[str(key)] = resolved
+            return out_map
+        if isinstance(value, YList):
+            out_list = []
+            for index, item in enumerate(value):
+                resolved = self.resolve(item, where.at(value, index))
+                if resolved is INVALID:
+                    return INVALID
+                out_list.append(resolved)
+            return out_list
+        return value
+
+    def get_param(self, arg: Any, c: Where) -> Any:
+        if not isinstance(arg, str):
+            self.checks.error(c, "get_param takes a parameter name")
+            return INVALID
+        param = self.params.get(arg)
+        if param is None:
+            hint = did_you_mean(arg, tuple(self.params))
+            self.checks.error(c, f"unknown parameter {arg!r}{hint}")
+            return INVALID
+        if not param.has_default:
+            self.checks.error(c, f"parameter {arg!r} has no value (give it a default)")
+            return INVALID
+        return param.default
+
+    def get_attr(self, arg: Any, c: Where) -> Any:
+        if (
+            not isinstance(arg, YList)
+            or len(arg) not in (2, 3)
+            or not all(isinstance(a, str) for a in arg)
+        ):
+            self.checks.error(
+                c, "get_attr takes [deployment, output] or [deployment, output, server]"
+            )
+            return INVALID
+        ref = GetAttr(
+            deployment=qualify(self.stack, arg[0]),
+            output=arg[1],
+            server=arg[2] if len(arg) == 3 else None,
+            file=c.file,
+            line=c.line,
+        )
+        self.references.attrs.append((ref, c))
+        return ref

@@ -1,0 +1,175 @@
+"""A deployment's input values, resolved from the outputs its upstreams
+reported: a value that is not known yet makes the deployment wait, with the
+reason (``Waiting``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model
+from setpoint.controller.definitions.values import coerce
+from setpoint.store.documents import Report
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why ``deployment`` is not (re)published on ``server`` yet."""
+
+    deployment: str
+    server: str
+    upstream: str
+    upstream_server: str | None
+    output: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.deployment} on {self.server}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "server": self.server,
+            "upstream": self.upstream,
+            "upstream_server": self.upstream_server,
+            "output": self.output,
+            "reason": self.reason,
+        }
+
+
+class Missing(Exception):
+    """An output inside a declared cycle that nobody reported yet."""
+
+
+class Wait(Exception):
+    """Raised with the reason a deployment cannot be rendered yet."""
+
+    def __init__(self, waiting: Waiting) -> None:
+        self.waiting = waiting
+
+
+def reported(reports: dict[str, Report], server: str, deployment: str) -> Any:
+    report = reports.get(server)
+    return report.deployments.get(deployment) if report else None
+
+
+class InputResolver:
+    """A deployment's input values on a server, from what its upstreams reported."""
+
+    def __init__(
+        self,
+        model: Model,
+        reports: dict[str, Report],
+        rendered: dict[tuple[str, str], str],
+        instances: dict[tuple[str, str], str],
+    ) -> None:
+        self.model = model
+        self.reports = reports
+        # What the pass rendered so far: digest and instance name of each
+        # ready (deployment, server), as ``DesiredState`` keeps them.
+        self.rendered = rendered
+        self.instances = instances
+
+    def upstream_complete(
+        self, dep: Deployment, server: str, upstream: str, upstream_server: str, output: str | None
+    ) -> dict[str, Any]:
+        """The upstream's reported outputs on one server, or raise ``Wait``."""
+
+        def wait(reason: str) -> Wait:
+            return Wait(Waiting(dep.qualified, server, upstream, upstream_server, output, reason))
+
+        wanted = self.rendered.get((upstream, upstream_server))
+        what = f"{upstream}" + (f".{output}" if output else "") + f" on {upstream_server}"
+        if wanted is None:
+            raise wait(f"waits for {what}: {upstream} is itself waiting")
+        instance = self.instances.get((upstream, upstream_server), upstream)
+        entry = reported(self.reports, upstream_server, instance)
+        if entry is None or entry.config != wanted:
+            raise wait(f"waits for {what}: not yet run with its current config")
+        if entry.status != "COMPLETE":
+            raise wait(f"waits for {what}: {entry.status.lower()}")
+        if output is not None and output not in entry.outputs:
+            raise wait(f"waits for {what}: COMPLETE but the output was not reported")
+        return dict(entry.outputs)
+
+    def in_cycle(self, dep: Deployment, upstream: str) -> bool:
+        cycle = self.model.cycle_of(dep.qualified)
+        return cycle is not None and upstream in cycle
+
+    def known_so_far(self, upstream: str, upstream_server: str, output: str) -> Any:
+        """Inside a declared cycle: the output as last reported COMPLETE by any
+        config of the upstream, or ``Missing`` (the input's default is used)."""
+        report = self.reports.get(upstream_server)
+        for name, got in (report.deployments if report else {}).items():
+            complete = got.status == "COMPLETE" and output in got.outputs
+            if name.split("@", 1)[0] == upstream and complete:
+                return got.outputs[output]
+        raise Missing()
+
+    def value(self, dep: Deployment, server: str, value: Any) -> Any:
+        if isinstance(value, GetAttr) and self.in_cycle(dep, value.deployment):
+            target = self.model.deployment(value.deployment)
+            servers = [value.server] if value.server is not None else list(target.servers)
+            got = {s: self.known_so_far(value.deployment, s, value.output) for s in servers}
+            if value.server is None and target.reports_a_map:
+                return got
+            return got[servers[0]]
+        if isinstance(value, GetAttr):
+            target = self.model.deployment(value.deployment)
+            if value.server is not None:
+                return self.upstream_complete(
+                    dep, server, value.deployment, value.server, value.output
+                )[value.output]
+            per_server = {
+                s: self.upstream_complete(dep, server, value.deployment, s, value.output)[
+                    value.output
+                ]
+                for s in target.servers
+            }
+            return per_server if target.reports_a_map else per_server[target.servers[0]]
+        if isinstance(value, Computed):
+            return value.fn(self.value(dep, server, value.args))
+        if isinstance(value, dict):
+            return {k: self.value(dep, server, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(dep, server, v) for v in value]
+        return value
+
+    def inputs(self, dep: Deployment, server: str) -> dict[str, Any]:
+        for upstream in dep.depends_on:
+            if self.in_cycle(dep, upstream):
+                continue  # rounds order the members of a declared cycle
+            for upstream_server in self.model.deployment(upstream).servers:
+                self.upstream_complete(dep, server, upstream, upstream_server, None)
+        component = self.model.components[dep.component]
+        values: dict[str, Any] = {}
+        for name, raw in dep.input_values.items():
+            idef = component.input(name)
+            assert idef is not None  # the loader checked every input name
+            try:
+                resolved = self.value(dep, server, raw)
+            except Missing:
+                if not idef.has_default:
+                    raise Wait(
+                        Waiting(
+                            dep.qualified, server, dep.qualified, None, name,
+                            f"input {name!r}: an output of the cycle is not known yet and "
+                            "the input has no default",
+                        )
+                    ) from None  # fmt: skip
+                values[name] = idef.default
+                continue
+            try:
+                values[name] = coerce(idef.type, resolved)
+            except ValueError as exc:
+                raise Wait(
+                    Waiting(
+                        dep.qualified,
+                        server,
+                        dep.qualified,
+                        None,
+                        name,
+                        f"input {name!r}: reported value does not fit: {exc}",
+                    )
+                ) from None
+        return values
