@@ -117,6 +117,8 @@ def publish(
     clock: Callable[[], float] = time.time,
     policy: PointerPolicy | None = None,
     seen: dict[str, int] | None = None,
+    fence: Callable[[], object] | None = None,
+    versions: dict[str, str | None] | None = None,
 ) -> PublishResult:
     """Bring the store's pointers to ``desired``.
 
@@ -127,6 +129,12 @@ def publish(
     server anywhere (a stored pointer, trusted or not; the generation its agent
     reports): a new pointer goes above it, since the agent refuses any
     generation it already passed.
+
+    A controller holding the lease passes ``fence`` (``Lease.hold``: raises if
+    the lease moved on), called right before the pointers are written, and
+    ``versions``, the version of each server's pointer object as stored (None:
+    absent): each pointer is then written only over that version, so a deposed
+    leader never replaces a newer leader's pointer.
     """
     policy = policy or PointerPolicy()
     seen = seen or {}
@@ -216,9 +224,14 @@ def publish(
         result.uploaded.append(digest)
 
     # Pointers last.
+    if fence is not None:
+        fence()
     for server, pointer in pointers.items():
         previous = current.get(server)
-        version = store.write_pointer(pointer, previous)
+        if versions is not None:
+            version: str | None = store.write_pointer_if(pointer, previous, versions.get(server))
+        else:
+            version = store.write_pointer(pointer, previous)
         if version is not None:
             result.versions[server] = version
         result.pointers[server] = pointer
