@@ -209,3 +209,36 @@ def test_standby_takes_over_a_rolling_update_when_the_leader_is_killed(
     assert ledger.epoch is not None
     assert ledger.epoch == status.epoch, "the ledger names the last leader's epoch"
     assert os.path.exists(store_dir / "controller" / "lease")
+
+
+def test_two_reconcile_runs_never_interleave(example_repo: Path, tmp_path: Path) -> None:
+    """With no agents the first run never converges: it holds the lease for its
+    --timeout. A second run exits 5 at once, a third waits (--lease-wait) and
+    runs once the first is done."""
+    store_dir = tmp_path / "store"
+    store = LocalStore(store_dir)
+    base = ["reconcile", "--repo", str(example_repo), "--store", str(store_dir)]
+    cmd = [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning"]
+    first = subprocess.Popen(
+        [*cmd, *base, "--wait", "--timeout", "4", "--interval", "0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            "the first run to hold the lease",
+            lambda: (s := lease_status(store, time.time())) is not None and s.leader is not None,
+            30,
+        )
+        second = setpoint(*base)
+        assert second.returncode == 5, second.stdout + second.stderr
+        assert "another controller holds the lease: reconcile-" in second.stderr
+        third = setpoint(*base, "--lease-wait", "60", "--json")
+        assert first.poll() is not None, "the third run did not wait for the first"
+        assert third.returncode == 0, third.stdout + third.stderr
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    assert first.returncode == 2  # timed out: nothing converged without agents
