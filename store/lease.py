@@ -173,7 +173,6 @@ class _ReplacedSlot:
         self._checked = True
 
     def read(self) -> tuple[LeaseRecord, str] | None:
-        self.check()
         got = self.store.read_controller_doc_versioned(self.name)
         return None if got is None else (LeaseRecord.from_dict(got[0]), got[1])
 
@@ -332,6 +331,7 @@ class Lease:
         """One attempt: renew the lease if this holder has it, take it if it is
         free or expired. True when held afterwards. Costs one read, plus one
         conditional write when it renews or takes over."""
+        self.slot.check()
         got = self.slot.read()
         now = self.clock()
         self._observe(got, now)
@@ -457,7 +457,8 @@ class LeaseStatus:
 
 
 def lease_status(store: Store, now: float) -> LeaseStatus | None:
-    """Who leads and who stands by, or None if no controller ever took the lease."""
+    """Who leads and who stands by, or None if no controller ever took the lease.
+    Only reads: works on a store that cannot hold a lease too."""
     got = slot_for(store).read()
     if got is None:
         return None

@@ -252,3 +252,9 @@ def test_swift_s3api_without_conditional_replace_says_so(
         lease(store, "a", Clock()).try_acquire()
     assert "501" in caught.value.reason
     assert store.read_controller_doc("lease") is None
+
+
+def test_status_only_reads_even_where_no_lease_can_be_held() -> None:
+    store = NoConditionsMemoryStore()
+    assert lease_status(store, T0) is None
+    assert store.stats.writes == 0
