@@ -15,11 +15,12 @@ import pytest
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.rollout.ledger import LEDGER, Ledger, read_ledger, write_ledger
-from setpoint.store.base import Store
+from setpoint.store.base import Store, pointer_key
 from setpoint.store.errors import ConditionFailed
 from setpoint.store.lease import Lease, LeaseLost
 from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
+from tests.controller.test_reconcile import simulate_agent
 
 TTL = 30.0
 T0 = 1_800_000_000.0
@@ -156,3 +157,22 @@ def test_an_idle_pass_costs_the_lease_nothing(repo: GitRepo, store: Store) -> No
     leader.run_pass()
     assert store.stats.writes == 0
     assert dict(store.stats.requests) == baseline, "an idle pass touched the lease"
+
+
+def test_a_bad_pointer_is_replaced_under_the_lease_too(repo: GitRepo, store: Store) -> None:
+    """One bad document, one server: the fenced write goes over the bad object's
+    version (as listed), not over "absent", so the pass still publishes."""
+    clock = Clock()
+    leader = controller(repo, store, "a", clock)
+    assert leader.lease is not None
+    assert leader.lease.try_acquire()
+    for _ in range(6):  # converge, so that nothing waits on db-1
+        if leader.run_pass().converged:
+            break
+        for server in store.list_servers():
+            simulate_agent(store, server)  # type: ignore[arg-type]
+    store._put(pointer_key("db-1"), b"{not a pointer")
+    outcome = leader.run_pass()
+    assert "db-1" in outcome.published.changed
+    pointer = store.read_pointer("db-1")
+    assert pointer is not None
