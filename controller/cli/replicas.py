@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -21,7 +22,14 @@ from setpoint.controller.errors import SetpointError
 from setpoint.controller.rollout.ledger import ledger_epoch
 from setpoint.store.base import Store
 from setpoint.store.errors import ConditionalWriteUnsupported
-from setpoint.store.lease import DEFAULT_TTL, Lease, LeaseBusy, LeaseLost, is_replica_name
+from setpoint.store.lease import (
+    DEFAULT_TTL,
+    Lease,
+    LeaseBusy,
+    LeaseLost,
+    is_replica_name,
+    lease_status,
+)
 
 log = structlog.get_logger("setpoint.cli")
 
@@ -88,8 +96,15 @@ def _check(lease: Lease) -> None:
 
 
 def replica_lease(args: argparse.Namespace, store: Store) -> Lease | None:
-    """The lease of ``watch --replica NAME``, checked usable; None without --replica."""
+    """The lease of ``watch --replica NAME``, checked usable. None without --replica:
+    then the only controller, which refuses to start beside live replicas."""
     if args.replica is None:
+        status = lease_status(store, time.time())
+        if status is not None and status.leader is not None:
+            raise SetpointError(
+                f"{status.leader} leads this store (lease epoch {status.epoch}): another "
+                "controller is running; start this one with --replica NAME to stand by"
+            )
         return None
     if not is_replica_name(args.replica):
         raise SetpointError(

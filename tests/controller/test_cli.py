@@ -171,3 +171,21 @@ def test_watch_replica_refuses_a_store_without_conditional_writes(
     err = capsys.readouterr().err
     assert "cannot do conditional writes" in err
     assert "run a single controller, without --replica" in err
+
+
+def test_watch_without_replica_refuses_to_start_beside_a_leader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from setpoint.controller.cli.main import FAILED
+    from setpoint.store.lease import Lease
+    from setpoint.store.local import LocalStore
+
+    (tmp_path / "repo").mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path / "repo")], check=True)
+    leader = Lease(LocalStore(tmp_path / "s"), "ctl-a")
+    assert leader.try_acquire()
+    args = ["watch", "--repo", str(tmp_path / "repo"), "--store", str(tmp_path / "s"), "--once"]
+    assert main(args) == FAILED
+    assert "ctl-a leads this store" in capsys.readouterr().err
+    leader.release()
+    assert main(args) == OK
