@@ -258,3 +258,28 @@ def test_status_only_reads_even_where_no_lease_can_be_held() -> None:
     store = NoConditionsMemoryStore()
     assert lease_status(store, T0) is None
     assert store.stats.writes == 0
+
+
+class LostAnswerMemoryStore(MemoryStore):
+    """The first conditional write lands but its answer is lost, and the retry
+    finds the object changed (by that very write): a 412 to a winner."""
+
+    lose_next = True
+
+    def _put_if_match(self, key: str, data: bytes, version: str | None) -> str:
+        new = super()._put_if_match(key, data, version)
+        if self.lose_next and key.endswith("/lease"):
+            self.lose_next = False
+            raise ConditionFailed(key, version)
+        return new
+
+
+def test_a_winner_whose_answer_was_lost_knows_it_won() -> None:
+    store = LostAnswerMemoryStore()
+    clock = Clock()
+    a, b = lease(store, "a", clock), lease(store, "b", clock)
+    assert a.try_acquire(), "its own write, recognised by its token"
+    assert a.epoch == 1
+    assert not b.try_acquire()
+    clock.now += TTL / 3
+    assert a.renew()
