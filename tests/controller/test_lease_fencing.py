@@ -176,3 +176,26 @@ def test_a_bad_pointer_is_replaced_under_the_lease_too(repo: GitRepo, store: Sto
     assert "db-1" in outcome.published.changed
     pointer = store.read_pointer("db-1")
     assert pointer is not None
+
+
+def test_a_signing_leader_signs_the_ledger_with_its_epoch(repo: GitRepo, store: Store) -> None:
+    from setpoint.controller.converge.publish import PointerPolicy
+    from setpoint.store.signing import SigningKey
+
+    clock = Clock()
+    policy = PointerPolicy(signing_key=SigningKey.generate("ctl"))
+    lease = Lease(store, "a", ttl=TTL, clock=clock)
+    leader = Reconciler(repo, store, clock=clock, policy=policy, lease=lease)
+    assert lease.try_acquire()
+    assert leader.run_pass().published.changed
+    trusted = policy.verifier()
+    ledger = read_ledger(store, trusted)
+    assert ledger.signed_by == "ctl", "the fenced ledger write kept its signature"
+    assert ledger.epoch == 1
+    # A successor with the same key signs its own epoch over it.
+    clock.now += TTL
+    lease_b = Lease(store, "b", ttl=TTL, clock=clock)
+    successor = Reconciler(repo, store, clock=clock, policy=policy, lease=lease_b)
+    assert lease_b.try_acquire()
+    successor.run_pass()
+    assert read_ledger(store, trusted).epoch == 2
