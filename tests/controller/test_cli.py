@@ -176,7 +176,7 @@ def test_watch_replica_refuses_a_store_without_conditional_writes(
 def test_watch_without_replica_refuses_to_start_beside_a_leader(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from setpoint.controller.cli.main import FAILED
+    from setpoint.controller.cli.common import FAILED
     from setpoint.store.lease import Lease
     from setpoint.store.local import LocalStore
 
