@@ -29,6 +29,9 @@ from setpoint.store.errors import (
     TransientError,
 )
 
+LOCK_PREFIX = ".lock-"
+"""The lock file beside an object written by ``_put_if_match``."""
+
 
 def _etag(st: os.stat_result) -> str:
     # Every replacement is a rename to a new inode, so (inode, size, mtime)
@@ -101,8 +104,9 @@ class LocalStore(Store):
         path = self._path(key)
         with self._translate(key):
             path.parent.mkdir(parents=True, exist_ok=True)
-            # TEMP_PREFIX so listings skip it, like the temporary files.
-            lock_path = path.parent / f"{TEMP_PREFIX}lock-{path.name}"
+            # Kept for good (the next writer locks the same inode): not a
+            # temporary file that fsck reports and gc removes; listings skip it.
+            lock_path = path.parent / f"{LOCK_PREFIX}{path.name}"
             lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX)
@@ -135,7 +139,7 @@ class LocalStore(Store):
         out = []
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if name.startswith(TEMP_PREFIX):
+                if name.startswith((TEMP_PREFIX, LOCK_PREFIX)):
                     continue
                 rel = Path(dirpath, name).relative_to(self.root).as_posix()
                 out.append(rel)

@@ -210,6 +210,8 @@ def test_local_conditional_write_loses_over_a_stale_version(tmp_path: Path) -> N
         store.write_controller_doc_if("doc", {"n": 3}, first)
     assert store.read_controller_doc_versioned("doc") == ({"n": 2}, second)
     assert store.list_controller_docs("") == ["doc"], "the lock file is not listed"
+    # Nor is it a leftover temporary file, which gc would remove under a holder.
+    assert store.temp_files() == {}
 
 
 def test_numbered_lease_prunes_old_numbers_and_a_late_writer_loses() -> None:
