@@ -246,7 +246,7 @@ class Lease:
     ``release`` hands the lease on at once. ``epoch`` is set while held.
     ``epoch_floor`` gives the highest epoch the store's own documents carry, so
     a lease created afresh (first use, or a store the fleet moved to) starts
-    above it.
+    above it. ``holder_gone`` tells of holders known to have stopped.
     """
 
     store: Store
@@ -254,6 +254,9 @@ class Lease:
     ttl: float = DEFAULT_TTL
     clock: Callable[[], float] = time.time
     epoch_floor: Callable[[], int] | None = None
+    # Says when a holder is known to have stopped (a process of this host that
+    # no longer runs): its lease is free at once instead of after its ttl.
+    holder_gone: Callable[[str], bool] | None = None
     epoch: int | None = None
     slot: _Slot = field(init=False)
     # What this replica last saw: the record, its version, and when (by our clock)
@@ -291,6 +294,8 @@ class Lease:
 
     def expired(self, record: LeaseRecord, now: float) -> bool:
         if record.holder is None:
+            return True
+        if self.holder_gone is not None and self.holder_gone(record.holder):
             return True
         return now >= record.renewed_at + record.ttl or now - self._seen_since >= record.ttl
 

@@ -115,10 +115,31 @@ def replica_lease(args: argparse.Namespace, store: Store) -> Lease | None:
     return lease
 
 
+def _run_prefix() -> str:
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "host"
+    return f"reconcile-{host}-"
+
+
 def run_holder() -> str:
     """The holder name of a one-off ``reconcile`` run: host and process."""
-    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "host"
-    return f"reconcile-{host}-{os.getpid()}"
+    return f"{_run_prefix()}{os.getpid()}"
+
+
+def run_gone(holder: str) -> bool:
+    """Whether ``holder`` is a ``reconcile`` run of this host whose process is gone
+    (killed, crashed): its lease need not run out before the next run takes it.
+    A process that still runs, or whose state cannot be told, is not gone."""
+    prefix = _run_prefix()
+    pid = holder[len(prefix) :]
+    if not holder.startswith(prefix) or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 @contextmanager
@@ -126,7 +147,13 @@ def reconcile_lease(args: argparse.Namespace, store: Store) -> Iterator[Lease | 
     """Hold the store's lease for one ``reconcile`` run (waiting up to --lease-wait),
     and release it at the end. A store that cannot hold one runs without it,
     with a warning: one controller at a time there is the operator's to ensure."""
-    lease = Lease(store, run_holder(), ttl=args.lease_ttl, epoch_floor=lambda: ledger_epoch(store))
+    lease = Lease(
+        store,
+        run_holder(),
+        ttl=args.lease_ttl,
+        epoch_floor=lambda: ledger_epoch(store),
+        holder_gone=run_gone,
+    )
     try:
         lease.acquire(args.lease_wait)
     except ConditionalWriteUnsupported as exc:

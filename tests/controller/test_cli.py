@@ -189,3 +189,29 @@ def test_watch_without_replica_refuses_to_start_beside_a_leader(
     assert "ctl-a leads this store" in capsys.readouterr().err
     leader.release()
     assert main(args) == OK
+
+
+def test_reconcile_takes_over_at_once_from_a_run_of_this_host_that_died(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from setpoint.controller.cli.replicas import LEASE_HELD, run_holder
+    from setpoint.store.lease import Lease
+    from setpoint.store.local import LocalStore
+
+    path = tmp_path / "store"
+    prefix = run_holder().rsplit("-", 1)[0]
+    alive = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        running = Lease(LocalStore(path), f"{prefix}-{alive.pid}")
+        assert running.try_acquire()
+        args = ["reconcile", "--repo", str(example_repo), "--store", str(path)]
+        assert main(args) == LEASE_HELD, "took the lease of a run still alive"
+        running.release()
+        killed = Lease(LocalStore(path), f"{prefix}-{dead.pid}")
+        assert killed.try_acquire()  # and then the run is killed: never released
+        assert main(args) == OK, capsys.readouterr().err
+    finally:
+        alive.kill()
+        alive.wait()
