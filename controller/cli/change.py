@@ -16,6 +16,7 @@ from setpoint.controller.cli.common import (
     pointer_policy,
     print_json,
     signing_args,
+    trust_args,
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitError, GitRepo
@@ -90,6 +91,7 @@ def add_parsers(sub: Any) -> None:
     replicas.watch_args(p)
     tuning_args(p)
     signing_args(p)
+    trust_args(p)
 
     p = add_command(
         sub,

@@ -22,6 +22,7 @@ from setpoint.controller.cli.common import (
     pointer_policy,
     print_json,
     signing_args,
+    trust_args,
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitRepo
@@ -64,21 +65,7 @@ def add_parsers(sub: Any) -> None:
     replicas.reconcile_args(p)
     tuning_args(p)
     signing_args(p)
-    p.add_argument(
-        "--trusted-key",
-        action="append",
-        default=[],
-        metavar="NAME:BASE64",
-        help="also accept current pointers signed by this public key (the key you rotate "
-        "away from); agents are not told to trust it",
-    )
-    p.add_argument(
-        "--allow-downgrade",
-        action="store_true",
-        help="replace pointers signed by a key this controller does not trust (without "
-        "--signing-key: publish unsigned pointers over signed ones); agents that trust only "
-        "that key refuse what is published",
-    )
+    trust_args(p)
 
     p = add_command(
         sub,

@@ -39,6 +39,7 @@ import structlog
 
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import PassOutcome
+from setpoint.controller.converge.trust import UntrustedPointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
 from setpoint.controller.definitions.repository import GitRepo
@@ -200,6 +201,12 @@ class Watcher:
             except StoreError as exc:
                 # The daemon outlives a store outage: the next pass tries again.
                 log.warning("pass_failed", commit=self.current[:12], error=str(exc))
+                return result
+            except UntrustedPointers as exc:
+                # Nothing was published; the fleet keeps what it runs. The daemon
+                # stays up, so an operator who restarts it with the right key
+                # (or --trusted-key during a rotation) loses no history.
+                log.error("pass_refused", commit=self.current[:12], error=str(exc))
                 return result
         try:
             self.recorder.update(result.outcome)

@@ -9,14 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from bench import simulate
 from setpoint.controller.cli.main import main
+from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.gitops.commitgate import CommitGate, KeyringVerifier
 from setpoint.controller.gitops.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
 from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
 from setpoint.controller.gitops.watch import Watcher
 from setpoint.store.base import Store
+from setpoint.store.signing import SigningKey
 from setpoint.store.url import open_store
 from tests.controller.gittools import Git, export_keyring, git_daemon, git_http_backend, gpg_key
 
@@ -415,3 +418,29 @@ def test_replicas_one_leads_the_standby_takes_over_when_it_goes_silent(
     # r1 wakes: its lease is gone, it stands by and writes nothing.
     assert first.step().standby
     assert commits_in_store(store) == {new_head}
+
+
+def test_a_watch_that_cannot_verify_the_fleet_keeps_serving_and_says_why(
+    git: Git, work: Path, store: Store
+) -> None:
+    """Pointers signed by a key this daemon does not trust: each pass refuses to
+    publish (nothing is downgraded) and the daemon lives on, naming the remedy."""
+    signed_by_old = SigningKey.generate("old")
+    first = local_watcher(work, store)
+    first.policy = PointerPolicy(signed_by_old)
+    first.step()
+    before = {s: store.read_pointer(s) for s in store.list_servers()}
+    watcher = local_watcher(work, store)
+    watcher.policy = PointerPolicy(SigningKey.generate("new"))
+    git.commit_files(work, definitions("two"), "second")
+    with capture_logs() as logs:
+        result = watcher.step()
+    assert result.outcome is None
+    assert {s: store.read_pointer(s) for s in store.list_servers()} == before
+    [refused] = [e for e in logs if e["event"] == "pass_refused"]
+    assert "--trusted-key" in refused["error"]
+    # And with the old key trusted (a rotation), the pass goes on.
+    watcher.policy = PointerPolicy(
+        SigningKey.generate("new"), verify_keys=(str(signed_by_old.public()),)
+    )
+    assert watcher.step().outcome is not None
