@@ -182,15 +182,19 @@ def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) 
     if args.json:
         print_json({**outcome.to_dict(), "exit_code": code})
     else:
-        if not args.wait:
-            print(outcome.summary())
-        for w in outcome.waiting:
-            print(f"  waiting: {w}")
-        for f in outcome.failed:
-            print(f"  FAILED: {f}")
-        if code == TIMED_OUT:
-            print(f"timed out after {args.timeout:g}s", file=sys.stderr)
+        _print_outcome(args, outcome, code)
     return code
+
+
+def _print_outcome(args: argparse.Namespace, outcome: Any, code: int) -> None:
+    if not args.wait:
+        print(outcome.summary())  # --wait drew its progress as it went
+    for w in outcome.waiting:
+        print(f"  waiting: {w}")
+    for f in outcome.failed:
+        print(f"  FAILED: {f}")
+    if code == TIMED_OUT:
+        print(f"timed out after {args.timeout:g}s", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
