@@ -180,58 +180,84 @@ def _pump(
     """Feed stdin and read the pipes until the process ended and its pipes are
     drained (or DRAIN_GRACE passed); kill its group at the deadline or on stop.
     Returns (timed_out, aborted)."""
-    timed_out = aborted = False
     with selectors.DefaultSelector() as selector:
+        pump = _Pump(proc, selector, captures, memoryview(stdin or b""), deadline, stop)
+        pump.run()
+        return pump.timed_out, pump.aborted
+
+
+class _Pump:
+    """One process's pipes, served by one selector until it ended and drained."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        selector: selectors.BaseSelector,
+        captures: dict[int, _Capture],
+        pending: memoryview,
+        deadline: float,
+        stop: threading.Event | None,
+    ) -> None:
+        self.proc, self.selector, self.captures = proc, selector, captures
+        self.pending, self.deadline, self.stop = pending, deadline, stop
+        self.timed_out = self.aborted = False
         for fd in captures:
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
-        pending = memoryview(stdin or b"")
         if proc.stdin is not None:
             if pending:
                 os.set_blocking(proc.stdin.fileno(), False)
                 selector.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
             else:
                 proc.stdin.close()
+
+    def run(self) -> None:
         ended_at: float | None = None
         # The process may close its pipes and go on running: it still has a deadline.
-        while selector.get_map() or proc.returncode is None:
+        while self.selector.get_map() or self.proc.returncode is None:
             now = time.monotonic()
-            if proc.returncode is None and proc.poll() is None:
-                if now >= deadline:
-                    timed_out = True
-                elif stop is not None and stop.is_set():
-                    aborted = True
-                if timed_out or aborted:
-                    _kill_group(proc)
-            if ended_at is None and proc.returncode is not None:
+            self._enforce_deadline(now)
+            if ended_at is None and self.proc.returncode is not None:
                 ended_at = now
             if ended_at is not None and now - ended_at >= DRAIN_GRACE:
-                break  # what is left holding the pipes is not the process we ran
-            for key, _events in selector.select(POLL_SLICE):
-                fd = key.fd
-                if fd in captures:
-                    chunk = _read(fd)
-                    if chunk is None:
-                        continue
-                    if chunk:
-                        captures[fd].add(chunk)
-                        continue
-                else:
-                    try:
-                        pending = pending[os.write(fd, pending[:PIPE_CHUNK]) :]
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:
-                        pending = memoryview(b"")
-                    if pending:
-                        continue
-                    selector.unregister(fd)
-                    assert proc.stdin is not None
-                    with contextlib.suppress(OSError):
-                        proc.stdin.close()  # the hook reads to its end
-                    continue
-                selector.unregister(fd)
-    return timed_out, aborted
+                return  # what is left holding the pipes is not the process we ran
+            for key, _events in self.selector.select(POLL_SLICE):
+                done = self._read(key.fd) if key.fd in self.captures else self._write(key.fd)
+                if done:
+                    self.selector.unregister(key.fd)
+
+    def _enforce_deadline(self, now: float) -> None:
+        if self.proc.returncode is not None or self.proc.poll() is not None:
+            return
+        if now >= self.deadline:
+            self.timed_out = True
+        elif self.stop is not None and self.stop.is_set():
+            self.aborted = True
+        if self.timed_out or self.aborted:
+            _kill_group(self.proc)
+
+    def _read(self, fd: int) -> bool:
+        """Take what the pipe has; True at its end."""
+        chunk = _read(fd)
+        if chunk:
+            self.captures[fd].add(chunk)
+        return chunk == b""
+
+    def _write(self, fd: int) -> bool:
+        """Feed stdin; once it is all written (or the hook stopped reading), close it."""
+        try:
+            self.pending = self.pending[os.write(fd, self.pending[:PIPE_CHUNK]) :]
+        except BlockingIOError:
+            return False
+        except BrokenPipeError:
+            self.pending = memoryview(b"")
+        if self.pending:
+            return False
+        self.selector.unregister(fd)
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # the hook reads to its end
+        return False  # unregistered above, before its fd closed
 
 
 def _read(fd: int) -> bytes | None:

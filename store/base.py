@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 from setpoint.store.digest import canonical_json, check_digest, digest_bytes, hex_of
 from setpoint.store.documents import Pointer, Report, is_server_name, loads_object
 from setpoint.store.errors import (
+    ConditionalWriteUnsupported,
     DigestMismatch,
     GenerationRegression,
     InvalidDocument,
@@ -88,7 +89,7 @@ class StoreStats:
     """Requests and bytes through this store object, by operation.
 
     Operations: ``get``, ``get_if_changed`` (a 304 counts in ``not_modified``),
-    ``put``, ``put_if_absent``, ``exists``, ``list``, ``delete``. Backends that
+    ``put``, ``put_if_absent``, ``put_if_match``, ``exists``, ``list``, ``delete``. Backends that
     speak HTTP also count every real request as ``http.<METHOD>`` (and resent
     ones as ``retries``): ``total`` is the logical operations, ``http`` the
     requests that reached the network.
@@ -119,7 +120,12 @@ class StoreStats:
 
     @property
     def writes(self) -> int:
-        return self.requests["put"] + self.requests["put_if_absent"] + self.requests["delete"]
+        return (
+            self.requests["put"]
+            + self.requests["put_if_absent"]
+            + self.requests["put_if_match"]
+            + self.requests["delete"]
+        )
 
     @property
     def total(self) -> int:
@@ -152,6 +158,11 @@ class Store(abc.ABC):
     # Which kind of URLs this backend can hand to agents ("swift", "s3"), if any:
     # a local directory is reached by path, with no capability URLs.
     capability_kind: ClassVar[str | None] = None
+    # True where the only conditional write is create-if-absent (Swift accepts
+    # only ``If-None-Match: *`` on PUT): a lease is then a series of numbered,
+    # create-only objects (``store.lease``) instead of one object replaced
+    # with ``_put_if_match``.
+    create_only_leases: ClassVar[bool] = False
 
     def __init__(self, retry: Retry = NO_RETRY, workers: int | None = None) -> None:
         self.stats = StoreStats()
@@ -200,6 +211,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _list(self, prefix: str) -> list[str]:
         """Keys under ``prefix``, sorted."""
+
+    def _put_if_match(self, key: str, data: bytes, version: str | None) -> str:
+        """Replace the object only if its version is still ``version`` (None: create it
+        only if absent), atomically against every other writer; the new version.
+        ``ConditionFailed`` when the object is no longer that version."""
+        raise ConditionalWriteUnsupported(
+            self.url, f"{type(self).__name__} has no compare-and-swap"
+        )
 
     def _list_versions(self, prefix: str) -> dict[str, str]:
         """Keys under ``prefix`` with each one's version: the etag ``_get_if_changed``
@@ -360,6 +379,54 @@ class Store(abc.ABC):
 
     def write_controller_doc(self, name: str, doc: dict[str, Any]) -> None:
         self._write(_controller_key(name), canonical_json(doc))
+
+    def read_controller_doc_versioned(self, name: str) -> tuple[dict[str, Any], str] | None:
+        """The document and its version (what ``write_controller_doc_if`` compares), or None."""
+        got = self._read_versioned(_controller_key(name))
+        if got is None:
+            return None
+        return loads_object(got[0], f"controller document {name!r}"), got[1]
+
+    def write_controller_doc_if(self, name: str, doc: dict[str, Any], version: str | None) -> str:
+        """Replace the document only if it is still at ``version`` (None: only if
+        absent); its new version. ``ConditionFailed`` if another writer came first,
+        ``ConditionalWriteUnsupported`` if the backend cannot tell."""
+        data = canonical_json(doc)
+        self.stats.count("put_if_match", written=len(data))
+        return self._put_if_match(_controller_key(name), data, version)
+
+    def create_controller_doc(self, name: str, doc: dict[str, Any]) -> bool:
+        """Create the document unless it exists; True when this call wrote it."""
+        data = canonical_json(doc)
+        self.stats.count("put_if_absent")
+        created = self._put_if_absent(_controller_key(name), data)
+        if created:
+            self.stats.count(written=len(data))
+        return created
+
+    def list_controller_docs(self, prefix: str) -> list[str]:
+        """Names of the controller documents whose name starts with ``prefix``."""
+        self.stats.count("list")
+        # The whole folder, filtered here: a backend lists by folder or by prefix.
+        names = [k[len(CONTROLLER) :] for k in self._list(CONTROLLER)]
+        return [n for n in names if n.startswith(prefix) and "/" not in n]
+
+    def delete_controller_doc(self, name: str) -> None:
+        self.stats.count("delete")
+        self._delete(_controller_key(name))
+
+    def write_pointer_if(
+        self, pointer: Pointer, current: Pointer | None, version: str | None
+    ) -> str:
+        """``write_pointer``, but only if the stored pointer is still the one read at
+        ``version`` (None: still absent); ``ConditionFailed`` otherwise. What a
+        controller holding a lease writes with, so a deposed leader's write loses."""
+        floor = current.generation if current else 0
+        if pointer.generation <= floor:
+            raise GenerationRegression(pointer.server, floor, pointer.generation)
+        data = canonical_json(pointer.to_dict())
+        self.stats.count("put_if_match", written=len(data))
+        return self._put_if_match(pointer_key(pointer.server), data, version)
 
     # -- listing ----------------------------------------------------------------
 

@@ -107,3 +107,24 @@ class InvalidArgument(StoreError, ValueError):
         self.name = name
         self.value = value
         self.reason = reason
+
+
+class ConditionFailed(StoreError):
+    """A conditional write lost: the object at ``key`` is no longer the version the
+    writer read (``expected``; None: the writer expected it absent)."""
+
+    def __init__(self, key: str, expected: str | None) -> None:
+        want = "absent" if expected is None else f"at version {expected}"
+        super().__init__(f"conditional write lost: {key} is no longer {want}")
+        self.key = key
+        self.expected = expected
+
+
+class ConditionalWriteUnsupported(StoreError):
+    """The backend cannot replace an object only if it is still the version read
+    (``reason`` says why), so it cannot hold a lease for several controllers."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(f"{store} cannot do conditional writes: {reason}")
+        self.store = store
+        self.reason = reason

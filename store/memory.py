@@ -6,7 +6,7 @@ import threading
 
 from setpoint.store.base import Store
 from setpoint.store.digest import digest_bytes
-from setpoint.store.errors import NotFound
+from setpoint.store.errors import ConditionFailed, NotFound
 
 
 class MemoryStore(Store):
@@ -45,6 +45,15 @@ class MemoryStore(Store):
                 return False
             self._objects[key] = bytes(data)
             return True
+
+    def _put_if_match(self, key: str, data: bytes, version: str | None) -> str:
+        with self._lock:
+            held = self._objects.get(key)
+            current = None if held is None else digest_bytes(held)
+            if current != version:
+                raise ConditionFailed(key, version)
+            self._objects[key] = bytes(data)
+        return digest_bytes(data)
 
     def _exists(self, keys: list[str]) -> set[str]:
         with self._lock:

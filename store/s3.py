@@ -31,6 +31,8 @@ from botocore.config import Config
 
 from setpoint.store.base import Store
 from setpoint.store.errors import (
+    ConditionalWriteUnsupported,
+    ConditionFailed,
     InvalidArgument,
     NotFound,
     PermanentError,
@@ -373,6 +375,32 @@ class S3Store(Store):
             return False
         self._put_object(key, data)
         return True
+
+    def _put_if_match(self, key: str, data: bytes, version: str | None) -> str:
+        """``PutObject`` with ``If-Match: <etag>`` (``If-None-Match: *`` to create):
+        412, or 404 for an object deleted since, is a lost race."""
+
+        def op() -> str:
+            condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+            try:
+                etag = self._put_object(key, data, **condition)
+            except bce.ClientError as exc:
+                status, code = _status_code(exc)
+                if status == 412 or code == "PreconditionFailed":
+                    raise ConditionFailed(key, version) from exc
+                if version is not None and (status == 404 or code == "NoSuchKey"):
+                    raise ConditionFailed(key, version) from exc
+                if status == 501 or code == "NotImplemented":
+                    # Swift's s3api before 2.36 refuses every conditional PUT.
+                    raise ConditionalWriteUnsupported(
+                        self.url, f"the server answered {status} {code} to a conditional PUT"
+                    ) from exc
+                raise
+            if etag is None:
+                raise ConditionalWriteUnsupported(self.url, "PutObject returned no ETag")
+            return etag
+
+        return self._retrying(lambda: self._call(key, op), f"put-if-match {key}")
 
     def _exists(self, keys: list[str]) -> set[str]:
         """Which keys exist: listing pages that skip the gaps between them, never

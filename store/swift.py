@@ -345,6 +345,8 @@ class SwiftStore(Store):
     """A store in a Swift container, through the native API."""
 
     capability_kind = "swift"
+    # A PUT takes only ``If-None-Match: *``: leases are numbered create-only objects.
+    create_only_leases = True
 
     def __init__(
         self,

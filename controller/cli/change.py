@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from setpoint.controller.cli import replicas
 from setpoint.controller.cli.common import (
     INVALID,
     OK,
@@ -17,6 +18,7 @@ from setpoint.controller.cli.common import (
     print_json,
     signing_args,
     store_workers_arg,
+    trust_args,
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitError, GitRepo
@@ -88,9 +90,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--push-notes", action="store_true", help="remote: push the notes back")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--passes", type=int, help="stop after this many passes")
+    replicas.watch_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
+    trust_args(p)
 
     p = add_command(
         sub,
@@ -208,12 +212,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
         source = RemoteSource(args.repo, args.branch, mirror, args.fetch_interval)
     else:
         source = LocalSource(args.repo, args.branch)
+    store = open_pass_store(args, args.store)
+    lease = replicas.replica_lease(args, store)
     verifier = KeyringVerifier(args.keyring) if args.require_signed else None
     gate = CommitGate(source.path, args.allow_force_push, verifier)
     watcher = Watcher(
         source,
-        open_pass_store(args, args.store),
+        store,
         gate,
+        lease=lease,
         env=args.env,
         policy=pointer_policy(args),
         push_notes=args.push_notes,

@@ -85,6 +85,25 @@ def signing_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def trust_args(p: argparse.ArgumentParser) -> None:
+    """What a controller that publishes may build on besides its own key."""
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="NAME:BASE64",
+        help="also accept current pointers signed by this public key (the key you rotate "
+        "away from); agents are not told to trust it",
+    )
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="replace pointers signed by a key this controller does not trust (without "
+        "--signing-key: publish unsigned pointers over signed ones); agents that trust only "
+        "that key refuse what is published",
+    )
+
+
 def pointer_policy(args: argparse.Namespace) -> PointerPolicy:
     """The policy ``signing_args`` describe: the key that signs, the keys announced."""
     from setpoint.store.signing import PublicKey, SigningKey
@@ -92,7 +111,7 @@ def pointer_policy(args: argparse.Namespace) -> PointerPolicy:
     announce = tuple(str(PublicKey.parse(text)) for text in args.announce_key)
     if args.url_ttl <= 0:
         raise SetpointError("--url-ttl must be positive")
-    # Only reconcile takes these (a fleet signed by another key, a rotation).
+    # Only the commands that publish take these (``trust_args``).
     trusted = tuple(str(PublicKey.parse(text)) for text in getattr(args, "trusted_key", []))
     downgrade = bool(getattr(args, "allow_downgrade", False))
     key = SigningKey.load(args.signing_key) if args.signing_key else None

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import Any
 
 import structlog
 
+from setpoint.controller.cli import replicas
 from setpoint.controller.cli.common import (
     FAILED,
     OK,
@@ -22,6 +24,7 @@ from setpoint.controller.cli.common import (
     print_json,
     signing_args,
     store_workers_arg,
+    trust_args,
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitRepo
@@ -42,7 +45,8 @@ def add_parsers(sub: Any) -> None:
         "reported are published on a later pass.",
         epilog="exit codes with --wait: 0 converged, 1 a deployment failed, 2 timed out, "
         "3 invalid definitions (nothing published), 4 repository or store unusable, or "
-        "signed pointers it cannot verify.",
+        "signed pointers it cannot verify, 5 another controller holds the store's lease "
+        "(nothing published).",
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
@@ -60,24 +64,11 @@ def add_parsers(sub: Any) -> None:
         help="record each pass's outcome in the commit's git note under refs/notes/setpoint "
         "of --repo, as 'setpoint watch' does (git log --notes=setpoint, setpoint history)",
     )
+    replicas.reconcile_args(p)
     tuning_args(p)
     signing_args(p)
-    p.add_argument(
-        "--trusted-key",
-        action="append",
-        default=[],
-        metavar="NAME:BASE64",
-        help="also accept current pointers signed by this public key (the key you rotate "
-        "away from); agents are not told to trust it",
-    )
     store_workers_arg(p)
-    p.add_argument(
-        "--allow-downgrade",
-        action="store_true",
-        help="replace pointers signed by a key this controller does not trust (without "
-        "--signing-key: publish unsigned pointers over signed ones); agents that trust only "
-        "that key refuse what is published",
-    )
+    trust_args(p)
 
     p = add_command(
         sub,
@@ -116,17 +107,27 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    store = open_pass_store(args, args.store)
+    try:
+        with replicas.reconcile_lease(args, store) as lease:
+            return _reconcile_in(args, store, lease)
+    except (replicas.LeaseBusy, replicas.LeaseLost) as exc:
+        return replicas.busy(exc)
+
+
+def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
     from setpoint.controller.gitops.environments import EnvironmentReconciler
 
     with GitRepo.open(args.repo) as repo:
         reconciler = EnvironmentReconciler(
             repo,
-            open_pass_store(args, args.store),
+            store,
             rev=args.branch,
             policy=pointer_policy(args),
             converge_rounds=args.converge_rounds,
             unreachable_after=args.unreachable_after,
             env=args.env,
+            lease=lease,
         )
         if reconciler.policy.signing_key is None:
             log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")
@@ -168,6 +169,7 @@ def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) 
 
             def progress(outcome: Any) -> None:
                 record(outcome)
+                replicas.keep(reconciler.lease)
                 if not args.json:
                     shown(outcome)
 
@@ -182,39 +184,49 @@ def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) 
     if args.json:
         print_json({**outcome.to_dict(), "exit_code": code})
     else:
-        if not args.wait:
-            print(outcome.summary())
-        for w in outcome.waiting:
-            print(f"  waiting: {w}")
-        for f in outcome.failed:
-            print(f"  FAILED: {f}")
-        if code == TIMED_OUT:
-            print(f"timed out after {args.timeout:g}s", file=sys.stderr)
+        _print_outcome(args, outcome, code)
     return code
+
+
+def _print_outcome(args: argparse.Namespace, outcome: Any, code: int) -> None:
+    if not args.wait:
+        print(outcome.summary())  # --wait drew its progress as it went
+    for w in outcome.waiting:
+        print(f"  waiting: {w}")
+    for f in outcome.failed:
+        print(f"  FAILED: {f}")
+    if code == TIMED_OUT:
+        print(f"timed out after {args.timeout:g}s", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from setpoint.controller.converge.status import fleet_status, format_table, rollouts_summary
     from setpoint.controller.fleet.move import move_status
     from setpoint.controller.rollout.ledger import read_ledger
+    from setpoint.store.lease import lease_status
 
     store = open_pass_store(args, args.store)
     statuses = fleet_status(store, unreachable_after=args.unreachable_after)
     ledger = read_ledger(store)
     moved = move_status(store)
+    controllers = lease_status(store, time.time())
     if args.json:
         print_json(
             {
                 "servers": [s.to_dict() for s in statuses],
                 **ledger_json(ledger.to_dict()),
                 "move": moved.to_dict() if moved else None,
+                "controllers": controllers.to_dict() if controllers else None,
             }
         )
     elif not statuses:
         print("no servers in this store yet")
+        if controllers:
+            print("\n".join(controllers.lines()))
     else:
         print(format_table(statuses))
         lines = rollouts_summary(ledger) + (moved.lines() if moved else [])
+        lines += controllers.lines() if controllers else []
         if lines:
             print("\n" + "\n".join(lines))
     return OK

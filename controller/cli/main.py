@@ -26,6 +26,7 @@ exit codes:
       nothing was published
   4   the repository or the store could not be used, or reconcile refused to
       replace signed pointers it cannot verify (nothing was published)
+  5   another controller holds the store's lease (reconcile; see --lease-wait)
   64  wrong usage
 
 how it fits together:

@@ -141,6 +141,8 @@ def publish(
     clock: Callable[[], float] = time.time,
     policy: PointerPolicy | None = None,
     seen: dict[str, int] | None = None,
+    fence: Callable[[], object] | None = None,
+    versions: dict[str, str | None] | None = None,
 ) -> PublishResult:
     """Bring the store's pointers to ``desired``.
 
@@ -151,6 +153,12 @@ def publish(
     server anywhere (a stored pointer, trusted or not; the generation its agent
     reports): a new pointer goes above it, since the agent refuses any
     generation it already passed.
+
+    A controller holding the lease passes ``fence`` (``Lease.hold``: raises if
+    the lease moved on), called right before the pointers are written, and
+    ``versions``, the version of each server's pointer object as stored (None:
+    absent): each pointer is then written only over that version, so a deposed
+    leader never replaces a newer leader's pointer.
     """
     policy = policy or PointerPolicy()
     seen = seen or {}
@@ -254,10 +262,16 @@ def publish(
     result.uploaded += configs + manifests
 
     # Pointers last.
+    if fence is not None:
+        fence()
+
     def write(server: str) -> str | None:
         pointer = pointers[server]
         previous = current.get(server)
-        version = store.write_pointer(pointer, previous)
+        if versions is not None:
+            version: str | None = store.write_pointer_if(pointer, previous, versions.get(server))
+        else:
+            version = store.write_pointer(pointer, previous)
         log.info(
             "pointer_published",
             server=server,

@@ -32,6 +32,8 @@ from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
+from setpoint.store.lease import Lease
+from setpoint.store.signing import SigningKey
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -194,6 +196,9 @@ class Reconciler:
     converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
     # Heartbeats an agent may miss before it is unreachable (``--unreachable-after``).
     unreachable_after: float = UNREACHABLE_AFTER_BEATS
+    # The lease this controller holds among replicas (``store.lease``): each write
+    # of the pass is fenced by it. None: the only controller.
+    lease: Lease | None = None
     # Manifests are immutable blobs: read each once per controller process.
     _manifests: dict[str, Manifest] = field(default_factory=dict, repr=False)
     # The last pointer and report read (or written) per server, with its version.
@@ -279,7 +284,8 @@ class Reconciler:
             return self._manifests[pointer.manifest]
 
         signing = self.policy.signing_key
-        ledger = read_ledger(self.store, self.policy.verifier() if signing else None)
+        fenced = self.lease is not None and self.lease.fences_writes
+        ledger = read_ledger(self.store, self.policy.verifier() if signing else None, fenced)
         gate = Gate(
             ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
         )
@@ -306,9 +312,12 @@ class Reconciler:
         held = self._hold_unknown(desired, pointers, stored, reports, set(bad_pointers))
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
-        write_ledger(self.store, ledger, signing)
+        ledger_fence, pointer_fence = self._fencing(ledger, signing, servers, versions)
+        write_ledger(self.store, ledger, signing, **ledger_fence)
         current = {s: p for s, p in pointers.items() if s not in held}
-        published = publish(self.store, desired, current, self.clock, self.policy, seen)
+        published = publish(
+            self.store, desired, current, self.clock, self.policy, seen, **pointer_fence
+        )
         for server in published.changed:
             version = published.versions.get(server)
             if version is None:
@@ -336,6 +345,34 @@ class Reconciler:
             converged=outcome.converged,
         )
         return outcome
+
+    def _fencing(
+        self,
+        ledger: Ledger,
+        signing: SigningKey | None,
+        servers: list[str],
+        listed: dict[str, str],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """With a lease: the arguments that fence the ledger write (held right
+        before it, epoch recorded, conditional on the version read) and the
+        pointer batch (held right before it, each pointer conditional on the
+        version of the object stored, valid or not: the one read, else the
+        one listed)."""
+        lease = self.lease
+        if lease is None:
+            return {}, {}
+        resign = signing is not None and ledger.signed_by != signing.name
+        if lease.epoch is None or ledger.changed or resign or ledger.epoch != lease.epoch:
+            lease.hold()  # the ledger will be written: lead now, or write nothing
+        conditional = lease.fences_writes
+        versions = {
+            s: self._pointers[s][0] if s in self._pointers else listed.get(pointer_key(s))
+            for s in servers
+        }
+        return (
+            {"epoch": lease.epoch, "conditional": conditional},
+            {"fence": lease.hold, "versions": versions if conditional else None},
+        )
 
     @staticmethod
     def _hold_unknown(

@@ -19,6 +19,13 @@ for a stale rollout to finish or time out.
 Like ``reconcile``, the watcher keeps nothing it cannot rebuild: on start,
 the commit being deployed is the one the store's newest pointer names, and
 the record of that commit is read back from its note.
+
+Several replicas (``--replica NAME``) share one store through its lease
+(``store.lease``): the holder runs the passes, renewing the lease every
+``ttl / 3`` seconds, and every write of its passes is fenced by it; the others
+stand by, look at the lease once per renewal interval, write a heartbeat once
+per ttl, and take over when the lease goes unrenewed for ``ttl`` seconds. A
+replica that takes over rebuilds what it deploys from the store, as on start.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import structlog
 
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import PassOutcome
+from setpoint.controller.converge.trust import UntrustedPointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS
 from setpoint.controller.definitions.repository import GitRepo
@@ -44,6 +52,7 @@ from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSou
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.base import Store
 from setpoint.store.errors import StoreError
+from setpoint.store.lease import Lease, remove_heartbeat, write_heartbeat
 
 log = structlog.get_logger("setpoint.watch")
 
@@ -57,6 +66,8 @@ class WatchPass:
     refused: Verdict | None = None
     outcome: PassOutcome | None = None
     record: DeployRecord | None = None
+    # Another replica holds the lease: this one only stood by.
+    standby: bool = False
 
 
 @dataclass
@@ -71,10 +82,17 @@ class Watcher:
     converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
     unreachable_after: float = UNREACHABLE_AFTER_BEATS
     clock: Callable[[], float] = time.time
+    # The lease among replicas (``--replica``); None: the only controller.
+    lease: Lease | None = None
     # Heads already refused, with why: each is reported once, not every pass.
     refused: dict[str, Verdict] = field(default_factory=dict)
+    _heartbeat_at: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self._resume()
+
+    def _resume(self) -> None:
+        """Take up what the store says is being deployed (on start, and on takeover)."""
         self.recorder = Recorder(
             Notebook(self.source.path),
             self.env,
@@ -119,7 +137,33 @@ class Watcher:
 
     # -- the loop --------------------------------------------------------------------------
 
+    def _lead(self) -> bool:
+        """Whether this replica leads now: renew, or look at the lease, when due."""
+        lease = self.lease
+        if lease is None:
+            return True
+        was = lease.held
+        try:
+            held = lease.poll()
+        except StoreError as exc:
+            log.warning("lease_check_failed", replica=lease.holder, error=str(exc))
+            return False
+        if held and not was:
+            log.info("replica_leads", replica=lease.holder, epoch=lease.epoch)
+            self._resume()
+        elif not held:
+            now = self.clock()
+            if self._heartbeat_at is None or now - self._heartbeat_at >= lease.ttl:
+                self._heartbeat_at = now
+                try:
+                    write_heartbeat(self.store, lease.holder, "standby", now, lease.ttl)
+                except StoreError as exc:
+                    log.warning("heartbeat_failed", replica=lease.holder, error=str(exc))
+        return held
+
     def step(self) -> WatchPass:
+        if not self._lead():
+            return WatchPass(head=None, deploying=None, standby=True)
         try:
             self.source.refresh()
         except FetchError as exc:
@@ -150,12 +194,19 @@ class Watcher:
                 converge_rounds=self.converge_rounds,
                 unreachable_after=self.unreachable_after,
                 env=self.env,
+                lease=self.lease,
             )
             try:
                 result.outcome = reconciler.run_pass()
             except StoreError as exc:
                 # The daemon outlives a store outage: the next pass tries again.
                 log.warning("pass_failed", commit=self.current[:12], error=str(exc))
+                return result
+            except UntrustedPointers as exc:
+                # Nothing was published; the fleet keeps what it runs. The daemon
+                # stays up, so an operator who restarts it with the right key
+                # (or --trusted-key during a rotation) loses no history.
+                log.error("pass_refused", commit=self.current[:12], error=str(exc))
                 return result
         try:
             self.recorder.update(result.outcome)
@@ -175,7 +226,17 @@ class Watcher:
                 passes += 1
                 if max_passes is not None and passes >= max_passes:
                     break
-                self.source.wait(self.interval)
+                self.source.wait(self.wait_between_passes)
         finally:
             self.source.stop()
+            if self.lease is not None:
+                self.lease.release()
+                remove_heartbeat(self.store, self.lease.holder)
         return passes
+
+    @property
+    def wait_between_passes(self) -> float:
+        """``interval``, shortened so the lease is renewed (or looked at) in time."""
+        if self.lease is None:
+            return self.interval
+        return min(self.interval, self.lease.renew_interval)

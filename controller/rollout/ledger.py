@@ -19,6 +19,10 @@ document, ``controller/ledger`` in the store, written by the controller only:
   their dependents to roll out first, and whether those are COMPLETE.
 
 It is rewritten only when its content changes, so an idle pass writes nothing.
+A controller holding the lease (``store.lease``) writes it with the lease's
+``epoch`` in it, and only over the version it read at the start of its pass:
+a deposed leader's write loses to a newer leader's, and a ledger a newer
+epoch wrote is never replaced by an older one.
 Losing it loses no configuration: the next pass starts new rollouts from what
 the pointers and reports say (only rollback targets and quarantines are lost).
 
@@ -42,6 +46,7 @@ from setpoint.store.base import Store
 from setpoint.store.digest import canonical_json
 from setpoint.store.documents import ManifestEntry
 from setpoint.store.errors import InvalidDocument
+from setpoint.store.lease import LeaseLost
 from setpoint.store.signing import PublicKey, SignatureError, SigningKey, verify_signed
 
 log = structlog.get_logger("setpoint.ledger")
@@ -123,10 +128,14 @@ class Ledger:
     # ``update_order: reverse`` deployments held while their dependents roll out:
     # deployment -> {targets: {server: digest held back}, ready: dependents COMPLETE}
     reverse: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # What was read from the store, to write only on change.
+    # The lease epoch of the controller that wrote it (None: written without a lease).
+    epoch: int | None = None
+    # What was read from the store, to write only on change, and its version.
     loaded: dict[str, Any] | None = None
     # The key that signed the ledger as stored (None: unsigned, or nothing stored).
     signed_by: str | None = None
+    # The stored document's version (None: nothing stored, or not known).
+    version: str | None = None
 
     def quarantined(self, deployment: str, server: str) -> Quarantined | None:
         return self.quarantine.get(deployment, {}).get(server)
@@ -172,6 +181,7 @@ class Ledger:
             "cycles": dict(sorted(self.cycles.items())),
             "retries": {d: dict(sorted(r.items())) for d, r in sorted(self.retries.items()) if r},
             **({"reverse": dict(sorted(self.reverse.items()))} if self.reverse else {}),
+            **({"epoch": self.epoch} if self.epoch is not None else {}),
         }
 
     @classmethod
@@ -194,6 +204,7 @@ class Ledger:
             cycles=dict(doc.get("cycles") or {}),
             retries={str(d): dict(r) for d, r in (doc.get("retries") or {}).items()},
             reverse={str(d): dict(r) for d, r in (doc.get("reverse") or {}).items()},
+            epoch=int(doc["epoch"]) if isinstance(doc.get("epoch"), int) else None,
             loaded=copy.deepcopy(doc),
         )
 
@@ -229,7 +240,9 @@ def _lost(event: str, reason: str) -> Ledger:
     return Ledger(loaded={})
 
 
-def read_ledger(store: Store, trusted: dict[str, PublicKey] | None = None) -> Ledger:
+def read_ledger(
+    store: Store, trusted: dict[str, PublicKey] | None = None, versioned: bool = False
+) -> Ledger:
     """The ledger in the store; with ``trusted``, only if one of those keys signed it.
 
     A signing controller passes the keys it trusts: it takes rollback targets
@@ -241,47 +254,86 @@ def read_ledger(store: Store, trusted: dict[str, PublicKey] | None = None) -> Le
     A ledger refused once is read once more before it is taken as lost: a
     torn read (a dropped connection mid-body) reads whole the second time,
     and losing the ledger to it would lift every quarantine.
+
+    ``versioned``: also learn the stored version (``Ledger.version``), for the
+    conditional write of a controller under the lease.
     """
-    first = _read_once(store, trusted)
+    first = _read_once(store, trusted, versioned)
     if isinstance(first, Ledger):
         return first
-    second = _read_once(store, trusted)
+    second = _read_once(store, trusted, versioned)
     if isinstance(second, Ledger):
         return second
-    return _lost(*second)
+    event, reason, version = second
+    lost = _lost(event, reason)
+    lost.version = version  # what a fenced write replaces: the document refused
+    return lost
 
 
-def _read_once(store: Store, trusted: dict[str, PublicKey] | None) -> Ledger | tuple[str, str]:
-    """The ledger, or (event, reason) why it cannot be used."""
+def _read_once(
+    store: Store, trusted: dict[str, PublicKey] | None, versioned: bool
+) -> Ledger | tuple[str, str, str | None]:
+    """The ledger, or (event, reason, its version if known) why it cannot be used."""
+    version: str | None = None
     try:
-        doc = store.read_controller_doc(LEDGER)
+        if versioned:
+            got = store.read_controller_doc_versioned(LEDGER)
+            doc, version = got if got is not None else (None, None)
+        else:
+            doc = store.read_controller_doc(LEDGER)
     except InvalidDocument as exc:
-        return "ledger_invalid", exc.reason
+        return "ledger_invalid", exc.reason, None
     if doc is None:
         return Ledger()
     key = doc.get("key") if isinstance(doc.get("key"), str) else None
     signature = doc.get("signature") if isinstance(doc.get("signature"), str) else None
     if trusted is not None:
         if not key or not signature:
-            return "ledger_not_trusted", "the ledger is not signed"
+            return "ledger_not_trusted", "the ledger is not signed", version
         try:
             verify_signed(trusted, key, signature, _payload(doc))
         except SignatureError as exc:
-            return "ledger_not_trusted", exc.reason
+            return "ledger_not_trusted", exc.reason, version
     try:
         ledger = Ledger.from_dict({k: v for k, v in doc.items() if k not in ("key", "signature")})
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        return "ledger_invalid", f"unexpected content: {exc}"
+        return "ledger_invalid", f"unexpected content: {exc}", version
     ledger.signed_by = key
+    ledger.version = version
     return ledger
 
 
-def write_ledger(store: Store, ledger: Ledger, key: SigningKey | None = None) -> bool:
+def ledger_epoch(store: Store) -> int:
+    """The lease epoch the stored ledger names (0: none): where a new lease starts above."""
+    try:
+        doc = store.read_controller_doc(LEDGER) or {}
+    except InvalidDocument:
+        return 0
+    epoch = doc.get("epoch")
+    return epoch if isinstance(epoch, int) else 0
+
+
+def write_ledger(
+    store: Store,
+    ledger: Ledger,
+    key: SigningKey | None = None,
+    epoch: int | None = None,
+    conditional: bool = False,
+) -> bool:
     """Write the ledger if it changed, signed with ``key``; whether it was written.
 
     A ledger signed by another key (the one rotated away from) is signed again
     with ``key`` even if nothing else changed.
+
+    ``epoch``: the lease epoch of the writer, recorded in the ledger; a ledger
+    of a newer epoch is never replaced (``LeaseLost``). ``conditional``: write
+    only over the version read (``ConditionFailed`` if another write came
+    since); a ledger that could not be read at all is replaced as before.
     """
+    if epoch is not None:
+        if ledger.epoch is not None and ledger.epoch > epoch:
+            raise LeaseLost("this controller", epoch, None, ledger.epoch)
+        ledger.epoch = epoch
     resign = key is not None and ledger.loaded is not None and ledger.signed_by != key.name
     if not ledger.changed and not resign:
         return False
@@ -290,7 +342,10 @@ def write_ledger(store: Store, ledger: Ledger, key: SigningKey | None = None) ->
     if key is not None:
         stored["key"] = key.name
         stored["signature"] = key.sign(_payload(stored))
-    store.write_controller_doc(LEDGER, stored)
+    if conditional and (ledger.version is not None or ledger.loaded is None):
+        ledger.version = store.write_controller_doc_if(LEDGER, stored, ledger.version)
+    else:
+        store.write_controller_doc(LEDGER, stored)
     ledger.loaded = copy.deepcopy(doc)
     ledger.signed_by = key.name if key is not None else None
     return True

@@ -151,3 +151,96 @@ def test_store_workers_default_to_the_environment(
     monkeypatch.setenv("SETPOINT_STORE_WORKERS", "6")
     args = build_parser().parse_args(["status", "--store", str(tmp_path)])
     assert open_pass_store(args, str(tmp_path)).pool.size == 6
+
+
+def test_reconcile_while_another_controller_holds_the_lease(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from setpoint.controller.cli.replicas import LEASE_HELD
+    from setpoint.store.lease import Lease
+    from setpoint.store.local import LocalStore
+
+    path = tmp_path / "store"
+    other = Lease(LocalStore(path), "ctl-a")
+    assert other.try_acquire()
+    args = ["reconcile", "--repo", str(example_repo), "--store", str(path)]
+    assert main(args) == LEASE_HELD
+    err = capsys.readouterr().err
+    assert "another controller holds the lease: ctl-a (epoch 1)" in err
+    assert LocalStore(path).list_servers() == [], "published while another controller led"
+    assert main(["status", "--store", str(path)]) == OK
+    assert "controllers: ctl-a leading (epoch 1)" in capsys.readouterr().out
+    other.release()
+    assert main(args) == OK
+    capsys.readouterr()
+    # The run released the lease when it ended: status names no leader.
+    assert main(["status", "--store", str(path), "--json"]) == OK
+    controllers = json.loads(capsys.readouterr().out)["controllers"]
+    assert controllers["leader"] is None
+    assert controllers["epoch"] == 2
+
+
+def test_watch_replica_refuses_a_store_without_conditional_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from setpoint.store.base import Store
+    from setpoint.store.local import LocalStore
+
+    def no_cas(self: Store, key: str, data: bytes, version: str | None) -> str:
+        return Store._put_if_match(self, key, data, version)
+
+    monkeypatch.setattr(LocalStore, "_put_if_match", no_cas)
+    (tmp_path / "repo").mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path / "repo")], check=True)
+    code = main(
+        ["watch", "--repo", str(tmp_path / "repo"), "--store", str(tmp_path / "s"),
+         "--replica", "a", "--once"]
+    )  # fmt: skip
+    assert code != OK
+    err = capsys.readouterr().err
+    assert "cannot do conditional writes" in err
+    assert "run a single controller, without --replica" in err
+
+
+def test_watch_without_replica_refuses_to_start_beside_a_leader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from setpoint.controller.cli.common import FAILED
+    from setpoint.store.lease import Lease
+    from setpoint.store.local import LocalStore
+
+    (tmp_path / "repo").mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(tmp_path / "repo")], check=True)
+    leader = Lease(LocalStore(tmp_path / "s"), "ctl-a")
+    assert leader.try_acquire()
+    args = ["watch", "--repo", str(tmp_path / "repo"), "--store", str(tmp_path / "s"), "--once"]
+    assert main(args) == FAILED
+    assert "ctl-a leads this store" in capsys.readouterr().err
+    leader.release()
+    assert main(args) == OK
+
+
+def test_reconcile_takes_over_at_once_from_a_run_of_this_host_that_died(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from setpoint.controller.cli.replicas import LEASE_HELD, run_holder
+    from setpoint.store.lease import Lease
+    from setpoint.store.local import LocalStore
+
+    path = tmp_path / "store"
+    prefix = run_holder().rsplit("-", 1)[0]
+    alive = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        running = Lease(LocalStore(path), f"{prefix}-{alive.pid}")
+        assert running.try_acquire()
+        args = ["reconcile", "--repo", str(example_repo), "--store", str(path)]
+        assert main(args) == LEASE_HELD, "took the lease of a run still alive"
+        running.release()
+        killed = Lease(LocalStore(path), f"{prefix}-{dead.pid}")
+        assert killed.try_acquire()  # and then the run is killed: never released
+        assert main(args) == OK, capsys.readouterr().err
+    finally:
+        alive.kill()
+        alive.wait()

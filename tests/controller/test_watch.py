@@ -9,14 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from bench import simulate
 from setpoint.controller.cli.main import main
+from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.gitops.commitgate import CommitGate, KeyringVerifier
 from setpoint.controller.gitops.notes import CONVERGED, IN_PROGRESS, SUPERSEDED, Notebook
 from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
 from setpoint.controller.gitops.watch import Watcher
 from setpoint.store.base import Store
+from setpoint.store.signing import SigningKey
 from setpoint.store.url import open_store
 from tests.controller.gittools import Git, export_keyring, git_daemon, git_http_backend, gpg_key
 
@@ -364,3 +367,80 @@ def test_an_idle_watch_runs_one_pass_per_interval_not_one_per_read_of_its_refs(
         thread.join(timeout=10)
     assert not thread.is_alive()
     assert passes[0] <= idle / watcher.interval + 1, f"{passes[0]} passes in {idle} s idle"
+
+
+def test_replicas_one_leads_the_standby_takes_over_when_it_goes_silent(
+    git: Git, work: Path, store: Store
+) -> None:
+    from setpoint.store.lease import Lease, lease_status
+
+    now = [1_800_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def replica(name: str) -> Watcher:
+        source = LocalSource(work, "main")
+        lease = Lease(store, name, ttl=9.0, clock=clock)
+        return Watcher(
+            source, store, CommitGate(source.path), interval=10.0, clock=clock, lease=lease
+        )
+
+    first, second = replica("r1"), replica("r2")
+    assert first.wait_between_passes == 3.0, "renewed three times per ttl"
+    assert not first.step().standby
+    head = git(work, "rev-parse", "HEAD")
+    assert commits_in_store(store) == {head}
+    assert second.step().standby
+    status = lease_status(store, clock())
+    assert status is not None
+    assert status.leader == "r1"
+    assert [r.name for r in status.standbys] == ["r2"]
+    # r1 keeps renewing: r2 stays a standby.
+    for _ in range(4):
+        now[0] += 3.0
+        assert not first.step().standby
+        assert second.step().standby
+    # r1 dies (no more steps). Within one ttl, r2 leads and deploys a new commit.
+    new_head = git.commit_files(work, definitions("two"), "second")
+    taken_over = None
+    for n in range(1, 5):
+        now[0] += 3.0
+        result = second.step()
+        if not result.standby:
+            taken_over = n * 3.0
+            break
+    assert taken_over is not None
+    assert taken_over <= 9.0 + 3.0
+    assert second.lease is not None
+    assert second.lease.epoch == 2
+    assert commits_in_store(store) == {new_head}
+    # r1 wakes: its lease is gone, it stands by and writes nothing.
+    assert first.step().standby
+    assert commits_in_store(store) == {new_head}
+
+
+def test_a_watch_that_cannot_verify_the_fleet_keeps_serving_and_says_why(
+    git: Git, work: Path, store: Store
+) -> None:
+    """Pointers signed by a key this daemon does not trust: each pass refuses to
+    publish (nothing is downgraded) and the daemon lives on, naming the remedy."""
+    signed_by_old = SigningKey.generate("old")
+    first = local_watcher(work, store)
+    first.policy = PointerPolicy(signed_by_old)
+    first.step()
+    before = {s: store.read_pointer(s) for s in store.list_servers()}
+    watcher = local_watcher(work, store)
+    watcher.policy = PointerPolicy(SigningKey.generate("new"))
+    git.commit_files(work, definitions("two"), "second")
+    with capture_logs() as logs:
+        result = watcher.step()
+    assert result.outcome is None
+    assert {s: store.read_pointer(s) for s in store.list_servers()} == before
+    [refused] = [e for e in logs if e["event"] == "pass_refused"]
+    assert "--trusted-key" in refused["error"]
+    # And with the old key trusted (a rotation), the pass goes on.
+    watcher.policy = PointerPolicy(
+        SigningKey.generate("new"), verify_keys=(str(signed_by_old.public()),)
+    )
+    assert watcher.step().outcome is not None

@@ -1,0 +1,293 @@
+"""Two controller replicas on one local store, agents as processes: the leader is
+killed with SIGKILL in the middle of a rolling update, the standby takes over
+within the lease's ttl, and the rollout completes one server at a time with no
+server running the new config twice."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from setpoint.controller.definitions.repository import commit_all
+from setpoint.controller.fleet.enroll import bootstrap_for
+from setpoint.controller.rollout.ledger import read_ledger
+from setpoint.store.base import Store
+from setpoint.store.documents import Manifest
+from setpoint.store.lease import lease_status
+from setpoint.store.local import LocalStore
+from setpoint.store.signing import SigningKey
+from setpoint.store.url import open_store
+
+pytestmark = pytest.mark.e2e
+
+SERVERS = ("db-1", "web-1", "web-2")
+TTL = 3.0
+
+
+def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def wait_until(what: str, condition: Callable[[], object], seconds: float) -> float:
+    """Poll ``condition`` until true; how long it took."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def runs(log_dir: Path, server: str) -> list[tuple[float, float | None]]:
+    """(start, end) of each run the hook logged on ``server``."""
+    path = log_dir / server
+    if not path.exists():
+        return []
+    out: list[tuple[float, float | None]] = []
+    for line in path.read_text().splitlines():
+        kind, stamp = line.split()
+        if kind == "start":
+            out.append((float(stamp), None))
+        else:
+            out[-1] = (out[-1][0], float(stamp))
+    return out
+
+
+def test_standby_takes_over_a_rolling_update_when_the_leader_is_killed(
+    example_repo: Path, tmp_path: Path, start_agents: Callable[..., object]
+) -> None:
+    store_dir = tmp_path / "store"
+    start_agents(store_dir, SERVERS)
+    failover_mid_rollout(example_repo, tmp_path, str(store_dir), LocalStore(store_dir), [])
+
+
+def test_on_swift_standby_takes_over_through_numbered_leases(
+    example_repo: Path, tmp_path: Path, swift_env: Any
+) -> None:
+    """The same on a real Swift: the lease is numbered create-only objects, the
+    agents hold only TempURLs, pointers are signed."""
+    key = SigningKey.generate("ctl")
+    key_file = tmp_path / "ctl.key"
+    key.save(key_file)
+    url = f"swift://replicas-{uuid.uuid4().hex[:10]}"
+    store = open_store(url)
+    if store.temp_url_keys() == (None, None):  # type: ignore[attr-defined]
+        store.set_temp_url_key(1, "replicas-secret")  # type: ignore[attr-defined]
+    agents = []
+    try:
+        for server in SERVERS:
+            state = tmp_path / "agents" / server
+            state.mkdir(parents=True)
+            boot = bootstrap_for(store, server, {key.name: str(key.public())})
+            boot_file = tmp_path / "agents" / f"{server}.bootstrap.json"
+            boot_file.write_text(json.dumps(boot.to_dict()))
+            log = (tmp_path / "agents" / f"{server}.log").open("ab")
+            cmd = [
+                sys.executable, "-m", "setpoint.agentshim", "--bootstrap", str(boot_file),
+                "--state-dir", str(state), "--interval", "0.2", "--retry-backoff", "0.5",
+            ]  # fmt: skip
+            agents.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+        failover_mid_rollout(example_repo, tmp_path, url, store, ["--signing-key", str(key_file)])
+        assert store.list_controller_docs("lease-n"), "Swift holds numbered leases"
+        assert store.read_controller_doc("lease") is None
+    finally:
+        for proc in agents:
+            proc.terminate()
+        for proc in agents:
+            proc.wait(timeout=20)
+
+
+def failover_mid_rollout(
+    example_repo: Path, tmp_path: Path, url: str, store: Store, signing: list[str]
+) -> None:
+    """Deploy, start two replicas, roll out one server at a time, SIGKILL the
+    leader while the first server runs the change, and check the outcome."""
+    wait = ("--wait", "--timeout", "90", "--interval", "0.1")
+    first = setpoint("reconcile", "--repo", str(example_repo), "--store", url, *wait, *signing)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    def replica(name: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"replica-{name}.log").open("ab")
+        cmd = [
+            sys.executable, "-m", "setpoint.controller.cli", "--log-level", "info",
+            "watch", "--repo", str(example_repo), "--branch", "main",
+            "--store", url, "--replica", name,
+            "--lease-ttl", str(TTL), "--interval", "0.1", *signing,
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return proc
+
+    def leader() -> str | None:
+        status = lease_status(store, time.time())
+        return status.leader if status else None
+
+    def logs() -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()}" for p in sorted(tmp_path.glob("replica-*.log"))
+        )
+
+    # A rolling update, one server at a time, whose hook logs when it runs.
+    log_dir = tmp_path / "runs"
+    log_dir.mkdir()
+    stack = example_repo / "stacks/web.yaml"
+    stack.write_text(
+        stack.read_text().replace(
+            "      message: Managed by setpoint\n",
+            "      message: Managed by setpoint, rolled\n    update_policy: {max_batch_size: 1}\n",
+        )
+    )
+    motd = example_repo / "components/motd/component.yaml"
+    motd.write_text(
+        motd.read_text().replace(
+            "      #!/bin/sh\n      printf",
+            f'      #!/bin/sh\n      echo "start $(date +%s.%N)" >> {log_dir}/"$deploy_server_id"\n'
+            "      sleep 1.5\n"
+            f'      echo "end $(date +%s.%N)" >> {log_dir}/"$deploy_server_id"\n'
+            "      printf",
+            1,
+        )
+    )
+
+    def roll_out() -> None:
+        commit_all(example_repo, "Roll out a new motd one server at a time")
+
+    procs = []
+    try:
+        procs.append(replica("ctl-a"))
+        wait_until("ctl-a to lead", lambda: leader() == "ctl-a", 30)
+        procs.append(replica("ctl-b"))
+        status_out = ""
+
+        def standby_listed() -> bool:
+            nonlocal status_out
+            status_out = setpoint("status", "--store", url).stdout
+            return "standbys: ctl-b" in status_out
+
+        wait_until("ctl-b to stand by", standby_listed, 30)
+        assert "controllers: ctl-a leading" in status_out
+        roll_out()  # the replicas see the new head
+        # Kill the leader once the rollout is under way: the first server is running it.
+        wait_until("the first batch", lambda: any(runs(log_dir, s) for s in SERVERS), 60)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        killed_at = time.monotonic()
+        started = [s for s in SERVERS if runs(log_dir, s)]
+        assert len(started) == 1, f"killed too late to be mid-rollout: {started} had run"
+        wait_until("ctl-b to take over", lambda: leader() == "ctl-b", 3 * TTL)
+        took = time.monotonic() - killed_at
+        assert took <= TTL + 1.5, f"took over after {took:.1f}s, lease ttl {TTL}s"
+
+        def rolled_out() -> bool:
+            return all(len(runs(log_dir, s)) >= 1 and runs(log_dir, s)[-1][1] for s in SERVERS)
+
+        try:
+            wait_until("the rollout to finish", rolled_out, 90)
+        except AssertionError:
+            raise AssertionError(logs()) from None
+        time.sleep(1.0)  # a duplicate run would show up by now
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    assert "replica_leads" in (tmp_path / "replica-ctl-b.log").read_text()
+
+    # No server ran the new config twice, and never two servers at once (batch of one).
+    intervals = []
+    for server in SERVERS:
+        done = runs(log_dir, server)
+        assert len(done) == 1, (server, done, logs())
+        start, end = done[0]
+        assert end is not None
+        intervals.append((start, end, server))
+    intervals.sort()
+    for (_, end, server), (start, _, nxt) in itertools.pairwise(intervals):
+        assert end <= start, f"{server} and {nxt} ran at the same time"
+
+    # Pointers, reports and ledger agree: every server runs the new commit's motd,
+    # as reported for the generation its pointer has; the ledger names the new epoch.
+    status = lease_status(store, time.time())
+    assert status is not None
+    assert status.epoch >= 2
+    commits = set()
+    for server in SERVERS:
+        pointer = store.read_pointer(server)
+        report = store.read_report(server)
+        assert pointer is not None
+        assert report is not None
+        assert report.generation == pointer.generation, server
+        commits.add(pointer.commit)
+        entry = next(
+            e
+            for e in Manifest.from_dict(store.get_json_blob(pointer.manifest)).deployments
+            if e.name == "web/motd"
+        )
+        got = report.deployments["web/motd"]
+        assert (got.config, got.status) == (entry.config, "COMPLETE"), server
+    head = subprocess.run(
+        ["git", "-C", str(example_repo), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert commits == {head}
+    ledger = read_ledger(store)
+    assert ledger.epoch is not None
+    assert ledger.epoch == status.epoch, "the ledger names the last leader's epoch"
+
+
+def test_two_reconcile_runs_never_interleave(example_repo: Path, tmp_path: Path) -> None:
+    """With no agents the first run never converges: it holds the lease for its
+    --timeout. A second run exits 5 at once, a third waits (--lease-wait) and
+    runs once the first is done."""
+    store_dir = tmp_path / "store"
+    store = LocalStore(store_dir)
+    base = ["reconcile", "--repo", str(example_repo), "--store", str(store_dir)]
+    cmd = [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning"]
+    first = subprocess.Popen(
+        [*cmd, *base, "--wait", "--timeout", "4", "--interval", "0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            "the first run to hold the lease",
+            lambda: (s := lease_status(store, time.time())) is not None and s.leader is not None,
+            30,
+        )
+        second = setpoint(*base)
+        assert second.returncode == 5, second.stdout + second.stderr
+        assert "another controller holds the lease: reconcile-" in second.stderr
+        third = setpoint(*base, "--lease-wait", "60", "--json")
+        assert first.poll() is not None, "the third run did not wait for the first"
+        assert third.returncode == 0, third.stdout + third.stderr
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    assert first.returncode == 2  # timed out: nothing converged without agents
