@@ -316,7 +316,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _print_runs(args: argparse.Namespace, report: Any, runs: list[Any]) -> None:
-    from setpoint.controller.converge.status import DETAIL_LINES, stream_lines
+    from setpoint.controller.converge.status import stream_lines
+    from setpoint.store.digest import short
 
     if args.json:
         print_json(
@@ -333,11 +334,11 @@ def _print_runs(args: argparse.Namespace, report: Any, runs: list[Any]) -> None:
         exit_code = "-" if r.exit_code is None else str(r.exit_code)
         print(
             f"{r.started_at or '-'}  {r.deployment}  {r.action}  {r.status}  "
-            f"config {r.config[:20]}  took {duration}  exit {exit_code}  attempt {r.attempts}"
+            f"config {short(r.config)}  took {duration}  exit {exit_code}  attempt {r.attempts}"
         )
         if r.reason:
             print(f"  reason: {r.reason}")
-        for line in stream_lines(r, DETAIL_LINES * 5):
+        for line in stream_lines(r, None):  # the whole tail the report keeps
             print(line)
 
 

@@ -143,9 +143,10 @@ def matches(name: str, wanted: str) -> bool:
     return wanted in (name, name.split("/", 1)[-1])
 
 
-def tail_lines(text: str, lines: int) -> list[str]:
-    """The last ``lines`` lines of ``text``, with a line that says how many were left out."""
+def tail_lines(text: str, lines: int | None) -> list[str]:
+    """The last ``lines`` lines of ``text`` (None: all), with a line that says how
+    many were left out."""
     all_lines = text.splitlines()
-    if len(all_lines) <= lines:
+    if lines is None or len(all_lines) <= lines:
         return all_lines
     return [f"... ({len(all_lines) - lines} earlier lines)", *all_lines[-lines:]]

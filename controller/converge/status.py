@@ -309,15 +309,16 @@ def format_details(statuses: list[ServerStatus], lines: int = DETAIL_LINES) -> s
             if d.run is None:
                 continue
             exit_code = "" if d.run.exit_code is None else f", exit {d.run.exit_code}"
-            out.append(f"{s.server} {d.name}: {d.status} ({d.run.action}{exit_code})")
+            out.append(f"{s.server} {d.name}: {d.status}, {d.run.action}{exit_code}")
             if d.run.reason:
                 out.append(f"  reason: {d.run.reason}")
             out.extend(stream_lines(d.run, lines))
     return "\n".join(out)
 
 
-def stream_lines(run: Run, lines: int) -> list[str]:
-    """A run's stdout and stderr tails, indented, or why they are withheld."""
+def stream_lines(run: Run, lines: int | None) -> list[str]:
+    """A run's stdout and stderr tails (their last ``lines`` lines; None: all),
+    indented, or why they are withheld."""
     if run.withheld:
         return [f"  output withheld: {run.withheld}"]
     out: list[str] = []

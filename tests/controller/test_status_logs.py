@@ -125,7 +125,7 @@ def test_status_shows_why_a_deployment_failed_with_secrets_masked(
     code, out = status(capsys, "--store", str(path))
     assert code == OK
     assert SECRET not in out
-    assert "web-1 app/db: FAILED (CREATE, exit 3)" in out
+    assert "web-1 app/db: FAILED, CREATE, exit 3" in out
     assert f"  reason: script exited with status 3 ({MASK})" in out
     assert f"    connecting as admin with {MASK}" in out
     assert f"    error: password {MASK} refused" in out
@@ -144,7 +144,7 @@ def test_status_shows_a_running_deployment_and_its_output_so_far(
     path, _ = fleet(tmp_path, {"web-1": "IN_PROGRESS"})
     code, out = status(capsys, "--store", str(path))
     assert code == OK
-    assert "web-1 app/db: IN_PROGRESS (CREATE)" in out
+    assert "web-1 app/db: IN_PROGRESS, CREATE" in out
 
 
 def test_status_withholds_the_tails_when_the_config_cannot_be_read(
@@ -261,7 +261,7 @@ def test_logs_shows_the_last_runs_newest_first_masked(
 
     code, out = logs(capsys, "web-1", "app/web", "--store", str(path))
     assert code == OK
-    assert "app/web  CREATE  COMPLETE" in out
+    assert "app/web  CREATE  COMPLETE  config " in out
     assert "app/db" not in out
 
     code, out = logs(capsys, "web-1", "--store", str(path))
@@ -288,3 +288,11 @@ def test_logs_help_says_only_the_last_run_is_kept() -> None:
         timeout=60,
     )
     assert "keeps only the last run of each deployment" in " ".join(result.stdout.split())
+
+
+def test_status_shows_the_last_lines_of_a_long_stream_and_says_how_many_it_left_out() -> None:
+    from setpoint.controller.converge.runs import tail_lines
+
+    text = "".join(f"line {n}\n" for n in range(1, 26))
+    assert tail_lines(text, 10) == ["... (15 earlier lines)", *[f"line {n}" for n in range(16, 26)]]
+    assert tail_lines(text, None) == [f"line {n}" for n in range(1, 26)]
