@@ -1,18 +1,14 @@
 """The counts a reconcile pass prints: failed servers, not failure lines; a
 server that never reported is not converged.
 
-Both defects live in ``PassOutcome.summary`` and ``assess``
-(controller/converge/reconcile.py); these tests are strict xfails until that
-module counts servers (strict: they fail the suite once it does, so the
-marker goes with the fix).
+Both are decided in ``PassOutcome.summary`` and ``assess``
+(controller/converge/reconcile.py).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import pytest
 
 from tests.controller.fleet import Fleet, component, inventory
 
@@ -32,9 +28,6 @@ deployments:
 """
 
 
-@pytest.mark.xfail(
-    strict=True, reason="PassOutcome.summary counts failure lines (the halt too), not servers"
-)
 def test_two_failed_servers_are_counted_as_two(tmp_path: Path) -> None:
     fleet = Fleet(
         tmp_path,
@@ -61,10 +54,6 @@ def test_two_failed_servers_are_counted_as_two(tmp_path: Path) -> None:
         fleet.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assess counts a server with nothing published yet and no report as converged",
-)
 def test_a_first_pass_with_no_agent_converges_no_server(tmp_path: Path) -> None:
     # web-1 and web-2 only get a deployment that waits for db-1's output: their
     # manifests are empty on the first pass, and no agent runs anywhere.
