@@ -5,7 +5,9 @@ starts) and reported IN_PROGRESS before the hook runs. The hook gets Heat's
 document: the derived config with the ``deploy_*`` inputs, its files in place.
 The full stdout and stderr are kept on the server; the report gets their tails,
 Heat's ``deploy_*`` outputs when the config declares them, and a failure when
-an ``error_output`` is set.
+an ``error_output`` is set. The values of inputs the derived config marks
+``hidden`` are masked in all of these (heat-agents' hooks log every input to
+stderr), before anything is cut to a tail, so no part of a secret survives.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from setpoint.agentshim.processes import process_start
 from setpoint.agentshim.reporting import iso
 from setpoint.agentshim.state import DeploymentState, Failure
 from setpoint.store import ManifestEntry, StoreError
+from setpoint.store.masking import mask_text, mask_values, secret_values
 
 # Heat's attributes of every deployment, reported as outputs when the derived
 # config declares them (as Heat templates' configs do): the hook never sets them.
@@ -104,6 +107,7 @@ class Attempts:
         result = self.runner.run(
             document, deployment=entry.name, timeout=entry.timeout, on_start=on_start
         )
+        result = masked(derived, result)
         result = bounded_outputs(with_deploy_outputs(derived, result))
         return failed_on_error_output(derived, result) if result.ok else result
 
@@ -150,6 +154,21 @@ def hook_document(
         ],
         "options": dict(derived.get("options") or {}),
     }
+
+
+def masked(derived: dict[str, Any], result: HookResult) -> HookResult:
+    """The result with the values of the config's hidden inputs masked in its
+    streams, outputs and reason."""
+    secrets = secret_values(derived)
+    if not secrets:
+        return result
+    return replace(
+        result,
+        outputs=mask_values(dict(result.outputs), secrets),
+        stdout=mask_text(result.stdout, secrets),
+        stderr=mask_text(result.stderr, secrets),
+        reason=None if result.reason is None else mask_text(result.reason, secrets),
+    )
 
 
 def with_deploy_outputs(derived: dict[str, Any], result: HookResult) -> HookResult:

@@ -1,5 +1,6 @@
-"""``setpoint reconcile``, ``status`` and ``retry``: publish, watch the fleet
-converge, and lift the quarantine of a failed digest."""
+"""``setpoint reconcile``, ``status``, ``logs`` and ``retry``: publish, watch the
+fleet converge, read what the agents ran, and lift the quarantine of a failed
+digest."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -16,6 +19,7 @@ from setpoint.controller.cli.common import (
     FAILED,
     OK,
     TIMED_OUT,
+    UNAVAILABLE,
     add_command,
     env_arg,
     invalid,
@@ -77,12 +81,52 @@ def add_parsers(sub: Any) -> None:
         help="show desired against reported state per server",
         description="Read pointers, manifests and reports from the store and show, per server "
         "and deployment: desired digest, reported digest, status, last action, reported/"
-        "published generation, commit and the age of the last run.",
+        "published generation, commit and the age of the last run. Below the table, each "
+        "failed or running deployment's reason and the last lines of its stdout and stderr, "
+        "as the agent reported them, with the values of secret inputs masked. A server whose "
+        "agent has not written a report yet says NEVER REPORTED.",
+        epilog="exit codes: 0 shown (with --exit-code: and nothing failed), 1 with "
+        "--exit-code: a deployment failed, an agent reports an error or is unreachable (no "
+        "heartbeat), or a document cannot be read; also when --server names no server in "
+        "the store. 4 the store cannot be read (a path that does not exist is an error, not "
+        "an empty store).",
     )
     p.add_argument("--store", required=True, help="store URL or path")
     p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument(
+        "--server", action="append", metavar="S", help="only this server (may be repeated)"
+    )
+    p.add_argument(
+        "--deployment", metavar="D", help="only this deployment: <stack>/<name>, or <name>"
+    )
+    p.add_argument(
+        "--failed", action="store_true", help="only failed deployments, and agents in trouble"
+    )
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when anything shown failed or is unreachable (for scripts and monitoring)",
+    )
     tuning_args(p, rounds=False)
     store_workers_arg(p)
+
+    p = add_command(
+        sub,
+        "logs",
+        cmd_logs,
+        help="show the last run of each deployment on a server",
+        description="Read a server's report and show, newest first, the last run of each "
+        "deployment (or of DEPLOYMENT): action, config digest, start, duration, exit code, "
+        "reason and the tails of stdout and stderr, with the values of secret inputs masked. "
+        "The report keeps only the last run of each deployment, so that is all there is: "
+        "older runs are in the agent's logs on the server, not in the store.",
+        epilog="exit codes: 0 shown, 1 the server has no report (or none for DEPLOYMENT), "
+        "4 the store cannot be read.",
+    )
+    p.add_argument("server", help="the server's name")
+    p.add_argument("deployment", nargs="?", help="only this deployment: <stack>/<name>, or <name>")
+    p.add_argument("--store", required=True, help="store URL or path")
+    p.add_argument("--json", action="store_true", help="print as JSON")
 
     p = add_command(
         sub,
@@ -200,13 +244,31 @@ def _print_outcome(args: argparse.Namespace, outcome: Any, code: int) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from setpoint.controller.converge.status import fleet_status, format_table, rollouts_summary
+    from setpoint.controller.converge.status import fleet_status
+
+    store = _open_existing_store(args, args.store)
+    if store is None:
+        return UNAVAILABLE
+    statuses = fleet_status(store, unreachable_after=args.unreachable_after, servers=args.server)
+    missing = sorted(set(args.server or ()) - {s.server for s in statuses})
+    for server in missing:
+        print(f"setpoint: no server {server!r} in this store", file=sys.stderr)
+    shown = [kept for s in statuses if (kept := s.only(args.deployment, args.failed))]
+    filtered = bool(args.server or args.deployment or args.failed)
+    _quiet_on_broken_pipe(lambda: _print_status(args, store, shown, filtered))
+    if missing or (args.exit_code and any(s.troubled for s in shown)):
+        return FAILED
+    return OK
+
+
+def _print_status(
+    args: argparse.Namespace, store: Any, statuses: list[Any], filtered: bool
+) -> None:
+    from setpoint.controller.converge.status import format_details, format_table, rollouts_summary
     from setpoint.controller.fleet.move import move_status
     from setpoint.controller.rollout.ledger import read_ledger
     from setpoint.store.lease import lease_status
 
-    store = open_pass_store(args, args.store)
-    statuses = fleet_status(store, unreachable_after=args.unreachable_after)
     ledger = read_ledger(store)
     moved = move_status(store)
     controllers = lease_status(store, time.time())
@@ -220,16 +282,95 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     elif not statuses:
-        print("no servers in this store yet")
-        if controllers:
+        print("nothing matches" if filtered else "no servers in this store yet")
+        if controllers and not filtered:
             print("\n".join(controllers.lines()))
     else:
         print(format_table(statuses))
-        lines = rollouts_summary(ledger) + (moved.lines() if moved else [])
-        lines += controllers.lines() if controllers else []
+        details = format_details(statuses)
+        if details:
+            print("\n" + details)
+        lines = [] if filtered else rollouts_summary(ledger) + (moved.lines() if moved else [])
+        lines += controllers.lines() if controllers and not filtered else []
         if lines:
             print("\n" + "\n".join(lines))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from setpoint.controller.converge.runs import server_runs
+
+    store = _open_existing_store(args, args.store)
+    if store is None:
+        return UNAVAILABLE
+    report = store.read_report(args.server)
+    if report is None:
+        print(f"setpoint: {args.server!r} has no report in this store", file=sys.stderr)
+        return FAILED
+    runs = server_runs(store, report, args.deployment)
+    if args.deployment and not runs:
+        print(
+            f"setpoint: {args.server}'s report has no deployment {args.deployment!r}",
+            file=sys.stderr,
+        )
+        return FAILED
+    _quiet_on_broken_pipe(lambda: _print_runs(args, report, runs))
     return OK
+
+
+def _print_runs(args: argparse.Namespace, report: Any, runs: list[Any]) -> None:
+    from setpoint.controller.converge.status import stream_lines
+    from setpoint.store.digest import short
+
+    if args.json:
+        print_json(
+            {
+                "server": report.server,
+                "report_updated_at": report.updated_at,
+                "history": "last run of each deployment",
+                "runs": [r.to_dict() for r in runs],
+            }
+        )
+        return
+    for r in runs:
+        duration = "running" if r.status == "IN_PROGRESS" else _seconds(r.duration)
+        exit_code = "-" if r.exit_code is None else str(r.exit_code)
+        print(
+            f"{r.started_at or '-'}  {r.deployment}  {r.action}  {r.status}  "
+            f"config {short(r.config)}  took {duration}  exit {exit_code}  attempt {r.attempts}"
+        )
+        if r.reason:
+            print(f"  reason: {r.reason}")
+        for line in stream_lines(r, None):  # the whole tail the report keeps
+            print(line)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _open_existing_store(args: argparse.Namespace, url: str) -> Any:
+    """The store at ``url`` (with ``--store-workers`` where the command takes it);
+    None (having said why) when it is a local path that does not exist: a typo
+    must not read as a store with no servers yet."""
+    from setpoint.store.local import LocalStore
+
+    store = open_pass_store(args, url)
+    if isinstance(store, LocalStore) and not Path(store.root).is_dir():
+        print(f"setpoint: no store at {store.root} (no such directory)", file=sys.stderr)
+        return None
+    return store
+
+
+def _quiet_on_broken_pipe(show: Callable[[], None]) -> None:
+    """Run ``show``; a reader that stopped reading (``status | head``) ends it quietly."""
+    try:
+        show()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and complain: point it at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def ledger_json(doc: dict[str, Any]) -> dict[str, Any]:

@@ -90,8 +90,13 @@ class PassOutcome:
                 )
         if self.waiting:
             parts.append(f"{len(self.waiting)} waiting")
-        if self.failed:
-            parts.append(f"{len(self.failed)} failed")
+        # Servers, not failure lines: a server with two failed deployments is
+        # one failed server, and a halted rollout is said apart.
+        failed = sum(1 for s in self.servers.values() if s.failed)
+        if failed:
+            parts.append(f"{failed} failed")
+        if self.desired.failures:
+            parts.append(f"{len(self.desired.failures)} rollouts stopped")
         if self.invalid:
             parts.append(f"{len(self.invalid)} invalid")
         return ", ".join(parts)
@@ -141,7 +146,9 @@ def assess(
     ``invalid`` says why the server's report could not be used, if it could not.
     """
     failed: list[str] = [invalid] if invalid else []
-    pending: list[str] = []
+    # A server whose agent never answered has not converged on anything, even
+    # when nothing is published to it yet (its deployments wait).
+    pending: list[str] = [] if report is not None or invalid else ["never reported"]
     reported = report.deployments if report else {}
     if report is not None and report.error:
         failed.append(f"agent error: {report.error}")

@@ -2,14 +2,17 @@
 
 Reads only the store (pointers, manifests, reports), so it works from any
 machine that can read the store, with or without the definitions repository.
+A failed or running deployment brings its reason and the tails of its stdout
+and stderr as the agent reported them, masked (``converge.runs``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from setpoint.controller.converge.runs import Masker, Run, matches, tail_lines
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreachable
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
@@ -28,6 +31,12 @@ class DeploymentStatus:
     action: str | None
     age: float | None
     reason: str | None
+    # The last run, masked, for a deployment that failed or is running; else None.
+    run: Run | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("FAILED")
 
 
 # An agent that has not answered a generation published this long ago is stale:
@@ -44,6 +53,36 @@ class ServerStatus:
     agent: str = "unknown"
     # Documents of this server that could not be read ("invalid report: ...").
     invalid: list[str] = field(default_factory=list)
+
+    @property
+    def troubled(self) -> bool:
+        """Something here needs a person: a failed deployment, an agent error or
+        no heartbeat, a document that cannot be read. (``status --exit-code``)"""
+        return any(d.failed for d in self.deployments) or self.agent_troubled
+
+    @property
+    def agent_troubled(self) -> bool:
+        """The agent errs or has no heartbeat, or a document cannot be read."""
+        return (
+            self.agent == "unreachable"
+            or bool(self.report and self.report.error)
+            or bool(self.invalid)
+        )
+
+    def only(self, deployment: str | None, failed: bool) -> ServerStatus | None:
+        """This server with only the deployments named (``stack/name`` or
+        ``name``) and, when ``failed``, only failed ones and agent trouble;
+        None when nothing is left to show."""
+        kept = [
+            d
+            for d in self.deployments
+            if (deployment is None or matches(d.name, deployment)) and (not failed or d.failed)
+        ]
+        if deployment is None and not failed:
+            return self
+        if not kept and not (failed and self.agent_troubled):
+            return None
+        return replace(self, deployments=kept)
 
     @staticmethod
     def agent_state(
@@ -86,6 +125,10 @@ class ServerStatus:
                     "action": d.action,
                     "age_seconds": None if d.age is None else round(d.age, 3),
                     "reason": d.reason,
+                    "exit_code": d.run.exit_code if d.run else None,
+                    "stdout_tail": d.run.stdout_tail if d.run else None,
+                    "stderr_tail": d.run.stderr_tail if d.run else None,
+                    "tails_withheld": d.run.withheld if d.run else None,
                 }
                 for d in self.deployments
             ],
@@ -128,14 +171,18 @@ def fleet_status(
     now: float | None = None,
     stale_after: float = STALE_AFTER,
     unreachable_after: float = UNREACHABLE_AFTER_BEATS,
+    servers: list[str] | None = None,
 ) -> list[ServerStatus]:
+    """Every server's status (or only those of ``servers`` the store has)."""
     now = time.time() if now is None else now
     ledger = read_ledger(store)
+    masker = Masker(store)
     out: list[ServerStatus] = []
-    servers = store.list_servers()
+    listed = store.list_servers()
+    wanted = listed if servers is None else [s for s in listed if s in servers]
     # Each server's documents are read side by side with the others' on the pool.
-    read = store.pool.map(lambda server: _read_server(store, server), servers)
-    for server, (pointer, report, manifest, invalid) in zip(servers, read, strict=True):
+    read = store.pool.map(lambda server: _read_server(store, server), wanted)
+    for server, (pointer, report, manifest, invalid) in zip(wanted, read, strict=True):
         status = ServerStatus(
             server,
             pointer,
@@ -164,15 +211,20 @@ def fleet_status(
                 elif state == "FAILED":
                     state = "FAILED (quarantined)"
             when = _parse_time(got.finished_at or got.started_at) if got else None
+            desired = entry.config if entry else None
+            run = None
+            if got is not None and (state.startswith("FAILED") or state == "IN_PROGRESS"):
+                run = masker.run(server, got, desired)
             status.deployments.append(
                 DeploymentStatus(
                     name=name,
-                    desired=entry.config if entry else None,
+                    desired=desired,
                     reported=got.config if got else None,
                     status=state,
                     action=got.action if got else None,
                     age=None if when is None else max(0.0, now - when),
-                    reason=got.reason if got else None,
+                    reason=run.reason if run else got.reason if got else None,
+                    run=run,
                 )
             )
         out.append(status)
@@ -208,7 +260,7 @@ def format_table(statuses: list[ServerStatus]) -> str:
         reported_gen = s.report.generation if s.report else "-"
         gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
         commit = s.pointer.commit[:12] if s.pointer else "-"
-        if not s.deployments and not s.invalid:
+        if not s.deployments and not s.troubled:
             rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
         for d in s.deployments:
             rows.append(
@@ -228,6 +280,10 @@ def format_table(statuses: list[ServerStatus]) -> str:
             rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
         if s.report and s.report.error:
             rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+        if s.agent == "never-reported" and s.pointer is not None:
+            rows.append(
+                (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
+            )
         if s.agent == "stale":
             rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
         if s.agent == "unreachable":
@@ -240,6 +296,39 @@ def format_table(statuses: list[ServerStatus]) -> str:
         for r in [header, *rows]
     ]
     return "\n".join(lines)
+
+
+# How many of the last lines of each stream ``status`` shows (--json: all the tail).
+DETAIL_LINES = 10
+
+
+def format_details(statuses: list[ServerStatus], lines: int = DETAIL_LINES) -> str:
+    """Each failed or running deployment's reason and the last ``lines`` lines of
+    its stdout and stderr, as the agent reported them (masked)."""
+    out: list[str] = []
+    for s in statuses:
+        for d in s.deployments:
+            if d.run is None:
+                continue
+            exit_code = "" if d.run.exit_code is None else f", exit {d.run.exit_code}"
+            out.append(f"{s.server} {d.name}: {d.status}, {d.run.action}{exit_code}")
+            if d.run.reason:
+                out.append(f"  reason: {d.run.reason}")
+            out.extend(stream_lines(d.run, lines))
+    return "\n".join(out)
+
+
+def stream_lines(run: Run, lines: int | None) -> list[str]:
+    """A run's stdout and stderr tails (their last ``lines`` lines; None: all),
+    indented, or why they are withheld."""
+    if run.withheld:
+        return [f"  output withheld: {run.withheld}"]
+    out: list[str] = []
+    for label, text in (("stdout", run.stdout_tail), ("stderr", run.stderr_tail)):
+        if text:
+            out.append(f"  {label}:")
+            out.extend(f"    {line}" for line in tail_lines(text, lines))
+    return out
 
 
 def rollouts_summary(ledger: Ledger) -> list[str]:

@@ -3,9 +3,10 @@
 The derived config is the document heat-config hooks read, minus what the
 agent adds at run time (``id`` and the ``deploy_*`` inputs). Its digest
 covers everything the server runs: each action's tool and config text, the
-resolved input values, the outputs schema, options, and the digests of
-attached files. Descriptions and defaults are left out on purpose: rewording
-a description must not rerun a config on every server.
+resolved input values and which of them are secret, the outputs schema,
+options, and the digests of attached files. Descriptions and defaults are left
+out on purpose: rewording a description must not rerun a config on every
+server.
 """
 
 from __future__ import annotations
@@ -32,11 +33,18 @@ def _file_ref(kind: str, digest: str, executable: bool) -> dict[str, Any]:
     return {"type": "file", "digest": digest, "executable": executable}
 
 
+def _input(name: str, type_: str, value: Any, secret: bool) -> dict[str, Any]:
+    """An input descriptor; a secret one says ``"hidden": true`` (as Heat's do) so
+    the agent knows to mask its value in what it reports. The key is left out,
+    not false, for the others: a config without secrets keeps its digest."""
+    descriptor = {"name": name, "type": type_, "value": value}
+    return {**descriptor, "hidden": True} if secret else descriptor
+
+
 def derived_config(component: Component, values: dict[str, Any]) -> RenderedConfig:
     """The derived config of ``component`` with input ``values`` (already typed)."""
     inputs = [
-        {"name": i.name, "type": i.type, "value": values.get(i.name, i.default)}
-        for i in component.inputs
+        _input(i.name, i.type, values.get(i.name, i.default), i.secret) for i in component.inputs
     ]
 
     def config(text: Any) -> Any:

@@ -22,43 +22,7 @@ from setpoint.controller.rollout.ledger import LEDGER
 from setpoint.store.documents import Pointer
 from setpoint.store.local import LocalStore
 from setpoint.store.signing import SigningKey
-
-SERVERS = ("m1", "m2", "m3")
-
-INVENTORY = """\
-kind: Inventory
-servers:
-  m1: {}
-  m2: {}
-  m3: {}
-groups:
-  nodes: [m1, m2, m3]
-"""
-
-COMPONENT = """\
-kind: Component
-inputs:
-  - name: version
-    type: String
-configs:
-  - tool: script
-    actions: [CREATE, UPDATE, DELETE]
-    config: "#!/bin/sh\\necho running version $version\\n"
-files:
-  site: {get_file: site/}
-"""
-
-
-def stack(version: str) -> str:
-    return f"""\
-kind: Stack
-deployments:
-  app:
-    component: app
-    servers: {{group: nodes}}
-    input_values:
-      version: "{version}"
-"""
+from tests.controller.published import COMPONENT, INVENTORY, SERVERS, stack
 
 
 class MovingFleet:
