@@ -112,7 +112,7 @@ class SimAgent:
             token=token if token is not None else self.tokens.get(entry.name),
         )
 
-    def cycle(self) -> bool:
+    def cycle(self) -> bool:  # noqa: C901, PLR0912 -- one simulated agent cycle, read top to bottom
         """Run what the pointer asks and report; False when there is no pointer (or
         the agent is silent)."""
         if self.silent:

@@ -134,7 +134,7 @@ def _read_kept(
     return dict(zip(digests, bodies, strict=True))
 
 
-def publish(
+def publish(  # noqa: C901, PLR0912, PLR0915 -- the publication order in one place; to be split into waves
     store: Store,
     desired: DesiredState,
     current: dict[str, Pointer | None],

@@ -219,7 +219,7 @@ class Reconciler:
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
 
-    def run_pass(self) -> PassOutcome:
+    def run_pass(self) -> PassOutcome:  # noqa: C901, PLR0912, PLR0915 -- one pass in order; being split into steps
         """Load, compute, publish, assess. Invalid definitions raise before any write."""
         model = self.load()
         versions = self.store.list_versions(AGENTS)

@@ -146,7 +146,7 @@ def _copy(source: Store, target: Store, digests: Iterable[str], result: MoveResu
     return absent
 
 
-def move_fleet(
+def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
     source: Store,
     target: Store,
     policy: PointerPolicy,
