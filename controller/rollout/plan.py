@@ -27,9 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model, UpdatePolicy
+from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model
 from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
+from setpoint.controller.rollout.batches import next_batch
 from setpoint.controller.rollout.desired import compute_desired
 from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
@@ -287,33 +288,32 @@ def rollout_batches(
 ) -> list[list[str]]:
     """The batches in which ``deployment``'s change would reach its servers.
 
-    Follows ``controller.rollout``: a batch takes servers new to the deployment
-    under ``batch_create`` and changing ones under ``update_policy`` (the first
-    batch is ``canary`` servers when set; updates never take the servers in
-    service below ``min_in_service``). Offline, every server that had the
-    deployment is assumed in service when a batch starts; a rollout the policy
-    cannot move at all is shown as one last batch.
+    Each batch is the one reconcile would admit (``batches.next_batch``, the
+    same function): servers new to the deployment under ``batch_create``,
+    changing ones under ``update_policy`` (``canary`` first when set, never
+    below ``min_in_service``), in the order the deployment lists its servers.
+    Offline, every server that had the deployment is assumed in service when a
+    batch starts, and every batch completes; a rollout the policy cannot move
+    at all is shown as one last batch.
     """
     dep = model.deployment(deployment)
-    create_policy, update_policy = dep.policy(True), dep.policy(False)
-    in_service = len([s for s in dep.servers if s not in creating])
-    room = in_service - update_policy.min_in_service
     creates, updates = list(creating), list(updating)
+    in_service = len([s for s in dep.servers if s not in creating])
     batches: list[list[str]] = []
     while creates or updates:
-        first = not batches
-
-        def size(policy: UpdatePolicy, pending: int, first: bool = first) -> int:
-            if first and policy.canary > 0:
-                return policy.canary
-            return policy.max_batch_size or pending
-
-        take = creates[: size(create_policy, len(creates))]
-        if updates and room > 0:
-            take += updates[: min(size(update_policy, len(updates)), room)]
+        take, _why = next_batch(
+            dep,
+            creates,
+            updates,
+            first=not batches,
+            in_service=in_service,
+            serving=lambda _server: True,
+        )
         if not take:
             take = creates + updates  # min_in_service allows nothing: shown as one batch
         batches.append(sorted(take))
+        # Once the batch completed, the servers it created serve too.
+        in_service += len([s for s in take if s in creates])
         creates = [s for s in creates if s not in take]
         updates = [s for s in updates if s not in take]
     return batches

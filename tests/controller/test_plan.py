@@ -13,6 +13,7 @@ from setpoint.controller.cli.main import main
 from setpoint.controller.definitions.repository import revert
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
 from tests.controller.conftest import CommitFiles
+from tests.controller.fleet import Fleet, component, inventory
 
 APP = """\
 kind: Component
@@ -390,3 +391,40 @@ def test_render_server_masks_secret_inputs_as_plan_does(
     # The id is still the digest of the real config: the secret is part of it.
     assert main(["render", "--repo", str(repo), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["servers"]["s2"][0]["id"] == entry["id"]
+
+
+# -- the batches the plan shows are the batches reconcile publishes ------------------------
+
+
+def test_plan_batches_are_the_order_reconcile_publishes_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The group lists server_ubuntu first: sorted by name, server_fedora would
+    # come first, but servers roll out in the order the group lists them.
+    mixed = ["server_ubuntu", "server_fedora"]
+    stack = (
+        "kind: Stack\ndeployments:\n  app:\n    component: app\n"
+        "    servers: {group: mixed}\n    update_policy: {canary: 1}\n"
+        "    input_values: {version: 'V'}\n"
+    )
+    fleet = Fleet(
+        tmp_path,
+        {
+            "inventory.yaml": inventory(mixed, {"mixed": mixed}),
+            "components/app/component.yaml": component(),
+            "stacks/web.yaml": stack.replace("V", "1"),
+        },
+    )
+    try:
+        for _ in range(5):
+            if fleet.step().converged:
+                break
+        fleet.commit({"stacks/web.yaml": stack.replace("V", "2")})
+        result = plan_json(capsys, fleet.repo_path, "HEAD~1", "HEAD")
+        assert result["rollout"] == [
+            {"deployment": "web/app", "batches": [["server_ubuntu"], ["server_fedora"]]}
+        ]
+        fleet.run_pass()
+        assert [s for s in mixed if fleet.version(s, "web/app") == "2"] == ["server_ubuntu"]
+    finally:
+        fleet.close()
