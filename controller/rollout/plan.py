@@ -7,7 +7,14 @@ and each (deployment, server) pair is compared by digest:
 - CREATE: the pair is new in HEAD; DELETE: it is gone (its DELETE config runs);
 - UPDATE: the digest changes; REPLACE: it changes and either the deployment's
   component changed or an input marked ``replace_on_change`` changed value;
-- unchanged: equal digests. A moved file or a reformatted YAML is "no change".
+- SUSPEND / RESUME: the digest is the same but ``state`` changes (the agent
+  runs the component's SUSPEND or RESUME config); RUN: the same digest with a
+  new ``run: {action, token}`` (the agent runs that custom action once);
+- unchanged: equal digests, the same state, no new run token. A moved file or
+  a reformatted YAML is "no change".
+
+A digest change that also changes ``state`` or ``run`` is an UPDATE (or
+REPLACE) that says so.
 
 A pair whose inputs read outputs that only agents report (``get_attr``) has
 no digest until those outputs exist. Without a store its config is rendered
@@ -37,8 +44,19 @@ from setpoint.store.masking import MASK
 
 KNOWN_AFTER_APPLY = "known after apply"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
+# The same config, run again in another way: a state change or a custom action.
+SUSPEND, RESUME, RUN = "SUSPEND", "RESUME", "RUN"
 # The order in which a deployment's overall action is chosen from its servers'.
-_WEIGHT = {UNCHANGED: 0, UPDATE: 1, CREATE: 2, DELETE: 3, REPLACE: 4}
+_WEIGHT = {
+    UNCHANGED: 0,
+    RUN: 1,
+    RESUME: 2,
+    SUSPEND: 3,
+    UPDATE: 4,
+    CREATE: 5,
+    DELETE: 6,
+    REPLACE: 7,
+}
 
 # digest -> [(environment, commit)] where it converged, newest first (see notes.py)
 History = dict[str, list[tuple[str, str]]]
@@ -56,6 +74,8 @@ class Side:
     secrets: frozenset[str]
     replace_inputs: frozenset[str]
     upstreams: frozenset[str]
+    state: str = "active"
+    run: tuple[str, str] | None = None  # (action, token)
 
     def values(self) -> dict[str, Any]:
         return {i["name"]: i["value"] for i in self.body["inputs"]}
@@ -108,6 +128,8 @@ def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, st
                 secrets=secrets,
                 replace_inputs=replace,
                 upstreams=upstreams,
+                state=dep.state,
+                run=(dep.run.action, dep.run.token) if dep.run else None,
             )
     return out
 
@@ -172,6 +194,10 @@ class ServerChange:
     promoted_from: tuple[str, str] | None = None
     # The same config already converged in this environment (a revert): that commit.
     returning: str | None = None
+    # (old, new) when the agent is told to suspend or resume it.
+    state: tuple[str, str] | None = None
+    # (action, token) of a custom action the agent runs once, newly requested.
+    run: tuple[str, str] | None = None
 
     @property
     def changes(self) -> bool:
@@ -191,6 +217,8 @@ class ServerChange:
                 else None
             ),
             "returning": self.returning,
+            "state": {"old": self.state[0], "new": self.state[1]} if self.state else None,
+            "run": {"action": self.run[0], "token": self.run[1]} if self.run else None,
             "diff": self.diff,
         }
 
@@ -354,8 +382,15 @@ def _compare(
     # Without digests, compare the configs rendered with placeholders.
     same = old.digest == new.digest if known else old.body == new.body
     reads_changed = sorted(new.upstreams & changed_deps) if not known else []
+    state = (old.state, new.state) if old.state != new.state else None
+    run = new.run if new.run is not None and new.run != old.run else None
     if same and not reads_changed:
-        return ServerChange(server, UNCHANGED, old.digest, new.digest, not known)
+        # The same config; the agent still runs something when told to.
+        if state is not None:
+            action = SUSPEND if new.state == "suspended" else RESUME
+        else:
+            action = RUN if run is not None else UNCHANGED
+        return ServerChange(server, action, old.digest, new.digest, not known, state=state, run=run)
     old_values, new_values = old.values(), new.values()
     secrets = old.secrets | new.secrets
     changed_secrets = frozenset(
@@ -378,6 +413,8 @@ def _compare(
         known_after_apply=not known,
         diff=diff,
         reads_changed=reads_changed,
+        state=state,
+        run=run,
     )
 
 
@@ -428,7 +465,9 @@ def make_plan(
         if item.changes:
             changed_deps.add(name)
             creating = [s.server for s in server_changes if s.action == CREATE]
-            updating = [s.server for s in server_changes if s.action in (UPDATE, REPLACE)]
+            updating = [
+                s.server for s in server_changes if s.action not in (CREATE, DELETE, UNCHANGED)
+            ]
             removing = [s.server for s in server_changes if s.action == DELETE]
             if creating or updating:
                 item.batches = rollout_batches(head, name, creating, updating)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from setpoint.controller.rollout.plan import (
     KNOWN_AFTER_APPLY,
+    RESUME,
+    RUN,
+    SUSPEND,
     UNCHANGED,
     DeploymentChange,
     Plan,
@@ -47,6 +50,8 @@ def _groups(dep: DeploymentChange) -> list[_Group]:
             tuple(s.reads_changed),
             s.promoted_from,
             s.returning,
+            s.state,
+            s.run,
         )
         if key in found:
             found[key].servers.append(s.server)
@@ -66,13 +71,17 @@ def _arrow(c: ServerChange) -> str:
         return _digest(c.new, c.known_after_apply)
     if c.action == "DELETE":
         return _digest(c.old, False)
-    if c.action == UNCHANGED:
+    if c.action in (UNCHANGED, SUSPEND, RESUME, RUN):
         return _digest(c.new, c.known_after_apply)
     return f"{_digest(c.old, c.known_after_apply)} -> {_digest(c.new, c.known_after_apply)}"
 
 
 def _notes(c: ServerChange) -> list[str]:
     notes = []
+    if c.state:
+        notes.append(f"state: {c.state[0]} -> {c.state[1]}")
+    if c.run:
+        notes.append(f"runs {c.run[0]} once (token {c.run[1]})")
     if c.reads_changed:
         notes.append(f"reads outputs of {', '.join(c.reads_changed)}, which changes")
     if c.promoted_from:

@@ -318,7 +318,7 @@ def test_json_is_stable(
     ]  # fmt: skip
     assert sorted(result["deployments"][0]["servers"][0]) == [
         "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
-        "returning", "server",
+        "returning", "run", "server", "state",
     ]  # fmt: skip
     again = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert again == result
@@ -391,6 +391,70 @@ def test_render_server_masks_secret_inputs_as_plan_does(
     # The id is still the digest of the real config: the secret is part of it.
     assert main(["render", "--repo", str(repo), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["servers"]["s2"][0]["id"] == entry["id"]
+
+
+# -- changes that make an agent run something without a new digest ---------------------
+
+LIFECYCLE = APP.replace(
+    "actions: [CREATE, UPDATE]", "actions: [CREATE, UPDATE, SUSPEND, RESUME, BACKUP]"
+)
+
+
+def test_suspend_and_a_new_run_token_are_changes(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo({**BASE, "components/app/component.yaml": LIFECYCLE})
+    suspended = STACK + "    state: suspended\n"
+    commit_files(repo, {"stacks/web.yaml": suspended})
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "SUSPEND   web/app (component app)" in out
+    assert "state: active -> suspended" in out
+    assert "1. web/app: [s2, s3]" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    pair = servers(result, "web/app")
+    assert pair["s2"]["action"] == "SUSPEND"
+    assert pair["s2"]["old"] == pair["s2"]["new"]  # the same config: only its state changes
+    assert pair["s2"]["state"] == {"old": "active", "new": "suspended"}
+    assert result["changes"] is True
+    _code, md = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "markdown")
+    assert "| `web/app` | s2, s3 | SUSPEND |" in md
+    assert "state: active -> suspended" in md
+
+    commit_files(repo, {"stacks/web.yaml": STACK})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert servers(result, "web/app")["s3"]["action"] == "RESUME"
+
+    backup = STACK + '    run: {action: BACKUP, token: "2026-11-22"}\n'
+    commit_files(repo, {"stacks/web.yaml": backup})
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "runs BACKUP once (token 2026-11-22)" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    change = servers(result, "web/app")["s2"]
+    assert change["action"] == "RUN"
+    assert change["run"] == {"action": "BACKUP", "token": "2026-11-22"}
+    # The same token again runs nothing; a new one runs the action again.
+    commit_files(repo, {"stacks/web.yaml": backup + "# the same token\n"})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 0
+    commit_files(repo, {"stacks/web.yaml": backup.replace("2026-11-22", "2026-11-23")})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2
+
+
+def test_a_server_joining_or_leaving_a_group_is_a_change(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = "kind: Inventory\nservers: {s1: {}, s2: {}, s3: {}}\ngroups: {pair: [s1, s2, s3]}\n"
+    commit_files(repo, {"inventory.yaml": inventory})
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "CREATE    s1:" in out
+    commit_files(repo, {"inventory.yaml": inventory.replace("[s1, s2, s3]", "[s1, s2]")})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert servers(result, "web/app")["s3"]["action"] == "DELETE"
+    assert result["rollout"] == [{"deployment": "web/app", "batches": [["s3"]]}]
 
 
 # -- the batches the plan shows are the batches reconcile publishes ------------------------
