@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from setpoint.controller.cli import replicas
 from setpoint.controller.cli.common import (
@@ -19,9 +20,12 @@ from setpoint.controller.cli.common import (
     trust_args,
     tuning_args,
 )
-from setpoint.controller.definitions.repository import GitError, GitRepo
-from setpoint.controller.errors import InvalidDefinitions, SetpointError
+from setpoint.controller.definitions.repository import GitError, GitRepo, RevisionNotFound
+from setpoint.controller.errors import InvalidDefinitions, Problem, SetpointError
 from setpoint.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from setpoint.controller.definitions.model import Model
 
 # `setpoint plan --exit-code`: what a CI job branches on.
 PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES = 0, 1, 2
@@ -119,6 +123,28 @@ def _revs(revs: list[str]) -> tuple[str, str]:
     raise SetpointError("plan takes BASE HEAD, BASE..HEAD or BASE")
 
 
+def _base_commit(repo: GitRepo, base_rev: str) -> str:
+    """The commit BASE names, or the empty tree when BASE goes back past the first commit.
+
+    The first commit of a repository has no parent, so ``HEAD~1`` (what a CI
+    job plans against) names nothing: everything is new, and the commit is
+    planned against the empty tree, as when BASE is the empty tree itself. A
+    BASE whose name (before ``~``/``^``) names nothing is still an error.
+    """
+    from setpoint.controller.rollout.plan import EMPTY_TREE
+
+    if base_rev == EMPTY_TREE:
+        return EMPTY_TREE
+    try:
+        return repo.resolve(base_rev)
+    except RevisionNotFound:
+        name = re.sub(r"([~^][0-9]*)+$", "", base_rev)
+        if name == base_rev:
+            raise
+        repo.resolve(name)  # a name that names nothing is an error, not an empty fleet
+        return EMPTY_TREE  # its ancestry runs out: the first commit came after it
+
+
 def _invalid_head(exc: InvalidDefinitions, fmt: str) -> None:
     if fmt == "json":
         print_json(
@@ -146,7 +172,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from setpoint.controller.definitions.loader import load_model
     from setpoint.controller.gitops.notes import Notebook, converged_configs
-    from setpoint.controller.rollout.plan import blobs_to_upload, make_plan
+    from setpoint.controller.rollout.plan import EMPTY_TREE, blobs_to_upload, make_plan
     from setpoint.controller.rollout.plan_format import (
         MARKDOWN_LIMIT,
         format_json,
@@ -159,13 +185,15 @@ def _plan(args: argparse.Namespace) -> int:
     base_rev, head_rev = _revs(args.revs)
     with GitRepo.open(args.repo) as repo:
         head = load_model(repo.tree(head_rev), env=args.env)
-        base_commit = repo.resolve(base_rev)
-        try:
-            base = load_model(repo.tree(base_commit), env=args.env)
-            base_problems = []
-        except InvalidDefinitions as exc:
-            # Nothing was deployed from an invalid commit: plan as from an empty fleet.
-            base, base_problems = None, exc.problems
+        base_commit = _base_commit(repo, base_rev)
+        base: Model | None = None
+        base_problems: list[Problem] = []
+        if base_commit != EMPTY_TREE:
+            try:
+                base = load_model(repo.tree(base_commit), env=args.env)
+            except InvalidDefinitions as exc:
+                # Nothing was deployed from an invalid commit: plan as from an empty fleet.
+                base_problems = exc.problems
         history = converged_configs(Notebook(repo.path))
     store = open_store(args.store) if args.store else None
     reports: dict[str, Report] = {}

@@ -43,6 +43,8 @@ from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
 
 KNOWN_AFTER_APPLY = "known after apply"
+# git's tree with no entries: the BASE of a repository's first commit.
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
 # The same config, run again in another way: a state change or a custom action.
 SUSPEND, RESUME, RUN = "SUSPEND", "RESUME", "RUN"

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from setpoint.controller.rollout.plan import (
+    EMPTY_TREE,
     KNOWN_AFTER_APPLY,
     RESUME,
     RUN,
@@ -109,6 +110,8 @@ def format_text(plan: Plan, diffs: bool = True) -> str:
     out = [f"plan {_title(plan)}"]
     for problem in plan.base_problems[:1]:
         out.append(f"warning: the base has invalid definitions ({problem}); planned from nothing")
+    if plan.base == EMPTY_TREE:
+        out.append("first commit: planned against the empty tree")
     for dep in plan.deployments:
         if not dep.changes:
             continue
@@ -149,6 +152,8 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
     if plan.base_problems:
         head += ["> the base has invalid definitions; planned from nothing", ""]
+    if plan.base == EMPTY_TREE:
+        head += ["> first commit: planned against the empty tree", ""]
     table: list[str] = []
     details: list[str] = []
     if plan.has_changes:

@@ -393,6 +393,9 @@ def test_render_server_masks_secret_inputs_as_plan_does(
     assert json.loads(capsys.readouterr().out)["servers"]["s2"][0]["id"] == entry["id"]
 
 
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's tree with no entries
+
+
 # -- changes that make an agent run something without a new digest ---------------------
 
 LIFECYCLE = APP.replace(
@@ -455,6 +458,27 @@ def test_a_server_joining_or_leaving_a_group_is_a_change(
     result = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert servers(result, "web/app")["s3"]["action"] == "DELETE"
     assert result["rollout"] == [{"deployment": "web/app", "batches": [["s3"]]}]
+
+
+# -- the first commit ----------------------------------------------------------------------
+
+
+def test_the_first_commit_is_planned_against_the_empty_tree(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "has no parent" not in out
+    assert "first commit: planned against the empty tree" in out
+    assert "2 servers, 1 deployment change; 0 servers unchanged" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert result["base"] == EMPTY_TREE
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"CREATE"}
+    # The empty tree named as BASE does the same; a bad BASE is still an error.
+    assert plan_json(capsys, repo, EMPTY_TREE, "HEAD")["deployments"] == result["deployments"]
+    for bad in ("nope", "nope~1"):
+        code, _out = plan(capsys, repo, bad, "HEAD", "--exit-code")
+        assert code == 1
 
 
 # -- the batches the plan shows are the batches reconcile publishes ------------------------
