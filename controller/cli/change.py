@@ -26,6 +26,8 @@ from setpoint.store.errors import StoreError
 
 if TYPE_CHECKING:
     from setpoint.controller.definitions.model import Model
+    from setpoint.controller.rollout.plan import Retries
+    from setpoint.store.base import Store
 
 # `setpoint plan --exit-code`: what a CI job branches on.
 PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES = 0, 1, 2
@@ -145,6 +147,30 @@ def _base_commit(repo: GitRepo, base_rev: str) -> str:
         return EMPTY_TREE  # its ancestry runs out: the first commit came after it
 
 
+def _retries_to_publish(store: Store, head: Model) -> Retries:
+    """``setpoint retry`` counts in the store's ledger that no pointer carries yet.
+
+    Read as ``setpoint status`` reads them, unverified: the plan only shows
+    them. A server whose pointer or manifest cannot be read is left out.
+    """
+    from setpoint.controller.rollout.ledger import read_ledger
+    from setpoint.controller.rollout.plan import retries_to_publish
+    from setpoint.store.documents import Manifest
+
+    def published(server: str) -> Manifest | None:
+        if server not in head.servers_in_use():
+            return None
+        try:
+            pointer = store.read_pointer(server)
+            if pointer is None:
+                return None
+            return Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
+        except StoreError:
+            return None  # one bad document, one server
+
+    return retries_to_publish(read_ledger(store).retries, published)
+
+
 def _invalid_head(exc: InvalidDefinitions, fmt: str) -> None:
     if fmt == "json":
         print_json(
@@ -203,7 +229,8 @@ def _plan(args: argparse.Namespace) -> int:
             report = store.read_report(server)
             if report is not None:
                 reports[server] = report
-    plan = make_plan(base, head, reports, history, base_commit, base_problems)
+    retries = _retries_to_publish(store, head) if store is not None else None
+    plan = make_plan(base, head, reports, history, base_commit, base_problems, retries)
     if store is not None:
         plan.uploads = blobs_to_upload(head, reports, store.find_missing)
     if args.format == "json":

@@ -14,7 +14,9 @@ and each (deployment, server) pair is compared by digest:
   a reformatted YAML is "no change".
 
 A digest change that also changes ``state`` or ``run`` is an UPDATE (or
-REPLACE) that says so.
+REPLACE) that says so. With a store, a ``setpoint retry`` the store's ledger
+holds and no pointer carries yet is a RETRY: the agent tries the failed config
+once more.
 
 A pair whose inputs read outputs that only agents report (``get_attr``) has
 no digest until those outputs exist. Without a store its config is rendered
@@ -38,7 +40,7 @@ from setpoint.controller.definitions.model import Computed, Deployment, GetAttr,
 from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
-from setpoint.controller.rollout.desired import compute_desired
+from setpoint.controller.rollout.desired import compute_desired, entry_of
 from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
 
@@ -47,18 +49,22 @@ KNOWN_AFTER_APPLY = "known after apply"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
 # The same config, run again in another way: a state change or a custom action.
-SUSPEND, RESUME, RUN = "SUSPEND", "RESUME", "RUN"
+SUSPEND, RESUME, RUN, RETRY = "SUSPEND", "RESUME", "RUN", "RETRY"
 # The order in which a deployment's overall action is chosen from its servers'.
 _WEIGHT = {
     UNCHANGED: 0,
-    RUN: 1,
-    RESUME: 2,
-    SUSPEND: 3,
-    UPDATE: 4,
-    CREATE: 5,
-    DELETE: 6,
-    REPLACE: 7,
+    RETRY: 1,
+    RUN: 2,
+    RESUME: 3,
+    SUSPEND: 4,
+    UPDATE: 5,
+    CREATE: 6,
+    DELETE: 7,
+    REPLACE: 8,
 }
+
+# (deployment, server) -> (config, count): retry counts the next pass publishes
+Retries = dict[tuple[str, str], tuple[str, int]]
 
 # digest -> [(environment, commit)] where it converged, newest first (see notes.py)
 History = dict[str, list[tuple[str, str]]]
@@ -200,6 +206,8 @@ class ServerChange:
     state: tuple[str, str] | None = None
     # (action, token) of a custom action the agent runs once, newly requested.
     run: tuple[str, str] | None = None
+    # The ``setpoint retry`` count the next pass publishes with the new config.
+    retry: int | None = None
 
     @property
     def changes(self) -> bool:
@@ -221,6 +229,7 @@ class ServerChange:
             "returning": self.returning,
             "state": {"old": self.state[0], "new": self.state[1]} if self.state else None,
             "run": {"action": self.run[0], "token": self.run[1]} if self.run else None,
+            "retry": self.retry,
             "diff": self.diff,
         }
 
@@ -438,8 +447,13 @@ def make_plan(
     history: History | None = None,
     base_commit: str | None = None,
     base_problems: list[Problem] | None = None,
+    retries: Retries | None = None,
 ) -> Plan:
-    """Compare ``base`` (None: it has invalid definitions) with ``head``."""
+    """Compare ``base`` (None: it has invalid definitions) with ``head``.
+
+    ``retries`` (from a store, ``retries_to_publish``): the pairs whose failed
+    config the next pass publishes again with a new retry count.
+    """
     reports = reports or {}
     old_sides = render_sides(base, reports) if base is not None else {}
     new_sides = render_sides(head, reports)
@@ -463,6 +477,11 @@ def make_plan(
         for change in server_changes:
             if change.changes and change.new is not None and history:
                 _mark_history(change, history.get(change.new, []), env_name)
+            pending = (retries or {}).get((name, change.server))
+            if pending is not None and change.new == pending[0]:
+                change.retry = pending[1]
+                if change.action == UNCHANGED:
+                    change.action = RETRY
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if item.changes:
             changed_deps.add(name)
@@ -492,6 +511,23 @@ def _mark_history(change: ServerChange, hits: list[tuple[str, str]], env_name: s
             change.returning = commit
         elif env != env_name and change.promoted_from is None:
             change.promoted_from = (env, commit)
+
+
+def retries_to_publish(
+    retries: dict[str, dict[str, dict[str, Any]]],
+    published: Callable[[str], Manifest | None],
+) -> Retries:
+    """The ``setpoint retry`` counts (the ledger's ``retries``) that no pointer
+    carries yet: the next pass publishes each, and the agent runs its config
+    again. ``published(server)`` is the manifest the server was last given."""
+    pending: Retries = {}
+    for deployment, by_server in sorted(retries.items()):
+        for server, record in sorted(by_server.items()):
+            config, count = str(record.get("config")), int(record.get("count") or 0)
+            entry = entry_of(published(server), deployment)
+            if count and (entry is None or (entry.config, entry.retry) != (config, count)):
+                pending[(deployment, server)] = (config, count)
+    return pending
 
 
 def blobs_to_upload(

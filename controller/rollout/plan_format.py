@@ -14,6 +14,7 @@ from setpoint.controller.rollout.plan import (
     EMPTY_TREE,
     KNOWN_AFTER_APPLY,
     RESUME,
+    RETRY,
     RUN,
     SUSPEND,
     UNCHANGED,
@@ -53,6 +54,7 @@ def _groups(dep: DeploymentChange) -> list[_Group]:
             s.returning,
             s.state,
             s.run,
+            s.retry,
         )
         if key in found:
             found[key].servers.append(s.server)
@@ -72,7 +74,7 @@ def _arrow(c: ServerChange) -> str:
         return _digest(c.new, c.known_after_apply)
     if c.action == "DELETE":
         return _digest(c.old, False)
-    if c.action in (UNCHANGED, SUSPEND, RESUME, RUN):
+    if c.action in (UNCHANGED, SUSPEND, RESUME, RUN, RETRY):
         return _digest(c.new, c.known_after_apply)
     return f"{_digest(c.old, c.known_after_apply)} -> {_digest(c.new, c.known_after_apply)}"
 
@@ -83,6 +85,8 @@ def _notes(c: ServerChange) -> list[str]:
         notes.append(f"state: {c.state[0]} -> {c.state[1]}")
     if c.run:
         notes.append(f"runs {c.run[0]} once (token {c.run[1]})")
+    if c.retry:
+        notes.append(f"retry {c.retry}: tries the failed config again")
     if c.reads_changed:
         notes.append(f"reads outputs of {', '.join(c.reads_changed)}, which changes")
     if c.promoted_from:

@@ -12,6 +12,8 @@ import pytest
 from setpoint.controller.cli.main import main
 from setpoint.controller.definitions.repository import revert
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
+from setpoint.store.documents import DeploymentReport, Manifest, Report
+from setpoint.store.local import LocalStore
 from tests.controller.conftest import CommitFiles
 from tests.controller.fleet import Fleet, component, inventory
 
@@ -318,7 +320,7 @@ def test_json_is_stable(
     ]  # fmt: skip
     assert sorted(result["deployments"][0]["servers"][0]) == [
         "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
-        "returning", "run", "server", "state",
+        "retry", "returning", "run", "server", "state",
     ]  # fmt: skip
     again = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert again == result
@@ -458,6 +460,46 @@ def test_a_server_joining_or_leaving_a_group_is_a_change(
     result = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert servers(result, "web/app")["s3"]["action"] == "DELETE"
     assert result["rollout"] == [{"deployment": "web/app", "batches": [["s3"]]}]
+
+
+def test_a_retry_not_yet_published_is_a_change_with_a_store(
+    repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "store"
+    store = LocalStore(store_dir)
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    for server, status in (("s2", "FAILED"), ("s3", "COMPLETE")):
+        pointer = store.read_pointer(server)
+        assert pointer is not None
+        (entry,) = Manifest.from_dict(store.get_json_blob(pointer.manifest)).deployments
+        got = DeploymentReport(
+            name=entry.name, config=entry.config, action="CREATE", status=status, final=True
+        )
+        store.write_report(
+            Report(
+                server=server,
+                generation=pointer.generation,
+                manifest=pointer.manifest,
+                updated_at="2026-12-02T00:00:00Z",
+                deployments={entry.name: got},
+            )
+        )
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
+    assert code == 0, out  # quarantined: the next pass publishes nothing
+    assert main(["retry", "web/app", "--store", str(store_dir)]) == 0
+    code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
+    assert code == 2, out
+    assert "RETRY     s2:" in out
+    assert "retry 1: tries the failed config again" in out
+    result = plan_json(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir))
+    pair = servers(result, "web/app")
+    assert (pair["s2"]["action"], pair["s2"]["retry"]) == ("RETRY", 1)
+    assert (pair["s3"]["action"], pair["s3"]["retry"]) == ("unchanged", None)
+    # Once published, the retry is no longer a change.
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
+    assert code == 0, out
 
 
 # -- the first commit ----------------------------------------------------------------------
