@@ -57,6 +57,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--exit-code", action="store_true", help="0 no changes, 2 changes, 1 error")
     p.add_argument("--no-diff", action="store_true", help="text: leave the diffs out")
     p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also save the plan, with what it was made from (HEAD, the store's pointers; "
+        "needs --store), for 'setpoint reconcile --plan FILE'",
+    )
+    p.add_argument(
         "--max-size",
         type=int,
         default=None,
@@ -205,10 +211,17 @@ def _plan(args: argparse.Namespace) -> int:
         format_markdown,
         format_text,
     )
+    from setpoint.controller.rollout.saved_plan import PlanBasis, pointers_digest, save_plan
     from setpoint.store.documents import Report
     from setpoint.store.url import open_store
 
     base_rev, head_rev = _revs(args.revs)
+    if args.out and not args.store:
+        raise SetpointError("--out needs --store: the saved plan records the store's pointers")
+    store = open_store(args.store) if args.store else None
+    # Read before anything else: a pointer that moves while the plan is made
+    # makes the saved plan refused, never silently out of date.
+    pointers = pointers_digest(store) if store is not None and args.out else None
     with GitRepo.open(args.repo) as repo:
         head = load_model(repo.tree(head_rev), env=args.env)
         base_commit = _base_commit(repo, base_rev)
@@ -221,7 +234,6 @@ def _plan(args: argparse.Namespace) -> int:
                 # Nothing was deployed from an invalid commit: plan as from an empty fleet.
                 base_problems = exc.problems
         history = converged_configs(Notebook(repo.path))
-    store = open_store(args.store) if args.store else None
     reports: dict[str, Report] = {}
     if store is not None:
         servers = head.servers_in_use() | (base.servers_in_use() if base else set())
@@ -233,6 +245,8 @@ def _plan(args: argparse.Namespace) -> int:
     plan = make_plan(base, head, reports, history, base_commit, base_problems, retries)
     if store is not None:
         plan.uploads = blobs_to_upload(head, reports, store.find_missing)
+    if args.out and pointers is not None:
+        save_plan(args.out, plan.to_dict(), PlanBasis(head.commit, args.env, pointers))
     if args.format == "json":
         sys.stdout.write(format_json(plan))
     elif args.format == "markdown":

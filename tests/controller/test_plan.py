@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +559,49 @@ def test_plan_batches_are_the_order_reconcile_publishes_in(
         assert [s for s in mixed if fleet.version(s, "web/app") == "2"] == ["server_ubuntu"]
     finally:
         fleet.close()
+
+
+# -- a saved plan is published only if nothing moved ---------------------------------------
+
+
+def test_reconcile_publishes_a_saved_plan_only_if_nothing_moved(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_dir = str(tmp_path / "store")
+    saved = str(tmp_path / "plan.json")
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir]) == 0
+    store = LocalStore(Path(store_dir))
+    generation = store.read_pointer("s2").generation  # type: ignore[union-attr]
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    assert code == 0
+    assert json.loads(Path(saved).read_text())["plan"]["changes"] is True
+
+    # HEAD moved: refused, nothing published.
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.2"')})
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir, "--plan", saved]) == 6
+    assert "branch head moved since the plan was made" in capsys.readouterr().err
+    assert store.read_pointer("s2").generation == generation  # type: ignore[union-attr]
+
+    # The store moved (another reconcile published): refused too.
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir]) == 0
+    published = store.read_pointer("s2").generation  # type: ignore[union-attr]
+    assert published > generation
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.3"')})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    current = store.read_pointer("s3")
+    assert current is not None
+    store.write_pointer(replace(current, generation=current.generation + 1), current)
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir, "--plan", saved]) == 6
+    assert "store (its pointers) moved" in capsys.readouterr().err
+    assert store.read_pointer("s2").generation == published  # type: ignore[union-attr]
+
+    # Nothing moved: published.
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir, "--plan", saved]) == 0
+    assert store.read_pointer("s2").generation > published  # type: ignore[union-attr]
+
+    # --out records the store: it needs one.
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--out", saved)
+    assert code == 1
