@@ -163,8 +163,10 @@ def _retries_to_publish(store: Store, head: Model) -> Retries:
     from setpoint.controller.rollout.plan import retries_to_publish
     from setpoint.store.documents import Manifest
 
+    in_use = head.servers_in_use()
+
     def published(server: str) -> Manifest | None:
-        if server not in head.servers_in_use():
+        if server not in in_use:
             return None
         try:
             pointer = store.read_pointer(server)

@@ -125,18 +125,19 @@ def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
     from setpoint.controller.gitops.environments import EnvironmentReconciler
 
     with GitRepo.open(args.repo) as repo:
+        rev = args.branch
         if args.plan:
             from setpoint.controller.rollout.saved_plan import PlanMoved, check_saved_plan
 
             try:  # under the lease: no other controller moves a pointer after this
-                check_saved_plan(args.plan, repo.resolve(args.branch), args.env, store)
+                rev = check_saved_plan(args.plan, repo.resolve(args.branch), args.env, store)
             except PlanMoved as exc:
                 print(f"setpoint: {exc}", file=sys.stderr)
                 return PLAN_MOVED
         reconciler = EnvironmentReconciler(
             repo,
             store,
-            rev=args.branch,
+            rev=rev,
             policy=pointer_policy(args),
             converge_rounds=args.converge_rounds,
             unreachable_after=args.unreachable_after,

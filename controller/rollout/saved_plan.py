@@ -94,11 +94,15 @@ def load_basis(path: str | Path) -> PlanBasis:
     return PlanBasis(basis["head"], basis["environment"], basis["pointers"])
 
 
-def check_saved_plan(path: str | Path, head: str, environment: str | None, store: Store) -> None:
+def check_saved_plan(path: str | Path, head: str, environment: str | None, store: Store) -> str:
     """``reconcile --plan FILE``: raise ``PlanMoved`` unless ``head`` (the commit
     about to be published), the environment and the store's pointers are what
-    the saved plan was made from."""
-    check_basis(load_basis(path), PlanBasis(head, environment, pointers_digest(store)))
+    the saved plan was made from; returns the commit planned, which reconcile
+    then deploys on every pass (a branch that moves during ``--wait`` does not
+    carry an unreviewed commit along)."""
+    saved = load_basis(path)
+    check_basis(saved, PlanBasis(head, environment, pointers_digest(store)))
+    return saved.head
 
 
 def check_basis(saved: PlanBasis, now: PlanBasis) -> None:
