@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # Exit codes: scripts and CI jobs may rely on these.
 OK, FAILED, TIMED_OUT, INVALID, UNAVAILABLE, USAGE = 0, 1, 2, 3, 4, 64
+# reconcile --plan: the branch or the store moved since the plan was made.
+PLAN_MOVED = 6
 
 Handler = Callable[[argparse.Namespace], int]
 """What a command runs: the parsed arguments in, an exit code out."""

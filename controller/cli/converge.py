@@ -18,6 +18,7 @@ from setpoint.controller.cli import replicas
 from setpoint.controller.cli.common import (
     FAILED,
     OK,
+    PLAN_MOVED,
     TIMED_OUT,
     UNAVAILABLE,
     add_command,
@@ -50,7 +51,8 @@ def add_parsers(sub: Any) -> None:
         epilog="exit codes with --wait: 0 converged, 1 a deployment failed, 2 timed out, "
         "3 invalid definitions (nothing published), 4 repository or store unusable, or "
         "signed pointers it cannot verify, 5 another controller holds the store's lease "
-        "(nothing published).",
+        "(nothing published), 6 --plan: the branch head or the store's pointers moved since "
+        "that plan was made (nothing published).",
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
@@ -67,6 +69,12 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="record each pass's outcome in the commit's git note under refs/notes/setpoint "
         "of --repo, as 'setpoint watch' does (git log --notes=setpoint, setpoint history)",
+    )
+    p.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="publish only if the branch head and the store's pointers are still what "
+        "'setpoint plan --out FILE' was made from (else exit 6, nothing published)",
     )
     replicas.reconcile_args(p)
     tuning_args(p)
@@ -163,10 +171,19 @@ def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
     from setpoint.controller.gitops.environments import EnvironmentReconciler
 
     with GitRepo.open(args.repo) as repo:
+        rev = args.branch
+        if args.plan:
+            from setpoint.controller.rollout.saved_plan import PlanMoved, check_saved_plan
+
+            try:  # under the lease: no other controller moves a pointer after this
+                rev = check_saved_plan(args.plan, repo.resolve(args.branch), args.env, store)
+            except PlanMoved as exc:
+                print(f"setpoint: {exc}", file=sys.stderr)
+                return PLAN_MOVED
         reconciler = EnvironmentReconciler(
             repo,
             store,
-            rev=args.branch,
+            rev=rev,
             policy=pointer_policy(args),
             converge_rounds=args.converge_rounds,
             unreachable_after=args.unreachable_after,

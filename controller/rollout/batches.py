@@ -10,6 +10,7 @@ when the batch in flight is done, which pending servers form the next one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from setpoint.controller.definitions.model import Deployment, UpdatePolicy
@@ -47,6 +48,52 @@ def entry_result(entry: ManifestEntry, got: DeploymentReport | None) -> str:
     if entry.run is not None and got.token != entry.run[1]:
         return "running"
     return "complete"
+
+
+def batch_size(policy: UpdatePolicy, first: bool, pending: int) -> int:
+    """How many servers a batch takes under ``policy``: ``canary`` first, if set."""
+    if first and policy.canary > 0:
+        return policy.canary
+    return policy.max_batch_size or pending
+
+
+def next_batch(
+    dep: Deployment,
+    creating: list[str],
+    updating: list[str],
+    first: bool,
+    in_service: int,
+    serving: Callable[[str], bool],
+) -> tuple[list[str], str]:
+    """The servers the next batch of ``dep`` takes, and why it takes no more.
+
+    ``creating`` servers never had the deployment (``batch_create``);
+    ``updating`` ones change it (``update_policy``). Both are taken in the
+    order ``dep.servers`` lists them, whatever order they come in: reconcile
+    (``Batches.admit``) and ``setpoint plan`` both ask this, so the batches a
+    plan shows are the batches that go out. ``in_service`` servers of ``dep``
+    serve now; changing one for which ``serving`` is true takes it out of
+    service, which ``min_in_service`` bounds.
+    """
+    order = {server: i for i, server in enumerate(dep.servers)}
+    creates = sorted(creating, key=order.__getitem__)
+    updates = sorted(updating, key=order.__getitem__)
+    batch = creates[: batch_size(dep.policy(True), first, len(creates))]
+    if not updates:
+        return batch, ""
+    policy = dep.policy(False)
+    size = batch_size(policy, first, len(updates))
+    taken: list[str] = []
+    for server in updates:
+        if len(taken) >= size:
+            break
+        if serving(server):
+            if in_service - 1 < policy.min_in_service:
+                why = f"min_in_service {policy.min_in_service}: only {in_service} in service"
+                return batch + taken, why
+            in_service -= 1
+        taken.append(server)
+    return batch + taken, ""
 
 
 @dataclass
@@ -93,44 +140,20 @@ class Batches:
         reachable = [s for s in pending if not self._unreachable(s)]
         if not reachable:
             return "agent unreachable"
-        creates = [s for s in reachable if before.get(s) is None]
-        updates = [s for s in reachable if before.get(s) is not None]
-        batch: list[str] = []
-        if creates:
-            batch += creates[: self._size(dep.policy(True), rollout, len(creates))]
-        taken, why = self._updates_to_take(dep, before, rollout, updates)
-        batch += taken
+        in_service = sum(self._serving(s, before.get(s)) for s in dep.servers if s in before)
+        batch, why = next_batch(
+            dep,
+            creating=[s for s in reachable if before.get(s) is None],
+            updating=[s for s in reachable if before.get(s) is not None],
+            first=rollout.batches == 0,
+            in_service=in_service,
+            serving=lambda server: self._serving(server, before.get(server)),
+        )
         if not batch:
             return why or "waiting for a batch"
         self._start_batch(targets, before, bundles, rollout, batch, entries)
         waits = f"waits for batch {rollout.batches} to complete"
         return f"{waits} ({why})" if why else waits
-
-    def _updates_to_take(
-        self,
-        dep: Deployment,
-        before: dict[str, ManifestEntry | None],
-        rollout: Rollout,
-        updates: list[str],
-    ) -> tuple[list[str], str]:
-        """The servers to update in this batch, and why no more (min_in_service)."""
-        if not updates:
-            return [], ""
-        policy = dep.policy(False)
-        in_service = sum(self._serving(s, before.get(s)) for s in dep.servers if s in before)
-        size = self._size(policy, rollout, len(updates))
-        taken: list[str] = []
-        for server in updates:
-            if len(taken) >= size:
-                break
-            if self._serving(server, before.get(server)):
-                # Changing it takes it out of service.
-                if in_service - 1 < policy.min_in_service:
-                    why = f"min_in_service {policy.min_in_service}: only {in_service} in service"
-                    return taken, why
-                in_service -= 1
-            taken.append(server)
-        return taken, ""
 
     def _start_batch(
         self,
@@ -159,9 +182,3 @@ class Batches:
         rollout.batches += 1
         rollout.batch = sorted(batch)
         rollout.batch_done_at = None
-
-    @staticmethod
-    def _size(policy: UpdatePolicy, rollout: Rollout, pending: int) -> int:
-        if rollout.batches == 0 and policy.canary > 0:
-            return policy.canary
-        return policy.max_batch_size or pending

@@ -7,7 +7,16 @@ and each (deployment, server) pair is compared by digest:
 - CREATE: the pair is new in HEAD; DELETE: it is gone (its DELETE config runs);
 - UPDATE: the digest changes; REPLACE: it changes and either the deployment's
   component changed or an input marked ``replace_on_change`` changed value;
-- unchanged: equal digests. A moved file or a reformatted YAML is "no change".
+- SUSPEND / RESUME: the digest is the same but ``state`` changes (the agent
+  runs the component's SUSPEND or RESUME config); RUN: the same digest with a
+  new ``run: {action, token}`` (the agent runs that custom action once);
+- unchanged: equal digests, the same state, no new run token. A moved file or
+  a reformatted YAML is "no change".
+
+A digest change that also changes ``state`` or ``run`` is an UPDATE (or
+REPLACE) that says so. With a store, a ``setpoint retry`` the store's ledger
+holds and no pointer carries yet is a RETRY: the agent tries the failed config
+once more.
 
 A pair whose inputs read outputs that only agents report (``get_attr``) has
 no digest until those outputs exist. Without a store its config is rendered
@@ -27,17 +36,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model, UpdatePolicy
+from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model
 from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
-from setpoint.controller.rollout.desired import compute_desired
+from setpoint.controller.rollout.batches import next_batch
+from setpoint.controller.rollout.desired import compute_desired, entry_of
 from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
 
 KNOWN_AFTER_APPLY = "known after apply"
+# git's tree with no entries: the BASE of a repository's first commit.
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
+# The same config, run again in another way: a state change or a custom action.
+SUSPEND, RESUME, RUN, RETRY = "SUSPEND", "RESUME", "RUN", "RETRY"
 # The order in which a deployment's overall action is chosen from its servers'.
-_WEIGHT = {UNCHANGED: 0, UPDATE: 1, CREATE: 2, DELETE: 3, REPLACE: 4}
+_WEIGHT = {
+    UNCHANGED: 0,
+    RETRY: 1,
+    RUN: 2,
+    RESUME: 3,
+    SUSPEND: 4,
+    UPDATE: 5,
+    CREATE: 6,
+    DELETE: 7,
+    REPLACE: 8,
+}
+
+# (deployment, server) -> (config, count): retry counts the next pass publishes
+Retries = dict[tuple[str, str], tuple[str, int]]
 
 # digest -> [(environment, commit)] where it converged, newest first (see notes.py)
 History = dict[str, list[tuple[str, str]]]
@@ -55,6 +82,8 @@ class Side:
     secrets: frozenset[str]
     replace_inputs: frozenset[str]
     upstreams: frozenset[str]
+    state: str = "active"
+    run: tuple[str, str] | None = None  # (action, token)
 
     def values(self) -> dict[str, Any]:
         return {i["name"]: i["value"] for i in self.body["inputs"]}
@@ -107,6 +136,8 @@ def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, st
                 secrets=secrets,
                 replace_inputs=replace,
                 upstreams=upstreams,
+                state=dep.state,
+                run=(dep.run.action, dep.run.token) if dep.run else None,
             )
     return out
 
@@ -171,6 +202,12 @@ class ServerChange:
     promoted_from: tuple[str, str] | None = None
     # The same config already converged in this environment (a revert): that commit.
     returning: str | None = None
+    # (old, new) when the agent is told to suspend or resume it.
+    state: tuple[str, str] | None = None
+    # (action, token) of a custom action the agent runs once, newly requested.
+    run: tuple[str, str] | None = None
+    # The ``setpoint retry`` count the next pass publishes with the new config.
+    retry: int | None = None
 
     @property
     def changes(self) -> bool:
@@ -190,6 +227,9 @@ class ServerChange:
                 else None
             ),
             "returning": self.returning,
+            "state": {"old": self.state[0], "new": self.state[1]} if self.state else None,
+            "run": {"action": self.run[0], "token": self.run[1]} if self.run else None,
+            "retry": self.retry,
             "diff": self.diff,
         }
 
@@ -287,33 +327,32 @@ def rollout_batches(
 ) -> list[list[str]]:
     """The batches in which ``deployment``'s change would reach its servers.
 
-    Follows ``controller.rollout``: a batch takes servers new to the deployment
-    under ``batch_create`` and changing ones under ``update_policy`` (the first
-    batch is ``canary`` servers when set; updates never take the servers in
-    service below ``min_in_service``). Offline, every server that had the
-    deployment is assumed in service when a batch starts; a rollout the policy
-    cannot move at all is shown as one last batch.
+    Each batch is the one reconcile would admit (``batches.next_batch``, the
+    same function): servers new to the deployment under ``batch_create``,
+    changing ones under ``update_policy`` (``canary`` first when set, never
+    below ``min_in_service``), in the order the deployment lists its servers.
+    Offline, every server that had the deployment is assumed in service when a
+    batch starts, and every batch completes; a rollout the policy cannot move
+    at all is shown as one last batch.
     """
     dep = model.deployment(deployment)
-    create_policy, update_policy = dep.policy(True), dep.policy(False)
-    in_service = len([s for s in dep.servers if s not in creating])
-    room = in_service - update_policy.min_in_service
     creates, updates = list(creating), list(updating)
+    in_service = len([s for s in dep.servers if s not in creating])
     batches: list[list[str]] = []
     while creates or updates:
-        first = not batches
-
-        def size(policy: UpdatePolicy, pending: int, first: bool = first) -> int:
-            if first and policy.canary > 0:
-                return policy.canary
-            return policy.max_batch_size or pending
-
-        take = creates[: size(create_policy, len(creates))]
-        if updates and room > 0:
-            take += updates[: min(size(update_policy, len(updates)), room)]
+        take, _why = next_batch(
+            dep,
+            creates,
+            updates,
+            first=not batches,
+            in_service=in_service,
+            serving=lambda _server: True,
+        )
         if not take:
             take = creates + updates  # min_in_service allows nothing: shown as one batch
         batches.append(sorted(take))
+        # Once the batch completed, the servers it created serve too.
+        in_service += len([s for s in take if s in creates])
         creates = [s for s in creates if s not in take]
         updates = [s for s in updates if s not in take]
     return batches
@@ -354,8 +393,15 @@ def _compare(
     # Without digests, compare the configs rendered with placeholders.
     same = old.digest == new.digest if known else old.body == new.body
     reads_changed = sorted(new.upstreams & changed_deps) if not known else []
+    state = (old.state, new.state) if old.state != new.state else None
+    run = new.run if new.run is not None and new.run != old.run else None
     if same and not reads_changed:
-        return ServerChange(server, UNCHANGED, old.digest, new.digest, not known)
+        # The same config; the agent still runs something when told to.
+        if state is not None:
+            action = SUSPEND if new.state == "suspended" else RESUME
+        else:
+            action = RUN if run is not None else UNCHANGED
+        return ServerChange(server, action, old.digest, new.digest, not known, state=state, run=run)
     old_values, new_values = old.values(), new.values()
     secrets = old.secrets | new.secrets
     changed_secrets = frozenset(
@@ -378,6 +424,8 @@ def _compare(
         known_after_apply=not known,
         diff=diff,
         reads_changed=reads_changed,
+        state=state,
+        run=run,
     )
 
 
@@ -399,8 +447,13 @@ def make_plan(
     history: History | None = None,
     base_commit: str | None = None,
     base_problems: list[Problem] | None = None,
+    retries: Retries | None = None,
 ) -> Plan:
-    """Compare ``base`` (None: it has invalid definitions) with ``head``."""
+    """Compare ``base`` (None: it has invalid definitions) with ``head``.
+
+    ``retries`` (from a store, ``retries_to_publish``): the pairs whose failed
+    config the next pass publishes again with a new retry count.
+    """
     reports = reports or {}
     old_sides = render_sides(base, reports) if base is not None else {}
     new_sides = render_sides(head, reports)
@@ -424,11 +477,18 @@ def make_plan(
         for change in server_changes:
             if change.changes and change.new is not None and history:
                 _mark_history(change, history.get(change.new, []), env_name)
+            pending = (retries or {}).get((name, change.server))
+            if pending is not None and change.new == pending[0]:
+                change.retry = pending[1]
+                if change.action == UNCHANGED:
+                    change.action = RETRY
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if item.changes:
             changed_deps.add(name)
             creating = [s.server for s in server_changes if s.action == CREATE]
-            updating = [s.server for s in server_changes if s.action in (UPDATE, REPLACE)]
+            updating = [
+                s.server for s in server_changes if s.action not in (CREATE, DELETE, UNCHANGED)
+            ]
             removing = [s.server for s in server_changes if s.action == DELETE]
             if creating or updating:
                 item.batches = rollout_batches(head, name, creating, updating)
@@ -451,6 +511,23 @@ def _mark_history(change: ServerChange, hits: list[tuple[str, str]], env_name: s
             change.returning = commit
         elif env != env_name and change.promoted_from is None:
             change.promoted_from = (env, commit)
+
+
+def retries_to_publish(
+    retries: dict[str, dict[str, dict[str, Any]]],
+    published: Callable[[str], Manifest | None],
+) -> Retries:
+    """The ``setpoint retry`` counts (the ledger's ``retries``) that no pointer
+    carries yet: the next pass publishes each, and the agent runs its config
+    again. ``published(server)`` is the manifest the server was last given."""
+    pending: Retries = {}
+    for deployment, by_server in sorted(retries.items()):
+        for server, record in sorted(by_server.items()):
+            config, count = str(record.get("config")), int(record.get("count") or 0)
+            entry = entry_of(published(server), deployment)
+            if count and (entry is None or (entry.config, entry.retry) != (config, count)):
+                pending[(deployment, server)] = (config, count)
+    return pending
 
 
 def blobs_to_upload(

@@ -11,7 +11,12 @@ import json
 from dataclasses import dataclass
 
 from setpoint.controller.rollout.plan import (
+    EMPTY_TREE,
     KNOWN_AFTER_APPLY,
+    RESUME,
+    RETRY,
+    RUN,
+    SUSPEND,
     UNCHANGED,
     DeploymentChange,
     Plan,
@@ -47,6 +52,9 @@ def _groups(dep: DeploymentChange) -> list[_Group]:
             tuple(s.reads_changed),
             s.promoted_from,
             s.returning,
+            s.state,
+            s.run,
+            s.retry,
         )
         if key in found:
             found[key].servers.append(s.server)
@@ -66,13 +74,19 @@ def _arrow(c: ServerChange) -> str:
         return _digest(c.new, c.known_after_apply)
     if c.action == "DELETE":
         return _digest(c.old, False)
-    if c.action == UNCHANGED:
+    if c.action in (UNCHANGED, SUSPEND, RESUME, RUN, RETRY):
         return _digest(c.new, c.known_after_apply)
     return f"{_digest(c.old, c.known_after_apply)} -> {_digest(c.new, c.known_after_apply)}"
 
 
 def _notes(c: ServerChange) -> list[str]:
     notes = []
+    if c.state:
+        notes.append(f"state: {c.state[0]} -> {c.state[1]}")
+    if c.run:
+        notes.append(f"runs {c.run[0]} once (token {c.run[1]})")
+    if c.retry:
+        notes.append(f"retry {c.retry}: tries the failed config again")
     if c.reads_changed:
         notes.append(f"reads outputs of {', '.join(c.reads_changed)}, which changes")
     if c.promoted_from:
@@ -100,6 +114,8 @@ def format_text(plan: Plan, diffs: bool = True) -> str:
     out = [f"plan {_title(plan)}"]
     for problem in plan.base_problems[:1]:
         out.append(f"warning: the base has invalid definitions ({problem}); planned from nothing")
+    if plan.base == EMPTY_TREE:
+        out.append("first commit: planned against the empty tree")
     for dep in plan.deployments:
         if not dep.changes:
             continue
@@ -140,6 +156,8 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
     if plan.base_problems:
         head += ["> the base has invalid definitions; planned from nothing", ""]
+    if plan.base == EMPTY_TREE:
+        head += ["> first commit: planned against the empty tree", ""]
     table: list[str] = []
     details: list[str] = []
     if plan.has_changes:

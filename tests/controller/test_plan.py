@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,10 @@ import pytest
 from setpoint.controller.cli.main import main
 from setpoint.controller.definitions.repository import revert
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
+from setpoint.store.documents import DeploymentReport, Manifest, Report
+from setpoint.store.local import LocalStore
 from tests.controller.conftest import CommitFiles
+from tests.controller.fleet import Fleet, component, inventory
 
 APP = """\
 kind: Component
@@ -317,7 +321,7 @@ def test_json_is_stable(
     ]  # fmt: skip
     assert sorted(result["deployments"][0]["servers"][0]) == [
         "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
-        "returning", "server",
+        "retry", "returning", "run", "server", "state",
     ]  # fmt: skip
     again = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert again == result
@@ -390,3 +394,214 @@ def test_render_server_masks_secret_inputs_as_plan_does(
     # The id is still the digest of the real config: the secret is part of it.
     assert main(["render", "--repo", str(repo), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["servers"]["s2"][0]["id"] == entry["id"]
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's tree with no entries
+
+
+# -- changes that make an agent run something without a new digest ---------------------
+
+LIFECYCLE = APP.replace(
+    "actions: [CREATE, UPDATE]", "actions: [CREATE, UPDATE, SUSPEND, RESUME, BACKUP]"
+)
+
+
+def test_suspend_and_a_new_run_token_are_changes(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo({**BASE, "components/app/component.yaml": LIFECYCLE})
+    suspended = STACK + "    state: suspended\n"
+    commit_files(repo, {"stacks/web.yaml": suspended})
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "SUSPEND   web/app (component app)" in out
+    assert "state: active -> suspended" in out
+    assert "1. web/app: [s2, s3]" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    pair = servers(result, "web/app")
+    assert pair["s2"]["action"] == "SUSPEND"
+    assert pair["s2"]["old"] == pair["s2"]["new"]  # the same config: only its state changes
+    assert pair["s2"]["state"] == {"old": "active", "new": "suspended"}
+    assert result["changes"] is True
+    _code, md = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "markdown")
+    assert "| `web/app` | s2, s3 | SUSPEND |" in md
+    assert "state: active -> suspended" in md
+
+    commit_files(repo, {"stacks/web.yaml": STACK})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert servers(result, "web/app")["s3"]["action"] == "RESUME"
+
+    backup = STACK + '    run: {action: BACKUP, token: "2026-11-22"}\n'
+    commit_files(repo, {"stacks/web.yaml": backup})
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "runs BACKUP once (token 2026-11-22)" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    change = servers(result, "web/app")["s2"]
+    assert change["action"] == "RUN"
+    assert change["run"] == {"action": "BACKUP", "token": "2026-11-22"}
+    # The same token again runs nothing; a new one runs the action again.
+    commit_files(repo, {"stacks/web.yaml": backup + "# the same token\n"})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 0
+    commit_files(repo, {"stacks/web.yaml": backup.replace("2026-11-22", "2026-11-23")})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2
+
+
+def test_a_server_joining_or_leaving_a_group_is_a_change(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = "kind: Inventory\nservers: {s1: {}, s2: {}, s3: {}}\ngroups: {pair: [s1, s2, s3]}\n"
+    commit_files(repo, {"inventory.yaml": inventory})
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "CREATE    s1:" in out
+    commit_files(repo, {"inventory.yaml": inventory.replace("[s1, s2, s3]", "[s1, s2]")})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert servers(result, "web/app")["s3"]["action"] == "DELETE"
+    assert result["rollout"] == [{"deployment": "web/app", "batches": [["s3"]]}]
+
+
+def test_a_retry_not_yet_published_is_a_change_with_a_store(
+    repo: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "store"
+    store = LocalStore(store_dir)
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    for server, status in (("s2", "FAILED"), ("s3", "COMPLETE")):
+        pointer = store.read_pointer(server)
+        assert pointer is not None
+        (entry,) = Manifest.from_dict(store.get_json_blob(pointer.manifest)).deployments
+        got = DeploymentReport(
+            name=entry.name, config=entry.config, action="CREATE", status=status, final=True
+        )
+        store.write_report(
+            Report(
+                server=server,
+                generation=pointer.generation,
+                manifest=pointer.manifest,
+                updated_at="2026-12-02T00:00:00Z",
+                deployments={entry.name: got},
+            )
+        )
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
+    assert code == 0, out  # quarantined: the next pass publishes nothing
+    assert main(["retry", "web/app", "--store", str(store_dir)]) == 0
+    code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
+    assert code == 2, out
+    assert "RETRY     s2:" in out
+    assert "retry 1: tries the failed config again" in out
+    result = plan_json(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir))
+    pair = servers(result, "web/app")
+    assert (pair["s2"]["action"], pair["s2"]["retry"]) == ("RETRY", 1)
+    assert (pair["s3"]["action"], pair["s3"]["retry"]) == ("unchanged", None)
+    # Once published, the retry is no longer a change.
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
+    assert code == 0, out
+
+
+# -- the first commit ----------------------------------------------------------------------
+
+
+def test_the_first_commit_is_planned_against_the_empty_tree(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "has no parent" not in out
+    assert "first commit: planned against the empty tree" in out
+    assert "2 servers, 1 deployment change; 0 servers unchanged" in out
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert result["base"] == EMPTY_TREE
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"CREATE"}
+    # The empty tree named as BASE does the same; a bad BASE is still an error.
+    assert plan_json(capsys, repo, EMPTY_TREE, "HEAD")["deployments"] == result["deployments"]
+    for bad in ("nope", "nope~1"):
+        code, _out = plan(capsys, repo, bad, "HEAD", "--exit-code")
+        assert code == 1
+
+
+# -- the batches the plan shows are the batches reconcile publishes ------------------------
+
+
+def test_plan_batches_are_the_order_reconcile_publishes_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The group lists server_ubuntu first: sorted by name, server_fedora would
+    # come first, but servers roll out in the order the group lists them.
+    mixed = ["server_ubuntu", "server_fedora"]
+    stack = (
+        "kind: Stack\ndeployments:\n  app:\n    component: app\n"
+        "    servers: {group: mixed}\n    update_policy: {canary: 1}\n"
+        "    input_values: {version: 'V'}\n"
+    )
+    fleet = Fleet(
+        tmp_path,
+        {
+            "inventory.yaml": inventory(mixed, {"mixed": mixed}),
+            "components/app/component.yaml": component(),
+            "stacks/web.yaml": stack.replace("V", "1"),
+        },
+    )
+    try:
+        for _ in range(5):
+            if fleet.step().converged:
+                break
+        fleet.commit({"stacks/web.yaml": stack.replace("V", "2")})
+        result = plan_json(capsys, fleet.repo_path, "HEAD~1", "HEAD")
+        assert result["rollout"] == [
+            {"deployment": "web/app", "batches": [["server_ubuntu"], ["server_fedora"]]}
+        ]
+        fleet.run_pass()
+        assert [s for s in mixed if fleet.version(s, "web/app") == "2"] == ["server_ubuntu"]
+    finally:
+        fleet.close()
+
+
+# -- a saved plan is published only if nothing moved ---------------------------------------
+
+
+def test_reconcile_publishes_a_saved_plan_only_if_nothing_moved(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_dir = str(tmp_path / "store")
+    saved = str(tmp_path / "plan.json")
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir]) == 0
+    store = LocalStore(Path(store_dir))
+    generation = store.read_pointer("s2").generation  # type: ignore[union-attr]
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    assert code == 0
+    assert json.loads(Path(saved).read_text())["plan"]["changes"] is True
+
+    # HEAD moved: refused, nothing published.
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.2"')})
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir, "--plan", saved]) == 6
+    assert "branch head moved since the plan was made" in capsys.readouterr().err
+    assert store.read_pointer("s2").generation == generation  # type: ignore[union-attr]
+
+    # The store moved (another reconcile published): refused too.
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir]) == 0
+    published = store.read_pointer("s2").generation  # type: ignore[union-attr]
+    assert published > generation
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.3"')})
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    current = store.read_pointer("s3")
+    assert current is not None
+    store.write_pointer(replace(current, generation=current.generation + 1), current)
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir, "--plan", saved]) == 6
+    assert "store (its pointers) moved" in capsys.readouterr().err
+    assert store.read_pointer("s2").generation == published  # type: ignore[union-attr]
+
+    # Nothing moved: published.
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--store", store_dir, "--out", saved)
+    assert main(["reconcile", "--repo", str(repo), "--store", store_dir, "--plan", saved]) == 0
+    assert store.read_pointer("s2").generation > published  # type: ignore[union-attr]
+
+    # --out records the store: it needs one.
+    code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--out", saved)
+    assert code == 1
