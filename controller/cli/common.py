@@ -45,7 +45,29 @@ def add_command(sub: Any, name: str, handler: Handler, **kwargs: Any) -> argpars
     """Add command ``name`` to the subparsers ``sub``; parsing it selects ``handler``."""
     p: argparse.ArgumentParser = sub.add_parser(name, formatter_class=formatter, **kwargs)
     p.set_defaults(handler=handler)
+    log_args(p, after_command=True)
     return p
+
+
+def log_args(p: argparse.ArgumentParser, after_command: bool = False) -> None:
+    """--log-level and --log-format, before the command or after it.
+
+    After the command they default to nothing, so they override the values
+    given (or defaulted) before it only when given.
+    """
+    from setpoint.controller import logs
+
+    level_default = argparse.SUPPRESS if after_command else "info"
+    format_default = argparse.SUPPRESS if after_command else "console"
+    p.add_argument(
+        "--log-level",
+        choices=sorted(logs.LEVELS),
+        default=level_default,
+        help="log events at or above",
+    )
+    p.add_argument(
+        "--log-format", choices=("console", "json"), default=format_default, help="log event format"
+    )
 
 
 def repo_args(p: argparse.ArgumentParser) -> None:

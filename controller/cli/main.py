@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from setpoint.controller import logs
 from setpoint.controller.cli import change, converge, definitions, demo, fleet, maintenance
-from setpoint.controller.cli.common import FAILED, UNAVAILABLE, Parser, formatter
+from setpoint.controller.cli.common import FAILED, UNAVAILABLE, Parser, formatter, log_args
 from setpoint.controller.converge.capabilities import CapabilityError
 from setpoint.controller.converge.trust import UntrustedPointers
 from setpoint.controller.definitions.repository import GitError
@@ -51,12 +52,8 @@ def build_parser() -> Parser:
         epilog=EPILOG,
         formatter_class=formatter,
     )
-    parser.add_argument(
-        "--log-level", choices=sorted(logs.LEVELS), default="info", help="log events at or above"
-    )
-    parser.add_argument(
-        "--log-format", choices=("console", "json"), default="console", help="log event format"
-    )
+    parser.add_argument("--version", action="version", version=f"setpoint {version('setpoint')}")
+    log_args(parser)
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )

@@ -244,3 +244,25 @@ def test_reconcile_takes_over_at_once_from_a_run_of_this_host_that_died(
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"setpoint {version('setpoint')}"
+
+
+def test_log_options_are_taken_after_the_command_too(example_repo: Path, tmp_path: Path) -> None:
+    """``setpoint reconcile ... --log-format json`` as well as ``setpoint --log-format
+    json reconcile ...``; given in both places, the one after the command wins."""
+    store = str(tmp_path / "store")
+    got = run_cli(
+        "--log-format", "console", "reconcile", "--repo", str(example_repo), "--store", store,
+        "--log-format", "json",
+    )  # fmt: skip
+    assert got.returncode == OK, got.stderr
+    events = [json.loads(line)["event"] for line in got.stderr.splitlines() if line.strip()]
+    assert "reconcile_pass" in events
