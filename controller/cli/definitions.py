@@ -12,6 +12,7 @@ from setpoint.controller.cli.common import (
     INVALID,
     OK,
     add_command,
+    counted,
     env_arg,
     invalid,
     print_json,
@@ -81,9 +82,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"{model.commit[:12]}: valid: {len(model.components)} components, "
-            f"{len(model.stacks)} stacks, {len(deployments)} deployments, "
-            f"{pairs} (deployment, server) pairs"
+            f"{model.commit[:12]}: valid: {counted(len(model.components), 'component')}, "
+            f"{counted(len(model.stacks), 'stack')}, {counted(len(deployments), 'deployment')}, "
+            f"{counted(pairs, '(deployment, server) pair')}"
         )
     return OK
 

@@ -58,7 +58,7 @@ def test_validate_json_lists_every_problem(
 
 def test_validate_ok(example_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--repo", str(example_repo)]) == OK
-    assert "valid: 4 components, 1 stacks, 4 deployments" in capsys.readouterr().out
+    assert "valid: 4 components, 1 stack, 4 deployments" in capsys.readouterr().out
 
 
 def test_render_one_server_shows_full_configs(
