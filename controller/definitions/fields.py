@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from setpoint.controller.definitions.checks import Checks, Where, kind_of
-from setpoint.controller.definitions.model import INPUT_TYPES, UpdatePolicy
+from setpoint.controller.definitions.model import HOT_TYPES, INPUT_TYPES, UpdatePolicy
 from setpoint.controller.definitions.yamlsource import YMap
 from setpoint.store.documents import LIFECYCLE_ACTIONS
 
@@ -88,7 +88,8 @@ def read_update_policy(
 
 def read_typed_default(checks: Checks, m: YMap, where: Where) -> tuple[str, Any, bool] | None:
     """(type, default, has_default) of an input or parameter; None if the type is unknown."""
-    type_name = checks.text(m, "type", where, "String")
+    written = checks.text(m, "type", where, "String")
+    type_name = HOT_TYPES.get(written, written)
     if type_name not in INPUT_TYPES:
         checks.error(
             where.at(m, "type"),

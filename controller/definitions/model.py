@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
+# HOT's spelling of the same types, accepted wherever a type is written.
+HOT_TYPES = {
+    "string": "String",
+    "number": "Number",
+    "comma_delimited_list": "CommaDelimitedList",
+    "json": "Json",
+    "boolean": "Boolean",
+}
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
 # reverse: when the deployment changes, the deployments that depend on it roll

@@ -286,3 +286,37 @@ def test_reads_the_commit_not_the_working_directory(
 def test_problem_formats_as_file_line_field() -> None:
     p = Problem("stacks/a.yaml", 7, "deployments.x.servers", "unknown server 'q'")
     assert str(p) == "stacks/a.yaml:7: deployments.x.servers: unknown server 'q'"
+
+
+def test_hot_lowercase_types_are_accepted_in_native_definitions(
+    make_repo: Callable[..., Path],
+) -> None:
+    """``number``, ``string``, ``comma_delimited_list``... as in HOT, beside the
+    capitalised names."""
+    component = COMPONENT.replace("type: Number", "type: number").replace(
+        "type: String", "type: string"
+    )
+    model = load(
+        make_repo,
+        {
+            "components/app/component.yaml": component,
+            "stacks/main.yaml": """\
+                kind: Stack
+                parameters:
+                  size: {type: number, default: "3"}
+                  greeting: {type: string, default: hello}
+                  names: {type: comma_delimited_list, default: "a,b"}
+                deployments:
+                  app:
+                    component: app
+                    servers: {group: pair}
+                    input_values:
+                      size: {get_param: size}
+                      label: {get_param: greeting}
+                """,
+        },
+    )
+    app = model.deployment("main/app")
+    assert app.input_values == {"size": 3, "label": "hello"}
+    component_inputs = {i.name: i.type for i in model.components["app"].inputs}
+    assert component_inputs == {"size": "Number", "label": "String"}

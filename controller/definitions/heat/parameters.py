@@ -8,16 +8,10 @@ from typing import Any
 
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.environments import EnvironmentValues
-from setpoint.controller.definitions.model import ParamDef
+from setpoint.controller.definitions.model import HOT_TYPES, ParamDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
-PARAM_TYPES = {
-    "string": "String",
-    "number": "Number",
-    "comma_delimited_list": "CommaDelimitedList",
-    "json": "Json",
-    "boolean": "Boolean",
-}
+PARAM_TYPES = HOT_TYPES
 PARAM_KEYS = (
     "type", "default", "description", "label", "hidden", "constraints", "immutable", "tags",
 )  # fmt: skip
