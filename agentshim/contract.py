@@ -80,10 +80,13 @@ class ToolCall:
         )
 
 
-def input_as_env(value: Any) -> str:
-    """Strings as they are; anything else as JSON (true/false, numbers, lists, maps)."""
+def input_as_env(value: Any, type_name: str | None = None) -> str:
+    """Strings as they are; a CommaDelimitedList as ``a,b`` (as Heat's script hook
+    gives it); anything else as JSON (true/false, numbers, lists, maps)."""
     if isinstance(value, str):
         return value
+    if type_name == "CommaDelimitedList" and isinstance(value, list):
+        return ",".join(input_as_env(item) for item in value)
     if value is None:
         return ""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -32,7 +32,7 @@ def run(call: ToolCall) -> HookResult:
         raise BadDocument("script config is not text")
     env = base_env()
     for item in call.document["inputs"]:
-        env[env_name(item["name"])] = input_as_env(item.get("value"))
+        env[env_name(item["name"])] = input_as_env(item.get("value"), item.get("type"))
     prepared = prepare(call)
     path = call.work / prepared.hexd
     # Replaced, never rewritten in place: a leftover reader never sees half a script.

@@ -82,7 +82,7 @@ def test_inputs_reach_the_script_as_environment_variables(
         "s": "a b",
         "n": "42",
         "flag": "true",
-        "items": '["a","b"]',
+        "items": "a,b",  # a CommaDelimitedList reaches scripts as in Heat
         "doc": '{"k":[1,2.5]}',
         "deploy_action": "CREATE",
         "deploy_server_id": SERVER,
