@@ -86,7 +86,11 @@ def add_parsers(sub: Any) -> None:
         "under refs/notes/setpoint (git log --notes=setpoint).",
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
-    p.add_argument("--branch", default="main", help="branch to deploy (default: main)")
+    p.add_argument(
+        "--branch",
+        default="HEAD",
+        help="branch to deploy (default: HEAD, the branch it names, as for reconcile)",
+    )
     p.add_argument("--store", required=True, help="store URL: file:///path, a path, memory://")
     env_arg(p)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (1)")

@@ -70,6 +70,15 @@ def _branch_ref(branch: str) -> Ref:
     )
 
 
+HEAD = "HEAD"
+
+
+def _head_branch(repo: Repo) -> Ref:
+    """The ref HEAD points at (``refs/heads/main``), or HEAD itself when detached."""
+    names, _sha = repo.refs.follow(Ref(b"HEAD"))
+    return names[-1] if names else Ref(b"HEAD")
+
+
 def _read_ref(path: str, ref: Ref) -> str | None:
     # A fresh Repo each time: refs written by other processes (a push) are seen.
     try:
@@ -86,11 +95,12 @@ class LocalSource:
 
     def __init__(self, path: str | Path, branch: str) -> None:
         self.branch = branch
-        self.ref = _branch_ref(branch)
         try:
             with Repo(str(path)) as repo:
                 self.path = str(repo.path)
                 self._git_dir = str(repo.controldir())
+                # HEAD: the branch HEAD names now, as reconcile's HEAD reads it.
+                self.ref = _head_branch(repo) if branch == HEAD else _branch_ref(branch)
         except NotGitRepository as exc:
             raise NotARepository(str(path)) from exc
         self._changed = threading.Event()
@@ -206,6 +216,9 @@ class RemoteSource:
                 client, path = get_transport_and_path(self.url, config=mirror.get_config_stack())
                 result = client.fetch(path, mirror)
                 remote = result.refs
+                if self.branch == HEAD:
+                    # The branch the remote's HEAD names, as a clone would check out.
+                    self.ref = Ref(result.symrefs.get(Ref(b"HEAD"), b"HEAD"))
                 sha = remote.get(self.ref)
                 if sha is None:
                     raise FetchError(self.url, f"no branch {self.branch!r} on the remote")

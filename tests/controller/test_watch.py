@@ -444,3 +444,21 @@ def test_a_watch_that_cannot_verify_the_fleet_keeps_serving_and_says_why(
         SigningKey.generate("new"), verify_keys=(str(signed_by_old.public()),)
     )
     assert watcher.step().outcome is not None
+
+
+def test_watch_follows_the_branch_head_names_by_default_as_reconcile_does(
+    git: Git, work: Path, bare: Path, store: Store, tmp_path: Path
+) -> None:
+    """``--branch`` defaults to HEAD for watch as for reconcile: the branch HEAD
+    names, locally and on a remote."""
+    git(work, "checkout", "-q", "-b", "feature")
+    feature = git.commit_files(work, definitions("feature"), "on feature")
+    local = LocalSource(work, "HEAD")
+    assert local.head() == feature
+    assert local.ref == b"refs/heads/feature"
+    remote = RemoteSource(bare.as_uri(), "HEAD", tmp_path / "mirror", 10.0)
+    remote.refresh()
+    assert remote.head() == git(bare, "rev-parse", "main")
+    code = main(["watch", "--repo", str(work), "--store", str(tmp_path / "s"), "--once"])
+    assert code == 0
+    assert commits_in_store(open_store(str(tmp_path / "s"))) == {feature}
