@@ -57,7 +57,7 @@ def rolled_back(outcome: PassOutcome, commit: str) -> dict[str, list[str]]:
 
 def update_record(record: DeployRecord, outcome: PassOutcome, now: float) -> None:
     """Fold one pass into ``record`` (a record already converged or superseded is final)."""
-    if record.outcome in (CONVERGED, SUPERSEDED):
+    if record.outcome in (CONVERGED, SUPERSEDED) or record.superseded_by is not None:
         return
     servers: dict[str, str] = {}
     configs: dict[str, set[str]] = {}
@@ -118,7 +118,10 @@ class Recorder:
     def switch(self, head: str) -> None:
         """``head`` is deployed from now on: close the record of the commit before it."""
         if self.record is not None and self.record.outcome in (IN_PROGRESS, FAILED):
-            self.record.outcome = SUPERSEDED
+            # A failure stays a failure in history once another commit (a revert)
+            # replaces it; only a commit still in progress becomes superseded.
+            if self.record.outcome == IN_PROGRESS:
+                self.record.outcome = SUPERSEDED
             self.record.superseded_by = head
             self.record.finished_at = self.clock()
             self.save(self.record)

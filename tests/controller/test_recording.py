@@ -77,6 +77,12 @@ def test_a_rollback_is_recorded_in_the_commits_note_and_history(
         assert main(["history", "--repo", str(fleet.repo_path), "--json"]) == 0
         doc = json.loads(capsys.readouterr().out)
         assert doc["commits"][0]["record"]["rolled_back"] == {"s/app": SERVERS[:18]}
+        # Reverted, the failed commit stays failed in its note (and in history).
+        revert = fleet.commit({"stacks/s.yaml": stack("1", POLICY)}, "revert version 2")
+        recorder.update(fleet.step())
+        reverted = Notebook(fleet.repo_path).record(second, None)
+        assert reverted is not None
+        assert (reverted.outcome, reverted.superseded_by) == (FAILED, revert)
     finally:
         fleet.close()
 
