@@ -112,7 +112,7 @@ class SimAgent:
             token=token if token is not None else self.tokens.get(entry.name),
         )
 
-    def cycle(self) -> bool:  # noqa: C901, PLR0912 -- one simulated agent cycle, read top to bottom
+    def cycle(self) -> bool:
         """Run what the pointer asks and report; False when there is no pointer (or
         the agent is silent)."""
         if self.silent:
@@ -125,50 +125,79 @@ class SimAgent:
         manifest = Manifest.from_dict(self.store.get_json_blob(pointer.manifest))
         self.generation = pointer.generation
         for entry in manifest.deployments:
-            self.entries[entry.name] = entry
-            previous = self.reports.get(entry.name)
-            if (
-                previous is not None
-                and (previous.config, previous.status) == (entry.config, "FAILED")
-                and previous.action in ("CREATE", "UPDATE")
-                and self.retried.get(entry.name, 0) == entry.retry
-            ):
-                continue  # final: the agent tries again only when told (retry count)
-            # A rollback to a digest that succeeded here reruns its UPDATE, as the
-            # real agent does: the failed run may have left the server half changed.
-            rolled_back = previous is not None and previous.config != entry.config
-            if self.succeeded.get(entry.name) != entry.config or rolled_back:
-                action = "UPDATE" if entry.name in self.succeeded else "CREATE"
-                body = self.store.get_json_blob(entry.config)
-                ok = not self._fails(entry, input_values(body))
-                if ok:
-                    self.succeeded[entry.name] = entry.config
-                    if self.echo_inputs:
-                        value = entry.config[-8:]
-                        self.outputs[entry.name] = {o["name"]: value for o in body["outputs"]}
-                    else:
-                        self.outputs[entry.name] = self.outputs_for(self.server, entry.config, body)
-                self._report(entry, action, ok, None)
-                if not ok:
-                    self.retried[entry.name] = entry.retry
-                    continue
-            if self.states.get(entry.name, "active") != entry.state:
-                action = "SUSPEND" if entry.state == "suspended" else "RESUME"
-                self.states[entry.name] = entry.state
-                self._report(entry, action, True, None)
-            if entry.run is not None and self.tokens.get(entry.name) != entry.run[1]:
-                action, token = entry.run
-                ok = action not in self.fail_actions
-                if ok:
-                    self.tokens[entry.name] = token
-                self._report(entry, action, ok, token)
+            self._apply(entry)
+        self._delete_gone(manifest)
+        self.write(pointer)
+        return True
+
+    def _apply(self, entry: ManifestEntry) -> None:
+        """Run what one manifest entry asks: its config, a state change, an action."""
+        self.entries[entry.name] = entry
+        if self._given_up(entry):
+            return  # final: the agent tries again only when told (retry count)
+        if self._config_due(entry) and not self._run_config(entry):
+            return
+        self._change_state(entry)
+        self._run_action(entry)
+
+    def _given_up(self, entry: ManifestEntry) -> bool:
+        """The entry's config failed here and no retry was asked since."""
+        previous = self.reports.get(entry.name)
+        return (
+            previous is not None
+            and (previous.config, previous.status) == (entry.config, "FAILED")
+            and previous.action in ("CREATE", "UPDATE")
+            and self.retried.get(entry.name, 0) == entry.retry
+        )
+
+    def _config_due(self, entry: ManifestEntry) -> bool:
+        """The entry's config has not succeeded here, or is a rollback to one that did."""
+        previous = self.reports.get(entry.name)
+        # A rollback to a digest that succeeded here reruns its UPDATE, as the
+        # real agent does: the failed run may have left the server half changed.
+        rolled_back = previous is not None and previous.config != entry.config
+        return self.succeeded.get(entry.name) != entry.config or rolled_back
+
+    def _run_config(self, entry: ManifestEntry) -> bool:
+        """CREATE or UPDATE the entry's config; False when the run failed."""
+        action = "UPDATE" if entry.name in self.succeeded else "CREATE"
+        body = self.store.get_json_blob(entry.config)
+        ok = not self._fails(entry, input_values(body))
+        if ok:
+            self.succeeded[entry.name] = entry.config
+            if self.echo_inputs:
+                value = entry.config[-8:]
+                self.outputs[entry.name] = {o["name"]: value for o in body["outputs"]}
+            else:
+                self.outputs[entry.name] = self.outputs_for(self.server, entry.config, body)
+        self._report(entry, action, ok, None)
+        if not ok:
+            self.retried[entry.name] = entry.retry
+        return ok
+
+    def _change_state(self, entry: ManifestEntry) -> None:
+        """SUSPEND or RESUME when the entry's state differs from the one here."""
+        if self.states.get(entry.name, "active") != entry.state:
+            action = "SUSPEND" if entry.state == "suspended" else "RESUME"
+            self.states[entry.name] = entry.state
+            self._report(entry, action, True, None)
+
+    def _run_action(self, entry: ManifestEntry) -> None:
+        """Run the entry's custom action when its token is new here."""
+        if entry.run is not None and self.tokens.get(entry.name) != entry.run[1]:
+            action, token = entry.run
+            ok = action not in self.fail_actions
+            if ok:
+                self.tokens[entry.name] = token
+            self._report(entry, action, ok, token)
+
+    def _delete_gone(self, manifest: Manifest) -> None:
+        """DELETE every deployment that succeeded here and left the manifest."""
         present = {e.name for e in manifest.deployments}
         for name in [n for n in self.succeeded if n not in present]:
             self.ran.append(("DELETE", name, self.succeeded[name]))
             del self.succeeded[name]
             self.reports.pop(name, None)
-        self.write(pointer)
-        return True
 
     def write(self, pointer: Pointer | None = None) -> None:
         """Write the report (for the pointer now in the store unless given one)."""

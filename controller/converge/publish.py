@@ -134,7 +134,184 @@ def _read_kept(
     return dict(zip(digests, bodies, strict=True))
 
 
-def publish(  # noqa: C901, PLR0912, PLR0915 -- the publication order in one place; to be split into waves
+@dataclass(frozen=True)
+class _Publication:
+    """What every step of one publication reads: the store, the inputs, the moment."""
+
+    store: Store
+    desired: DesiredState
+    current: dict[str, Pointer | None]
+    policy: PointerPolicy
+    now: float
+    trust: dict[str, str] | None
+    key_name: str | None
+
+    def settled(self, pointer: Pointer | None, digest: str, needs: set[str]) -> bool:
+        """The pointer already says what it should, with URLs good for long enough."""
+        return (
+            pointer is not None
+            and pointer.manifest == digest
+            and pointer.key == self.key_name
+            and pointer.trust == self.trust
+            and (
+                self.store.capability_kind is None
+                or not (
+                    self.policy.force_renewal
+                    or needs_renewal(pointer.capabilities, needs, self.now, self.policy.ttl)
+                )
+            )
+        )
+
+    def candidates(self, result: PublishResult) -> list[tuple[str, Manifest, bytes, str]]:
+        """Each server whose pointer may change, with its encoded manifest; the rest kept."""
+        desired, current = self.desired, self.current
+        servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
+        # Servers with the same desired state share one manifest: encode it once.
+        encoded: dict[tuple[object, ...], tuple[bytes, str]] = {}
+        # On S3 every server is a candidate, since whether its URLs cover the
+        # blobs it needs decides.
+        candidates: list[tuple[str, Manifest, bytes, str]] = []
+        for server in servers:
+            manifest = desired.manifests.get(server, Manifest(deployments=()))
+            key = (manifest.deployments, *manifest.bundles.items())
+            if key not in encoded:
+                blob = canonical_json(manifest.to_dict())
+                encoded[key] = (blob, digest_bytes(blob))
+            blob, digest = encoded[key]
+            pointer = current.get(server)
+            if self.store.capability_kind != "s3" and self.settled(pointer, digest, set()):
+                assert pointer is not None
+                result.pointers[server] = pointer
+                continue
+            candidates.append((server, manifest, blob, digest))
+        return candidates
+
+    def plan(self, result: PublishResult) -> dict[str, _Planned]:
+        """The servers whose pointer must change, with what each needs; the rest kept."""
+        candidates = self.candidates(result)
+        kept = _read_kept(self.store, self.desired, [manifest for _, manifest, _, _ in candidates])
+        planned: dict[str, _Planned] = {}
+        for server, manifest, blob, digest in candidates:
+            needs = {digest} | _blobs_needed(manifest, self.desired, kept)
+            pointer = self.current.get(server)
+            if self.store.capability_kind == "s3" and self.settled(pointer, digest, needs):
+                assert pointer is not None
+                result.pointers[server] = pointer
+                continue
+            planned[server] = _Planned(manifest, blob, digest, needs)
+        return planned
+
+    def build_pointers(
+        self, planned: dict[str, _Planned], seen: dict[str, int]
+    ) -> dict[str, Pointer]:
+        """Every new pointer, its URLs issued and signed, before anything is written."""
+        stamp = iso(self.now)
+        pointers: dict[str, Pointer] = {}
+        for server, plan in sorted(planned.items()):
+            previous = self.current.get(server)
+            caps = issue(self.store, server, plan.needs, self.now, self.policy.ttl)
+            pointer = Pointer(
+                server=server,
+                generation=max(previous.generation if previous else 0, seen.get(server, 0)) + 1,
+                manifest=plan.digest,
+                commit=self.desired.commit,
+                published_at=stamp,
+                capabilities=caps.to_dict() if caps else None,
+                trust=self.trust,
+                key=self.key_name,
+                # A fleet moved away (``setpoint move``) stays redirected whatever
+                # is published here afterwards.
+                moved_to=previous.moved_to if previous else None,
+            )
+            pointers[server] = self.policy.sign(pointer)
+        return pointers
+
+    def new_content(self, planned: dict[str, _Planned]) -> dict[str, bytes]:
+        """The configs and files the new manifests reference that this pass rendered."""
+        content: dict[str, bytes] = {}
+        for plan in planned.values():
+            for entry in plan.manifest.deployments:
+                rendered = self.desired.configs.get(entry.config)
+                if rendered is None:
+                    continue  # kept from an earlier manifest: already in the store
+                content[entry.config] = rendered.blob
+                for ref in rendered.body["files"].values():
+                    zip_digest = plan.manifest.bundles.get(ref["digest"], ref["digest"])
+                    content[zip_digest] = self.desired.attachments[zip_digest]
+        return content
+
+    def upload(self, content: dict[str, bytes], manifest_blobs: dict[str, bytes]) -> list[str]:
+        """Store the blobs the store lacks: configs and files, then manifests."""
+        store = self.store
+        missing = store.find_missing([*content, *manifest_blobs])
+        # Each ``pool.map`` returns only once every call in it has ended: the
+        # configs and files are all stored before any manifest naming them, and
+        # the manifests before any pointer.
+        configs = sorted(d for d in content if d in missing)
+        store.pool.map(store.put_blob, [content[d] for d in configs])
+        manifests = sorted(d for d in manifest_blobs if d in missing)
+        store.pool.map(store.put_blob, [manifest_blobs[d] for d in manifests])
+        return configs + manifests
+
+    def write_pointer(self, pointer: Pointer, versions: dict[str, str | None] | None) -> str | None:
+        """Write one server's pointer (over its stored version, when fenced) and log it."""
+        server = pointer.server
+        previous = self.current.get(server)
+        if versions is not None:
+            version: str | None = self.store.write_pointer_if(
+                pointer, previous, versions.get(server)
+            )
+        else:
+            version = self.store.write_pointer(pointer, previous)
+        log.info(
+            "pointer_published",
+            server=server,
+            generation=pointer.generation,
+            manifest=pointer.manifest,
+            commit=self.desired.commit[:12],
+            renewed=previous is not None and previous.manifest == pointer.manifest,
+        )
+        return version
+
+    def write_pointers(
+        self,
+        pointers: dict[str, Pointer],
+        versions: dict[str, str | None] | None,
+        result: PublishResult,
+    ) -> None:
+        """The pointer wave: every new pointer side by side, recorded in ``result``."""
+        servers = list(pointers)
+        written = self.store.pool.map(
+            lambda server: self.write_pointer(pointers[server], versions), servers
+        )
+        for server, version in zip(servers, written, strict=True):
+            if version is not None:
+                result.versions[server] = version
+            result.pointers[server] = pointers[server]
+            result.changed.append(server)
+
+    def restore_lost(self, content: dict[str, bytes], manifest_blobs: dict[str, bytes]) -> None:
+        """Put back any blob the new pointers name that a concurrent gc sweep deleted."""
+        # A blob these pointers name may have been deleted by a concurrent
+        # ``setpoint gc`` sweep before they named it; the sweep puts back what the
+        # pointers it reads name, and this check covers pointers written after it
+        # read them (``fleet.gc``). The blobs this pass uploaded are checked too:
+        # a sweep already under way (grace 0) can delete the copy just uploaded,
+        # and with the pointers written side by side it did, in about one run of
+        # two of the gc-beside-publish test.
+        store = self.store
+        restore = sorted(store.find_missing([*content, *manifest_blobs]))
+        store.pool.map(
+            lambda digest: store.put_blob(
+                content[digest] if digest in content else manifest_blobs[digest]
+            ),
+            restore,
+        )
+        for digest in restore:
+            log.warning("blob_restored", digest=digest, why="deleted while being published")
+
+
+def publish(
     store: Store,
     desired: DesiredState,
     current: dict[str, Pointer | None],
@@ -161,151 +338,29 @@ def publish(  # noqa: C901, PLR0912, PLR0915 -- the publication order in one pla
     leader never replaces a newer leader's pointer.
     """
     policy = policy or PointerPolicy()
-    seen = seen or {}
-    trust = policy.trust()
-    key_name = policy.signing_key.name if policy.signing_key else None
-    now = clock()
+    pub = _Publication(
+        store=store,
+        desired=desired,
+        current=current,
+        policy=policy,
+        now=clock(),
+        trust=policy.trust(),
+        key_name=policy.signing_key.name if policy.signing_key else None,
+    )
     result = PublishResult()
-    planned: dict[str, _Planned] = {}
-
-    def settled(pointer: Pointer | None, digest: str, needs: set[str]) -> bool:
-        """The pointer already says what it should, with URLs good for long enough."""
-        return (
-            pointer is not None
-            and pointer.manifest == digest
-            and pointer.key == key_name
-            and pointer.trust == trust
-            and (
-                store.capability_kind is None
-                or not (
-                    policy.force_renewal
-                    or needs_renewal(pointer.capabilities, needs, now, policy.ttl)
-                )
-            )
-        )
-
-    servers = sorted(set(desired.manifests) | {s for s, p in current.items() if p})
-    # Servers with the same desired state share one manifest: encode it once.
-    encoded: dict[tuple[object, ...], tuple[bytes, str]] = {}
-    # Servers whose pointer may change; on S3 every one, since whether its URLs
-    # cover the blobs it needs decides.
-    candidates: list[tuple[str, Manifest, bytes, str]] = []
-    for server in servers:
-        manifest = desired.manifests.get(server, Manifest(deployments=()))
-        key = (manifest.deployments, *manifest.bundles.items())
-        if key not in encoded:
-            blob = canonical_json(manifest.to_dict())
-            encoded[key] = (blob, digest_bytes(blob))
-        blob, digest = encoded[key]
-        pointer = current.get(server)
-        if store.capability_kind != "s3" and settled(pointer, digest, set()):
-            assert pointer is not None
-            result.pointers[server] = pointer
-            continue
-        candidates.append((server, manifest, blob, digest))
-    kept = _read_kept(store, desired, [manifest for _, manifest, _, _ in candidates])
-    for server, manifest, blob, digest in candidates:
-        needs = {digest} | _blobs_needed(manifest, desired, kept)
-        pointer = current.get(server)
-        if store.capability_kind == "s3" and settled(pointer, digest, needs):
-            assert pointer is not None
-            result.pointers[server] = pointer
-            continue
-        planned[server] = _Planned(manifest, blob, digest, needs)
-
+    planned = pub.plan(result)
     if not planned:
         return result
-
     # Every pointer is built (URLs issued, signed) before anything is written,
     # so a store that cannot issue URLs fails the pass with nothing published.
-    stamp = iso(now)
-    pointers: dict[str, Pointer] = {}
-    for server, plan in sorted(planned.items()):
-        previous = current.get(server)
-        caps = issue(store, server, plan.needs, now, policy.ttl)
-        pointer = Pointer(
-            server=server,
-            generation=max(previous.generation if previous else 0, seen.get(server, 0)) + 1,
-            manifest=plan.digest,
-            commit=desired.commit,
-            published_at=stamp,
-            capabilities=caps.to_dict() if caps else None,
-            trust=trust,
-            key=key_name,
-            # A fleet moved away (``setpoint move``) stays redirected whatever
-            # is published here afterwards.
-            moved_to=previous.moved_to if previous else None,
-        )
-        pointer = policy.sign(pointer)
-        pointers[server] = pointer
-
+    pointers = pub.build_pointers(planned, seen or {})
     # Blobs first: everything the new manifests reference, then the manifests.
-    content: dict[str, bytes] = {}
-    for plan in planned.values():
-        for entry in plan.manifest.deployments:
-            rendered = desired.configs.get(entry.config)
-            if rendered is None:
-                continue  # kept from an earlier manifest: already in the store
-            content[entry.config] = rendered.blob
-            for ref in rendered.body["files"].values():
-                zip_digest = plan.manifest.bundles.get(ref["digest"], ref["digest"])
-                content[zip_digest] = desired.attachments[zip_digest]
+    content = pub.new_content(planned)
     manifest_blobs = {plan.digest: plan.blob for plan in planned.values()}
-    missing = store.find_missing([*content, *manifest_blobs])
-    # Each ``pool.map`` returns only once every call in it has ended: the
-    # configs and files are all stored before any manifest naming them, and
-    # the manifests before any pointer.
-    configs = sorted(d for d in content if d in missing)
-    store.pool.map(store.put_blob, [content[d] for d in configs])
-    manifests = sorted(d for d in manifest_blobs if d in missing)
-    store.pool.map(store.put_blob, [manifest_blobs[d] for d in manifests])
-    result.uploaded += configs + manifests
-
-    # Pointers last.
+    result.uploaded += pub.upload(content, manifest_blobs)
+    # Pointers last, and only while this controller still holds the lease.
     if fence is not None:
         fence()
-
-    def write(server: str) -> str | None:
-        pointer = pointers[server]
-        previous = current.get(server)
-        if versions is not None:
-            version: str | None = store.write_pointer_if(pointer, previous, versions.get(server))
-        else:
-            version = store.write_pointer(pointer, previous)
-        log.info(
-            "pointer_published",
-            server=server,
-            generation=pointer.generation,
-            manifest=pointer.manifest,
-            commit=desired.commit[:12],
-            renewed=previous is not None and previous.manifest == pointer.manifest,
-        )
-        return version
-
-    servers_to_write = list(pointers)
-    for server, version in zip(
-        servers_to_write, store.pool.map(write, servers_to_write), strict=True
-    ):
-        if version is not None:
-            result.versions[server] = version
-        result.pointers[server] = pointers[server]
-        result.changed.append(server)
-
-    # A blob these pointers name may have been deleted by a concurrent
-    # ``setpoint gc`` sweep before they named it; the sweep puts back what the
-    # pointers it reads name, and this check covers pointers written after it
-    # read them (``fleet.gc``). The blobs this pass uploaded are checked too:
-    # a sweep already under way (grace 0) can delete the copy just uploaded,
-    # and with the pointers written side by side it did, in about one run of
-    # two of the gc-beside-publish test.
-    lost = store.find_missing([*content, *manifest_blobs])
-    restore = sorted(lost)
-    store.pool.map(
-        lambda digest: store.put_blob(
-            content[digest] if digest in content else manifest_blobs[digest]
-        ),
-        restore,
-    )
-    for digest in restore:
-        log.warning("blob_restored", digest=digest, why="deleted while being published")
+    pub.write_pointers(pointers, versions, result)
+    pub.restore_lost(content, manifest_blobs)
     return result

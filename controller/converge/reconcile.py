@@ -11,7 +11,7 @@ store say (the cache only saves reads: a new process reads everything once).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +193,47 @@ def _what_is_due(entry: ManifestEntry) -> str:
 
 
 @dataclass
+class _Fleet:
+    """What one pass read of the fleet: pointers, reports, and why any is unusable."""
+
+    servers: list[str]
+    # The object version of each key under ``agents/``, from one listing.
+    versions: dict[str, str]
+    # server -> the pointer stored (None: none, or unreadable)
+    stored: dict[str, Pointer | None] = field(default_factory=dict)
+    # server -> the stored pointer if the controller trusts it
+    pointers: dict[str, Pointer | None] = field(default_factory=dict)
+    reports: dict[str, Report] = field(default_factory=dict)
+    # server -> why its pointer, or its report, cannot be used
+    bad_pointers: dict[str, str] = field(default_factory=dict)
+    bad_reports: dict[str, str] = field(default_factory=dict)
+    # server -> the highest generation seen anywhere for it
+    seen: dict[str, int] = field(default_factory=dict)
+    heat_servers: list[str] = field(default_factory=list)
+    # manifest digest -> why it cannot be read
+    manifest_errors: dict[str, str] = field(default_factory=dict)
+
+    def previous(self, server: str, manifests: dict[str, Manifest]) -> Manifest | None:
+        """The manifest the server's trusted pointer names (None: unknown or none)."""
+        pointer = self.pointers.get(server)
+        if pointer is None or server in self.bad_pointers:
+            return None
+        if pointer.manifest in self.manifest_errors:
+            # What it was given cannot be known: as if its pointer were bad.
+            problem = self.manifest_errors[pointer.manifest]
+            self.bad_pointers[server] = f"invalid manifest {short(pointer.manifest)}: {problem}"
+            return None
+        return manifests[pointer.manifest]
+
+    def invalid(self) -> dict[str, str]:
+        """server -> why its pointer and/or report cannot be used."""
+        return {
+            s: "; ".join(p for p in (self.bad_pointers.get(s), self.bad_reports.get(s)) if p)
+            for s in sorted({*self.bad_pointers, *self.bad_reports})
+        }
+
+
+@dataclass
 class Reconciler:
     repo: GitRepo
     store: Store
@@ -219,121 +260,18 @@ class Reconciler:
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
 
-    def run_pass(self) -> PassOutcome:  # noqa: C901, PLR0912, PLR0915 -- one pass in order; being split into steps
+    def run_pass(self) -> PassOutcome:
         """Load, compute, publish, assess. Invalid definitions raise before any write."""
         model = self.load()
-        versions = self.store.list_versions(AGENTS)
-        known = {k[len(AGENTS) :].split("/", 1)[0] for k in versions}
-        servers = sorted({s for s in known if is_server_name(s)} | model.servers_in_use())
-        for cache in (self._pointers, self._reports):
-            for gone in set(cache) - set(servers):
-                del cache[gone]
-        # server -> why its pointer, or its report, cannot be used
-        bad_pointers: dict[str, str] = {}
-        bad_reports: dict[str, str] = {}
-        stored: dict[str, Pointer | None] = {}
-        self._misplaced = {}
-        # Reads side by side on the store's pool; each call touches only its own
-        # server's entries in the caches (and in ``_misplaced``).
-        read_pointers = self.store.pool.map(
-            lambda s: self._pointer(s, versions.get(pointer_key(s))), servers
-        )
-        for s, (pointer, problem) in zip(servers, read_pointers, strict=True):
-            stored[s] = pointer
-            if problem is not None:
-                bad_pointers[s] = problem
-        # Sign only what you verified: refuses a downgrade before anything is written.
-        pointers = trusted_pointers(stored, self.policy)
-        heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
-        # Heat's agent reads no pointer: its report only names the generation as stored.
-        rewritten = heat_agent.sync_reports(self.store, heat_servers, stored, self.clock())
-        reports: dict[str, Report] = {}
-        # One written by this pass, after the listing, is read as it is now.
-        read_reports = self.store.pool.map(
-            lambda s: self._report(s, versions.get(report_key(s)), s in rewritten), servers
-        )
-        for s, (report, problem) in zip(servers, read_reports, strict=True):
-            if problem is not None:
-                bad_reports[s] = problem
-            if report is not None:
-                reports[s] = report
-        # A new generation passes every one seen: the stored pointer's, trusted
-        # or not, and the one the agent says it accepted.
-        seen = {
-            s: max(_generation(stored[s]), _generation(reports.get(s)), self._misplaced.get(s, 0))
-            for s in servers
-        }
-
-        # The manifests the pointers name, read side by side: each at most once
-        # per process (they are immutable blobs).
-        unread = sorted(
-            {p.manifest for s, p in pointers.items() if p is not None and s not in bad_pointers}
-            - set(self._manifests)
-        )
-        manifest_errors: dict[str, str] = {}
-        for digest, got in zip(
-            unread, self.store.pool.map(self._read_manifest, unread), strict=True
-        ):
-            if isinstance(got, Manifest):
-                self._manifests[digest] = got
-            else:
-                manifest_errors[digest] = got
-
-        def previous(server: str) -> Manifest | None:
-            pointer = pointers.get(server)
-            if pointer is None or server in bad_pointers:
-                return None
-            if pointer.manifest in manifest_errors:
-                # What it was given cannot be known: as if its pointer were bad.
-                problem = manifest_errors[pointer.manifest]
-                bad_pointers[server] = f"invalid manifest {short(pointer.manifest)}: {problem}"
-                return None
-            return self._manifests[pointer.manifest]
-
-        signing = self.policy.signing_key
-        fenced = self.lease is not None and self.lease.fences_writes
-        ledger = read_ledger(self.store, self.policy.verifier() if signing else None, fenced)
-        gate = Gate(
-            ledger, reports, self.clock(), model.commit, unreachable_after=self.unreachable_after
-        )
-        gate.behind = {
-            s
-            for s, pointer in pointers.items()
-            if pointer is not None and _generation(reports.get(s)) < pointer.generation
-        }
-        for dep in model.deployments():
-            for upstream in sorted(dep.upstreams()):
-                gate.dependents.setdefault(upstream, []).append(dep.qualified)
-        rounds = Rounds(ledger, reports, model.commit, bound=self.converge_rounds)
-        desired = compute_desired(model, reports, previous, gate=gate, rounds=rounds)
-        gate.finish()
-        gate.forget_others(set(model.order))
-        rounds.forget_others()
-        ledger.waiting = [w.to_dict() for w in desired.waiting]
-        invalid = {
-            s: "; ".join(p for p in (bad_pointers.get(s), bad_reports.get(s)) if p)
-            for s in sorted({*bad_pointers, *bad_reports})
-        }
+        fleet = self._read_fleet(model)
+        ledger, desired = self._decide(model, fleet)
+        invalid = fleet.invalid()
         for s, problem in invalid.items():
             log.warning("invalid_document", server=s, problem=problem)
-        held = self._hold_unknown(desired, pointers, stored, reports, set(bad_pointers))
-        # The ledger before the pointers: a rollback target is on record before
-        # the server's entry changes.
-        ledger_fence, pointer_fence = self._fencing(ledger, signing, servers, versions)
-        write_ledger(self.store, ledger, signing, **ledger_fence)
-        current = {s: p for s, p in pointers.items() if s not in held}
-        published = publish(
-            self.store, desired, current, self.clock, self.policy, seen, **pointer_fence
+        held = self._hold_unknown(
+            desired, fleet.pointers, fleet.stored, fleet.reports, set(fleet.bad_pointers)
         )
-        for server in published.changed:
-            version = published.versions.get(server)
-            if version is None:
-                self._pointers.pop(server, None)
-            else:
-                self._pointers[server] = (version, published.pointers[server])
-        heat_agent.publish_metadata(
-            self.store, desired, heat_servers, self.clock(), self.policy.ttl
-        )
+        published = self._write(fleet, ledger, desired, held)
         outcome = PassOutcome(
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
@@ -341,7 +279,7 @@ class Reconciler:
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
             outcome.servers[server] = assess(
-                server, manifest, reports.get(server), bad_reports.get(server)
+                server, manifest, fleet.reports.get(server), fleet.bad_reports.get(server)
             )
         log.info(
             "reconcile_pass",
@@ -352,6 +290,144 @@ class Reconciler:
             converged=outcome.converged,
         )
         return outcome
+
+    def _read_fleet(self, model: Model) -> _Fleet:
+        """List ``agents/``, then read what changed: pointers, reports, manifests."""
+        versions = self.store.list_versions(AGENTS)
+        known = {k[len(AGENTS) :].split("/", 1)[0] for k in versions}
+        servers = sorted({s for s in known if is_server_name(s)} | model.servers_in_use())
+        for cache in (self._pointers, self._reports):
+            for gone in set(cache) - set(servers):
+                del cache[gone]
+        fleet = _Fleet(servers=servers, versions=versions)
+        self._read_pointers(fleet)
+        fleet.heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
+        # Heat's agent reads no pointer: its report only names the generation as stored.
+        rewritten = heat_agent.sync_reports(
+            self.store, fleet.heat_servers, fleet.stored, self.clock()
+        )
+        self._read_reports(fleet, rewritten)
+        # A new generation passes every one seen: the stored pointer's, trusted
+        # or not, and the one the agent says it accepted.
+        fleet.seen = {
+            s: max(
+                _generation(fleet.stored[s]),
+                _generation(fleet.reports.get(s)),
+                self._misplaced.get(s, 0),
+            )
+            for s in servers
+        }
+        self._read_manifests(fleet)
+        return fleet
+
+    def _read_pointers(self, fleet: _Fleet) -> None:
+        """Every server's stored pointer side by side, and the ones the controller trusts."""
+        self._misplaced = {}
+        # Reads side by side on the store's pool; each call touches only its own
+        # server's entries in the caches (and in ``_misplaced``).
+        read = self.store.pool.map(
+            lambda s: self._pointer(s, fleet.versions.get(pointer_key(s))), fleet.servers
+        )
+        for s, (pointer, problem) in zip(fleet.servers, read, strict=True):
+            fleet.stored[s] = pointer
+            if problem is not None:
+                fleet.bad_pointers[s] = problem
+        # Sign only what you verified: refuses a downgrade before anything is written.
+        fleet.pointers = trusted_pointers(fleet.stored, self.policy)
+
+    def _read_reports(self, fleet: _Fleet, rewritten: Collection[str]) -> None:
+        """Every server's report side by side; ``rewritten`` ones are read as they are now."""
+        # One written by this pass, after the listing, is read as it is now.
+        read = self.store.pool.map(
+            lambda s: self._report(s, fleet.versions.get(report_key(s)), s in rewritten),
+            fleet.servers,
+        )
+        for s, (report, problem) in zip(fleet.servers, read, strict=True):
+            if problem is not None:
+                fleet.bad_reports[s] = problem
+            if report is not None:
+                fleet.reports[s] = report
+
+    def _read_manifests(self, fleet: _Fleet) -> None:
+        """The manifests the pointers name, side by side, each at most once per process."""
+        unread = sorted(
+            {
+                p.manifest
+                for s, p in fleet.pointers.items()
+                if p is not None and s not in fleet.bad_pointers
+            }
+            - set(self._manifests)
+        )
+        for digest, got in zip(
+            unread, self.store.pool.map(self._read_manifest, unread), strict=True
+        ):
+            if isinstance(got, Manifest):
+                self._manifests[digest] = got
+            else:
+                fleet.manifest_errors[digest] = got
+
+    def _decide(self, model: Model, fleet: _Fleet) -> tuple[Ledger, DesiredState]:
+        """Read the ledger and compute the desired state through the gate and rounds."""
+        signing = self.policy.signing_key
+        fenced = self.lease is not None and self.lease.fences_writes
+        ledger = read_ledger(self.store, self.policy.verifier() if signing else None, fenced)
+        gate = self._gate(model, fleet, ledger)
+        rounds = Rounds(ledger, fleet.reports, model.commit, bound=self.converge_rounds)
+        desired = compute_desired(
+            model,
+            fleet.reports,
+            lambda server: fleet.previous(server, self._manifests),
+            gate=gate,
+            rounds=rounds,
+        )
+        gate.finish()
+        gate.forget_others(set(model.order))
+        rounds.forget_others()
+        ledger.waiting = [w.to_dict() for w in desired.waiting]
+        return ledger, desired
+
+    def _gate(self, model: Model, fleet: _Fleet, ledger: Ledger) -> Gate:
+        """The gate: which servers are behind, and which deployments follow which."""
+        gate = Gate(
+            ledger,
+            fleet.reports,
+            self.clock(),
+            model.commit,
+            unreachable_after=self.unreachable_after,
+        )
+        gate.behind = {
+            s
+            for s, pointer in fleet.pointers.items()
+            if pointer is not None and _generation(fleet.reports.get(s)) < pointer.generation
+        }
+        for dep in model.deployments():
+            for upstream in sorted(dep.upstreams()):
+                gate.dependents.setdefault(upstream, []).append(dep.qualified)
+        return gate
+
+    def _write(
+        self, fleet: _Fleet, ledger: Ledger, desired: DesiredState, held: set[str]
+    ) -> PublishResult:
+        """Write the ledger, then the pointers (fenced by the lease), then Heat's metadata."""
+        signing = self.policy.signing_key
+        # The ledger before the pointers: a rollback target is on record before
+        # the server's entry changes.
+        ledger_fence, pointer_fence = self._fencing(ledger, signing, fleet.servers, fleet.versions)
+        write_ledger(self.store, ledger, signing, **ledger_fence)
+        current = {s: p for s, p in fleet.pointers.items() if s not in held}
+        published = publish(
+            self.store, desired, current, self.clock, self.policy, fleet.seen, **pointer_fence
+        )
+        for server in published.changed:
+            version = published.versions.get(server)
+            if version is None:
+                self._pointers.pop(server, None)
+            else:
+                self._pointers[server] = (version, published.pointers[server])
+        heat_agent.publish_metadata(
+            self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl
+        )
+        return published
 
     def _fencing(
         self,

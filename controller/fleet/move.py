@@ -146,19 +146,10 @@ def _copy(source: Store, target: Store, digests: Iterable[str], result: MoveResu
     return absent
 
 
-def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
-    source: Store,
-    target: Store,
-    policy: PointerPolicy,
-    deadline: float = DEFAULT_DEADLINE,
-    clock: Callable[[], float] = time.time,
-) -> MoveResult:
-    """Move every server of ``source`` to ``target`` (see the module docstring)."""
-    if source.url == target.url:
-        raise MoveError(f"--from and --to are the same store ({source.url})")
-    now = clock()
-    stamp = iso(now)
-    result = MoveResult(source.url, target.url, now + deadline)
+def _pointers_to_move(
+    source: Store, policy: PointerPolicy, result: MoveResult
+) -> dict[str, Pointer]:
+    """The pointers of ``source`` not moved yet; those already moved noted in ``result``."""
     pointers: dict[str, Pointer] = {}
     listed = source.list_servers()
     for server, pointer in zip(listed, source.pool.map(source.read_pointer, listed), strict=True):
@@ -173,12 +164,14 @@ def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
                 "or its agent would refuse the redirect"
             )
         pointers[server] = pointer
-    if not pointers:
-        if result.already_moved:
-            return result
-        raise MoveError(f"no server has a pointer in {source.url}: nothing to move")
+    return pointers
 
-    # 1. Blobs, the ledger, the last reports.
+
+def _copy_blobs(
+    source: Store, target: Store, pointers: dict[str, Pointer], result: MoveResult
+) -> dict[str, set[str]]:
+    """Copy every blob the pointers reach, then the ledger and what it names;
+    returns manifest digest -> the blobs its agents fetch."""
     manifests = sorted({p.manifest for p in pointers.values()})
     needs = dict(
         zip(
@@ -195,20 +188,41 @@ def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
     if ledger is not None:
         result.lost = sorted(_copy(source, target, ledger_blobs(source, ledger), result))
         target.write_controller_doc(LEDGER, ledger)
+    return needs
+
+
+def _copy_reports(source: Store, target: Store, servers: list[str]) -> None:
+    """Copy each server's last report where the target has none yet."""
 
     def copy_report(server: str) -> None:
         report = source.read_report(server)
         if report is not None and target.read_report(server) is None:
             target.write_report(report)
 
-    target.pool.map(copy_report, sorted(pointers))
+    target.pool.map(copy_report, servers)
 
-    # 2. Pointers at the new store. Every pointer is built (URLs issued, signed)
-    # before any is written, so a store that cannot issue URLs writes none.
+
+@dataclass(frozen=True)
+class _Moved:
+    """The pointers of one move: new ones at the target, redirects at the source."""
+
+    # server -> (the new pointer, the one it replaces at the target)
+    fresh: dict[str, tuple[Pointer, Pointer | None]]
+    redirects: dict[str, Pointer]
+
+
+def _build_pointers(
+    target: Store,
+    policy: PointerPolicy,
+    pointers: dict[str, Pointer],
+    needs: dict[str, set[str]],
+    now: float,
+) -> _Moved:
+    """Every new pointer and redirect, URLs issued and signed, before any is written."""
+    stamp = iso(now)
     trust = policy.trust()
     key_name = policy.signing_key.name if policy.signing_key else None
-    fresh: dict[str, tuple[Pointer, Pointer | None]] = {}
-    redirects: dict[str, Pointer] = {}
+    moved = _Moved({}, {})
     moving = sorted(pointers)
     at_target = dict(zip(moving, target.pool.map(target.read_pointer, moving), strict=True))
     for server, old in sorted(pointers.items()):
@@ -226,11 +240,11 @@ def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
             signature=None,
             moved_to=None,
         )
-        fresh[server] = (policy.sign(pointer), there)
+        moved.fresh[server] = (policy.sign(pointer), there)
         moved_to: dict[str, Any] = {"url": target.url}
         if caps_doc is not None:
             moved_to["capabilities"] = caps_doc
-        redirects[server] = policy.sign(
+        moved.redirects[server] = policy.sign(
             replace(
                 old,
                 generation=old.generation + 1,
@@ -242,13 +256,11 @@ def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
                 moved_to=moved_to,
             )
         )
-    # Each map below returns once every write in it ended: all the new pointers
-    # exist before the record, and the record before any redirect.
-    target.pool.map(lambda server: target.write_pointer(*fresh[server]), list(fresh))
-    for server, (pointer, _there) in fresh.items():
-        result.servers[server] = pointer.generation
+    return moved
 
-    # 3. The record status reads (merged with an earlier move of other servers).
+
+def _write_record(source: Store, target: Store, result: MoveResult, now: float) -> None:
+    """The record status reads (merged with an earlier move of other servers)."""
     record = target.read_controller_doc(MOVE) or {}
     servers = dict(record.get("servers") or {}) if record.get("from") == source.url else {}
     servers.update(result.servers)
@@ -264,7 +276,17 @@ def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
         },
     )
 
-    # 4. The redirects, last.
+
+def _redirect(
+    source: Store,
+    target: Store,
+    redirects: dict[str, Pointer],
+    pointers: dict[str, Pointer],
+    result: MoveResult,
+    now: float,
+) -> None:
+    """Point each server's old pointer at the target, then mark the source moved."""
+
     def redirect_one(server: str) -> None:
         redirect = redirects[server]
         source.write_pointer(redirect, pointers[server])
@@ -281,6 +303,44 @@ def move_fleet(  # noqa: C901, PLR0915 -- the move's strict order in one place
         MOVED,
         {"kind": "FleetMoved", "to": target.url, "moved_at": now, "servers": sorted(redirects)},
     )
+
+
+def move_fleet(
+    source: Store,
+    target: Store,
+    policy: PointerPolicy,
+    deadline: float = DEFAULT_DEADLINE,
+    clock: Callable[[], float] = time.time,
+) -> MoveResult:
+    """Move every server of ``source`` to ``target`` (see the module docstring)."""
+    if source.url == target.url:
+        raise MoveError(f"--from and --to are the same store ({source.url})")
+    now = clock()
+    result = MoveResult(source.url, target.url, now + deadline)
+    pointers = _pointers_to_move(source, policy, result)
+    if not pointers:
+        if result.already_moved:
+            return result
+        raise MoveError(f"no server has a pointer in {source.url}: nothing to move")
+
+    # 1. Blobs, the ledger, the last reports.
+    needs = _copy_blobs(source, target, pointers, result)
+    _copy_reports(source, target, sorted(pointers))
+
+    # 2. Pointers at the new store. Every pointer is built (URLs issued, signed)
+    # before any is written, so a store that cannot issue URLs writes none.
+    moved = _build_pointers(target, policy, pointers, needs, now)
+    # Each map below returns once every write in it ended: all the new pointers
+    # exist before the record, and the record before any redirect.
+    target.pool.map(lambda server: target.write_pointer(*moved.fresh[server]), list(moved.fresh))
+    for server, (pointer, _there) in moved.fresh.items():
+        result.servers[server] = pointer.generation
+
+    # 3. The record status reads.
+    _write_record(source, target, result, now)
+
+    # 4. The redirects, last.
+    _redirect(source, target, moved.redirects, pointers, result, now)
     return result
 
 
