@@ -256,6 +256,9 @@ class Reconciler:
     _reports: dict[str, tuple[str, Report]] = field(default_factory=dict, repr=False)
     # This pass: server -> generation of a pointer stored at its key but naming another.
     _misplaced: dict[str, int] = field(default_factory=dict, repr=False)
+    # server -> the pointer object last verified or written by this controller.
+    _verified: dict[str, Pointer] = field(default_factory=dict, repr=False)
+    _verified_under: PointerPolicy | None = field(default=None, repr=False)
 
     def load(self) -> Model:
         return load_model(self.repo.tree(self.repo.resolve(self.rev)))
@@ -332,8 +335,18 @@ class Reconciler:
             fleet.stored[s] = pointer
             if problem is not None:
                 fleet.bad_pointers[s] = problem
+        if self._verified_under is not self.policy:
+            # Verified under other keys says nothing under these.
+            self._verified, self._verified_under = {}, self.policy
         # Sign only what you verified: refuses a downgrade before anything is written.
-        fleet.pointers = trusted_pointers(fleet.stored, self.policy)
+        fleet.pointers = trusted_pointers(fleet.stored, self.policy, self._known_good)
+        self._verified = {s: p for s, p in fleet.pointers.items() if p is not None}
+
+    def _known_good(self, server: str, pointer: Pointer) -> bool:
+        """The very document verified (or written) by this controller before: the
+        pointer cache hands back the same object only while the store's version
+        of it is unchanged."""
+        return self._verified.get(server) is pointer
 
     def _read_reports(self, fleet: _Fleet, rewritten: Collection[str]) -> None:
         """Every server's report side by side; ``rewritten`` ones are read as they are now."""
@@ -424,6 +437,8 @@ class Reconciler:
                 self._pointers.pop(server, None)
             else:
                 self._pointers[server] = (version, published.pointers[server])
+                # Signed here: the next pass need not verify it again.
+                self._verified[server] = published.pointers[server]
         heat_agent.publish_metadata(
             self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl
         )

@@ -18,6 +18,8 @@ not come from. That is refused before anything is written, unless asked for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 
 from setpoint.controller.converge.publish import PointerPolicy
@@ -80,9 +82,15 @@ def _signed(pointer: Pointer | None) -> bool:
 
 
 def trusted_pointers(
-    stored: dict[str, Pointer | None], policy: PointerPolicy
+    stored: dict[str, Pointer | None],
+    policy: PointerPolicy,
+    verified: Callable[[str, Pointer], bool] | None = None,
 ) -> dict[str, Pointer | None]:
     """The pointers a pass may build on: ``stored`` with every unverified one absent.
+
+    ``verified(server, pointer)`` says a pointer is known good already (this
+    controller wrote it, or verified the very same document before): its
+    signature is not checked again.
 
     Raises ``UntrustedPointers`` (before anything is written) when the fleet is
     signed and this controller would replace its pointers with ones agents
@@ -97,10 +105,13 @@ def trusted_pointers(
             raise UntrustedPointers(signed, keys, None)
         return dict(stored)  # nothing to verify with: the store as it is
     trusted = policy.verifier()
+    known = verified or (lambda _server, _pointer: False)
     refused = {
         server: reason
         for server, pointer in stored.items()
-        if pointer is not None and (reason := refusal(pointer, trusted)) is not None
+        if pointer is not None
+        and not known(server, pointer)
+        and (reason := refusal(pointer, trusted)) is not None
     }
     signed = [s for s, p in stored.items() if _signed(p)]
     if signed and all(s in refused for s in signed) and not policy.allow_downgrade:

@@ -669,3 +669,36 @@ def test_rotation_with_the_old_key_trusted_through_the_cli(
         capsys.readouterr()
     finally:
         fleet.close()
+
+
+def test_a_pointer_is_verified_once_per_version_it_has_in_the_store(
+    tmp_path: Path, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pointers this controller wrote, or already verified at the same store
+    version, are not verified again each pass; a replaced one is."""
+    from setpoint.controller.converge import trust
+
+    checked: list[str] = []
+    real = trust.refusal
+
+    def counting(pointer: Pointer, trusted: dict[str, object]) -> str | None:
+        checked.append(pointer.server)
+        return real(pointer, trusted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trust, "refusal", counting)
+    fleet = signed_fleet(tmp_path, key)
+    try:
+        converge(fleet)
+        checked.clear()
+        fleet.run_pass()
+        fleet.run_pass()
+        assert checked == []
+        manifest = fleet.store.read_pointer(SERVERS[0])
+        assert manifest is not None
+        forge(fleet.store, SERVERS[0], manifest.manifest)
+        with capture_logs() as logs:
+            fleet.run_pass()
+        assert checked == [SERVERS[0]]
+        assert [e["server"] for e in logs if e["event"] == "pointer_not_trusted"] == [SERVERS[0]]
+    finally:
+        fleet.close()
