@@ -1,4 +1,5 @@
-"""Two controller replicas on one local store, agents as processes: the leader is
+"""Two controller replicas on one store (local, real Swift, S3 on moto), agents as
+processes: the leader is
 killed with SIGKILL in the middle of a rolling update, the standby takes over
 within the lease's ttl, and the rollout completes one server at a time with no
 server running the new config twice."""
@@ -82,13 +83,46 @@ def test_on_swift_standby_takes_over_through_numbered_leases(
 ) -> None:
     """The same on a real Swift: the lease is numbered create-only objects, the
     agents hold only TempURLs, pointers are signed."""
+    store = open_store(f"swift://replicas-{uuid.uuid4().hex[:10]}")
+    if store.temp_url_keys() == (None, None):  # type: ignore[attr-defined]
+        store.set_temp_url_key(1, "replicas-secret")  # type: ignore[attr-defined]
+    failover_with_url_agents(example_repo, tmp_path, store)
+    assert store.list_controller_docs("lease-n"), "Swift holds numbered leases"
+    assert store.read_controller_doc("lease") is None
+
+
+def test_on_s3_standby_takes_over_through_conditional_writes(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on S3 (moto as a real HTTP server): the lease is one object
+    replaced with If-Match, the agents hold only presigned URLs."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        monkeypatch.setenv(name, value)
+    try:
+        store = open_store(
+            f"s3://replicas-{uuid.uuid4().hex[:10]}/fleet?endpoint=http://{host}:{port}"
+        )
+        failover_with_url_agents(example_repo, tmp_path, store)
+        assert store.read_controller_doc("lease") is not None
+    finally:
+        server.stop()
+
+
+def failover_with_url_agents(example_repo: Path, tmp_path: Path, store: Store) -> None:
+    """``failover_mid_rollout`` with agents enrolled on ``store``'s capability URLs
+    and pointers signed."""
     key = SigningKey.generate("ctl")
     key_file = tmp_path / "ctl.key"
     key.save(key_file)
-    url = f"swift://replicas-{uuid.uuid4().hex[:10]}"
-    store = open_store(url)
-    if store.temp_url_keys() == (None, None):  # type: ignore[attr-defined]
-        store.set_temp_url_key(1, "replicas-secret")  # type: ignore[attr-defined]
     agents = []
     try:
         for server in SERVERS:
@@ -104,9 +138,8 @@ def test_on_swift_standby_takes_over_through_numbered_leases(
             ]  # fmt: skip
             agents.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
             log.close()
-        failover_mid_rollout(example_repo, tmp_path, url, store, ["--signing-key", str(key_file)])
-        assert store.list_controller_docs("lease-n"), "Swift holds numbered leases"
-        assert store.read_controller_doc("lease") is None
+        signing = ["--signing-key", str(key_file)]
+        failover_mid_rollout(example_repo, tmp_path, store.url, store, signing)
     finally:
         for proc in agents:
             proc.terminate()
