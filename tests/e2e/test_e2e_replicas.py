@@ -1,8 +1,7 @@
 """Two controller replicas on one store (local, real Swift, S3 on moto), agents as
-processes: the leader is
-killed with SIGKILL in the middle of a rolling update, the standby takes over
-within the lease's ttl, and the rollout completes one server at a time with no
-server running the new config twice."""
+processes: the leader is killed with SIGKILL in the middle of a rolling update,
+the standby takes over within the lease's ttl, and the rollout completes one
+server at a time with no server running the new config twice."""
 
 from __future__ import annotations
 
