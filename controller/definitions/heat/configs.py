@@ -48,6 +48,8 @@ class Config:
     outputs: tuple[OutputDef, ...]
     options: dict[str, Any]
     text: Any  # the ``config`` a MultipartMime part takes from it
+    # Inputs declared without a ``type``: Heat passes their values as they are.
+    untyped: frozenset[str] = frozenset()
 
 
 def _single(group: str, text: str) -> Config:
@@ -76,6 +78,10 @@ class ConfigReader:
             if res_type in CONFIG_TYPES:
                 return self.config(target)
         return None
+
+    def was_read(self, rname: str) -> bool:
+        """Whether a deployment (or a MultipartMime it runs) asked for config ``rname``."""
+        return rname in self.configs
 
     def config(self, rname: str) -> Config | None:
         """The config resource ``rname``; ``None`` when it has a problem (reported)."""
@@ -127,12 +133,12 @@ class ConfigReader:
             entry = ConfigEntry(
                 str(group), LIFECYCLE_ACTIONS, plain(text) if text is not None else ""
             )
-            return Config(str(group), (entry,), inputs, outputs, options, text)
+            return Config(str(group), (entry,), inputs, outputs, options, text, _untyped(props))
         if res.type == "OS::Heat::SoftwareComponent":
             entries = self.component_configs(props, c, got.get("configs"))
             if entries is None:
                 return None
-            return Config(COMPONENT_GROUP, entries, inputs, outputs, options, None)
+            return Config(COMPONENT_GROUP, entries, inputs, outputs, options, None, _untyped(props))
         if res.type == "OS::Heat::CloudConfig":
             return _single(UNGROUPED, cloud_config(got.get("cloud_config") or {}))
         text = self.mime(props, c)
@@ -247,6 +253,8 @@ class ConfigReader:
         )
         name = item.get("name")
         type_name = item.get("type", "String")
+        if "type" not in item and isinstance(item.get("default"), dict | list):
+            type_name = "Json"  # Heat keeps an untyped default as it is
         if not isinstance(name, str):
             self.checks.error(ec.at(item, "name"), "expected an input name")
             return None
@@ -295,3 +303,15 @@ class ConfigReader:
                 )
             )
         return tuple(out)
+
+
+def _untyped(props: YMap) -> frozenset[str]:
+    """The names of a config's inputs that declare no ``type``."""
+    raw = props.get("inputs")
+    if not isinstance(raw, YList):
+        return frozenset()
+    return frozenset(
+        item["name"]
+        for item in raw
+        if isinstance(item, YMap) and isinstance(item.get("name"), str) and "type" not in item
+    )

@@ -229,10 +229,14 @@ class HeatDeploymentReader:
             secret = _hidden_param(raw_values, iname, hidden)
             inputs.append(InputDef(name=iname, type=_input_type(value), secret=secret))
         for index, idef in enumerate(inputs):
-            if idef.name in declared and _hidden_param(raw_values, idef.name, hidden):
+            kind = idef.type
+            if idef.name in config.untyped and isinstance(values.get(idef.name), dict | list):
+                kind = "Json"  # Heat passes a list or map given an untyped input as it is
+            secret = idef.name in declared and _hidden_param(raw_values, idef.name, hidden)
+            if kind != idef.type or secret:
                 inputs[index] = InputDef(
-                    idef.name, idef.type, idef.default, idef.has_default, idef.description,
-                    idef.replace_on_change, True,
+                    idef.name, kind, idef.default, idef.has_default, idef.description,
+                    idef.replace_on_change, secret or idef.secret,
                 )  # fmt: skip
         outputs = [*config.outputs]
         outputs += [OutputDef(n) for n in DEPLOY_OUTPUTS if n not in {o.name for o in outputs}]

@@ -64,8 +64,9 @@ TEMPLATE_KEYS = (
 
 
 def is_heat_template(raw: bytes) -> bool:
-    """Whether a file's first meaningful line starts with ``heat_template_version``."""
-    for line in raw.decode("utf-8", "replace").splitlines():
+    """Whether a file's first meaningful line starts with ``heat_template_version``
+    (after a UTF-8 byte-order mark, which editors on some systems write)."""
+    for line in raw.decode("utf-8-sig", "replace").splitlines():
         text = line.strip()
         if not text or text.startswith("#") or text == "---":
             continue
@@ -120,7 +121,7 @@ class HeatTemplate:
         reader = HeatDeploymentReader(
             scope, evaluator, self.configs, self.sources.components, env_file.state
         )
-        deployments = self.deployments(reader)
+        deployments = self.by_config_name(self.deployments(reader))
         self.check_outputs(m, where)
         for name, (_server, swhere) in env_file.server_map.items():
             if name not in scope.resources or scope.resources[name].type not in SERVER_TYPES:
@@ -148,14 +149,17 @@ class HeatTemplate:
             checks.error(where, f"invalid stack name {stem!r} (letters, digits, '_', '.', '-')")
 
     def deployments(self, reader: HeatDeploymentReader) -> dict[str, Deployment]:
-        """Every deployment resource read; configs read (and checked) even when unused."""
+        """Every deployment resource read, with the configs they run (through
+        MultipartMime parts too). A config no deployment runs (a server's
+        ``user_data``, say) is Heat's to evaluate, not setpoint's: it is warned
+        about like any resource setpoint does not manage, and parameters only it
+        uses need no value."""
         deployments: dict[str, Deployment] = {}
+        unmanaged: list[Resource] = []
         for res in self.scope.resources.values():
-            if res.type in SERVER_TYPES:
-                continue  # bound when a deployment targets it
-            if res.type in CONFIG_TYPES:
-                self.configs.config(res.name)
-            elif res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
+            if res.type in SERVER_TYPES or res.type in CONFIG_TYPES:
+                continue  # bound when a deployment targets it; configs: below
+            if res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
                 if not NAME_RE.match(res.name):
                     self.checks.error(res.where, f"invalid deployment name {res.name!r}")
                     continue
@@ -163,10 +167,29 @@ class HeatTemplate:
                 if made is not None:
                     deployments[res.name] = made
             else:
-                self.checks.warn(
-                    res.where.at(res.body, "type"), f"{res.type} is not managed by setpoint"
-                )
+                unmanaged.append(res)
+        for res in self.scope.resources.values():
+            if res.type in CONFIG_TYPES and not self.configs.was_read(res.name):
+                unmanaged.append(res)
+        for res in sorted(unmanaged, key=lambda r: r.where.line):
+            self.checks.warn(
+                res.where.at(res.body, "type"), f"{res.type} is not managed by setpoint"
+            )
         return deployments
+
+    def by_config_name(self, deployments: dict[str, Deployment]) -> dict[str, Deployment]:
+        """Heat's order where nothing else orders deployments: by the name of the
+        derived config (the deployment's ``name``, else ``<stack>-<config>``);
+        file order among equal names. Data flow and ``depends_on`` still come
+        first (``ordering``)."""
+        components = self.sources.components
+
+        def config_name(item: tuple[int, Deployment]) -> tuple[str, int]:
+            index, dep = item
+            return components[dep.component].name, index
+
+        ranked = sorted(enumerate(deployments.values()), key=config_name)
+        return {dep.name: dep for _index, dep in ranked}
 
     def config_outputs(self, res: Resource) -> tuple[OutputDef, ...] | None:
         """The outputs the config of deployment ``res`` declares."""

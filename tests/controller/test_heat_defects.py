@@ -1,0 +1,103 @@
+"""Defects found running operators' Heat templates, each with its template in
+``heat_corpus/`` (written for these tests in the style of Heat's own examples):
+loaded, rendered and converged with real agents (hooks run as processes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.errors import Problem
+from tests.controller.test_heat_templates import HeatFleet, MakeFleet, values_of
+
+CORPUS = Path(__file__).parent / "heat_corpus"
+
+
+def corpus(name: str) -> str:
+    return (CORPUS / name).read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def fleet_of(tmp_path: Path) -> Iterator[MakeFleet]:
+    """``fleet_of(files)``: a HeatFleet in this test's temp dir, closed after it."""
+    made: list[HeatFleet] = []
+
+    def make(files: dict[str, str]) -> HeatFleet:
+        fleet = HeatFleet(tmp_path, files)
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:
+        fleet.repo.close()
+
+
+def problems_of(fleet: HeatFleet) -> list[tuple[int, str]]:
+    found: list[Problem] = []
+    load_model(fleet.repo.tree("HEAD"), on_problem=found.append)
+    return [(p.line, p.message) for p in found]
+
+
+def test_a_template_that_begins_with_a_byte_order_mark_is_a_heat_template(
+    fleet_of: MakeFleet,
+) -> None:
+    raw = (CORPUS / "bom.yaml").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    fleet = fleet_of({"stacks/bom.yaml": raw.decode("utf-8")})
+    assert problems_of(fleet) == []
+    assert [d.qualified for d in fleet.model().deployments()] == ["bom/deployment"]
+    fleet.converge()
+    assert fleet.report("server1").deployments["bom/deployment"].outputs["deploy_stdout"] == (
+        "bom CREATE\n"
+    )
+
+
+def test_configs_used_only_as_user_data_are_not_evaluated_but_warned_about(
+    fleet_of: MakeFleet,
+) -> None:
+    fleet = fleet_of({"stacks/boot.yaml": corpus("user_data.yaml")})
+    # admin_password has no value: only the boot configs use it.
+    assert problems_of(fleet) == [
+        (15, "OS::Heat::CloudConfig is not managed by setpoint"),
+        (24, "OS::Heat::SoftwareConfig is not managed by setpoint"),
+        (31, "OS::Heat::MultipartMime is not managed by setpoint"),
+    ]
+    assert sorted(fleet.model().components) == ["boot/motd"]
+    fleet.converge()
+    assert fleet.report("server1").deployments["boot/motd"].outputs["deploy_stdout"] == (
+        "welcome\n"
+    )
+
+
+def test_inputs_without_a_type_pass_lists_and_maps_through(fleet_of: MakeFleet) -> None:
+    fleet = fleet_of({"stacks/untyped.yaml": corpus("untyped_inputs.yaml")})
+    assert problems_of(fleet) == []
+    fleet.converge()
+    got = fleet.report("server1").deployments["untyped/deployment"]
+    inputs = values_of(fleet.store.get_json_blob(got.config))
+    assert inputs["ports"] == [80, 443]
+    assert inputs["labels"] == {"tier": "web", "zone": "a"}
+    assert inputs["plain"] == "text"
+    assert inputs["zones"] == ["a", "b"]
+    assert got.outputs["seen"] == '[80,443]|{"tier":"web","zone":"a"}|text|["a","b"]'
+
+
+def test_a_servers_deployments_run_in_config_name_order_after_depends_on(
+    fleet_of: MakeFleet, tmp_path: Path
+) -> None:
+    log = tmp_path / "order.log"
+    fleet = fleet_of(
+        {
+            "stacks/order.yaml": corpus("config_name_order.yaml"),
+            "stacks/order.env.yaml": f"parameter_defaults:\n  log: {log}\n",
+        }
+    )
+    order = ["order/aa_first", "order/mm_middle", "order/zz_last", "order/after_all"]
+    assert [d.qualified for d in fleet.model().deployments()] == order
+    first = fleet.reconciler.run_pass()
+    assert [e.name for e in first.desired.manifests["server1"].deployments] == order[:3]
+    fleet.converge()
+    assert log.read_text().splitlines() == ["aa_first", "mm_middle", "zz_last", "after_all"]
