@@ -2,7 +2,8 @@
 
 For each deployment of the manifest, in order: nothing if its digest already
 succeeded here; else CREATE (nothing ever succeeded for it) or UPDATE; then
-its state (SUSPEND or RESUME); then a custom action whose token is new. An
+its state (SUSPEND or RESUME); then a custom action whose token is new. Each
+run's reported outputs replace those of the same name (as Heat's signal does). An
 action outside the entry's ``actions``, or that the component has no config
 for, is recorded COMPLETE without running. A failure is retried after a
 backoff, up to ``max_attempts``; it never stops the other deployments.
@@ -103,7 +104,8 @@ class Converger:
         self, dep: DeploymentState, entry: ManifestEntry, action: str, token: str | None
     ) -> bool:
         """SUSPEND, RESUME or a custom action on a deployment whose digest
-        succeeded here. Its outputs stay those of the config's last run."""
+        succeeded here. A run that reports outputs refreshes them, as Heat's
+        signal does; an action with nothing to run leaves them as they were."""
         failure = failure_for(dep, entry.config, action, token, entry.retry)
         derived = self._due_config(dep, entry, action, failure)
         if derived is None:
@@ -116,12 +118,12 @@ class Converger:
                 if tool_config is None
                 else f"{action} is not among the deployment's actions ({', '.join(entry.actions)})"
             )
-            self.ledger.extra_done(dep, entry, action, token, f"{why}: nothing run")
+            self.ledger.extra_done(dep, entry, action, token, f"{why}: nothing run", {})
             return True
         result = self.attempts.run(dep, entry, action, derived, tool_config, failure)
         if result is None or not result.ok:
             return False
-        self.ledger.extra_done(dep, entry, action, token, None)
+        self.ledger.extra_done(dep, entry, action, token, None, result.outputs)
         return True
 
     def _remove_gone(self, manifest: Manifest) -> None:

@@ -101,3 +101,31 @@ def test_a_servers_deployments_run_in_config_name_order_after_depends_on(
     assert [e.name for e in first.desired.manifests["server1"].deployments] == order[:3]
     fleet.converge()
     assert log.read_text().splitlines() == ["aa_first", "mm_middle", "zz_last", "after_all"]
+
+
+def test_a_component_runs_for_its_own_actions_and_each_run_refreshes_its_outputs(
+    fleet_of: MakeFleet, tmp_path: Path
+) -> None:
+    log = tmp_path / "component.log"
+    env = f"parameter_defaults:\n  log: {log}\n"
+    fleet = fleet_of(
+        {"stacks/svc.yaml": corpus("component_actions.yaml"), "stacks/svc.env.yaml": env}
+    )
+    assert fleet.model().deployment("svc/service_deployment").actions == (
+        "CREATE",
+        "SUSPEND",
+        "RESUME",
+    )
+
+    def outputs() -> dict[str, object]:
+        return fleet.report("server1").deployments["svc/service_deployment"].outputs
+
+    fleet.converge()
+    assert outputs()["phase"] == "installed"
+    fleet.commit({"stacks/svc.env.yaml": env + "setpoint:\n  state: suspended\n"})
+    fleet.converge()
+    assert (outputs()["phase"], outputs()["deploy_stdout"]) == ("stopped", "service stopped\n")
+    fleet.commit({"stacks/svc.env.yaml": env})
+    fleet.converge()
+    assert (outputs()["phase"], outputs()["deploy_stdout"]) == ("running", "service started\n")
+    assert log.read_text().splitlines() == ["CREATE", "SUSPEND", "RESUME"]

@@ -32,6 +32,7 @@ from setpoint.controller.definitions.model import (
     UpdatePolicy,
 )
 from setpoint.controller.definitions.yamlsource import YMap
+from setpoint.store.documents import COMPONENT_GROUP, LIFECYCLE_ACTIONS
 
 SIGNAL_TRANSPORTS = ("CFN_SIGNAL", "TEMP_URL_SIGNAL", "HEAT_SIGNAL", "NO_SIGNAL", "ZAQAR_SIGNAL")
 
@@ -60,6 +61,13 @@ def _input_type(value: Any) -> str:
     ):
         kind = "Number"
     return kind
+
+
+def _component_actions(config: Config) -> tuple[str, ...]:
+    """A SoftwareComponent runs for the actions its configs name, whatever the
+    deployment's ``actions`` say (Heat's rule for ``group: component``)."""
+    named = {a for entry in config.entries for a in entry.actions}
+    return tuple(a for a in LIFECYCLE_ACTIONS if a in named)
 
 
 class HeatDeploymentReader:
@@ -100,6 +108,8 @@ class HeatDeploymentReader:
         values = self.input_values(raw_values, vc)
         if config is None:
             return None
+        if config.group == COMPONENT_GROUP:
+            actions = _component_actions(config)
         input_key: str | None = None
         if res.type in STRUCTURED:
             input_key = str(props.get("input_key", "get_input"))
