@@ -23,6 +23,7 @@ from setpoint.agentshim.ledger import Ledger
 from setpoint.agentshim.running import Attempts
 from setpoint.agentshim.state import DeploymentState, Failure
 from setpoint.store import Manifest, ManifestEntry, StoreError, config_for_action
+from setpoint.store.documents import DELIVERED_GROUPS
 
 
 class Converger:
@@ -96,6 +97,10 @@ class Converger:
             why = f"the component has no {action} config: nothing run"
             self.ledger.skipped(dep, entry, action, why)
             return
+        delivered = self._delivered_only(entry, tool_config[0])
+        if delivered is not None:
+            self.ledger.skipped(dep, entry, action, delivered)
+            return
         result = self.attempts.run(dep, entry, action, derived, tool_config, failure)
         if result is not None and result.ok:
             self.ledger.config_succeeded(dep, entry, action, result.outputs)
@@ -120,11 +125,26 @@ class Converger:
             )
             self.ledger.extra_done(dep, entry, action, token, f"{why}: nothing run", {})
             return True
+        delivered = self._delivered_only(entry, tool_config[0])
+        if delivered is not None:
+            self.ledger.extra_done(dep, entry, action, token, delivered, {})
+            return True
         result = self.attempts.run(dep, entry, action, derived, tool_config, failure)
         if result is None or not result.ok:
             return False
         self.ledger.extra_done(dep, entry, action, token, None, result.outputs)
         return True
+
+    def _delivered_only(self, entry: ManifestEntry, tool: str) -> str | None:
+        """Why a run completes at once: Heat's agents hand a ``Heat::Ungrouped`` or
+        ``os-apply-config`` config to os-apply-config rather than a hook, and
+        Heat completes such a deployment with NO_SIGNAL once it is delivered.
+        None when it must run (a hook for the group is installed here)."""
+        if not entry.no_signal or tool not in DELIVERED_GROUPS:
+            return None
+        if self.attempts.runner.find_external(tool) is not None:
+            return None
+        return f"NO_SIGNAL and no hook for group {tool!r}: complete once delivered, as in Heat"
 
     def _remove_gone(self, manifest: Manifest) -> None:
         """DELETE what left the manifest, last-deployed first, then forget it."""
@@ -145,6 +165,10 @@ class Converger:
         tool_config = config_for_action(derived, "DELETE")
         if tool_config is None:
             self.ledger.forget(name, "the component has no DELETE config")
+            return
+        delivered = self._delivered_only(entry, tool_config[0])
+        if delivered is not None:
+            self.ledger.forget(name, delivered)
             return
         result = self.attempts.run(dep, entry, "DELETE", derived, tool_config, failure)
         if result is not None and result.ok:

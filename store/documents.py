@@ -26,6 +26,8 @@ LIFECYCLE_ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
 STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")
 ENTRY_STATES = ("active", "suspended")
 COMPONENT_GROUP = "component"
+# Groups whose configs Heat's agents hand to os-apply-config instead of a hook.
+DELIVERED_GROUPS = ("Heat::Ungrouped", "os-apply-config")
 
 _SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -172,10 +174,11 @@ class ManifestEntry:
     ``suspended`` (the agent runs SUSPEND or RESUME when it changes); ``run``
     asks for a custom action once per token: ``{action, token}``; ``retry``
     counts ``setpoint retry`` of this digest here (a new count makes the agent
-    try a digest that failed for good once more). None of these is part of the
-    config's digest: they say when and how to run it, not what runs. ``state``,
-    ``run`` and ``retry`` are left out of the document at their defaults, so
-    manifests written before they existed keep their digests.
+    try a digest that failed for good once more); ``no_signal`` is Heat's
+    ``signal_transport: NO_SIGNAL``. None of these is part of the config's
+    digest: they say when and how to run it, not what runs. ``state``, ``run``,
+    ``retry`` and ``no_signal`` are left out of the document at their defaults,
+    so manifests written before they existed keep their digests.
     """
 
     name: str
@@ -185,6 +188,8 @@ class ManifestEntry:
     state: str = "active"
     run: tuple[str, str] | None = None  # (action, token)
     retry: int = 0
+    # A config of a DELIVERED_GROUPS group completes once delivered when no hook runs it.
+    no_signal: bool = False
 
     @property
     def stack(self) -> str:
@@ -212,6 +217,8 @@ class ManifestEntry:
             doc["run"] = {"action": self.run[0], "token": self.run[1]}
         if self.retry:
             doc["retry"] = self.retry
+        if self.no_signal:
+            doc["no_signal"] = True
         return doc
 
     @classmethod
@@ -239,6 +246,9 @@ class ManifestEntry:
         retry = doc.get("retry", 0)
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
             raise InvalidDocument(what, "retry must be a whole number >= 0")
+        no_signal = doc.get("no_signal", False)
+        if not isinstance(no_signal, bool):
+            raise InvalidDocument(what, "no_signal must be true or false")
         return cls(
             name=name,
             config=_need_digest(doc, what, "config"),
@@ -247,6 +257,7 @@ class ManifestEntry:
             state=state,
             run=run,
             retry=retry,
+            no_signal=no_signal,
         )
 
 

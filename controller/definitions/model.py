@@ -175,6 +175,9 @@ class Deployment:
     state: str = "active"
     run: RunRequest | None = None
     converge: bool = False
+    # Heat's ``signal_transport: NO_SIGNAL``: COMPLETE once delivered, for the
+    # groups Heat's agents only deliver (``Heat::Ungrouped``, ``os-apply-config``).
+    no_signal: bool = False
 
     @property
     def qualified(self) -> str:

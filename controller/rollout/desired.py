@@ -182,6 +182,7 @@ class _DesiredPass:
             timeout=dep.timeout or component.timeout,
             state=dep.state,
             run=(dep.run.action, dep.run.token) if dep.run else None,
+            no_signal=dep.no_signal,
         )
 
     def hold_cycle_round(self, dep: Deployment) -> None:

@@ -4,6 +4,7 @@ loaded, rendered and converged with real agents (hooks run as processes)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.errors import Problem
-from tests.controller.test_heat_templates import HeatFleet, MakeFleet, values_of
+from tests.controller.test_heat_templates import KEEP_HOOK, HeatFleet, MakeFleet, values_of
 
 CORPUS = Path(__file__).parent / "heat_corpus"
 
@@ -129,3 +130,35 @@ def test_a_component_runs_for_its_own_actions_and_each_run_refreshes_its_outputs
     fleet.converge()
     assert (outputs()["phase"], outputs()["deploy_stdout"]) == ("running", "service started\n")
     assert log.read_text().splitlines() == ["CREATE", "SUSPEND", "RESUME"]
+
+
+def test_no_signal_configs_of_delivered_groups_complete_at_once(fleet_of: MakeFleet) -> None:
+    fleet = fleet_of({"stacks/oac.yaml": corpus("ungrouped_no_signal.yaml")})
+    fleet.converge()
+    got = fleet.report("server1").deployments
+    assert {name: (r.status, r.reason) for name, r in got.items()} == {
+        "oac/settings": (
+            "COMPLETE",
+            "NO_SIGNAL and no hook for group 'os-apply-config': complete once delivered, "
+            "as in Heat",
+        ),
+        "oac/motd": (
+            "COMPLETE",
+            "NO_SIGNAL and no hook for group 'Heat::Ungrouped': complete once delivered, "
+            "as in Heat",
+        ),
+    }
+
+
+def test_a_group_that_is_no_file_name_runs_the_hook_heat_config_would(
+    fleet_of: MakeFleet,
+) -> None:
+    fleet = fleet_of({"stacks/oac.yaml": corpus("ungrouped_no_signal.yaml")})
+    hook = fleet.root / "hooks" / "HeatUngrouped"  # heat-config's name for Heat::Ungrouped
+    hook.write_text(KEEP_HOOK)
+    hook.chmod(0o755)
+    fleet.converge()
+    kept = json.loads((fleet.kept / "server1-motd").read_text())
+    assert kept == {"config": "Welcome to server1", "action": "CREATE"}
+    motd = fleet.report("server1").deployments["oac/motd"]
+    assert (motd.status, motd.reason, motd.outputs["deploy_stdout"]) == ("COMPLETE", None, "kept")

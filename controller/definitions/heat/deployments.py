@@ -133,6 +133,7 @@ class HeatDeploymentReader:
             timeout=None,
             file=self.scope.path,
             line=res.where.line,
+            no_signal=props.get("signal_transport") == "NO_SIGNAL",
             update_policy=self.policy(res, "rolling_update", len(servers)) if group else None,
             batch_create=self.policy(res, "batch_create", 0) if group else None,
             state=self.state,
