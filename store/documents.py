@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from setpoint.store.digest import canonical_json, is_digest
 from setpoint.store.errors import InvalidDocument
@@ -28,6 +29,8 @@ ENTRY_STATES = ("active", "suspended")
 COMPONENT_GROUP = "component"
 # Groups whose configs Heat's agents hand to os-apply-config instead of a hook.
 DELIVERED_GROUPS = ("Heat::Ungrouped", "os-apply-config")
+# What every run reports, as outputs of the configs that declare them (Heat's).
+DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 
 _SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -35,6 +38,15 @@ _SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 def is_server_name(name: object) -> bool:
     """Server names become path segments in the store: keep them to a safe alphabet."""
     return isinstance(name, str) and _SERVER_RE.match(name) is not None and ".." not in name
+
+
+def path_segment(name: str) -> str:
+    """``name`` as one safe file or path segment: percent-quoted (``/`` too),
+    never empty, ``.`` or ``..``. Agents name files after deployments with it."""
+    quoted = quote(name, safe="-_.~@+,=")
+    if quoted in ("", ".", ".."):
+        quoted = "%" + quoted.replace(".", "%2E")
+    return quoted
 
 
 def _need(doc: Any, what: str, key: str, kind: type | tuple[type, ...]) -> Any:

@@ -284,7 +284,7 @@ def test_heat_agent_server_converges_feeds_get_attr_updates_and_reverts(
                 if not p.name.endswith(".notify.json")
             )
             # backend: CREATE, UPDATE, UPDATE (the revert); motd: CREATE.
-            assert runs == ["web/backend"] * 3 + ["web/motd"]
+            assert runs == ["web%2Fbackend"] * 3 + ["web%2Fmotd"]
     finally:
         for agent in agents:
             agent.terminate()
