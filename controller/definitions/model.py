@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from setpoint.controller.definitions.values import coerce
+
 INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
 # HOT's spelling of the same types, accepted wherever a type is written.
 HOT_TYPES = {
@@ -68,6 +70,18 @@ class InputDef:
     # Masked wherever a value is shown to people (plans); still part of the
     # digest, since the server must rerun when a password changes.
     secret: bool = False
+    # Heat's input declared without a type (or an input_values key the config
+    # does not declare): a list or map it is given passes as it is, as Json.
+    as_given: bool = False
+
+    def typed(self, value: Any) -> Any:
+        """``value`` as this input's value: coerced to its type (``ValueError``
+        when it does not fit); a list or map kept as it is when ``as_given``."""
+        return coerce(self.type_for(value), value)
+
+    def type_for(self, value: Any) -> str:
+        """The type the derived config names for ``value``."""
+        return "Json" if self.as_given and isinstance(value, dict | list) else self.type
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model
-from setpoint.controller.definitions.values import coerce
 from setpoint.store.documents import Report
 
 
@@ -160,7 +159,7 @@ class InputResolver:
                 values[name] = idef.default
                 continue
             try:
-                values[name] = coerce(idef.type, resolved)
+                values[name] = idef.typed(resolved)
             except ValueError as exc:
                 raise Wait(
                     Waiting(

@@ -73,8 +73,19 @@ def test_configs_used_only_as_user_data_are_not_evaluated_but_warned_about(
     )
 
 
+# A heat-config hook that reports a list, as ansible or puppet hooks can.
+HOSTS_HOOK = """\
+#!/bin/sh
+cat > /dev/null
+echo '{"hosts": ["db-1", "db-2"], "deploy_status_code": 0}'
+"""
+
+
 def test_inputs_without_a_type_pass_lists_and_maps_through(fleet_of: MakeFleet) -> None:
     fleet = fleet_of({"stacks/untyped.yaml": corpus("untyped_inputs.yaml")})
+    hook = fleet.root / "hooks" / "hosts-lister"
+    hook.write_text(HOSTS_HOOK)
+    hook.chmod(0o755)
     assert problems_of(fleet) == []
     fleet.converge()
     got = fleet.report("server1").deployments["untyped/deployment"]
@@ -83,7 +94,14 @@ def test_inputs_without_a_type_pass_lists_and_maps_through(fleet_of: MakeFleet) 
     assert inputs["labels"] == {"tier": "web", "zone": "a"}
     assert inputs["plain"] == "text"
     assert inputs["zones"] == ["a", "b"]
-    assert got.outputs["seen"] == '[80,443]|{"tier":"web","zone":"a"}|text|["a","b"]'
+    assert inputs["hosts"] == ["db-1", "db-2"]
+    types = {i["name"]: i["type"] for i in fleet.store.get_json_blob(got.config)["inputs"]}
+    assert [types[n] for n in ("ports", "labels", "plain", "zones", "hosts")] == [
+        "Json", "Json", "String", "Json", "Json",
+    ]  # fmt: skip
+    assert got.outputs["seen"] == (
+        '[80,443]|{"tier":"web","zone":"a"}|text|["a","b"]|["db-1","db-2"]'
+    )
 
 
 def test_a_servers_deployments_run_in_config_name_order_after_depends_on(

@@ -4,7 +4,7 @@ deployments that use it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, kind_of
@@ -48,8 +48,6 @@ class Config:
     outputs: tuple[OutputDef, ...]
     options: dict[str, Any]
     text: Any  # the ``config`` a MultipartMime part takes from it
-    # Inputs declared without a ``type``: Heat passes their values as they are.
-    untyped: frozenset[str] = frozenset()
 
 
 def _single(group: str, text: str) -> Config:
@@ -133,12 +131,12 @@ class ConfigReader:
             entry = ConfigEntry(
                 str(group), LIFECYCLE_ACTIONS, plain(text) if text is not None else ""
             )
-            return Config(str(group), (entry,), inputs, outputs, options, text, _untyped(props))
+            return Config(str(group), (entry,), inputs, outputs, options, text)
         if res.type == "OS::Heat::SoftwareComponent":
             entries = self.component_configs(props, c, got.get("configs"))
             if entries is None:
                 return None
-            return Config(COMPONENT_GROUP, entries, inputs, outputs, options, None, _untyped(props))
+            return Config(COMPONENT_GROUP, entries, inputs, outputs, options, None)
         if res.type == "OS::Heat::CloudConfig":
             return _single(UNGROUPED, cloud_config(got.get("cloud_config") or {}))
         text = self.mime(props, c)
@@ -253,8 +251,6 @@ class ConfigReader:
         )
         name = item.get("name")
         type_name = item.get("type", "String")
-        if "type" not in item and isinstance(item.get("default"), dict | list):
-            type_name = "Json"  # Heat keeps an untyped default as it is
         if not isinstance(name, str):
             self.checks.error(ec.at(item, "name"), "expected an input name")
             return None
@@ -264,19 +260,24 @@ class ConfigReader:
                 f"unknown type {type_name!r} (one of {', '.join(INPUT_TYPES)})",
             )
             return None
-        default = None
-        if "default" in item:
-            raw_default = self.evaluator.evaluate(item["default"], ec.at(item, "default"))
-            default = self.checks.literal(type_name, raw_default, ec.at(item, "default"))
         description = item.get("description")
-        return InputDef(
+        idef = InputDef(
             name=name,
             type=type_name,
-            default=default,
             has_default="default" in item,
             description=description if isinstance(description, str) else "",
             replace_on_change=item.get("replace_on_change") is True,
+            as_given="type" not in item,  # Heat passes what such an input is given as it is
         )
+        if "default" in item:
+            dc = ec.at(item, "default")
+            try:
+                return replace(
+                    idef, default=idef.typed(self.evaluator.evaluate(item["default"], dc))
+                )
+            except ValueError as exc:
+                self.checks.error(dc, str(exc))
+        return idef
 
     def outputs(self, props: YMap, c: Where) -> tuple[OutputDef, ...]:
         """A config's ``outputs``."""
@@ -303,15 +304,3 @@ class ConfigReader:
                 )
             )
         return tuple(out)
-
-
-def _untyped(props: YMap) -> frozenset[str]:
-    """The names of a config's inputs that declare no ``type``."""
-    raw = props.get("inputs")
-    if not isinstance(raw, YList):
-        return frozenset()
-    return frozenset(
-        item["name"]
-        for item in raw
-        if isinstance(item, YMap) and isinstance(item.get("name"), str) and "type" not in item
-    )

@@ -5,6 +5,7 @@ undeclared ``input_values`` key, its outputs plus the ``deploy_*`` ones)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where
@@ -197,7 +198,11 @@ class HeatDeploymentReader:
         idef = component.input(name)
         if idef is None:
             return value
-        return self.checks.literal(idef.type, value, c)
+        try:
+            return idef.typed(value)
+        except ValueError as exc:
+            self.checks.error(c, str(exc))
+            return None
 
     def check_structured(
         self, props: YMap, c: Where, config: Config, values: dict[str, Any], input_key: str
@@ -238,17 +243,12 @@ class HeatDeploymentReader:
             if iname in declared:
                 continue
             secret = _hidden_param(raw_values, iname, hidden)
-            inputs.append(InputDef(name=iname, type=_input_type(value), secret=secret))
+            inputs.append(
+                InputDef(name=iname, type=_input_type(value), secret=secret, as_given=True)
+            )
         for index, idef in enumerate(inputs):
-            kind = idef.type
-            if idef.name in config.untyped and isinstance(values.get(idef.name), dict | list):
-                kind = "Json"  # Heat passes a list or map given an untyped input as it is
-            secret = idef.name in declared and _hidden_param(raw_values, idef.name, hidden)
-            if kind != idef.type or secret:
-                inputs[index] = InputDef(
-                    idef.name, kind, idef.default, idef.has_default, idef.description,
-                    idef.replace_on_change, secret or idef.secret,
-                )  # fmt: skip
+            if idef.name in declared and _hidden_param(raw_values, idef.name, hidden):
+                inputs[index] = replace(idef, secret=True)
         outputs = [*config.outputs]
         outputs += [OutputDef(n) for n in DEPLOY_OUTPUTS if n not in {o.name for o in outputs}]
         return Component(
