@@ -7,7 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model
+from setpoint.controller.definitions.model import (
+    Computed,
+    ComputeError,
+    Deployment,
+    GetAttr,
+    Model,
+)
 from setpoint.controller.definitions.values import coerce
 from setpoint.store.documents import Report
 
@@ -128,7 +134,17 @@ class InputResolver:
             }
             return per_server if target.reports_a_map else per_server[target.servers[0]]
         if isinstance(value, Computed):
-            return value.fn(self.value(dep, server, value.args))
+            args = self.value(dep, server, value.args)
+            try:
+                return value.fn(args)
+            except ComputeError as exc:
+                # Reported values that do not fit the function: the deployment
+                # waits with the reason, as Heat would fail its resource.
+                raise Wait(
+                    Waiting(
+                        dep.qualified, server, dep.qualified, None, None, f"{value.label}: {exc}"
+                    )
+                ) from None
         if isinstance(value, dict):
             return {k: self.value(dep, server, v) for k, v in value.items()}
         if isinstance(value, list):

@@ -13,10 +13,10 @@ from setpoint.controller.definitions.heat.functions import cloud_config, multipa
 from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
-    INVALID,
     Resource,
     TemplateScope,
 )
+from setpoint.controller.definitions.intrinsics import INVALID
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     INPUT_TYPES,

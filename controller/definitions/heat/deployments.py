@@ -16,12 +16,12 @@ from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
-    INVALID,
     STRUCTURED,
     Resource,
     TemplateScope,
     upstream_deployments,
 )
+from setpoint.controller.definitions.intrinsics import ABSENT, INVALID
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     Component,
@@ -150,7 +150,8 @@ class HeatDeploymentReader:
         resources = self.scope.resources
         if not isinstance(target, str) or target not in resources:
             self.checks.error(
-                rc.at(ref, "get_resource"), f"get_resource: unknown resource {target!r}"
+                rc.at(ref, "get_resource"),
+                f"get_resource: {self.scope.unknown_resource(target)}",
             )
             return None
         if resources[target].type not in CONFIG_TYPES:
@@ -178,7 +179,7 @@ class HeatDeploymentReader:
         if raw_values is not None and self.checks.mapping(raw_values, vc, "input_values"):
             for iname, raw in raw_values.items():
                 got = self.evaluator.evaluate(raw, vc.at(raw_values, iname))
-                if got is not INVALID:
+                if got is not INVALID and got is not ABSENT:
                     values[str(iname)] = got
         return values
 

@@ -30,9 +30,10 @@ def _replacement(value: Any) -> str:
     return str(value)
 
 
-def str_replace(template: str, params: dict[str, Any]) -> str:
+def str_replace(template: str, params: dict[str, Any], found: set[str] | None = None) -> str:
     """Heat's ``str_replace``: longest placeholder first, and a value put in is
-    never searched again for another placeholder."""
+    never searched again for another placeholder. ``found`` collects the
+    placeholders that occurred (``str_replace_strict`` wants every one)."""
     keys = sorted(sorted(params), key=len, reverse=True)
     texts = {k: _replacement(params[k]) for k in keys}
 
@@ -40,7 +41,10 @@ def str_replace(template: str, params: dict[str, Any]) -> str:
         if not rest:
             return text
         key = rest[0]
-        return texts[key].join(replace(part, rest[1:]) for part in text.split(key))
+        parts = text.split(key)
+        if found is not None and len(parts) > 1:
+            found.add(key)
+        return texts[key].join(replace(part, rest[1:]) for part in parts)
 
     return replace(template, keys)
 
