@@ -9,6 +9,7 @@ Heat's result, or the problem names the template, line and function.
 from __future__ import annotations
 
 import hashlib
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ VALUES = [
         ["x1", "y2"],
     ),
     ("repeat: {template: 'never', for_each: {'%a%': null}}", []),
+    # Heat resolves the template before it replaces: make_url escapes the placeholder.
+    ("repeat: {template: {make_url: {host: '%h%'}}, for_each: {'%h%': [a]}}", ["//%25h%25"]),
     # digest of Latin-1 bytes
     ("digest: [sha256, hello]", hashlib.sha256(b"hello").hexdigest()),
     ("digest: [MD5, hello]", hashlib.md5(b"hello").hexdigest()),
@@ -312,3 +315,88 @@ def test_the_corpus_template_of_functions_loads_as_heat_would(make_repo: RepoFac
     outputs = model.stacks["functions"].outputs
     assert outputs["listen_count"].value == 2
     assert outputs["summary"].description == "What the web server reported."
+
+
+# -- over values agents report: computed at render time --------------------------------
+
+REPORTED = """\
+heat_template_version: 2018-08-31
+resources:
+  server1:
+    type: OS::Nova::Server
+  producer_config:
+    type: OS::Heat::SoftwareConfig
+    properties:
+      group: script
+      outputs:
+      - name: hosts
+      config: |
+        #!/bin/sh
+        echo -n "db1,db2" > $heat_outputs_path.hosts
+        echo "produced"
+  producer:
+    type: OS::Heat::SoftwareDeployment
+    properties:
+      config: {get_resource: producer_config}
+      server: {get_resource: server1}
+  consumer_config:
+    type: OS::Heat::SoftwareConfig
+    properties:
+      group: keep
+      inputs:
+      - {name: urls, type: Json}
+      - {name: second}
+      - {name: settings, type: Json}
+      - {name: count, type: Number}
+  consumer:
+    type: OS::Heat::SoftwareDeployment
+    properties:
+      config: {get_resource: consumer_config}
+      server: {get_resource: server1}
+      input_values:
+        urls:
+          repeat:
+            template: "pg://%h%:5432"
+            for_each: {"%h%": {str_split: [",", {get_attr: [producer, hosts]}]}}
+        second: {str_split: [",", {get_attr: [producer, hosts]}, INDEX]}
+        settings:
+          map_merge:
+          - {said: {get_attr: [producer, deploy_stdout]}}
+          - {code: {get_attr: [producer, deploy_status_code]}}
+        count:
+          yaql:
+            expression: $.data.h.split(",").len()
+            data: {h: {get_attr: [producer, hosts]}}
+"""
+
+
+def test_functions_over_reported_outputs_are_computed_when_rendered(tmp_path: Path) -> None:
+    from tests.controller.test_heat_templates import HeatFleet
+
+    fleet = HeatFleet(tmp_path, {"stacks/r.yaml": REPORTED.replace("INDEX", "1")})
+    fleet.converge()
+    kept = json.loads((fleet.kept / "server1-consumer").read_text())
+    assert kept["action"] == "CREATE"
+    digest = fleet.report("server1").deployments["r/consumer"].config
+    inputs = {i["name"]: i["value"] for i in fleet.store.get_json_blob(digest)["inputs"]}
+    assert inputs["urls"] == ["pg://db1:5432", "pg://db2:5432"]
+    assert inputs["second"] == "db2"
+    assert inputs["settings"] == {"said": "produced\n", "code": 0}
+    assert inputs["count"] == 2
+    fleet.repo.close()
+
+
+def test_a_function_that_fails_over_reported_values_makes_its_deployment_wait(
+    tmp_path: Path,
+) -> None:
+    from tests.controller.test_heat_templates import HeatFleet
+
+    fleet = HeatFleet(tmp_path, {"stacks/r.yaml": REPORTED.replace("INDEX", "7")})
+    for _ in range(3):
+        outcome = fleet.reconciler.run_pass()
+        fleet.agents["server1"].run_once()
+    assert not outcome.failed
+    assert [str(w) for w in outcome.waiting] == [
+        'r/consumer on server1: str_split: Incorrect index to "str_split" should be between 0 and 1'
+    ]
+    fleet.repo.close()
