@@ -17,11 +17,15 @@ StructuredDeployment or deployment group, and the stack's parameters.
 - Ordering is Heat's: ``depends_on`` and every ``get_resource``/``get_attr``
   reference, followed through resources that are not deployments.
 - ``get_attr`` of a deployment names an output its server reports; of a group,
-  a map keyed as the group's ``servers`` map is. ``str_replace`` and
-  ``list_join`` over such values are computed when the values are known.
+  a map keyed as the group's ``servers`` map is. The data functions
+  (``builtins``) over such values are computed when the values are known.
+- ``conditions:`` are decided when the template is read (``conditions``): a
+  resource whose ``condition:`` is false is left out; ``outputs:`` are
+  computed (``outputs``).
 
-The parts: ``resources``, ``environment_file``, ``parameters``, ``intrinsics``
-(with ``servers``), ``configs`` and ``deployments``.
+The parts: ``versions``, ``resources``, ``environment_file``, ``parameters``,
+``intrinsics`` (with ``servers``, ``conditions`` and ``builtins``), ``configs``,
+``deployments`` and ``outputs``.
 """
 
 from __future__ import annotations
