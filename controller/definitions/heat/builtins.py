@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib import parse as urlparse
 
+from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.heat.functions import str_replace
 from setpoint.controller.definitions.heat.versions import TemplateVersion
 from setpoint.controller.definitions.heat.yaql_engine import yaql_check, yaql_evaluate
-from setpoint.controller.definitions.model import ComputeError
+from setpoint.controller.definitions.intrinsics import INVALID
+from setpoint.controller.definitions.model import Computed, ComputeError
 
 
 class FunctionError(ComputeError):
@@ -42,6 +44,34 @@ class Builtin:
 
     shape: Callable[[Any], str | None]
     apply: Callable[[Any], Any]
+
+
+def call_builtin(
+    fn: str,
+    builtin: Builtin,
+    arg: Any,
+    c: Where,
+    checks: Checks,
+    evaluate: Callable[[Any, Where], Any],
+    deferred: Callable[[Any], bool],
+) -> Any:
+    """A data function called at ``c``: its arguments checked as written, then
+    evaluated, then its value now, or a ``Computed`` when ``deferred`` says an
+    argument is known only once reported; a problem is reported (``INVALID``)."""
+    problem = builtin.shape(arg)
+    if problem is not None:
+        checks.error(c, problem)
+        return INVALID
+    got = evaluate(arg, c)
+    if got is INVALID:
+        return INVALID
+    if deferred(got):
+        return Computed(fn, builtin.apply, got)
+    try:
+        return builtin.apply(got)
+    except FunctionError as exc:
+        checks.error(c, str(exc))
+        return INVALID
 
 
 def _is_list(value: Any) -> bool:

@@ -16,8 +16,8 @@ from setpoint.controller.definitions.checks import Checks, Where, did_you_mean, 
 from setpoint.controller.definitions.heat.builtins import (
     EQUALS,
     Builtin,
-    FunctionError,
     builtins_of,
+    call_builtin,
 )
 from setpoint.controller.definitions.heat.versions import (
     CONDITION_FUNCTIONS,
@@ -130,26 +130,13 @@ class Conditions:
             return self.boolean(fn, arg, c)
         builtin = self.functions.get(fn)
         if builtin is not None:
-            return self.compute(fn, builtin, arg, c)
+            # Conditions read parameters only: every value is known now.
+            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, lambda _v: False)
         if self.version.has(fn) or fn in NOT_EVALUATED:
             allowed = ", ".join(f for f in CONDITION_FUNCTIONS if self.version.has_condition(f))
             self.checks.error(c, f'"{fn}" cannot be used in a condition (only {allowed})')
             return INVALID
         return NotImplemented
-
-    def compute(self, fn: str, builtin: Builtin, arg: Any, c: Where) -> Any:
-        problem = builtin.shape(arg)
-        if problem is not None:
-            self.checks.error(c, problem)
-            return INVALID
-        got = self.evaluate(arg, c)
-        if got is INVALID:
-            return INVALID
-        try:
-            return builtin.apply(got)
-        except FunctionError as exc:
-            self.checks.error(c, str(exc))
-            return INVALID
 
     def boolean(self, fn: str, arg: Any, c: Where) -> Any:
         """``not``, ``and``, ``or``: Heat's argument checks, then the truth."""

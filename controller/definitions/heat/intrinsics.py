@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
-from setpoint.controller.definitions.heat.builtins import Builtin, FunctionError, builtins_of
+from setpoint.controller.definitions.heat.builtins import Builtin, builtins_of, call_builtin
 from setpoint.controller.definitions.heat.conditions import Conditions
 from setpoint.controller.definitions.heat.functions import list_join, select
 from setpoint.controller.definitions.heat.resources import (
@@ -97,7 +97,7 @@ class Evaluator:
             return function(arg, c)
         builtin = self.builtins.get(fn)
         if builtin is not None:
-            return self.compute(fn, builtin, arg, c)
+            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, has_deferred)
         if fn in NOT_EVALUATED:
             self.checks.error(c, f"{fn} is not supported by setpoint")
             return INVALID
@@ -120,24 +120,6 @@ class Evaluator:
         if (c.file, c.line) not in self.seen_as_data:
             self.seen_as_data.add((c.file, c.line))
             self.checks.warn(c, message)
-
-    def compute(self, fn: str, builtin: Builtin, arg: Any, c: Where) -> Any:
-        """A data function: its arguments checked as written, then its value now,
-        or when rendered if an argument is known only then."""
-        problem = builtin.shape(arg)
-        if problem is not None:
-            self.checks.error(c, problem)
-            return INVALID
-        got = self.evaluate(arg, c)
-        if got is INVALID:
-            return INVALID
-        if has_deferred(got):
-            return Computed(fn, builtin.apply, got)
-        try:
-            return builtin.apply(got)
-        except FunctionError as exc:
-            self.checks.error(c, str(exc))
-            return INVALID
 
     def if_(self, arg: Any, c: Where) -> Any:
         """``if: [condition, value_if_true, value_if_false]``: only the branch
