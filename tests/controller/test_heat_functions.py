@@ -139,6 +139,9 @@ VALUES = [
     ("if: [is_prod, big, {get_param: no_such_parameter}]", "big"),
     ("if: [{not: is_prod}, small, large]", "large"),
     ("if: [false, a, b]", "b"),
+    # list_join: several lists (2015-10-15), maps and lists as JSON with sorted keys
+    ("list_join: [', ', [a, b], [], [c]]", "a, b, c"),
+    ("list_join: [' ', [{b: 1, a: [2]}, [x], null]]", '{"a": [2], "b": 1} ["x"] '),
     # functions nest, in either direction
     (
         "list_join: ['-', {str_split: [',', {list_join: [',', {get_param: words}]}]}]",
@@ -215,6 +218,13 @@ ERRORS = [
     ("if: [{get_param: env}, a, b]", 'Invalid condition "prod"'),
     ("if: [{str_replace: {template: a, params: {}}}, a, b]", '"str_replace" cannot be used in'),
     ("Fn::Join: ['', [a]]", "Fn::Join is not supported by setpoint"),
+    (
+        "list_join: [',']",
+        'Incorrect arguments to "list_join" should be: "list_join" : [ " ", [ "str1"',
+    ),
+    ("list_join: [',', [1]]", "Items to join must be string, map or list not 1"),
+    ("list_join: [',', a]", '"list_join" must operate on a list'),
+    ("list_join: [1, [a]]", '"list_join" delimiter must be a string'),
 ]
 
 

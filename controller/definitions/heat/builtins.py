@@ -1,5 +1,5 @@
 """Heat's data functions on plain values, with Heat's semantics and messages
-(``heat/engine/hot/functions.py``): ``str_replace`` and its strict forms,
+(``heat/engine/hot/functions.py``): ``list_join``, ``str_replace`` and its strict forms,
 ``str_split``, ``map_merge``, ``map_replace``, ``list_concat(_unique)``,
 ``repeat``, ``digest``, ``contains``, ``filter``, ``make_url``, ``yaql`` and
 ``equals``.
@@ -137,6 +137,47 @@ def _check_replacement(fn: str, key: str, value: Any, allow_empty: bool, json_va
         raise FunctionError(f'"{fn}" params must be strings or numbers, param {key} is not valid')
     if value is not None and not isinstance(value, str | int | float | bool | list | dict):
         raise FunctionError(f'"{fn}" params must be strings, numbers, list or map.')
+
+
+# -- list_join ---------------------------------------------------------------------
+
+JOIN_EXAMPLE = '"list_join" : [ " ", [ "str1", "str2"] ...]'
+
+
+def _join(version: TemplateVersion) -> Builtin:
+    """Heat's ``list_join``: one list of strings; from 2015-10-15 several lists,
+    whose maps and lists are put in as JSON (sorted keys)."""
+    several = version.str_replace_json  # the same version brought both
+
+    def shape(args: Any) -> str | None:
+        sizes_ok = len(args) >= 2 if several else len(args) == 2
+        if not _is_list(args) or not sizes_ok:
+            return f'Incorrect arguments to "list_join" should be: {JOIN_EXAMPLE}'
+        return None
+
+    def text(item: Any) -> str:
+        if item is None:
+            return ""
+        if isinstance(item, str):
+            return item
+        if several and isinstance(item, list | dict):
+            return json.dumps(item, sort_keys=True)
+        kinds = "string, map or list" if several else "strings"
+        raise FunctionError(f"Items to join must be {kinds} not {repr(item)[:200]}")
+
+    def apply(args: list[Any]) -> str:
+        items: list[Any] = []
+        for joined in args[1:]:
+            if not joined:
+                continue
+            if not isinstance(joined, list):
+                raise FunctionError('"list_join" must operate on a list')
+            items += joined
+        if not isinstance(args[0], str):
+            raise FunctionError('"list_join" delimiter must be a string')
+        return args[0].join(text(item) for item in items)
+
+    return Builtin(shape, apply)
 
 
 # -- str_split, digest, make_url -----------------------------------------------------
@@ -478,6 +519,7 @@ def builtins_of(version: TemplateVersion) -> dict[str, Builtin]:
     """The data functions of templates of ``version`` (those it has)."""
     json_values = version.str_replace_json
     table = {
+        "list_join": _join(version),
         "str_replace": _replace("str_replace", False, True, json_values),
         "str_replace_strict": _replace("str_replace_strict", True, True, json_values),
         "str_replace_vstrict": _replace("str_replace_vstrict", True, False, json_values),

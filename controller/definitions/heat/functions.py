@@ -1,6 +1,6 @@
 """Heat's functions and config bodies, computed the way Heat computes them.
 
-Pure functions of plain values: ``str_replace``, ``list_join``, the path
+Pure functions of plain values: ``str_replace``, the path
 selection of ``get_attr``/``get_param``, ``get_input`` substitution of a
 StructuredDeployment, the text of a CloudConfig and of a MultipartMime. The
 MIME boundary is derived from the parts' content, never random, so the same
@@ -47,19 +47,6 @@ def str_replace(template: str, params: dict[str, Any], found: set[str] | None = 
         return texts[key].join(replace(part, rest[1:]) for part in parts)
 
     return replace(template, keys)
-
-
-def _joined(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def list_join(delimiter: str, lists: list[list[Any]]) -> str:
-    """Heat's ``list_join``: every list's items, in order, joined by ``delimiter``."""
-    return delimiter.join(_joined(item) for items in lists for item in items)
 
 
 def select(value: Any, path: list[Any]) -> Any:

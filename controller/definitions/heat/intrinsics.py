@@ -1,7 +1,7 @@
 """Heat's intrinsic functions in a template's values: ``get_param``,
 ``get_file`` and ``get_resource`` of a server resolved now; ``get_attr`` of a
 deployment kept as a ``GetAttr``; ``if`` decided by the template's
-conditions; ``list_join`` and the data functions of ``builtins`` computed now
+conditions; the data functions of ``builtins`` (``list_join``...) computed now
 when their arguments are known, else when rendered (``Computed``). Which
 functions a template has depends on its version (``versions``)."""
 
@@ -13,7 +13,7 @@ from typing import Any
 from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.heat.builtins import Builtin, builtins_of, call_builtin
 from setpoint.controller.definitions.heat.conditions import Conditions
-from setpoint.controller.definitions.heat.functions import list_join, select
+from setpoint.controller.definitions.heat.functions import select
 from setpoint.controller.definitions.heat.resources import (
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
@@ -79,7 +79,6 @@ class Evaluator:
             "get_file": self.get_file,
             "get_resource": self.get_resource,
             "get_attr": self.get_attr,
-            "list_join": self.list_join,
         }
         if self.version.has("if"):
             self.functions["if"] = self.if_
@@ -201,24 +200,6 @@ class Evaluator:
             "known to setpoint here",
         )
         return INVALID
-
-    def list_join(self, arg: Any, c: Where) -> Any:
-        if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
-            self.checks.error(c, "list_join takes [delimiter, list, ...]")
-            return INVALID
-        got = self.evaluate(arg, c)
-        if got is INVALID:
-            return INVALID
-        for index, item in enumerate(got[1:], start=1):
-            if not isinstance(item, list | GetAttr | Computed):
-                self.checks.error(c.at(arg, index), "list_join joins lists")
-                return INVALID
-
-        def apply(args: Any) -> Any:
-            lists = [a if isinstance(a, list) else [a] for a in args[1:]]
-            return list_join(args[0], lists)
-
-        return Computed("list_join", apply, got) if has_deferred(got) else apply(got)
 
     def get_attr(self, arg: Any, c: Where) -> Any:  # noqa: C901 -- Heat's get_attr forms, one branch each
         if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
