@@ -142,6 +142,14 @@ VALUES = [
     # list_join: several lists (2015-10-15), maps and lists as JSON with sorted keys
     ("list_join: [', ', [a, b], [], [c]]", "a, b, c"),
     ("list_join: [' ', [{b: 1, a: [2]}, [x], null]]", '{"a": [2], "b": 1} ["x"] '),
+    # get_param's path: keys and indexes (an index may be written as text); a
+    # path that leads nowhere gives '', as in Heat
+    ("get_param: [ports, https]", 443),
+    ("get_param: [words, '1']", "b"),
+    ("get_param: [words, -1]", "c"),
+    ("get_param: [ports, nope]", ""),
+    ("get_param: [words, 9]", ""),
+    ("get_param: [words, x]", ""),
     # functions nest, in either direction
     (
         "list_join: ['-', {str_split: [',', {list_join: [',', {get_param: words}]}]}]",

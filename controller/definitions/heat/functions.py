@@ -1,7 +1,7 @@
 """Heat's functions and config bodies, computed the way Heat computes them.
 
 Pure functions of plain values: ``str_replace``, the path
-selection of ``get_attr``/``get_param``, ``get_input`` substitution of a
+selection of ``get_attr`` and of ``get_param``, ``get_input`` substitution of a
 StructuredDeployment, the text of a CloudConfig and of a MultipartMime. The
 MIME boundary is derived from the parts' content, never random, so the same
 template always gives the same bytes (and digest).
@@ -61,6 +61,21 @@ def select(value: Any, path: list[Any]) -> Any:
             value = value[index] if index < len(value) else None
         else:
             return None
+    return value
+
+
+def param_path(value: Any, path: list[Any]) -> Any:
+    """Heat's ``get_param`` path: keys of maps, indexes of lists (text that reads
+    as an integer too, negative ones from the end); a path that leads nowhere
+    gives ``''``, as in Heat."""
+    for item in path:
+        try:
+            key = int(item) if isinstance(value, list) and isinstance(item, str) else item
+            if not isinstance(value, dict | list):
+                return ""
+            value = value[key]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return ""
     return value
 
 

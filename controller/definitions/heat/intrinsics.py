@@ -13,7 +13,7 @@ from typing import Any
 from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.heat.builtins import Builtin, builtins_of, call_builtin
 from setpoint.controller.definitions.heat.conditions import Conditions
-from setpoint.controller.definitions.heat.functions import select
+from setpoint.controller.definitions.heat.functions import param_path, select
 from setpoint.controller.definitions.heat.resources import (
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
@@ -181,7 +181,7 @@ class Evaluator:
                 "the environment file's parameter_defaults)",
             )
             return INVALID
-        return select(param.default, path) if path else param.default
+        return param_path(param.default, path)
 
     def get_file(self, arg: Any, c: Where) -> Any:
         text = self.scope.files.read_text(self.scope.path, arg, c)
