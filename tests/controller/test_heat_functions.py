@@ -219,6 +219,10 @@ ERRORS = [
     ("make_url: {host: h, query: [a]}", 'The "query" argument to "make_url" must be a map'),
     ("yaql: {expression: '$.data.n.sum('}", "Bad expression Parse error"),
     ("yaql: {expression: 'range(0, 1000).sum()'}", "Collection length exceeds 200 elements."),
+    # A render is a pure function of the commit: no clock, no chance, no local zone.
+    ("yaql: {expression: 'str(now())'}", "now() is left out of setpoint's YAQL"),
+    ("yaql: {expression: 'random()'}", "random() is left out of setpoint's YAQL"),
+    ("yaql: {expression: 'localtz().hours'}", "localtz() is left out of setpoint's YAQL"),
     ("yaql: {expression: 1}", 'The "expression" argument to yaql must contain a string.'),
     ("yaql: {expression: '$', extra: 1}", '"yaql" syntax should be'),
     ("if: [is_prod, a]", 'Arguments to "if" must be of the form: [condition_name, value_if_true'),

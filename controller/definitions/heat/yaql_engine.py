@@ -1,6 +1,11 @@
 """The ``yaql`` function's engine: the real YAQL package, set up as Heat sets
 it up (at most 200 items per collection, 10000 bytes of memory per
-expression), its results turned into JSON data."""
+expression), its results turned into JSON data.
+
+Unlike Heat, the functions that read the clock, chance or the machine's time
+zone (``now``, ``random``, ``localtz``) are left out: a render is a pure
+function of the commit, and a config that changed on every pass would be
+deployed again on every pass."""
 
 from __future__ import annotations
 
@@ -15,11 +20,29 @@ from yaql.language import exceptions as yaql_errors
 
 # Heat's defaults for [yaql] limit_iterators and memory_quota.
 LIMITS = {"yaql.limitIterators": 200, "yaql.memoryQuota": 10000}
+IMPURE = ("now", "random", "localtz")
 
 
 @cache
 def _engine() -> tuple[Any, Any]:
-    return yaql.YaqlFactory().create(dict(LIMITS)), yaql.create_context()
+    context = yaql.create_context()
+    level = context
+    while level is not None:  # the standard library sits in a parent context
+        for name in IMPURE:
+            for spec in level.get_functions(name)[0]:
+                level.delete_function(spec)
+        level = level.parent
+    return yaql.YaqlFactory().create(dict(LIMITS)), context
+
+
+def _bad(exc: Exception) -> str:
+    named = [n for n in IMPURE if f'"#{n}"' in str(exc) or f'"{n}"' in str(exc)]
+    if named:
+        return (
+            f"{named[0]}() is left out of setpoint's YAQL: a render must give the same "
+            "config every time"
+        )
+    return f"Bad expression {exc}."
 
 
 def yaql_check(expression: str) -> str | None:
@@ -39,7 +62,7 @@ def yaql_evaluate(expression: str, data: Any) -> tuple[bool, Any]:
         statement = parse(expression)
         value = statement.evaluate({"data": data}, context.create_child_context())
     except yaql_errors.YaqlException as exc:
-        return False, f"Bad expression {exc}."
+        return False, _bad(exc)
     except Exception as exc:  # an expression's own failure (a bad type, a limit), named
         return False, f"yaql: the expression failed: {type(exc).__name__}: {exc}"
     try:
