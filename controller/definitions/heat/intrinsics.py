@@ -141,7 +141,7 @@ class Evaluator:
     def branch(self, arg: Any) -> Any:
         """The branch an ``if`` takes, for collecting references (quietly: the
         ``if`` itself reports its problems when evaluated); ``None``: unknown."""
-        if not isinstance(arg, list) or len(arg) not in (2, 3):
+        if not self.version.has("if") or not isinstance(arg, list) or len(arg) not in (2, 3):
             return None
         where = Where(self.scope.path, 0, "")
         with self.checks.quiet():
