@@ -26,7 +26,7 @@ from setpoint.controller.definitions.heat.functions import str_replace
 from setpoint.controller.definitions.heat.versions import TemplateVersion
 from setpoint.controller.definitions.heat.yaql_engine import yaql_check, yaql_evaluate
 from setpoint.controller.definitions.intrinsics import INVALID
-from setpoint.controller.definitions.model import Computed, ComputeError
+from setpoint.controller.definitions.model import ComputeError
 
 
 class FunctionError(ComputeError):
@@ -46,6 +46,11 @@ class Builtin:
     apply: Callable[[Any], Any]
 
 
+# How a data function's value is made from its evaluated arguments: now, or
+# as a ``Computed`` when an argument is known only once reported.
+Compute = Callable[[str, Callable[[Any], Any], Any], Any]
+
+
 def call_builtin(
     fn: str,
     builtin: Builtin,
@@ -53,11 +58,11 @@ def call_builtin(
     c: Where,
     checks: Checks,
     evaluate: Callable[[Any, Where], Any],
-    deferred: Callable[[Any], bool],
+    compute: Compute,
 ) -> Any:
     """A data function called at ``c``: its arguments checked as written, then
-    evaluated, then its value now, or a ``Computed`` when ``deferred`` says an
-    argument is known only once reported; a problem is reported (``INVALID``)."""
+    evaluated, then ``compute(fn, apply, args)``; a problem is reported
+    (``INVALID``)."""
     problem = builtin.shape(arg)
     if problem is not None:
         checks.error(c, problem)
@@ -65,10 +70,8 @@ def call_builtin(
     got = evaluate(arg, c)
     if got is INVALID:
         return INVALID
-    if deferred(got):
-        return Computed(fn, builtin.apply, got)
     try:
-        return builtin.apply(got)
+        return compute(fn, builtin.apply, got)
     except FunctionError as exc:
         checks.error(c, str(exc))
         return INVALID

@@ -130,8 +130,7 @@ class Conditions:
             return self.boolean(fn, arg, c)
         builtin = self.functions.get(fn)
         if builtin is not None:
-            # Conditions read parameters only: every value is known now.
-            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, lambda _v: False)
+            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, _now)
         if self.version.has(fn) or fn in NOT_EVALUATED:
             allowed = ", ".join(f for f in CONDITION_FUNCTIONS if self.version.has_condition(f))
             self.checks.error(c, f'"{fn}" cannot be used in a condition (only {allowed})')
@@ -163,6 +162,11 @@ class Conditions:
         if fn == "not":
             return not truths[0]
         return all(truths) if fn == "and" else any(truths)
+
+
+def _now(_label: str, apply: Callable[[Any], Any], args: Any) -> Any:
+    """Conditions read parameters only: every value is known now."""
+    return apply(args)
 
 
 def _shown(value: Any) -> str:

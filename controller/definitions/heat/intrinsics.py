@@ -51,6 +51,13 @@ def has_deferred(value: Any) -> bool:
     return False
 
 
+def _computed(label: str, fn: Callable[[Any], Any], args: Any) -> Any:
+    """``fn(args)`` now when every arg is known, else when rendered."""
+    if has_deferred(args):
+        return Computed(label, fn, args)
+    return fn(args)
+
+
 class Evaluator:
     """Evaluates the snippets of one template.
 
@@ -96,7 +103,7 @@ class Evaluator:
             return function(arg, c)
         builtin = self.builtins.get(fn)
         if builtin is not None:
-            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, has_deferred)
+            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, _computed)
         if fn in NOT_EVALUATED:
             self.checks.error(c, f"{fn} is not supported by setpoint")
             return INVALID
