@@ -239,6 +239,7 @@ class StackOutput:
     file: str
     line: int
     not_computed: str = ""
+    secret: bool = False  # made from a hidden parameter: shown masked
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from setpoint.controller.definitions.model import Model
 from setpoint.controller.rollout.desired import DesiredState, compute_desired
 from setpoint.controller.rollout.inputs import InputResolver, Wait
 from setpoint.store.documents import Report
+from setpoint.store.masking import MASK
 
 KNOWN, PENDING, NOT_COMPUTED = "known", "pending", "not computed"
 
@@ -24,8 +25,9 @@ class ShownOutput:
     name: str
     description: str
     state: str  # KNOWN, PENDING or NOT_COMPUTED
-    value: Any  # when KNOWN
+    value: Any  # when KNOWN (masked when secret)
     reason: str  # why PENDING or NOT_COMPUTED
+    secret: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,10 +37,13 @@ class ShownOutput:
             "state": self.state,
             "value": self.value,
             "reason": self.reason,
+            "secret": self.secret,
         }
 
     def line(self) -> str:
         what = json.dumps(self.value, sort_keys=True) if self.state == KNOWN else self.reason
+        if self.secret and self.state == KNOWN:
+            what = str(self.value)
         state = "" if self.state == KNOWN else f"{self.state}: "
         return f"  {self.stack}/{self.name}  {state}{what}"
 
@@ -61,7 +66,11 @@ def stack_outputs(
                     value = resolver.value(who, "-", out.value)
                 except Wait as wait:
                     state, reason = PENDING, wait.waiting.reason
-            shown.append(ShownOutput(stack, out.name, out.description, state, value, reason))
+            if out.secret and state == KNOWN:
+                value = f"{MASK} (secret)"  # as setpoint plan and status mask secret inputs
+            shown.append(
+                ShownOutput(stack, out.name, out.description, state, value, reason, out.secret)
+            )
     return shown
 
 

@@ -49,6 +49,7 @@ def test_outputs_are_pending_until_reported_then_known(
             "value": None,
             "reason": "waits for db/primary_deployment.dsn on server1: not yet run with its "
             "current config",
+            "secret": False,
         },
         {
             "stack": "db",
@@ -58,6 +59,7 @@ def test_outputs_are_pending_until_reported_then_known(
             "value": None,
             "reason": "waits for db/replica_deployment.dsn on server2: not yet run with its "
             "current config",
+            "secret": False,
         },
         {
             "stack": "db",
@@ -66,6 +68,7 @@ def test_outputs_are_pending_until_reported_then_known(
             "state": "known",
             "value": "production",
             "reason": "",
+            "secret": False,
         },
     ]
     fleet.converge()
@@ -143,3 +146,24 @@ def test_a_mistake_in_an_output_is_an_error(make_repo: RepoFactory) -> None:
         'should be: "str_split" : [ ",", "apples,pears", <index>]',
         "stacks/db.yaml:84: outputs.missing.value: output 'missing': unknown resource 'nowhere'",
     ]
+
+
+def test_an_output_of_a_hidden_parameter_is_masked(
+    make_repo: RepoFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = (CORPUS / "functions.yaml").read_text() + (
+        "  password:\n    value: {get_param: admin_password}\n"
+        "  login:\n    value:\n      str_replace:\n"
+        "        {template: 'admin:PW', params: {PW: {get_param: admin_password}}}\n"
+    )
+    repo = make_repo(
+        {"stacks/web.yaml": template, "stacks/web.env.yaml": "setpoint: {servers: {web: s1}}\n"}
+    )
+    assert main(["render", "--repo", str(repo)]) == 0
+    text = capsys.readouterr().out
+    assert "s3cret" not in text
+    assert "  web/password  ******** (secret)\n  web/login  ******** (secret)\n" in text
+    got = rendered(capsys, "--repo", str(repo))["outputs"]
+    masked = {o["name"]: (o["value"], o["secret"]) for o in got}
+    assert masked["password"] == ("******** (secret)", True)
+    assert masked["listen_count"] == (2, False)

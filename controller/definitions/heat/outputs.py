@@ -7,6 +7,8 @@ it, and nothing setpoint runs depends on it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import TemplateScope, walk_refs
@@ -53,6 +55,20 @@ def read_outputs(
     return outputs
 
 
+def param_names(value: Any) -> set[str]:
+    """The parameters a snippet reads with ``get_param``."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "get_param" in value:
+            arg = value["get_param"]
+            name = arg[0] if isinstance(arg, list) and arg else arg
+            if isinstance(name, str):
+                return {name}
+        return {n for v in value.values() for n in param_names(v)}
+    if isinstance(value, list):
+        return {n for v in value for n in param_names(v)}
+    return set()
+
+
 def _computed(
     scope: TemplateScope, evaluator: Evaluator, output: StackOutput, bm: YMap, c: Where
 ) -> StackOutput:
@@ -68,7 +84,10 @@ def _computed(
     errors = [p for p in found if p.severity == "error"]
     if not errors and value is not INVALID:
         value = None if value is ABSENT else value
-        return StackOutput(output.name, output.description, value, output.file, output.line)
+        secret = bool(param_names(bm.get("value")) & scope.hidden)
+        return StackOutput(
+            output.name, output.description, value, output.file, output.line, secret=secret
+        )
     why = errors[0].message if errors else "its value cannot be evaluated"
     # An attribute setpoint cannot know (of a network, of a server) is Heat's to
     # give: a warning. Any other problem is a mistake in the template.
