@@ -8,7 +8,7 @@ from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.files import CommitFiles
-from setpoint.controller.definitions.model import GetAttr, ParamDef
+from setpoint.controller.definitions.model import Computed, GetAttr, ParamDef
 from setpoint.controller.definitions.references import References, qualify
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
@@ -68,14 +68,15 @@ def walk(value: Any, where: Where, call: Call) -> Any:
     return value
 
 
-def has_attr(value: Any) -> bool:
-    """Whether ``value`` holds a ``GetAttr`` (known only once its upstream reported)."""
-    if isinstance(value, GetAttr):
+def has_deferred(value: Any) -> bool:
+    """Whether ``value`` is known only once an upstream reported (it holds a
+    ``GetAttr``, or a ``Computed`` of one)."""
+    if isinstance(value, GetAttr | Computed):
         return True
     if isinstance(value, dict):
-        return any(has_attr(v) for v in value.values())
+        return any(has_deferred(v) for v in value.values())
     if isinstance(value, list):
-        return any(has_attr(v) for v in value)
+        return any(has_deferred(v) for v in value)
     return False
 
 

@@ -11,7 +11,7 @@ from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.fields import read_actions, read_update_policy
 from setpoint.controller.definitions.heat.configs import Config, ConfigReader
 from setpoint.controller.definitions.heat.functions import input_names
-from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
+from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     DEPLOY_OUTPUTS,
@@ -21,7 +21,7 @@ from setpoint.controller.definitions.heat.resources import (
     TemplateScope,
     upstream_deployments,
 )
-from setpoint.controller.definitions.intrinsics import ABSENT, INVALID
+from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     Component,

@@ -28,7 +28,7 @@ from setpoint.controller.definitions.heat.versions import (
     NOT_EVALUATED,
     since,
 )
-from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, walk
+from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred, walk
 from setpoint.controller.definitions.model import Computed, GetAttr, OutputDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
@@ -38,17 +38,6 @@ GROUP_ATTRS = {
     "deploy_stderrs": "deploy_stderr",
     "deploy_status_codes": "deploy_status_code",
 }
-
-
-def has_deferred(value: Any) -> bool:
-    """Whether ``value`` is known only once an upstream reported."""
-    if isinstance(value, GetAttr | Computed):
-        return True
-    if isinstance(value, dict):
-        return any(has_deferred(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_deferred(v) for v in value)
-    return False
 
 
 def _computed(label: str, fn: Callable[[Any], Any], args: Any) -> Any:
