@@ -37,13 +37,17 @@ resources:
     properties: {group: script, config: "#!/bin/sh"}
 """
 
-WITH_FUNCTIONS = """\
+# Each deployment: this head, then its input values.
+DEPLOYMENT = """\
   d{n}:
     type: OS::Heat::SoftwareDeployment
     properties:
       config: {{get_resource: config}}
       server: {{get_resource: server1}}
       input_values:
+"""
+
+WITH_FUNCTIONS = """\
         ports:
           repeat:
             template: "%z%:{n}:%p%"
@@ -61,12 +65,6 @@ WITH_FUNCTIONS = """\
 """
 
 LITERAL = """\
-  d{n}:
-    type: OS::Heat::SoftwareDeployment
-    properties:
-      config: {{get_resource: config}}
-      server: {{get_resource: server1}}
-      input_values:
         ports: ["az1:{n}:80", "az1:{n}:443", "az2:{n}:80", "az2:{n}:443"]
         count: {n}
         settings: {{workers: 4, log_level: info, id: "{n}"}}
@@ -99,8 +97,10 @@ def main(argv: list[str]) -> None:
     runs = int(argv[1]) if len(argv) > 1 else 5
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        functions = HEAD + "".join(WITH_FUNCTIONS.format(n=n) for n in range(deployments))
-        literal = HEAD + "".join(LITERAL.format(n=n) for n in range(deployments))
+        functions = HEAD + "".join(
+            (DEPLOYMENT + WITH_FUNCTIONS).format(n=n) for n in range(deployments)
+        )
+        literal = HEAD + "".join((DEPLOYMENT + LITERAL).format(n=n) for n in range(deployments))
         with_functions = timed_load(root, "functions", functions, runs)
         plain = timed_load(root, "literal", literal, runs)
     print(
