@@ -422,3 +422,27 @@ def test_a_function_that_fails_over_reported_values_makes_its_deployment_wait(
         'r/consumer on server1: str_split: Incorrect index to "str_split" should be between 0 and 1'
     ]
     fleet.repo.close()
+
+
+def test_a_render_with_functions_is_the_same_in_every_process(make_repo: RepoFactory) -> None:
+    """Render is a pure function of the commit: two processes with different hash
+    seeds (set order) give the same digests, for yaql's sets too."""
+    import os
+    import subprocess
+    import sys
+
+    snippet = "yaql: {expression: '$.data.w.toSet()', data: {w: [b, a, c, a, d, e]}}"
+    repo = make_repo({"stacks/t.yaml": template(snippet)})
+    ids = []
+    for seed in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-m", "setpoint.controller.cli", "render", "--repo", str(repo),
+             "--server", "s1", "--json"],
+            capture_output=True, text=True, check=True, timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )  # fmt: skip
+        entry = json.loads(result.stdout)["servers"]["s1"][0]
+        ids.append(entry["id"])
+        x = {i["name"]: i["value"] for i in entry["config"]["inputs"]}["x"]
+        assert x == ["a", "b", "c", "d", "e"]
+    assert ids[0] == ids[1]
