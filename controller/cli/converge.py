@@ -33,7 +33,7 @@ from setpoint.controller.cli.common import (
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitRepo
-from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.errors import InvalidDefinitions, SetpointError
 
 log = structlog.get_logger("setpoint.cli")
 
@@ -115,6 +115,13 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="exit 1 when anything shown failed or is unreachable (for scripts and monitoring)",
     )
+    p.add_argument(
+        "--repo",
+        metavar="DIR",
+        help="definitions repository: also show the outputs of its Heat templates, read at "
+        "the commit the servers run and resolved from their reports",
+    )
+    env_arg(p)
     tuning_args(p, rounds=False)
     store_workers_arg(p)
 
@@ -284,11 +291,13 @@ def _print_status(
     from setpoint.controller.converge.status import format_details, format_table, rollouts_summary
     from setpoint.controller.fleet.move import move_status
     from setpoint.controller.rollout.ledger import read_ledger
+    from setpoint.controller.rollout.outputs import format_outputs
     from setpoint.store.lease import lease_status
 
     ledger = read_ledger(store)
     moved = move_status(store)
     controllers = lease_status(store, time.time())
+    outputs = _stack_outputs(args, store, statuses) if args.repo else []
     if args.json:
         print_json(
             {
@@ -296,6 +305,7 @@ def _print_status(
                 **ledger_json(ledger.to_dict()),
                 "move": moved.to_dict() if moved else None,
                 "controllers": controllers.to_dict() if controllers else None,
+                **({"outputs": [o.to_dict() for o in outputs]} if args.repo else {}),
             }
         )
     elif not statuses:
@@ -311,6 +321,29 @@ def _print_status(
         lines += controllers.lines() if controllers and not filtered else []
         if lines:
             print("\n" + "\n".join(lines))
+        if outputs:
+            print("\n" + "\n".join(format_outputs(outputs)))
+
+
+def _stack_outputs(args: argparse.Namespace, store: Any, statuses: list[Any]) -> list[Any]:
+    """The stack outputs of the commit most of the shown servers run, from their reports."""
+    from collections import Counter
+
+    from setpoint.controller.definitions.loader import load_model
+    from setpoint.controller.rollout.outputs import outputs_from_reports
+
+    commits = Counter(s.pointer.commit for s in statuses if s.pointer is not None)
+    if not commits:
+        return []
+    commit = commits.most_common(1)[0][0]
+    try:
+        with GitRepo.open(args.repo) as repo:
+            model = load_model(repo.tree(commit), env=args.env)
+    except SetpointError as exc:
+        print(f"setpoint: no outputs: commit {commit[:12]}: {exc}", file=sys.stderr)
+        return []
+    reports = {s: r for s in model.servers_in_use() if (r := store.read_report(s)) is not None}
+    return outputs_from_reports(model, reports)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

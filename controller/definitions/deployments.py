@@ -8,7 +8,7 @@ from typing import Any
 from setpoint.controller.definitions.checks import Where, did_you_mean, kind_of
 from setpoint.controller.definitions.fields import read_actions, read_timeout, read_update_policy
 from setpoint.controller.definitions.files import CommitFiles
-from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_attr
+from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     ON_FAILURE,
@@ -114,7 +114,7 @@ class DeploymentReader:
                     continue
                 if resolved is INVALID:
                     continue
-                if not has_attr(resolved):
+                if not has_deferred(resolved):
                     resolved = self.checks.literal(idef.type, resolved, c)
                 values[str(iname)] = resolved
         # A value that is not a mapping is reported above; it gives no input a value.

@@ -150,10 +150,16 @@ class GetAttr:
     line: int
 
 
+class ComputeError(ValueError):
+    """A function that cannot give a value from its arguments (for a ``Computed``:
+    from the values agents reported); the message says why."""
+
+
 @dataclass(frozen=True)
 class Computed:
     """A value computed at render time from values known only then (Heat's
-    ``str_replace`` or ``list_join`` over a ``get_attr``): ``fn(resolved args)``."""
+    ``str_replace`` or ``list_join`` over a ``get_attr``): ``fn(resolved args)``,
+    which raises ``ComputeError`` when the reported values do not fit."""
 
     label: str
     fn: Callable[[Any], Any]
@@ -239,12 +245,28 @@ def _collect_attrs(value: Any, into: list[GetAttr]) -> None:
 
 
 @dataclass(frozen=True)
+class StackOutput:
+    """One of a Heat template's ``outputs:``. Its value is known when the commit
+    is read, or holds ``GetAttr``/``Computed`` parts known once agents reported
+    (as an input value does); ``not_computed`` says why setpoint gives none."""
+
+    name: str
+    description: str
+    value: Any
+    file: str
+    line: int
+    not_computed: str = ""
+    secret: bool = False  # made from a hidden parameter: shown masked
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str
     file: str
     description: str
     parameters: dict[str, ParamDef]
     deployments: dict[str, Deployment]
+    outputs: dict[str, StackOutput] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from setpoint.controller.definitions.model import Computed, Deployment, GetAttr, Model
+from setpoint.controller.definitions.model import (
+    Computed,
+    ComputeError,
+    Deployment,
+    GetAttr,
+    Model,
+)
 from setpoint.store.documents import Report
 
 
@@ -70,12 +76,13 @@ class InputResolver:
         self.instances = instances
 
     def upstream_complete(
-        self, dep: Deployment, server: str, upstream: str, upstream_server: str, output: str | None
+        self, who: str, server: str, upstream: str, upstream_server: str, output: str | None
     ) -> dict[str, Any]:
-        """The upstream's reported outputs on one server, or raise ``Wait``."""
+        """The upstream's reported outputs on one server, or raise ``Wait`` for
+        ``who`` (a deployment, or a stack's output) on ``server``."""
 
         def wait(reason: str) -> Wait:
-            return Wait(Waiting(dep.qualified, server, upstream, upstream_server, output, reason))
+            return Wait(Waiting(who, server, upstream, upstream_server, output, reason))
 
         wanted = self.rendered.get((upstream, upstream_server))
         what = f"{upstream}" + (f".{output}" if output else "") + f" on {upstream_server}"
@@ -91,8 +98,8 @@ class InputResolver:
             raise wait(f"waits for {what}: COMPLETE but the output was not reported")
         return dict(entry.outputs)
 
-    def in_cycle(self, dep: Deployment, upstream: str) -> bool:
-        cycle = self.model.cycle_of(dep.qualified)
+    def in_cycle(self, who: str, upstream: str) -> bool:
+        cycle = self.model.cycle_of(who)
         return cycle is not None and upstream in cycle
 
     def known_so_far(self, upstream: str, upstream_server: str, output: str) -> Any:
@@ -105,8 +112,10 @@ class InputResolver:
                 return got.outputs[output]
         raise Missing()
 
-    def value(self, dep: Deployment, server: str, value: Any) -> Any:
-        if isinstance(value, GetAttr) and self.in_cycle(dep, value.deployment):
+    def value(self, who: str, server: str, value: Any) -> Any:
+        """``value`` with every ``GetAttr`` and ``Computed`` in it resolved for
+        ``who`` on ``server``, or raise ``Wait``."""
+        if isinstance(value, GetAttr) and self.in_cycle(who, value.deployment):
             target = self.model.deployment(value.deployment)
             servers = [value.server] if value.server is not None else list(target.servers)
             got = {s: self.known_so_far(value.deployment, s, value.output) for s in servers}
@@ -117,36 +126,42 @@ class InputResolver:
             target = self.model.deployment(value.deployment)
             if value.server is not None:
                 return self.upstream_complete(
-                    dep, server, value.deployment, value.server, value.output
+                    who, server, value.deployment, value.server, value.output
                 )[value.output]
             per_server = {
-                s: self.upstream_complete(dep, server, value.deployment, s, value.output)[
+                s: self.upstream_complete(who, server, value.deployment, s, value.output)[
                     value.output
                 ]
                 for s in target.servers
             }
             return per_server if target.reports_a_map else per_server[target.servers[0]]
         if isinstance(value, Computed):
-            return value.fn(self.value(dep, server, value.args))
+            args = self.value(who, server, value.args)
+            try:
+                return value.fn(args)
+            except ComputeError as exc:
+                # Reported values that do not fit the function: the deployment
+                # waits with the reason, as Heat would fail its resource.
+                raise Wait(Waiting(who, server, who, None, None, f"{value.label}: {exc}")) from None
         if isinstance(value, dict):
-            return {k: self.value(dep, server, v) for k, v in value.items()}
+            return {k: self.value(who, server, v) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.value(dep, server, v) for v in value]
+            return [self.value(who, server, v) for v in value]
         return value
 
     def inputs(self, dep: Deployment, server: str) -> dict[str, Any]:
         for upstream in dep.depends_on:
-            if self.in_cycle(dep, upstream):
+            if self.in_cycle(dep.qualified, upstream):
                 continue  # rounds order the members of a declared cycle
             for upstream_server in self.model.deployment(upstream).servers:
-                self.upstream_complete(dep, server, upstream, upstream_server, None)
+                self.upstream_complete(dep.qualified, server, upstream, upstream_server, None)
         component = self.model.components[dep.component]
         values: dict[str, Any] = {}
         for name, raw in dep.input_values.items():
             idef = component.input(name)
             assert idef is not None  # the loader checked every input name
             try:
-                resolved = self.value(dep, server, raw)
+                resolved = self.value(dep.qualified, server, raw)
             except Missing:
                 if not idef.has_default:
                     raise Wait(

@@ -10,13 +10,13 @@ from typing import Any
 from setpoint.controller.definitions.checks import Where, kind_of
 from setpoint.controller.definitions.fields import read_actions
 from setpoint.controller.definitions.heat.functions import cloud_config, multipart_mime
-from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
+from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
-    INVALID,
     Resource,
     TemplateScope,
 )
+from setpoint.controller.definitions.intrinsics import INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     INPUT_TYPES,

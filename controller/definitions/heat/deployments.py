@@ -12,17 +12,17 @@ from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.fields import read_actions, read_update_policy
 from setpoint.controller.definitions.heat.configs import Config, ConfigReader
 from setpoint.controller.definitions.heat.functions import input_names
-from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
+from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
-    INVALID,
     STRUCTURED,
     Resource,
     TemplateScope,
     upstream_deployments,
 )
+from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     Component,
@@ -162,7 +162,8 @@ class HeatDeploymentReader:
         resources = self.scope.resources
         if not isinstance(target, str) or target not in resources:
             self.checks.error(
-                rc.at(ref, "get_resource"), f"get_resource: unknown resource {target!r}"
+                rc.at(ref, "get_resource"),
+                f"get_resource: {self.scope.unknown_resource(target)}",
             )
             return None
         if resources[target].type not in CONFIG_TYPES:
@@ -190,7 +191,7 @@ class HeatDeploymentReader:
         if raw_values is not None and self.checks.mapping(raw_values, vc, "input_values"):
             for iname, raw in raw_values.items():
                 got = self.evaluator.evaluate(raw, vc.at(raw_values, iname))
-                if got is not INVALID:
+                if got is not INVALID and got is not ABSENT:
                     values[str(iname)] = got
         return values
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
-from setpoint.controller.definitions.heat.resources import INVALID, Resource, TemplateScope
+from setpoint.controller.definitions.heat.resources import Resource, TemplateScope
+from setpoint.controller.definitions.intrinsics import INVALID
 from setpoint.controller.definitions.yamlsource import YMap
 
 # Evaluates a snippet at its position (``intrinsics.Evaluator.evaluate``).
