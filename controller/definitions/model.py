@@ -68,6 +68,10 @@ class InputDef:
     # Masked wherever a value is shown to people (plans); still part of the
     # digest, since the server must rerun when a password changes.
     secret: bool = False
+    # In a ``get_attr`` map of a contextualization cycle, the entry of a member
+    # that has not reported yet (without one, its entry is left out).
+    entry_default: Any = None
+    has_entry_default: bool = False
 
 
 @dataclass(frozen=True)

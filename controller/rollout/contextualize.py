@@ -6,9 +6,14 @@ allowed when every deployment in it says ``converge: true``; any other cycle
 stays a validation error. The loader finds the declared cycles
 (``definitions.cycles``) and keeps them in the ``Model``.
 
+A deployment on a group that reads its own output over the group (a
+cluster whose members each need every member's address) is a cycle of one.
+
 A declared cycle converges in *rounds*. Reads inside the cycle take the
-outputs reported so far (a member that has not reported yet gives the input's
-default), every member is rendered and published, and when all members have
+outputs reported so far: a map over a group holds every member that reported
+(one that has not is left out, or given the input's ``entry_default``), a
+read of one server that has not reported gives the input's default. Every
+member is rendered and published, and when all members have
 reported COMPLETE with that round's digests, they are rendered again with the
 new outputs. The same digests again is the fixed point; different digests
 start the next round; after ``DEFAULT_CONVERGE_ROUNDS`` rounds the controller

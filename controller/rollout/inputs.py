@@ -41,6 +41,10 @@ class Missing(Exception):
     """An output inside a declared cycle that nobody reported yet."""
 
 
+# A map entry of a member that has not reported: left out of the map.
+LEFT_OUT: Any = object()
+
+
 class Wait(Exception):
     """Raised with the reason a deployment cannot be rendered yet."""
 
@@ -106,14 +110,29 @@ class InputResolver:
                 return got.outputs[output]
         raise Missing()
 
-    def value(self, dep: Deployment, server: str, value: Any) -> Any:
+    def cycle_map(self, ref: GetAttr, servers: tuple[str, ...], absent: Any) -> dict[str, Any]:
+        """A map read inside a declared cycle: every member that reported, and
+        ``absent`` for each that has not (``LEFT_OUT``: no entry). A member that
+        has not reported yet never blanks the others' entries: a running
+        member's input only ever gains information while a newcomer joins."""
+        got: dict[str, Any] = {}
+        for s in servers:
+            try:
+                got[s] = self.known_so_far(ref.deployment, s, ref.output)
+            except Missing:
+                if absent is not LEFT_OUT:
+                    got[s] = absent
+        return got
+
+    def value(self, dep: Deployment, server: str, value: Any, absent: Any = LEFT_OUT) -> Any:
+        """``value`` resolved; ``absent`` is the entry of a cycle member not reported
+        yet in a map read (the input's ``entry_default``)."""
         if isinstance(value, GetAttr) and self.in_cycle(dep, value.deployment):
             target = self.model.deployment(value.deployment)
-            servers = [value.server] if value.server is not None else list(target.servers)
-            got = {s: self.known_so_far(value.deployment, s, value.output) for s in servers}
             if value.server is None and target.reports_a_map:
-                return got
-            return got[servers[0]]
+                return self.cycle_map(value, target.servers, absent)
+            one = value.server if value.server is not None else target.servers[0]
+            return self.known_so_far(value.deployment, one, value.output)
         if isinstance(value, GetAttr):
             target = self.model.deployment(value.deployment)
             if value.server is not None:
@@ -128,11 +147,11 @@ class InputResolver:
             }
             return per_server if target.reports_a_map else per_server[target.servers[0]]
         if isinstance(value, Computed):
-            return value.fn(self.value(dep, server, value.args))
+            return value.fn(self.value(dep, server, value.args, absent))
         if isinstance(value, dict):
-            return {k: self.value(dep, server, v) for k, v in value.items()}
+            return {k: self.value(dep, server, v, absent) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.value(dep, server, v) for v in value]
+            return [self.value(dep, server, v, absent) for v in value]
         return value
 
     def inputs(self, dep: Deployment, server: str) -> dict[str, Any]:
@@ -146,8 +165,9 @@ class InputResolver:
         for name, raw in dep.input_values.items():
             idef = component.input(name)
             assert idef is not None  # the loader checked every input name
+            absent = idef.entry_default if idef.has_entry_default else LEFT_OUT
             try:
-                resolved = self.value(dep, server, raw)
+                resolved = self.value(dep, server, raw, absent)
             except Missing:
                 if not idef.has_default:
                     raise Wait(

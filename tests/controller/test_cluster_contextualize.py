@@ -1,0 +1,213 @@
+"""Cluster contextualization: one deployment on a group that reads its own
+output over the group (every member needs every member's address).
+
+The members converge in rounds; a join never hands a running member fewer
+peers than it had (the newcomer's entry is absent until it reported), and a
+leave takes the entry out of every map once, under the group's update policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.simulate import SimAgent, input_values
+from setpoint.controller.cli.common import INVALID, OK
+from setpoint.controller.cli.main import main
+from setpoint.controller.rollout.ledger import read_ledger
+from tests.controller.fleet import Fleet, inventory
+
+MEMBER = """\
+kind: Component
+inputs:
+  - name: PEERS
+    type: Json
+    default: {}
+outputs:
+  - name: addr
+configs:
+  - tool: script
+    actions: [CREATE, UPDATE, DELETE]
+    config: "#!/bin/sh\\n"
+"""
+
+
+def cluster_stack(converge: bool = True, policy: str = "") -> str:
+    return (
+        "kind: Stack\n"
+        "deployments:\n"
+        "  member:\n"
+        "    component: member\n"
+        "    servers: {group: cluster}\n"
+        + ("    converge: true\n" if converge else "")
+        + policy
+        + "    input_values: {PEERS: {get_attr: [member, addr]}}\n"
+    )
+
+
+def addr_of(server: str, digest: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"addr": f"10.0.0.{server[1:]}"}
+
+
+def cluster_files(members: list[str], stack: str, component: str = MEMBER) -> dict[str, str]:
+    return {
+        "inventory.yaml": inventory(members, {"cluster": members}),
+        "components/member/component.yaml": component,
+        "stacks/cluster.yaml": stack,
+    }
+
+
+class Cluster:
+    """A fleet whose agents report ``addr`` and remember the PEERS of every run."""
+
+    def __init__(self, tmp_path: Path, members: list[str], stack: str, component: str = MEMBER):
+        self.fleet = Fleet(tmp_path, cluster_files(members, stack, component))
+        for server in ["m1", "m2", "m3", "m4"]:
+            self.fleet.agents[server] = SimAgent(
+                server, self.fleet.store, self.fleet.clock, outputs_for=addr_of
+            )
+
+    def runs(self, server: str) -> list[tuple[str, dict[str, Any]]]:
+        """(action, PEERS) of every CREATE and UPDATE ``server`` ran, in order."""
+        store = self.fleet.store
+        return [
+            (action, input_values(store.get_json_blob(digest))["PEERS"])
+            for action, _name, digest in self.fleet.agents[server].ran
+            if action in ("CREATE", "UPDATE")
+        ]
+
+    def converge(self, passes: int = 12) -> int:
+        """Passes until converged (fails the test if it never does)."""
+        for n in range(1, passes + 1):
+            outcome = self.fleet.step()
+            assert outcome.failed == []
+            if outcome.converged:
+                return n
+        raise AssertionError("the cluster did not converge")
+
+    def move(self, members: list[str]) -> None:
+        self.fleet.commit({"inventory.yaml": inventory(members, {"cluster": members})})
+
+
+def addrs(*servers: str) -> dict[str, str]:
+    return {s: f"10.0.0.{s[1:]}" for s in servers}
+
+
+def test_validate_accepts_a_deployment_reading_itself_over_its_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = Fleet(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack()))
+    fleet.close()
+    assert main(["validate", "--repo", str(fleet.repo_path)]) == OK, capsys.readouterr().out
+
+
+def test_reading_itself_without_converge_is_one_error_saying_how_to_declare_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = Fleet(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack(converge=False)))
+    fleet.close()
+    assert main(["validate", "--repo", str(fleet.repo_path), "--json"]) == INVALID
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [(p["file"], p["line"], p["field"]) for p in problems] == [
+        ("stacks/cluster.yaml", 3, "deployments.member")
+    ]
+    assert problems[0]["message"] == (
+        "dependency cycle: cluster/member -> cluster/member (it reads its own output); "
+        "say converge: true to converge it in rounds"
+    )
+
+
+def test_three_members_converge_each_listing_all_three(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack())
+    try:
+        cluster.converge()
+        for server in ("m1", "m2", "m3"):
+            # Nobody reported in round 1: the map is empty, never a partial guess.
+            assert cluster.runs(server) == [("CREATE", {}), ("UPDATE", addrs("m1", "m2", "m3"))]
+        record = next(iter(read_ledger(cluster.fleet.store).cycles.values()))
+        assert record["round"] == 2
+    finally:
+        cluster.fleet.close()
+
+
+def test_a_join_never_hands_a_running_member_fewer_peers(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack())
+    try:
+        cluster.converge()
+        cluster.move(["m1", "m2", "m3", "m4"])
+        cluster.converge()
+        for server in ("m1", "m2", "m3"):
+            # One more run, with the newcomer's entry: no UPDATE {} before it.
+            assert cluster.runs(server)[2:] == [("UPDATE", addrs("m1", "m2", "m3", "m4"))]
+        # The newcomer runs first with the members that reported, then with itself too.
+        assert cluster.runs("m4") == [
+            ("CREATE", addrs("m1", "m2", "m3")),
+            ("UPDATE", addrs("m1", "m2", "m3", "m4")),
+        ]
+        record = next(iter(read_ledger(cluster.fleet.store).cycles.values()))
+        assert record["round"] == 2  # a join costs two rounds
+    finally:
+        cluster.fleet.close()
+
+
+def test_a_leave_takes_the_entry_out_once_one_member_at_a_time(tmp_path: Path) -> None:
+    policy = "    update_policy: {max_batch_size: 1}\n"
+    cluster = Cluster(tmp_path, ["m1", "m2", "m3", "m4"], cluster_stack(policy=policy))
+    try:
+        cluster.converge()
+        before = {s: len(cluster.runs(s)) for s in ("m1", "m3", "m4")}
+        cluster.move(["m1", "m3", "m4"])
+        in_flight = []
+        for _ in range(12):
+            outcome = cluster.fleet.run_pass()
+            assert outcome.failed == []
+            in_flight.append(sorted(outcome.published.changed))
+            if outcome.converged:
+                break
+            cluster.fleet.agents_cycle()
+            cluster.fleet.now += 1
+        assert outcome.converged
+        for server in ("m1", "m3", "m4"):
+            assert cluster.runs(server)[before[server] :] == [("UPDATE", addrs("m1", "m3", "m4"))]
+        m2_ran = [(action, name) for action, name, _ in cluster.fleet.agents["m2"].ran]
+        assert ("DELETE", "cluster/member") in m2_ran
+        # One member changed per pass (update_policy), m2's removal with the first.
+        changed = [c for c in in_flight if c]
+        assert all(len([s for s in c if s != "m2"]) <= 1 for c in changed), in_flight
+    finally:
+        cluster.fleet.close()
+
+
+def test_a_declared_entry_default_stands_in_for_a_member_not_reported(tmp_path: Path) -> None:
+    component = MEMBER.replace("    default: {}\n", "    default: {}\n    entry_default: pending\n")
+    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack(), component)
+    try:
+        cluster.converge()
+        assert cluster.runs("m1") == [
+            ("CREATE", {"m1": "pending", "m2": "pending", "m3": "pending"}),
+            ("UPDATE", addrs("m1", "m2", "m3")),
+        ]
+    finally:
+        cluster.fleet.close()
+
+
+def test_entry_default_on_an_input_that_is_no_map_names_file_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    component = MEMBER.replace("    default: {}\n", "    default: {}\n    entry_default: x\n")
+    component = component.replace("type: Json", "type: String").replace("default: {}", "default: a")
+    fleet = Fleet(tmp_path, cluster_files(["m1"], cluster_stack(), component))
+    fleet.close()
+    assert main(["validate", "--repo", str(fleet.repo_path), "--json"]) == INVALID
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert [(p["file"], p["line"], p["field"], p["message"]) for p in problems] == [
+        (
+            "components/member/component.yaml",
+            6,
+            "inputs[0].entry_default",
+            "entry_default: only a Json input holds a map of members (type is String)",
+        )
+    ]
