@@ -15,8 +15,11 @@ outputs reported so far: a map over a group holds every member that reported
 read of one server that has not reported gives the input's default. Every
 member is rendered and published, and when all members have
 reported COMPLETE with that round's digests, they are rendered again with the
-new outputs. The same digests again is the fixed point; different digests
-start the next round; after ``DEFAULT_CONVERGE_ROUNDS`` rounds the controller
+new outputs. Until then a round's members render from the outputs the round
+started from (kept in the ledger), so a round rolled out in batches
+(``update_policy``) reaches every member even when the first batch's outputs
+changed. The same digests again is the fixed point; different digests start
+the next round; after ``DEFAULT_CONVERGE_ROUNDS`` rounds the controller
 stops publishing new renders for the cycle and names the outputs still
 changing. Rounds are counted in the controller's ledger, so a restarted
 controller counts on.
@@ -41,6 +44,11 @@ class RoundDecision:
     publish: bool
     reason: str = ""
     failure: str | None = None
+    # A round in progress: the outputs it started from (``"dep|server" ->
+    # outputs``) and the digests they rendered. Rendered again from these, the
+    # round's members keep rolling out batch by batch while outputs change.
+    started_from: dict[str, dict[str, Any]] | None = None
+    digests: dict[str, str] | None = None
 
 
 @dataclass
@@ -93,7 +101,12 @@ class Rounds:
             return RoundDecision(True)  # nothing new: the fixed point, or the round goes on
         finished = all(self._complete(k, d) for k, d in digests.items())
         if not finished:
-            return RoundDecision(False, f"contextualization round {round_no} in progress")
+            return RoundDecision(
+                False,
+                f"contextualization round {round_no} in progress",
+                started_from=record.get("outputs"),
+                digests=digests,
+            )
         if round_no >= self.bound:
             before = record.get("outputs", {})
             changing = sorted(

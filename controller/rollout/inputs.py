@@ -73,6 +73,10 @@ class InputResolver:
         # ready (deployment, server), as ``DesiredState`` keeps them.
         self.rendered = rendered
         self.instances = instances
+        # Members of a declared cycle whose round is in progress: reads of their
+        # outputs come from what the round started from (``"dep|server" -> outputs``).
+        self.round_outputs: dict[str, dict[str, Any]] = {}
+        self.in_round: set[str] = set()
 
     def upstream_complete(
         self, dep: Deployment, server: str, upstream: str, upstream_server: str, output: str | None
@@ -102,7 +106,13 @@ class InputResolver:
 
     def known_so_far(self, upstream: str, upstream_server: str, output: str) -> Any:
         """Inside a declared cycle: the output as last reported COMPLETE by any
-        config of the upstream, or ``Missing`` (the input's default is used)."""
+        config of the upstream (during a round, as the round started from it),
+        or ``Missing`` (the input's default is used)."""
+        if upstream in self.in_round:
+            outputs = self.round_outputs.get(f"{upstream}|{upstream_server}", {})
+            if output not in outputs:
+                raise Missing()
+            return outputs[output]
         report = self.reports.get(upstream_server)
         for name, got in (report.deployments if report else {}).items():
             complete = got.status == "COMPLETE" and output in got.outputs

@@ -211,3 +211,31 @@ def test_entry_default_on_an_input_that_is_no_map_names_file_line_and_field(
             "entry_default: only a Json input holds a map of members (type is String)",
         )
     ]
+
+
+def addr_and_peer_count(server: str, digest: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An output that changes with the input (as a member that reports its view
+    of the cluster): it takes a round more to settle."""
+    return {"addr": f"10.0.0.{server[1:]}/{len(input_values(body)['PEERS'])}"}
+
+
+def test_a_round_rolled_out_in_batches_finishes_while_outputs_change(tmp_path: Path) -> None:
+    policy = "    update_policy: {max_batch_size: 1}\n"
+    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack(policy=policy))
+    for agent in cluster.fleet.agents.values():
+        agent.outputs_for = addr_and_peer_count
+    try:
+        cluster.converge(passes=30)
+        settled = {s: f"10.0.0.{s[1:]}/3" for s in ("m1", "m2", "m3")}
+        for server in ("m1", "m2", "m3"):
+            # Each round reaches every member with the outputs of the round before,
+            # even though m1's output changed while m2 and m3 waited for their batch.
+            assert cluster.runs(server) == [
+                ("CREATE", {}),
+                ("UPDATE", {s: f"10.0.0.{s[1:]}/0" for s in ("m1", "m2", "m3")}),
+                ("UPDATE", settled),
+            ]
+        record = next(iter(read_ledger(cluster.fleet.store).cycles.values()))
+        assert record["round"] == 3
+    finally:
+        cluster.fleet.close()
