@@ -203,13 +203,18 @@ class Deployment:
         return ONE_AT_A_TIME if self.update_order == "serial" else ALL_AT_ONCE
 
     def attr_refs(self) -> list[GetAttr]:
-        refs: list[GetAttr] = []
-        _collect_attrs(self.input_values, refs)
-        return refs
+        return attrs_in(self.input_values)
 
     def upstreams(self) -> set[str]:
         """Deployments this one waits for: data flow and explicit ``depends_on``."""
         return {r.deployment for r in self.attr_refs()} | set(self.depends_on)
+
+
+def attrs_in(value: Any) -> list[GetAttr]:
+    """Every ``get_attr`` in an input value, however deep."""
+    refs: list[GetAttr] = []
+    _collect_attrs(value, refs)
+    return refs
 
 
 def _collect_attrs(value: Any, into: list[GetAttr]) -> None:

@@ -57,6 +57,17 @@ def reported(reports: dict[str, Report], server: str, deployment: str) -> Any:
     return report.deployments.get(deployment) if report else None
 
 
+def complete_output(reports: dict[str, Report], server: str, deployment: str, output: str) -> Any:
+    """``output`` as any config (instance) of ``deployment`` reported it COMPLETE
+    on ``server``, or ``Missing``."""
+    report = reports.get(server)
+    for name, got in (report.deployments if report else {}).items():
+        complete = got.status == "COMPLETE" and output in got.outputs
+        if name.split("@", 1)[0] == deployment and complete:
+            return got.outputs[output]
+    raise Missing()
+
+
 class InputResolver:
     """A deployment's input values on a server, from what its upstreams reported."""
 
@@ -113,12 +124,7 @@ class InputResolver:
             if output not in outputs:
                 raise Missing()
             return outputs[output]
-        report = self.reports.get(upstream_server)
-        for name, got in (report.deployments if report else {}).items():
-            complete = got.status == "COMPLETE" and output in got.outputs
-            if name.split("@", 1)[0] == upstream and complete:
-                return got.outputs[output]
-        raise Missing()
+        return complete_output(self.reports, upstream_server, upstream, output)
 
     def cycle_map(self, ref: GetAttr, servers: tuple[str, ...], absent: Any) -> dict[str, Any]:
         """A map read inside a declared cycle: every member that reported, and

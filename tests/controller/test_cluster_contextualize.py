@@ -18,6 +18,7 @@ from bench.simulate import SimAgent, input_values
 from setpoint.controller.cli.common import INVALID, OK
 from setpoint.controller.cli.main import main
 from setpoint.controller.rollout.ledger import read_ledger
+from setpoint.store.local import LocalStore
 from tests.controller.fleet import Fleet, inventory
 
 MEMBER = """\
@@ -237,5 +238,62 @@ def test_a_round_rolled_out_in_batches_finishes_while_outputs_change(tmp_path: P
             ]
         record = next(iter(read_ledger(cluster.fleet.store).cycles.values()))
         assert record["round"] == 3
+    finally:
+        cluster.fleet.close()
+
+
+def test_plan_shows_the_members_a_join_or_a_leave_reruns_and_their_new_entries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    component = MEMBER.replace("    default: {}\n", "    default: {}\n    secret: true\n")
+    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack(), component)
+    store_dir = tmp_path / "store"  # the reports, where `plan --store` reads them
+
+    def plan(*args: str) -> str:
+        for server in ("m1", "m2", "m3", "m4"):
+            report = cluster.fleet.store.read_report(server)
+            if report is not None:
+                LocalStore(store_dir).write_report(report)
+        capsys.readouterr()
+        repo = str(cluster.fleet.repo_path)
+        code = main(["plan", "--repo", repo, "HEAD~1", "HEAD", "--store", str(store_dir), *args])
+        assert code == 0
+        return capsys.readouterr().out
+
+    def members() -> dict[str, dict[str, Any]]:
+        (deployment,) = json.loads(plan("--format", "json"))["deployments"]
+        return {s["server"]: s for s in deployment["servers"]}
+
+    try:
+        cluster.converge()
+        cluster.move(["m1", "m2", "m3", "m4"])
+        text = plan("--no-diff")
+        assert "  UPDATE (known after apply) m1, m2, m3: " in text
+        assert "            re-runs once m4 reported\n" in text
+        assert "            PEERS gains m4: <known after apply> (cluster/member.addr)\n" in text
+        assert "  1. cluster/member: [m4] then [m1, m2, m3]\n" in text
+        joined = members()
+        assert joined["m1"]["entries"] == [
+            {
+                "input": "PEERS",
+                "reads": "cluster/member.addr",
+                "server": "m4",
+                "change": "joins",
+                "value": None,
+            }
+        ]
+        assert (joined["m1"]["action"], joined["m1"]["new"]) == ("UPDATE", None)
+        assert joined["m4"]["action"] == "CREATE"
+
+        cluster.converge()
+        cluster.move(["m1", "m3", "m4"])
+        text = plan("--no-diff")
+        assert "            PEERS loses m2: ******** (cluster/member.addr)\n" in text
+        assert "10.0.0.2" not in plan()  # secret: masked in the notes and in the diff
+        left = members()
+        assert [(e["server"], e["change"], e["value"]) for e in left["m3"]["entries"]] == [
+            ("m2", "leaves", "********")
+        ]
+        assert (left["m3"]["action"], left["m2"]["action"]) == ("UPDATE", "DELETE")
     finally:
         cluster.fleet.close()
