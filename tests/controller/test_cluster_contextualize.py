@@ -64,8 +64,8 @@ def cluster_files(members: list[str], stack: str, component: str = MEMBER) -> di
 class Cluster:
     """A fleet whose agents report ``addr`` and remember the PEERS of every run."""
 
-    def __init__(self, tmp_path: Path, members: list[str], stack: str, component: str = MEMBER):
-        self.fleet = Fleet(tmp_path, cluster_files(members, stack, component))
+    def __init__(self, tmp_path: Path, files: dict[str, str]):
+        self.fleet = Fleet(tmp_path, files)
         for server in ["m1", "m2", "m3", "m4"]:
             self.fleet.agents[server] = SimAgent(
                 server, self.fleet.store, self.fleet.clock, outputs_for=addr_of
@@ -87,7 +87,7 @@ class Cluster:
             assert outcome.failed == []
             if outcome.converged:
                 return n
-        raise AssertionError("the cluster did not converge")
+        raise AssertionError(f"the cluster did not converge: {outcome.waiting}")
 
     def move(self, members: list[str]) -> None:
         self.fleet.commit({"inventory.yaml": inventory(members, {"cluster": members})})
@@ -122,7 +122,7 @@ def test_reading_itself_without_converge_is_one_error_saying_how_to_declare_it(
 
 
 def test_three_members_converge_each_listing_all_three(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack())
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack()))
     try:
         cluster.converge()
         for server in ("m1", "m2", "m3"):
@@ -135,7 +135,7 @@ def test_three_members_converge_each_listing_all_three(tmp_path: Path) -> None:
 
 
 def test_a_join_never_hands_a_running_member_fewer_peers(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack())
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack()))
     try:
         cluster.converge()
         cluster.move(["m1", "m2", "m3", "m4"])
@@ -156,7 +156,9 @@ def test_a_join_never_hands_a_running_member_fewer_peers(tmp_path: Path) -> None
 
 def test_a_leave_takes_the_entry_out_once_one_member_at_a_time(tmp_path: Path) -> None:
     policy = "    update_policy: {max_batch_size: 1}\n"
-    cluster = Cluster(tmp_path, ["m1", "m2", "m3", "m4"], cluster_stack(policy=policy))
+    cluster = Cluster(
+        tmp_path, cluster_files(["m1", "m2", "m3", "m4"], cluster_stack(policy=policy))
+    )
     try:
         cluster.converge()
         before = {s: len(cluster.runs(s)) for s in ("m1", "m3", "m4")}
@@ -184,7 +186,7 @@ def test_a_leave_takes_the_entry_out_once_one_member_at_a_time(tmp_path: Path) -
 
 def test_a_declared_entry_default_stands_in_for_a_member_not_reported(tmp_path: Path) -> None:
     component = MEMBER.replace("    default: {}\n", "    default: {}\n    entry_default: pending\n")
-    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack(), component)
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack(), component))
     try:
         cluster.converge()
         assert cluster.runs("m1") == [
@@ -222,7 +224,7 @@ def addr_and_peer_count(server: str, digest: str, body: dict[str, Any]) -> dict[
 
 def test_a_round_rolled_out_in_batches_finishes_while_outputs_change(tmp_path: Path) -> None:
     policy = "    update_policy: {max_batch_size: 1}\n"
-    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack(policy=policy))
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack(policy=policy)))
     for agent in cluster.fleet.agents.values():
         agent.outputs_for = addr_and_peer_count
     try:
@@ -246,7 +248,7 @@ def test_plan_shows_the_members_a_join_or_a_leave_reruns_and_their_new_entries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     component = MEMBER.replace("    default: {}\n", "    default: {}\n    secret: true\n")
-    cluster = Cluster(tmp_path, ["m1", "m2", "m3"], cluster_stack(), component)
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack(), component))
     store_dir = tmp_path / "store"  # the reports, where `plan --store` reads them
 
     def plan(*args: str) -> str:
@@ -295,5 +297,39 @@ def test_plan_shows_the_members_a_join_or_a_leave_reruns_and_their_new_entries(
             ("m2", "leaves", "********")
         ]
         assert (left["m3"]["action"], left["m2"]["action"]) == ("UPDATE", "DELETE")
+    finally:
+        cluster.fleet.close()
+
+
+def test_a_head_reading_its_computes_keeps_every_reported_one_while_a_compute_joins(
+    tmp_path: Path,
+) -> None:
+    """The two-deployment form (HPC head and computes) gets the same join rule."""
+    stack = (
+        "kind: Stack\n"
+        "deployments:\n"
+        "  head:\n"
+        "    component: member\n"
+        "    servers: [m1]\n"
+        "    converge: true\n"
+        "    input_values: {PEERS: {get_attr: [compute, addr]}}\n"
+        "  compute:\n"
+        "    component: member\n"
+        "    servers: {group: cluster}\n"
+        "    converge: true\n"
+        "    input_values: {PEERS: {m1: {get_attr: [head, addr]}}}\n"
+    )
+    files = cluster_files(["m1", "m2", "m3"], stack)
+    files["inventory.yaml"] = inventory(["m1", "m2", "m3", "m4"], {"cluster": ["m2", "m3"]})
+    cluster = Cluster(tmp_path, files)
+    try:
+        cluster.converge()
+        assert cluster.runs("m1")[-1] == ("UPDATE", addrs("m2", "m3"))
+        before = len(cluster.runs("m1"))
+        joined = inventory(["m1", "m2", "m3", "m4"], {"cluster": ["m2", "m3", "m4"]})
+        cluster.fleet.commit({"inventory.yaml": joined})
+        cluster.converge()
+        # The head ran once more, with the newcomer: never with an emptied map.
+        assert cluster.runs("m1")[before:] == [("UPDATE", addrs("m2", "m3", "m4"))]
     finally:
         cluster.fleet.close()
