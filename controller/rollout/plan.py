@@ -494,22 +494,7 @@ def make_plan(
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if item.changes:
             changed_deps.add(name)
-            creating = [s.server for s in server_changes if s.action == CREATE]
-            updating = [
-                s.server
-                for s in server_changes
-                if s.action not in (CREATE, DELETE, UNCHANGED) and not s.after_joiners
-            ]
-            later = [s.server for s in server_changes if s.after_joiners]
-            removing = [s.server for s in server_changes if s.action == DELETE]
-            if creating or updating:
-                item.batches = rollout_batches(head, name, creating, updating)
-            if later:
-                # Members re-run only once the newcomers reported: after them.
-                item.batches += rollout_batches(head, name, [], later)
-            if removing:
-                # A deployment's removal is published to its servers at once.
-                item.batches.append(removing)
+            item.batches = _change_batches(head, name, server_changes)
         changes.append(item)
     return Plan(
         base=base.commit if base is not None else (base_commit or ""),
@@ -518,6 +503,30 @@ def make_plan(
         deployments=changes,
         base_problems=base_problems or [],
     )
+
+
+def _change_batches(head: Model, name: str, server_changes: list[ServerChange]) -> list[list[str]]:
+    """The batches in which a deployment's change reaches its servers."""
+    creating = [s.server for s in server_changes if s.action == CREATE]
+    updating = [
+        s.server
+        for s in server_changes
+        if s.action not in (CREATE, DELETE, UNCHANGED) and not s.after_joiners
+    ]
+    later = [s.server for s in server_changes if s.after_joiners]
+    removing = [s.server for s in server_changes if s.action == DELETE]
+    batches = rollout_batches(head, name, creating, updating) if creating or updating else []
+    if later:
+        # Members re-run only once the newcomers reported: after them.
+        batches += rollout_batches(head, name, [], later)
+    if removing and batches:
+        # Servers that leave a deployment that stays lose it at once, with the
+        # first batch of the others' change (the gate holds no removal).
+        batches[0] = sorted(batches[0] + removing)
+    elif removing:
+        # A deployment's removal is published to its servers at once.
+        batches.append(removing)
+    return batches
 
 
 def _note_entries(server_changes: list[ServerChange], entries: list[EntryChange]) -> None:

@@ -163,11 +163,15 @@ def test_a_leave_takes_the_entry_out_once_one_member_at_a_time(tmp_path: Path) -
         cluster.converge()
         before = {s: len(cluster.runs(s)) for s in ("m1", "m3", "m4")}
         cluster.move(["m1", "m3", "m4"])
-        in_flight = []
+        in_flight: list[list[str]] = []
+        batches: list[tuple[int, int]] = []
         for _ in range(12):
             outcome = cluster.fleet.run_pass()
             assert outcome.failed == []
             in_flight.append(sorted(outcome.published.changed))
+            rollout = outcome.rollouts.get("cluster/member")
+            if rollout is not None:
+                batches.append((rollout["progress"]["batch"], rollout["progress"]["batches"]))
             if outcome.converged:
                 break
             cluster.fleet.agents_cycle()
@@ -177,9 +181,10 @@ def test_a_leave_takes_the_entry_out_once_one_member_at_a_time(tmp_path: Path) -
             assert cluster.runs(server)[before[server] :] == [("UPDATE", addrs("m1", "m3", "m4"))]
         m2_ran = [(action, name) for action, name, _ in cluster.fleet.agents["m2"].ran]
         assert ("DELETE", "cluster/member") in m2_ran
-        # One member changed per pass (update_policy), m2's removal with the first.
-        changed = [c for c in in_flight if c]
-        assert all(len([s for s in c if s != "m2"]) <= 1 for c in changed), in_flight
+        # One member changed per pass (update_policy), m2's removal with the first,
+        # in one rollout of three batches.
+        assert [c for c in in_flight if c] == [["m1", "m2"], ["m3"], ["m4"]]
+        assert batches == [(1, 3), (2, 3), (3, 3)]
     finally:
         cluster.fleet.close()
 
@@ -291,6 +296,7 @@ def test_plan_shows_the_members_a_join_or_a_leave_reruns_and_their_new_entries(
         cluster.move(["m1", "m3", "m4"])
         text = plan("--no-diff")
         assert "            PEERS loses m2: ******** (cluster/member.addr)\n" in text
+        assert "  1. cluster/member: [m1, m2, m3, m4]\n" in text  # m2 leaves with the change
         assert "10.0.0.2" not in plan()  # secret: masked in the notes and in the diff
         left = members()
         assert [(e["server"], e["change"], e["value"]) for e in left["m3"]["entries"]] == [
