@@ -10,10 +10,11 @@ A deployment on a group that reads its own output over the group (a
 cluster whose members each need every member's address) is a cycle of one.
 
 A declared cycle converges in *rounds*. Reads inside the cycle take the
-outputs reported so far: a map over a group holds every member that reported
-(one that has not is left out, or given the input's ``entry_default``), a
-read of one server that has not reported gives the input's default. Every
-member is rendered and published, and when all members have
+outputs reported so far, or for a member whose last run failed or is still
+running, as the last round knew them: a map over a group holds every member
+known (one never reported is left out, or given the input's
+``entry_default``), a read of one server not known gives the input's
+default. Every member is rendered and published, and when all members have
 reported COMPLETE with that round's digests, they are rendered again with the
 new outputs. Until then a round's members render from the outputs the round
 started from (kept in the ledger), so a round rolled out in batches
@@ -81,12 +82,22 @@ class Rounds:
                     out[key] = dict(got.outputs)
         return out
 
+    def known_outputs(self, cycle: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """The outputs the cycle's last round started from, ``"dep|server" -> outputs``
+        (of any commit): what is known of a member whose report has none now."""
+        record = self.ledger.cycles.get(cycle_id(cycle)) or {}
+        return dict(record.get("outputs") or {})
+
     def decide(self, cycle: tuple[str, ...], rendered: dict[str, str]) -> RoundDecision:
         """Whether the cycle's fresh renders (``"dep|server" -> digest``) go out now."""
         cid = cycle_id(cycle)
         self.seen.add(cid)
         record = self.ledger.cycles.get(cid)
-        outputs = self._outputs(sorted(rendered))
+        # What the fresh renders read: reported outputs over those the last round
+        # knew (``known_outputs``), for the pairs still in the cycle.
+        known = self.known_outputs(cycle)
+        outputs = {k: v for k, v in known.items() if k in rendered}
+        outputs.update(self._outputs(sorted(rendered)))
         if record is None or record.get("commit") != self.commit:
             self.ledger.cycles[cid] = {
                 "commit": self.commit,

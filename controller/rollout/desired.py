@@ -195,6 +195,7 @@ class _DesiredPass:
         # The whole cycle is rendered before its first member is placed:
         # a round goes out (or not) as one.
         self.decided.add(cycle)
+        self.resolver.last_known.update(self.rounds.known_outputs(cycle))
         fresh = self.render_cycle(cycle)
         verdict = self.rounds.decide(cycle, fresh)
         if verdict.failure is not None:

@@ -88,6 +88,9 @@ class InputResolver:
         # outputs come from what the round started from (``"dep|server" -> outputs``).
         self.round_outputs: dict[str, dict[str, Any]] = {}
         self.in_round: set[str] = set()
+        # Outputs of cycle members as the last round knew them (``"dep|server" ->
+        # outputs``): a member whose last run failed or is running keeps its entry.
+        self.last_known: dict[str, dict[str, Any]] = {}
 
     def upstream_complete(
         self, dep: Deployment, server: str, upstream: str, upstream_server: str, output: str | None
@@ -117,14 +120,22 @@ class InputResolver:
 
     def known_so_far(self, upstream: str, upstream_server: str, output: str) -> Any:
         """Inside a declared cycle: the output as last reported COMPLETE by any
-        config of the upstream (during a round, as the round started from it),
-        or ``Missing`` (the input's default is used)."""
+        config of the upstream, else as the last round knew it (during a round,
+        as the round started from it), or ``Missing`` (left out of a map, or the
+        input's default)."""
+        key = f"{upstream}|{upstream_server}"
         if upstream in self.in_round:
-            outputs = self.round_outputs.get(f"{upstream}|{upstream_server}", {})
+            outputs = self.round_outputs.get(key, {})
             if output not in outputs:
                 raise Missing()
             return outputs[output]
-        return complete_output(self.reports, upstream_server, upstream, output)
+        try:
+            return complete_output(self.reports, upstream_server, upstream, output)
+        except Missing:
+            known = self.last_known.get(key, {})
+            if output not in known:
+                raise
+            return known[output]
 
     def cycle_map(self, ref: GetAttr, servers: tuple[str, ...], absent: Any) -> dict[str, Any]:
         """A map read inside a declared cycle: every member that reported, and

@@ -339,3 +339,38 @@ def test_a_head_reading_its_computes_keeps_every_reported_one_while_a_compute_jo
         assert cluster.runs("m1")[before:] == [("UPDATE", addrs("m2", "m3", "m4"))]
     finally:
         cluster.fleet.close()
+
+
+def test_a_member_whose_last_run_failed_keeps_its_entry_in_the_others_maps(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack()))
+    try:
+        cluster.converge()
+        # A change fails on m2: its report now says FAILED, with no outputs.
+        cluster.fleet.agents["m2"].fail_deployments = ["cluster/member"]
+        broken = MEMBER.replace('config: "#!/bin/sh\\n"', 'config: "#!/bin/sh\\n# v2\\n"')
+        cluster.fleet.commit({"components/member/component.yaml": broken})
+        for _ in range(4):
+            cluster.fleet.step()
+        report = cluster.fleet.store.read_report("m2")
+        assert report is not None
+        assert report.deployments["cluster/member"].status == "FAILED"
+        # The fix lands together with a join: m2's address is still known.
+        cluster.fleet.agents["m2"].fail_deployments = []
+        fixed = MEMBER.replace('config: "#!/bin/sh\\n"', 'config: "#!/bin/sh\\n# v3\\n"')
+        cluster.fleet.commit(
+            {
+                "components/member/component.yaml": fixed,
+                "inventory.yaml": inventory(
+                    ["m1", "m2", "m3", "m4"], {"cluster": ["m1", "m2", "m3", "m4"]}
+                ),
+            }
+        )
+        cluster.converge()
+        for server in ("m1", "m2", "m3", "m4"):
+            sizes = [len(peers) for _action, peers in cluster.runs(server)]
+            assert sizes == sorted(sizes), f"{server} ran with fewer peers than it had: {sizes}"
+            assert cluster.runs(server)[-1][1] == addrs("m1", "m2", "m3", "m4")
+    finally:
+        cluster.fleet.close()
