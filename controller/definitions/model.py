@@ -73,6 +73,10 @@ class InputDef:
     # Heat's input declared without a type (or an input_values key the config
     # does not declare): a list or map it is given passes as it is, as Json.
     as_given: bool = False
+    # In a ``get_attr`` map of a contextualization cycle, the entry of a member
+    # that has not reported yet (without one, its entry is left out).
+    entry_default: Any = None
+    has_entry_default: bool = False
 
     def typed(self, value: Any) -> Any:
         """``value`` as this input's value: coerced to its type (``ValueError``
@@ -222,13 +226,18 @@ class Deployment:
         return ONE_AT_A_TIME if self.update_order == "serial" else ALL_AT_ONCE
 
     def attr_refs(self) -> list[GetAttr]:
-        refs: list[GetAttr] = []
-        _collect_attrs(self.input_values, refs)
-        return refs
+        return attrs_in(self.input_values)
 
     def upstreams(self) -> set[str]:
         """Deployments this one waits for: data flow and explicit ``depends_on``."""
         return {r.deployment for r in self.attr_refs()} | set(self.depends_on)
+
+
+def attrs_in(value: Any) -> list[GetAttr]:
+    """Every ``get_attr`` in an input value, however deep."""
+    refs: list[GetAttr] = []
+    _collect_attrs(value, refs)
+    return refs
 
 
 def _collect_attrs(value: Any, into: list[GetAttr]) -> None:

@@ -92,10 +92,11 @@ class Ordering:
         if self._state.get(q) == 1:
             cycle = [*trail[trail.index(q) :], q]
             dep = _lookup(self.stacks, q)
-            self.checks.error(
-                Where(dep.file, dep.line, f"deployments.{dep.name}"),
-                "dependency cycle: " + " -> ".join(cycle),
-            )
+            message = "dependency cycle: " + " -> ".join(cycle)
+            if cycle == [q, q] and any(r.deployment == q for r in dep.attr_refs()):
+                # A cluster reading its own members' facts: say how to declare it.
+                message += " (it reads its own output); say converge: true to converge it in rounds"
+            self.checks.error(Where(dep.file, dep.line, f"deployments.{dep.name}"), message)
             return
         self._state[q] = 1
         for u in sorted(deps[q], key=position.__getitem__):

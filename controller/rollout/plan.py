@@ -41,6 +41,7 @@ from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
 from setpoint.controller.rollout.desired import compute_desired, entry_of
+from setpoint.controller.rollout.plan_members import JOINS, EntryChange, entry_changes
 from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
 
@@ -208,6 +209,10 @@ class ServerChange:
     run: tuple[str, str] | None = None
     # The ``setpoint retry`` count the next pass publishes with the new config.
     retry: int | None = None
+    # Entries its input maps gain or lose as servers join or leave a group it reads.
+    entries: list[EntryChange] = field(default_factory=list)
+    # Its config is the same until the joining servers reported; it re-runs then.
+    after_joiners: bool = False
 
     @property
     def changes(self) -> bool:
@@ -230,6 +235,8 @@ class ServerChange:
             "state": {"old": self.state[0], "new": self.state[1]} if self.state else None,
             "run": {"action": self.run[0], "token": self.run[1]} if self.run else None,
             "retry": self.retry,
+            "entries": [e.to_dict() for e in self.entries],
+            "after_joiners": self.after_joiners,
             "diff": self.diff,
         }
 
@@ -482,19 +489,12 @@ def make_plan(
                 change.retry = pending[1]
                 if change.action == UNCHANGED:
                     change.action = RETRY
+        if base is not None and name in head.order and name in base.order:
+            _note_entries(server_changes, entry_changes(base, head, dep, reports))
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if item.changes:
             changed_deps.add(name)
-            creating = [s.server for s in server_changes if s.action == CREATE]
-            updating = [
-                s.server for s in server_changes if s.action not in (CREATE, DELETE, UNCHANGED)
-            ]
-            removing = [s.server for s in server_changes if s.action == DELETE]
-            if creating or updating:
-                item.batches = rollout_batches(head, name, creating, updating)
-            if removing:
-                # A deployment's removal is published to its servers at once.
-                item.batches.append(removing)
+            item.batches = _change_batches(head, name, server_changes)
         changes.append(item)
     return Plan(
         base=base.commit if base is not None else (base_commit or ""),
@@ -503,6 +503,46 @@ def make_plan(
         deployments=changes,
         base_problems=base_problems or [],
     )
+
+
+def _change_batches(head: Model, name: str, server_changes: list[ServerChange]) -> list[list[str]]:
+    """The batches in which a deployment's change reaches its servers."""
+    creating = [s.server for s in server_changes if s.action == CREATE]
+    updating = [
+        s.server
+        for s in server_changes
+        if s.action not in (CREATE, DELETE, UNCHANGED) and not s.after_joiners
+    ]
+    later = [s.server for s in server_changes if s.after_joiners]
+    removing = [s.server for s in server_changes if s.action == DELETE]
+    batches = rollout_batches(head, name, creating, updating) if creating or updating else []
+    if later:
+        # Members re-run only once the newcomers reported: after them.
+        batches += rollout_batches(head, name, [], later)
+    if removing and batches:
+        # Servers that leave a deployment that stays lose it at once, with the
+        # first batch of the others' change (the gate holds no removal).
+        batches[0] = sorted(batches[0] + removing)
+    elif removing:
+        # A deployment's removal is published to its servers at once.
+        batches.append(removing)
+    return batches
+
+
+def _note_entries(server_changes: list[ServerChange], entries: list[EntryChange]) -> None:
+    """Every server that keeps the deployment gains or loses ``entries``. One whose
+    digest does not change yet (a newcomer that has not reported is left out of a
+    contextualization map) re-runs once the newcomer reported: an UPDATE whose
+    new digest is known after apply."""
+    if not entries:
+        return
+    for change in server_changes:
+        if change.action in (CREATE, DELETE):
+            continue
+        change.entries = entries
+        if change.action == UNCHANGED and any(e.change == JOINS for e in entries):
+            change.action, change.new, change.known_after_apply = UPDATE, None, True
+            change.after_joiners = True
 
 
 def _mark_history(change: ServerChange, hits: list[tuple[str, str]], env_name: str) -> None:

@@ -22,6 +22,7 @@ from setpoint.controller.rollout.plan import (
     Plan,
     ServerChange,
 )
+from setpoint.controller.rollout.plan_members import JOINS
 from setpoint.store.digest import short
 
 # GitHub refuses comments over 65536 characters; leave room for what CI adds.
@@ -55,6 +56,8 @@ def _groups(dep: DeploymentChange) -> list[_Group]:
             s.state,
             s.run,
             s.retry,
+            tuple(s.entries),
+            s.after_joiners,
         )
         if key in found:
             found[key].servers.append(s.server)
@@ -87,6 +90,13 @@ def _notes(c: ServerChange) -> list[str]:
         notes.append(f"runs {c.run[0]} once (token {c.run[1]})")
     if c.retry:
         notes.append(f"retry {c.retry}: tries the failed config again")
+    if c.after_joiners:
+        joining = sorted({e.server for e in c.entries if e.change == JOINS})
+        notes.append(f"re-runs once {', '.join(joining)} reported")
+    for e in c.entries:
+        value = e.value if e.value is not None else f"<{KNOWN_AFTER_APPLY}>"
+        verb = "gains" if e.change == JOINS else "loses"
+        notes.append(f"{e.input} {verb} {e.server}: {value} ({e.reads})")
     if c.reads_changed:
         notes.append(f"reads outputs of {', '.join(c.reads_changed)}, which changes")
     if c.promoted_from:

@@ -320,8 +320,8 @@ def test_json_is_stable(
         "action", "batches", "component", "name", "servers", "stack",
     ]  # fmt: skip
     assert sorted(result["deployments"][0]["servers"][0]) == [
-        "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
-        "retry", "returning", "run", "server", "state",
+        "action", "after_joiners", "diff", "entries", "known_after_apply", "new", "old",
+        "promoted_from", "reads_changed", "retry", "returning", "run", "server", "state",
     ]  # fmt: skip
     again = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert again == result
