@@ -49,7 +49,12 @@ def add_parsers(sub: Any) -> None:
         epilog="exit codes with --exit-code: 0 no changes, 2 changes, 1 error (invalid HEAD, "
         "unusable repository or store). Without it: 0, 3 invalid HEAD, 4 unusable.",
     )
-    p.add_argument("revs", nargs="+", metavar="REV", help="BASE HEAD, BASE..HEAD, or BASE")
+    p.add_argument(
+        "revs",
+        nargs="+",
+        metavar="REV",
+        help="BASE HEAD, BASE..HEAD, or REV (REV against its parent)",
+    )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     env_arg(p)
     p.add_argument("--store", help="take reported outputs from this store; count uploads")
@@ -130,12 +135,18 @@ def add_parsers(sub: Any) -> None:
 
 
 def _revs(revs: list[str]) -> tuple[str, str]:
+    """(BASE, HEAD) from ``BASE HEAD``, ``BASE..HEAD``, ``BASE..`` or ``REV``.
+
+    A revision named alone is planned against its parent, as ``git show REV``
+    shows it (``REV~1``, the empty tree for a first commit): what that commit
+    changed, never REV against itself.
+    """
     if len(revs) == 1:
         base, dots, head = revs[0].partition("..")
-        return (base, head or "HEAD") if dots else (base, "HEAD")
+        return (base, head or "HEAD") if dots else (f"{base}~1", base)
     if len(revs) == 2:
         return revs[0], revs[1]
-    raise SetpointError("plan takes BASE HEAD, BASE..HEAD or BASE")
+    raise SetpointError("plan takes BASE HEAD, BASE..HEAD or REV")
 
 
 def _base_commit(repo: GitRepo, base_rev: str) -> str:

@@ -605,3 +605,31 @@ def test_reconcile_publishes_a_saved_plan_only_if_nothing_moved(
     # --out records the store: it needs one.
     code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--out", saved)
     assert code == 1
+
+
+# -- one revision: that commit against its parent -------------------------------------------
+
+
+def test_one_revision_plans_that_commit_against_its_parent(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The first commit: against the empty tree, as HEAD~1 HEAD plans it.
+    result = plan_json(capsys, repo, "HEAD")
+    assert result["base"] == EMPTY_TREE
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"CREATE"}
+    first = result["head"]
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out  # not HEAD..HEAD, which is always "no change"
+    assert f"plan {first[:12]}.." in out
+    assert "UPDATE    web/app (component app)" in out
+    # A commit named alone is planned against its own parent, wherever HEAD is.
+    commit_files(repo, {"README": "docs only\n"})
+    result = plan_json(capsys, repo, "HEAD~1")
+    assert result["base"] == first
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"UPDATE"}
+    code, _out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 0
+    # BASE.. still plans BASE against HEAD.
+    result = plan_json(capsys, repo, f"{first}..")
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"UPDATE"}
