@@ -12,6 +12,9 @@ and each (deployment, server) pair is compared by digest:
   new ``run: {action, token}`` (the agent runs that custom action once);
 - unchanged: equal digests, the same state, no new run token. A moved file or
   a reformatted YAML is "no change".
+- REORDER: no server changes, but the batches the deployment's next update
+  would go out in do (a new ``update_policy``, servers listed in another
+  order): the change review shows who would go first.
 
 A digest change that also changes ``state`` or ``run`` is an UPDATE (or
 REPLACE) that says so. With a store, a ``setpoint retry`` the store's ledger
@@ -50,6 +53,8 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
 # The same config, run again in another way: a state change or a custom action.
 SUSPEND, RESUME, RUN, RETRY = "SUSPEND", "RESUME", "RUN", "RETRY"
+# No server changes, but the order the next update would take them in does.
+REORDER = "REORDER"
 # The order in which a deployment's overall action is chosen from its servers'.
 _WEIGHT = {
     UNCHANGED: 0,
@@ -240,6 +245,8 @@ class DeploymentChange:
     component: str
     servers: list[ServerChange]
     batches: list[list[str]] = field(default_factory=list)
+    # (old, new) batches of an update of every server, when they differ.
+    reorders: tuple[list[list[str]], list[list[str]]] | None = None
 
     @property
     def stack(self) -> str:
@@ -247,11 +254,12 @@ class DeploymentChange:
 
     @property
     def action(self) -> str:
-        return max((s.action for s in self.servers), key=_WEIGHT.__getitem__, default=UNCHANGED)
+        action = max((s.action for s in self.servers), key=_WEIGHT.__getitem__, default=UNCHANGED)
+        return REORDER if action == UNCHANGED and self.reorders else action
 
     @property
     def changes(self) -> bool:
-        return any(s.changes for s in self.servers)
+        return any(s.changes for s in self.servers) or self.reorders is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -261,6 +269,9 @@ class DeploymentChange:
             "action": self.action,
             "servers": [s.to_dict() for s in self.servers],
             "batches": self.batches,
+            "reorders": (
+                {"old": self.reorders[0], "new": self.reorders[1]} if self.reorders else None
+            ),
         }
 
 
@@ -432,6 +443,21 @@ def _compare(
 _MISSING: Any = object()
 
 
+def update_reorder(
+    base: Model, head: Model, name: str
+) -> tuple[list[list[str]], list[list[str]]] | None:
+    """The batches an update of every server ``name`` keeps would go out in,
+    under BASE and under HEAD, when they differ (a new ``update_policy``, or
+    the servers listed in another order); None when they are the same."""
+    if name not in base.order or name not in head.order:
+        return None
+    kept = set(base.deployment(name).servers)
+    common = [s for s in head.deployment(name).servers if s in kept]
+    old = rollout_batches(base, name, [], common)
+    new = rollout_batches(head, name, [], common)
+    return (old, new) if old != new else None
+
+
 def _deployment_names(base: Model | None, head: Model) -> list[str]:
     """Rollout order: HEAD's (dependencies first), then removed ones, dependents first."""
     names = list(head.order)
@@ -483,6 +509,8 @@ def make_plan(
                 if change.action == UNCHANGED:
                     change.action = RETRY
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
+        if base is not None:
+            item.reorders = update_reorder(base, head, name)
         if item.changes:
             changed_deps.add(name)
             creating = [s.server for s in server_changes if s.action == CREATE]

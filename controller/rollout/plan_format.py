@@ -97,6 +97,16 @@ def _notes(c: ServerChange) -> list[str]:
     return notes
 
 
+def _batches(batches: list[list[str]]) -> str:
+    return " then ".join("[" + ", ".join(b) + "]" for b in batches)
+
+
+def _reorder_note(dep: DeploymentChange) -> str | None:
+    if dep.reorders is None:
+        return None
+    return f"update batches: {_batches(dep.reorders[0])} -> {_batches(dep.reorders[1])}"
+
+
 def _title(plan: Plan) -> str:
     env = f" (environment {plan.environment})" if plan.environment else ""
     return f"{plan.base[:12] or '(invalid)'}..{plan.head[:12]}{env}"
@@ -121,6 +131,9 @@ def format_text(plan: Plan, diffs: bool = True) -> str:
             continue
         out.append("")
         out.append(f"{dep.action:<9} {dep.name} (component {dep.component})")
+        reorder = _reorder_note(dep)
+        if reorder:
+            out.append(f"  {reorder}")
         for group in _groups(dep):
             c = group.change
             label = f"{c.action} ({KNOWN_AFTER_APPLY})" if c.known_after_apply else c.action
@@ -134,7 +147,7 @@ def format_text(plan: Plan, diffs: bool = True) -> str:
     if plan.has_changes:
         out += ["", "rollout order:"]
         for i, dep in enumerate(plan.changed, 1):
-            batches = " then ".join("[" + ", ".join(b) + "]" for b in dep.batches)
+            batches = _batches(dep.batches) or "no server changes"
             out.append(f"  {i}. {dep.name}: {batches}")
     uploads = _uploads(plan)
     if uploads:
@@ -151,6 +164,17 @@ def _fence(text: str) -> str:
     return "`" * ticks
 
 
+def _markdown_reorder_row(dep: DeploymentChange) -> list[str]:
+    """The table row of a deployment whose update batches change (none if they don't)."""
+    reorder = _reorder_note(dep)
+    if reorder is None:
+        return []
+    if any(s.changes for s in dep.servers):  # its servers' rows follow
+        return [f"| `{dep.name}` | | | | {reorder} |"]
+    who = _Group(dep.servers[0], [s.server for s in dep.servers]).who
+    return [f"| `{dep.name}` | {who} | {dep.action} | - | {reorder} |"]
+
+
 def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     """A pull request comment: summary, a table of changes, collapsible diffs (capped)."""
     head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
@@ -163,6 +187,7 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     if plan.has_changes:
         table += ["| deployment | servers | action | digest | notes |", "|---|---|---|---|---|"]
         for dep in plan.changed:
+            table += _markdown_reorder_row(dep)
             for group in _groups(dep):
                 c = group.change
                 if not c.changes:

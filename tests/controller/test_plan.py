@@ -317,7 +317,7 @@ def test_json_is_stable(
     ]
     assert result["format"] == "setpoint-plan/1"
     assert sorted(result["deployments"][0]) == [
-        "action", "batches", "component", "name", "servers", "stack",
+        "action", "batches", "component", "name", "reorders", "servers", "stack",
     ]  # fmt: skip
     assert sorted(result["deployments"][0]["servers"][0]) == [
         "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
@@ -633,3 +633,41 @@ def test_one_revision_plans_that_commit_against_its_parent(
     # BASE.. still plans BASE against HEAD.
     result = plan_json(capsys, repo, f"{first}..")
     assert {s["action"] for s in servers(result, "web/app").values()} == {"UPDATE"}
+
+
+# -- a new update policy is a change even when no digest changes ----------------------------
+
+
+def test_an_update_policy_that_reorders_batches_is_a_change(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = STACK.replace("servers: {group: pair}", "servers: [s1, s2, s3]")
+    repo = make_repo({**BASE, "stacks/web.yaml": stack})
+    policy = stack + "    update_policy: {canary: 1, max_batch_size: 2}\n"
+    commit_files(repo, {"stacks/web.yaml": policy})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "REORDER   web/app (component app)" in out
+    assert "update batches: [s1, s2, s3] -> [s1] then [s2, s3]" in out
+    assert "0 servers, 1 deployment change; 3 servers unchanged" in out
+    result = plan_json(capsys, repo, "HEAD")
+    (dep,) = result["deployments"]
+    assert dep["action"] == "REORDER"
+    assert dep["reorders"] == {"old": [["s1", "s2", "s3"]], "new": [["s1"], ["s2", "s3"]]}
+    assert {s["action"] for s in dep["servers"]} == {"unchanged"}
+    assert result["changes"] is True
+    _code, md = plan(capsys, repo, "HEAD", "--format", "markdown")
+    assert "| `web/app` | s1, s2, s3 | REORDER |" in md
+    assert "update batches: [s1, s2, s3] -> [s1] then [s2, s3]" in md
+    # Listing the servers in another order moves the canary: a change too.
+    commit_files(repo, {"stacks/web.yaml": policy.replace("[s1, s2, s3]", "[s3, s1, s2]")})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "update batches: [s1] then [s2, s3] -> [s3] then [s1, s2]" in out
+    # A pause between batches changes no batch: no change.
+    paused = policy.replace("[s1, s2, s3]", "[s3, s1, s2]").replace(
+        "max_batch_size: 2", "max_batch_size: 2, pause_time: 5"
+    )
+    commit_files(repo, {"stacks/web.yaml": paused})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 0, out
