@@ -13,6 +13,7 @@ from setpoint.controller.cli.common import (
     OK,
     TIMED_OUT,
     add_command,
+    env_arg,
     invalid,
     open_pass_store,
     pointer_policy,
@@ -50,6 +51,11 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("server", help="the server's name, as in inventory.yaml")
     p.add_argument("--store", required=True, help="store URL")
+    p.add_argument(
+        "--repo", default=".", help="definitions repository whose inventory lists SERVER (.)"
+    )
+    p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
+    env_arg(p)
     signing_args(p)
     p.add_argument(
         "--cloud-init", action="store_true", help="print cloud-init user-data that installs it"
@@ -136,6 +142,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from setpoint.store.url import open_store
 
     policy = pointer_policy(args)
+    try:
+        _check_inventory(args)
+    except InvalidDefinitions as exc:
+        return invalid(exc, False)
     if args.agent == "heat":
         from setpoint.controller.converge.heat_agent import collect_config
 
@@ -153,6 +163,17 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     else:
         print_json(boot.to_dict())
     return OK
+
+
+def _check_inventory(args: argparse.Namespace) -> None:
+    from setpoint.controller.definitions.inventory import INVENTORY
+    from setpoint.controller.definitions.loader import load_model
+    from setpoint.controller.fleet.enroll import check_listed
+
+    with GitRepo.open(args.repo) as repo:
+        model = load_model(repo.tree(args.branch), env=args.env)
+    where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
+    check_listed(args.server, model.inventory.servers, where, model.commit)
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
