@@ -49,11 +49,6 @@ def add_command(sub: Any, name: str, handler: Handler, **kwargs: Any) -> argpars
     return p
 
 
-def counted(n: int, noun: str) -> str:
-    """``1 stack``, ``2 stacks``: a count with its noun, for people."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def log_args(p: argparse.ArgumentParser, after_command: bool = False) -> None:
     """--log-level and --log-format, before the command or after it.
 

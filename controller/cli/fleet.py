@@ -23,6 +23,7 @@ from setpoint.controller.cli.common import (
 )
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
+from setpoint.controller.wording import counted
 
 
 def add_parsers(sub: Any) -> None:
@@ -193,7 +194,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
             print(f"setpoint: {exc}", file=sys.stderr)
             return TIMED_OUT if exc.behind else FAILED
     if result.generations:
-        print(f"rotated: {len(result.generations)} servers renewed, old key retired")
+        print(f"rotated: {counted(len(result.generations), 'server')} renewed, old key retired")
     else:
         print("the account had no TempURL key: created one")
     return OK
@@ -214,8 +215,9 @@ def cmd_move(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
         return OK
     print(
-        f"moved {len(result.servers)} servers to {result.target} ({len(result.copied)} blobs "
-        f"copied); 'setpoint status --store {result.target}' shows who followed"
+        f"moved {counted(len(result.servers), 'server')} to {result.target} "
+        f"({counted(len(result.copied), 'blob')} copied); "
+        f"'setpoint status --store {result.target}' shows who followed"
     )
     if result.already_moved:
         print(f"  already moved before: {', '.join(result.already_moved)}")

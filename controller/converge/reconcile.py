@@ -28,6 +28,7 @@ from setpoint.controller.rollout.contextualize import Rounds
 from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_desired
 from setpoint.controller.rollout.gate import Gate
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
+from setpoint.controller.wording import counted
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
@@ -78,7 +79,7 @@ class PassOutcome:
 
     def summary(self) -> str:
         done = sum(s.converged for s in self.servers.values())
-        parts = [f"{done}/{len(self.servers)} servers converged at {self.commit[:12]}"]
+        parts = [f"{done}/{counted(len(self.servers), 'server')} converged at {self.commit[:12]}"]
         if self.published.changed:
             parts.append(f"published {len(self.published.changed)}")
         for name, rollout in sorted(self.ledger.rollouts.items()):

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from setpoint.controller.definitions.checks import Checks, Where, kind_of
+from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.model import HOT_TYPES, INPUT_TYPES, UpdatePolicy
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YMap
 from setpoint.store.documents import LIFECYCLE_ACTIONS
 

@@ -44,6 +44,7 @@ from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
 from setpoint.controller.rollout.desired import compute_desired, entry_of
+from setpoint.controller.wording import counted
 from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
 
@@ -304,12 +305,11 @@ class Plan:
 
     def summary(self) -> str:
         if not self.has_changes:
-            return f"no change: {len(self.servers_unchanged)} servers unchanged"
+            return f"no change: {counted(len(self.servers_unchanged), 'server')} unchanged"
         changed, deps = len(self.servers_changed), len(self.changed)
         return (
-            f"{changed} server{'s' if changed != 1 else ''}, {deps} "
-            f"deployment{'s' if deps != 1 else ''} change; "
-            f"{len(self.servers_unchanged)} servers unchanged"
+            f"{counted(changed, 'server')}, {counted(deps, 'deployment')} change; "
+            f"{counted(len(self.servers_unchanged), 'server')} unchanged"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -671,3 +671,14 @@ def test_an_update_policy_that_reorders_batches_is_a_change(
     commit_files(repo, {"stacks/web.yaml": paused})
     code, out = plan(capsys, repo, "HEAD", "--exit-code")
     assert code == 0, out
+
+
+def test_counts_of_one_are_singular(
+    make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo = make_repo({**BASE, "stacks/web.yaml": STACK.replace("{group: pair}", "[s1]")})
+    _code, out = plan(capsys, repo, "HEAD", "HEAD")
+    assert out.rstrip().endswith("no change: 1 server unchanged"), out
+    store = str(tmp_path / "store")
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    assert capsys.readouterr().out.startswith("0/1 server converged at ")
