@@ -12,9 +12,11 @@ from setpoint.controller.cli.common import (
     FAILED,
     OK,
     TIMED_OUT,
+    UNAVAILABLE,
     add_command,
     env_arg,
     invalid,
+    open_existing_store,
     open_pass_store,
     pointer_policy,
     print_json,
@@ -74,6 +76,30 @@ def add_parsers(sub: Any) -> None:
         help="S3 only: give the agent its own access key, limited by an IAM policy to its "
         "pointer, its report and the blobs, instead of presigned URLs (re-enrolling re-keys)",
     )
+
+    p = add_command(
+        sub,
+        "forget",
+        cmd_forget,
+        help="remove servers' pointers and reports from the store, on purpose",
+        description="Delete everything the store holds under agents/SERVER/ (its pointer, "
+        "its report, a Heat agent's objects): for a server taken out of the fleet, once it "
+        "left the inventory (its DELETE configs ran: 'setpoint status' shows it RETIRED). "
+        "A server the inventory at --branch still lists is refused unless --force (the next "
+        "reconcile pass would publish it again). Stop the server's agent first, or it writes "
+        "its report again.",
+        epilog="exit codes: 0 forgotten, 1 refused (still in the inventory) or not in the "
+        "store (nothing deleted), 3 invalid definitions, 4 repository or store unusable.",
+    )
+    p.add_argument("servers", nargs="+", metavar="SERVER", help="the servers to forget")
+    p.add_argument("--store", required=True, help="store URL or path")
+    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
+    env_arg(p)
+    p.add_argument(
+        "--force", action="store_true", help="forget servers the inventory still lists too"
+    )
+    p.add_argument("--json", action="store_true", help="print what was deleted as JSON")
 
     p = add_command(
         sub,
@@ -166,15 +192,54 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return OK
 
 
-def _check_inventory(args: argparse.Namespace) -> None:
+def _inventory(args: argparse.Namespace) -> tuple[set[str], str, str]:
+    """The servers the inventory at ``--branch`` lists (``--env``'s if given),
+    the inventory's name for messages, and the commit."""
     from setpoint.controller.definitions.inventory import INVENTORY
     from setpoint.controller.definitions.loader import load_model
-    from setpoint.controller.fleet.enroll import check_listed
 
     with GitRepo.open(args.repo) as repo:
         model = load_model(repo.tree(args.branch), env=args.env)
     where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
-    check_listed(args.server, model.inventory.servers, where, model.commit)
+    return set(model.inventory.servers), where, model.commit
+
+
+def _check_inventory(args: argparse.Namespace) -> None:
+    from setpoint.controller.fleet.enroll import check_listed
+
+    servers, where, commit = _inventory(args)
+    check_listed(args.server, servers, where, commit)
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    store = open_existing_store(args, args.store)
+    if store is None:
+        return UNAVAILABLE
+    refused: list[str] = []
+    if not args.force:
+        try:
+            listed, where, commit = _inventory(args)
+        except InvalidDefinitions as exc:
+            return invalid(exc, args.json)
+        refused = [
+            f"cannot forget {s!r}: it is in {where} at {commit[:12]} (remove it from the "
+            "inventory and reconcile first, so its DELETE configs run; or --force)"
+            for s in args.servers
+            if s in listed
+        ]
+    in_store = set(store.list_servers())
+    refused += [f"no server {s!r} in this store" for s in args.servers if s not in in_store]
+    if refused:  # all or nothing: a typo in a list of servers deletes none of them
+        for why in refused:
+            print(f"setpoint: {why}", file=sys.stderr)
+        return FAILED
+    forgotten = {s: store.forget_server(s) for s in args.servers}
+    if args.json:
+        print_json({"forgotten": forgotten})
+    else:
+        for server, keys in forgotten.items():
+            print(f"forgot {server}: deleted {', '.join(keys)}")
+    return OK
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:

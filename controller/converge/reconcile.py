@@ -269,6 +269,11 @@ class Reconciler:
         model = self.load()
         fleet = self._read_fleet(model)
         ledger, desired = self._decide(model, fleet)
+        ledger.retired = {
+            s: ledger.retired.get(s, model.commit)
+            for s in fleet.servers
+            if s not in model.inventory.servers
+        }
         invalid = fleet.invalid()
         for s, problem in invalid.items():
             log.warning("invalid_document", server=s, problem=problem)
@@ -282,9 +287,12 @@ class Reconciler:
         outcome.invalid = invalid
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            outcome.servers[server] = assess(
+            progress = assess(
                 server, manifest, fleet.reports.get(server), fleet.bad_reports.get(server)
             )
+            # A server that left the inventory counts until its DELETE configs ran.
+            if not (server in ledger.retired and progress.converged):
+                outcome.servers[server] = progress
         log.info(
             "reconcile_pass",
             commit=model.commit[:12],

@@ -53,12 +53,17 @@ class ServerStatus:
     agent: str = "unknown"
     # Documents of this server that could not be read ("invalid report: ...").
     invalid: list[str] = field(default_factory=list)
+    # The commit at which it left the inventory (the ledger's ``retired``), or None.
+    retired: str | None = None
 
     @property
     def troubled(self) -> bool:
         """Something here needs a person: a failed deployment, an agent error or
-        no heartbeat, a document that cannot be read. (``status --exit-code``)"""
-        return any(d.failed for d in self.deployments) or self.agent_troubled
+        no heartbeat, a document that cannot be read. (``status --exit-code``)
+        A retired server's agent is expected to go quiet: only a failed DELETE
+        on it is trouble."""
+        failed = any(d.failed for d in self.deployments)
+        return failed or (self.agent_troubled and self.retired is None)
 
     @property
     def agent_troubled(self) -> bool:
@@ -116,6 +121,7 @@ class ServerStatus:
             "agent_error": self.report.error if self.report else None,
             "agent": self.agent,
             "invalid": list(self.invalid),
+            "retired": self.retired,
             "deployments": [
                 {
                     "name": d.name,
@@ -189,6 +195,7 @@ def fleet_status(
             report,
             agent=ServerStatus.agent_state(pointer, report, now, stale_after, unreachable_after),
             invalid=invalid,
+            retired=ledger.retired.get(server),
         )
         reported = report.deployments if report else {}
         names = [e.name for e in manifest.deployments]
@@ -260,7 +267,10 @@ def format_table(statuses: list[ServerStatus]) -> str:
         reported_gen = s.report.generation if s.report else "-"
         gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
         commit = s.pointer.commit[:12] if s.pointer else "-"
-        if not s.deployments and not s.troubled:
+        if s.retired is not None:
+            why = f"left the inventory; 'setpoint forget {s.server}' removes it"
+            rows.append((s.server, "(inventory)", "-", "-", "RETIRED", "-", gen, commit, why))
+        elif not s.deployments and not s.troubled:
             rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
         for d in s.deployments:
             rows.append(
