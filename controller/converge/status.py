@@ -238,6 +238,34 @@ def fleet_status(
     return out
 
 
+def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, str]]:
+    """What is deployed: the commit the newest pointer names (None: nothing
+    published yet), and server -> why it has not converged on what its own
+    pointer names (retired servers left out)."""
+    newest = max(
+        (s.pointer for s in statuses if s.pointer is not None),
+        key=lambda p: p.published_at,
+        default=None,
+    )
+    behind: dict[str, str] = {}
+    for s in statuses:
+        if s.pointer is None or s.retired is not None:
+            continue
+        if s.invalid:
+            behind[s.server] = "documents cannot be read"
+        elif s.report is None:
+            behind[s.server] = "never reported"
+        elif s.report.generation < s.pointer.generation:
+            behind[s.server] = (
+                f"{s.agent}: answers generation {s.report.generation} of {s.pointer.generation}"
+            )
+        else:
+            pending = [f"{d.name} {d.status}" for d in s.deployments if d.status != "COMPLETE"]
+            if pending:
+                behind[s.server] = ", ".join(pending)
+    return (newest.commit if newest else None), behind
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -276,6 +276,17 @@ class DeploymentChange:
         }
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What a store says is deployed (``setpoint plan --store URL [HEAD]``)."""
+
+    commit: str | None  # the newest pointer's commit; None: nothing published yet
+    not_converged: dict[str, str]  # server -> why it has not converged on its pointer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "not_converged": dict(sorted(self.not_converged.items()))}
+
+
 @dataclass
 class Plan:
     base: str
@@ -285,6 +296,8 @@ class Plan:
     base_problems: list[Problem] = field(default_factory=list)
     # With a store: blobs the change needs that the store lacks (None: not checked).
     uploads: int | None = None
+    # Planned against what a store deployed (BASE is its commit); else None.
+    deployed: Deployed | None = None
 
     @property
     def changed(self) -> list[DeploymentChange]:
@@ -328,6 +341,7 @@ class Plan:
             },
             "base_problems": [p.to_dict() for p in self.base_problems],
             "uploads": self.uploads,
+            "deployed": self.deployed.to_dict() if self.deployed else None,
             "rollout": [{"deployment": d.name, "batches": d.batches} for d in self.changed],
             "deployments": [d.to_dict() for d in self.deployments],
         }

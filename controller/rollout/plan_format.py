@@ -120,12 +120,25 @@ def _uploads(plan: Plan) -> str | None:
     return f"uploads: {plan.uploads} blob{'s' if plan.uploads != 1 else ''}"
 
 
+def _base_notes(plan: Plan) -> list[str]:
+    """What BASE is, when it is not simply a commit named: the empty tree, or what
+    a store deployed and which servers have not converged on it yet."""
+    deployed = plan.deployed
+    if deployed is not None and deployed.commit is None:
+        return ["nothing deployed yet: planned against the empty tree"]
+    notes = ["first commit: planned against the empty tree"] if plan.base == EMPTY_TREE else []
+    if deployed is not None and deployed.commit is not None:
+        behind = ", ".join(f"{s} ({why})" for s, why in sorted(deployed.not_converged.items()))
+        state = f"not converged on it yet: {behind}" if behind else "every server converged"
+        notes.append(f"deployed: {deployed.commit[:12]} (the store's newest pointers); {state}")
+    return notes
+
+
 def format_text(plan: Plan, diffs: bool = True) -> str:
     out = [f"plan {_title(plan)}"]
     for problem in plan.base_problems[:1]:
         out.append(f"warning: the base has invalid definitions ({problem}); planned from nothing")
-    if plan.base == EMPTY_TREE:
-        out.append("first commit: planned against the empty tree")
+    out += _base_notes(plan)
     for dep in plan.deployments:
         if not dep.changes:
             continue
@@ -164,6 +177,16 @@ def _fence(text: str) -> str:
     return "`" * ticks
 
 
+def _markdown_commit(note: str, plan: Plan) -> str:
+    """A note with the deployed commit in code type, as the title shows commits."""
+    commit = plan.deployed.commit if plan.deployed else None
+    if not commit:
+        return note
+    return note.replace(
+        f"deployed: {commit[:12]} (the store's newest pointers);", f"deployed: `{commit[:12]}`;"
+    )
+
+
 def _markdown_reorder_row(dep: DeploymentChange) -> list[str]:
     """The table row of a deployment whose update batches change (none if they don't)."""
     reorder = _reorder_note(dep)
@@ -180,8 +203,8 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
     if plan.base_problems:
         head += ["> the base has invalid definitions; planned from nothing", ""]
-    if plan.base == EMPTY_TREE:
-        head += ["> first commit: planned against the empty tree", ""]
+    for note in _base_notes(plan):
+        head += [f"> {_markdown_commit(note, plan)}", ""]
     table: list[str] = []
     details: list[str] = []
     if plan.has_changes:

@@ -307,6 +307,7 @@ def test_json_is_stable(
         "base",
         "base_problems",
         "changes",
+        "deployed",
         "deployments",
         "environment",
         "format",
@@ -682,3 +683,67 @@ def test_counts_of_one_are_singular(
     store = str(tmp_path / "store")
     assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
     assert capsys.readouterr().out.startswith("0/1 server converged at ")
+
+
+# -- against what is deployed: the commit the store's pointers name ------------------------
+
+
+def report_complete(store: LocalStore, server: str) -> None:
+    """What the server's agent writes once every entry of its pointer succeeded."""
+    pointer = store.read_pointer(server)
+    assert pointer is not None
+    manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
+    store.write_report(
+        Report(
+            server=server,
+            generation=pointer.generation,
+            manifest=pointer.manifest,
+            updated_at="2026-12-02T00:00:00Z",
+            deployments={
+                e.name: DeploymentReport(
+                    name=e.name, config=e.config, action="CREATE", status="COMPLETE", final=True
+                )
+                for e in manifest.deployments
+            },
+        )
+    )
+
+
+def test_plan_against_what_the_store_deployed(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "store"
+    store = str(store_dir)
+    # Nothing deployed yet: everything is new.
+    store_dir.mkdir()
+    result = plan_json(capsys, repo, "--store", store)
+    assert result["base"] == EMPTY_TREE
+    assert result["deployed"] == {"commit": None, "not_converged": {}}
+    _code, out = plan(capsys, repo, "--store", store)
+    assert "nothing deployed yet: planned against the empty tree" in out
+
+    deployed = commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    report_complete(LocalStore(store_dir), "s2")  # s3's agent has not answered yet
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.2"')})
+    commit_files(repo, {"README": "a second commit since the deploy\n"})
+    for args in ((), ("HEAD",)):
+        code, out = plan(capsys, repo, "--store", store, "--exit-code", *args)
+        assert code == 2, out
+        assert f"plan {deployed[:12]}.." in out  # not HEAD~1: what the store says runs
+        assert f"deployed: {deployed[:12]} (the store's newest pointers)" in out
+        assert "not converged on it yet: s3 (never reported)" in out
+        assert '+  version = "1.2"' in out
+    result = plan_json(capsys, repo, "--store", store)
+    assert result["base"] == deployed
+    assert result["deployed"] == {"commit": deployed, "not_converged": {"s3": "never reported"}}
+    _code, md = plan(capsys, repo, "--store", store, "--format", "markdown")
+    assert f"> deployed: `{deployed[:12]}`; not converged on it yet: s3 (never reported)" in md
+
+    report_complete(LocalStore(store_dir), "s3")
+    _code, out = plan(capsys, repo, "--store", store)
+    assert f"deployed: {deployed[:12]} (the store's newest pointers); every server converged" in out
+    # Two revisions still plan BASE against HEAD, the store only filling outputs in.
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD", "--store", store)
+    assert result["deployed"] is None
+    assert result["changes"] is False
