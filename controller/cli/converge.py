@@ -5,6 +5,7 @@ digest."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ from setpoint.controller.cli.common import (
     PLAN_MOVED,
     TIMED_OUT,
     UNAVAILABLE,
+    USAGE,
     add_command,
     env_arg,
     invalid,
@@ -114,6 +116,19 @@ def add_parsers(sub: Any) -> None:
         "--exit-code",
         action="store_true",
         help="exit 1 when anything shown failed or is unreachable (for scripts and monitoring)",
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="show it again every --interval seconds until Ctrl-C (exit 0): redrawn on a "
+        "terminal; elsewhere (a pipe, a log) only the lines that changed, timestamped",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="--watch: seconds between looks at the store (default: 2)",
     )
     tuning_args(p, rounds=False)
     store_workers_arg(p)
@@ -260,22 +275,82 @@ def _print_outcome(args: argparse.Namespace, outcome: Any, code: int) -> None:
         print(f"timed out after {args.timeout:g}s", file=sys.stderr)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from setpoint.controller.converge.status import fleet_status
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
 
+
+def cmd_status(args: argparse.Namespace) -> int:
     store = open_existing_store(args, args.store)
     if store is None:
         return UNAVAILABLE
-    statuses = fleet_status(store, unreachable_after=args.unreachable_after, servers=args.server)
-    missing = sorted(set(args.server or ()) - {s.server for s in statuses})
+    if args.watch:
+        if args.json or args.exit_code:
+            print("setpoint: --watch is not for --json or --exit-code", file=sys.stderr)
+            return USAGE
+        return _watch_status(args, store)
+    shown, missing = _statuses(args, store)
     for server in missing:
         print(f"setpoint: no server {server!r} in this store", file=sys.stderr)
-    shown = [kept for s in statuses if (kept := s.only(args.deployment, args.failed))]
     filtered = bool(args.server or args.deployment or args.failed)
     _quiet_on_broken_pipe(lambda: _print_status(args, store, shown, filtered))
     if missing or (args.exit_code and any(s.troubled for s in shown)):
         return FAILED
     return OK
+
+
+def _statuses(args: argparse.Namespace, store: Any) -> tuple[list[Any], list[str]]:
+    """The servers' statuses, filtered as asked, and the ``--server`` names the
+    store does not have."""
+    from setpoint.controller.converge.status import fleet_status
+
+    statuses = fleet_status(store, unreachable_after=args.unreachable_after, servers=args.server)
+    missing = sorted(set(args.server or ()) - {s.server for s in statuses})
+    shown = [kept for s in statuses if (kept := s.only(args.deployment, args.failed))]
+    return shown, missing
+
+
+def _watch_status(args: argparse.Namespace, store: Any) -> int:
+    """``status --watch``: the same view, again and again; Ctrl-C ends it (exit 0)."""
+    import io
+
+    from setpoint.controller.cli.follow import follow
+    from setpoint.controller.converge.status import table_rows
+
+    filtered = bool(args.server or args.deployment or args.failed)
+
+    def view() -> tuple[str, dict[str, str]]:
+        shown, _missing = _statuses(args, store)
+        screen = io.StringIO()
+        with contextlib.redirect_stdout(screen):
+            _print_status(args, store, shown, filtered)
+        rows = table_rows(shown, ages=False)
+        lines = {_row_key(r): "  ".join(c for c in r if c) for r in rows}
+        return screen.getvalue().rstrip("\n"), lines
+
+    title = " ".join(["setpoint status", *_watched_filters(args)])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a follow ends
+        _quiet_on_broken_pipe(lambda: follow(view, sys.stdout, args.interval, title))
+    return OK
+
+
+def _row_key(row: tuple[str, ...]) -> str:
+    """What a status row is about: a server's deployment, or one kind of trouble
+    with its agent or documents (a server may have several at once)."""
+    server, deployment, status = row[0], row[1], row[4]
+    return (
+        f"{server} {deployment} {status}"
+        if deployment.startswith("(")
+        else f"{server} {deployment}"
+    )
+
+
+def _watched_filters(args: argparse.Namespace) -> list[str]:
+    words = [f"--server {s}" for s in args.server or ()]
+    words += [f"--deployment {args.deployment}"] if args.deployment else []
+    return words + (["--failed"] if args.failed else [])
 
 
 def _print_status(

@@ -278,18 +278,23 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-def format_table(statuses: list[ServerStatus]) -> str:
-    header = (
-        "SERVER",
-        "DEPLOYMENT",
-        "DESIRED",
-        "REPORTED",
-        "STATUS",
-        "ACTION",
-        "GEN",
-        "COMMIT",
-        "AGE",
-    )
+TABLE_HEADER = (
+    "SERVER",
+    "DEPLOYMENT",
+    "DESIRED",
+    "REPORTED",
+    "STATUS",
+    "ACTION",
+    "GEN",
+    "COMMIT",
+    "AGE",
+)
+
+
+def table_rows(statuses: list[ServerStatus], ages: bool = True) -> list[tuple[str, ...]]:
+    """The rows of ``format_table``, one per deployment and one per agent or
+    store problem. Without ``ages`` a deployment's AGE cell is empty: what
+    ``status --watch`` compares to tell what changed, as ages change always."""
     rows: list[tuple[str, ...]] = []
     for s in statuses:
         reported_gen = s.report.generation if s.report else "-"
@@ -311,28 +316,36 @@ def format_table(statuses: list[ServerStatus]) -> str:
                     d.action or "-",
                     gen,
                     commit,
-                    _age(d.age),
+                    _age(d.age) if ages else "",
                 )
             )
-        for problem in s.invalid:
-            rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
-        if s.report and s.report.error:
-            rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
-        if s.agent == "never-reported" and s.pointer is not None:
-            rows.append(
-                (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
-            )
-        if s.agent == "stale":
-            rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
-        if s.agent == "unreachable":
-            rows.append(
-                (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
-            )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
+        rows += _agent_rows(s, gen, commit)
+    return rows
+
+
+def _agent_rows(s: ServerStatus, gen: str, commit: str) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for problem in s.invalid:
+        rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
+    if s.report and s.report.error:
+        rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+    if s.agent == "never-reported" and s.pointer is not None:
+        rows.append(
+            (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
+        )
+    if s.agent == "stale":
+        rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
+    if s.agent == "unreachable":
+        rows.append(
+            (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
+        )
+    return rows
+
+
+def format_table(statuses: list[ServerStatus]) -> str:
+    rows = [TABLE_HEADER, *table_rows(statuses)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from setpoint.store.documents import DeploymentReport, Manifest, Report
 from setpoint.store.local import LocalStore
 from tests.controller.conftest import CommitFiles
 from tests.controller.fleet import Fleet, component, inventory
+from tests.controller.published import report_complete
 
 APP = """\
 kind: Component
@@ -686,27 +687,6 @@ def test_counts_of_one_are_singular(
 
 
 # -- against what is deployed: the commit the store's pointers name ------------------------
-
-
-def report_complete(store: LocalStore, server: str) -> None:
-    """What the server's agent writes once every entry of its pointer succeeded."""
-    pointer = store.read_pointer(server)
-    assert pointer is not None
-    manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
-    store.write_report(
-        Report(
-            server=server,
-            generation=pointer.generation,
-            manifest=pointer.manifest,
-            updated_at="2026-12-02T00:00:00Z",
-            deployments={
-                e.name: DeploymentReport(
-                    name=e.name, config=e.config, action="CREATE", status="COMPLETE", final=True
-                )
-                for e in manifest.deployments
-            },
-        )
-    )
 
 
 def test_plan_against_what_the_store_deployed(
