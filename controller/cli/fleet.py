@@ -31,6 +31,27 @@ from setpoint.controller.wording import counted
 def add_parsers(sub: Any) -> None:
     p = add_command(
         sub,
+        "init",
+        cmd_init,
+        help="scaffold a definitions repository and a local fleet that deploys it",
+        description="Create DIR as a git repository holding an inventory (the --servers, in "
+        "group web), one component (a script and an attached file) and one stack, committed; "
+        "and in DIR/.setpoint/ (ignored by git) a signing key, a local store, each server's "
+        "agent bootstrap and agents.sh, which runs the agents as local processes. Prints the "
+        "commands that deploy it.",
+        epilog="exit codes: 0 created, 1 DIR exists and is not empty, or a server name is "
+        "not valid (nothing written).",
+    )
+    p.add_argument("dir", metavar="DIR", help="the repository to create (absent or empty)")
+    p.add_argument(
+        "--servers",
+        default="web-1,web-2",
+        metavar="A,B,...",
+        help="the servers of the inventory (default: web-1,web-2)",
+    )
+
+    p = add_command(
+        sub,
         "keygen",
         cmd_keygen,
         help="create a pointer signing key",
@@ -143,6 +164,26 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     signing_args(p)
     store_workers_arg(p)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from setpoint.controller.fleet.scaffold import LOCAL, scaffold
+
+    servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
+    made = scaffold(Path(args.dir), servers)
+    print(
+        f"created {args.dir}: a git repository (inventory.yaml with {', '.join(servers)}; "
+        f"components/hello; stacks/hello.yaml) at commit {made.commit[:12]}, and in "
+        f"{LOCAL}/ (ignored by git) a signing key, a local store and each server's agent "
+        "bootstrap\n"
+    )
+    print("deploy it:")
+    print(f"  cd {args.dir}")
+    for command in made.commands():
+        print(f"  {command}")
+    return OK
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
