@@ -459,10 +459,17 @@ def test_a_server_joining_or_leaving_a_group_is_a_change(
     code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
     assert code == 2, out
     assert "CREATE    s1:" in out
+    _code, md = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "markdown")
+    assert "| `web/app` | s1 | CREATE |" in md
     commit_files(repo, {"inventory.yaml": inventory.replace("[s1, s2, s3]", "[s1, s2]")})
     result = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert servers(result, "web/app")["s3"]["action"] == "DELETE"
     assert result["rollout"] == [{"deployment": "web/app", "batches": [["s3"]]}]
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "DELETE    s3:" in out
+    _code, md = plan(capsys, repo, "HEAD", "--format", "markdown")
+    assert "| `web/app` | s3 | DELETE |" in md
 
 
 def test_a_retry_not_yet_published_is_a_change_with_a_store(
