@@ -118,9 +118,9 @@ class Published:
         return blob_key(digest)
 
 
-def report_complete(store: Store, server: str) -> None:
-    """The report a server's agent writes once every entry of its pointer succeeded."""
-
+def report_every_entry(store: Store, server: str, status: str = "COMPLETE") -> None:
+    """The report a server's agent writes once every entry of its pointer ran
+    (``status``: COMPLETE, or FAILED for good)."""
     pointer = store.read_pointer(server)
     assert pointer is not None
     manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
@@ -132,7 +132,7 @@ def report_complete(store: Store, server: str) -> None:
             updated_at="2026-12-02T00:00:00Z",
             deployments={
                 e.name: DeploymentReport(
-                    name=e.name, config=e.config, action="CREATE", status="COMPLETE", final=True
+                    name=e.name, config=e.config, action="CREATE", status=status, final=True
                 )
                 for e in manifest.deployments
             },

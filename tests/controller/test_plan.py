@@ -13,11 +13,10 @@ import pytest
 from setpoint.controller.cli.main import main
 from setpoint.controller.definitions.repository import revert
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
-from setpoint.store.documents import DeploymentReport, Manifest, Report
 from setpoint.store.local import LocalStore
 from tests.controller.conftest import CommitFiles
 from tests.controller.fleet import Fleet, component, inventory
-from tests.controller.published import report_complete
+from tests.controller.published import report_every_entry
 
 APP = """\
 kind: Component
@@ -478,22 +477,8 @@ def test_a_retry_not_yet_published_is_a_change_with_a_store(
     store_dir = tmp_path / "store"
     store = LocalStore(store_dir)
     assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
-    for server, status in (("s2", "FAILED"), ("s3", "COMPLETE")):
-        pointer = store.read_pointer(server)
-        assert pointer is not None
-        (entry,) = Manifest.from_dict(store.get_json_blob(pointer.manifest)).deployments
-        got = DeploymentReport(
-            name=entry.name, config=entry.config, action="CREATE", status=status, final=True
-        )
-        store.write_report(
-            Report(
-                server=server,
-                generation=pointer.generation,
-                manifest=pointer.manifest,
-                updated_at="2026-12-02T00:00:00Z",
-                deployments={entry.name: got},
-            )
-        )
+    report_every_entry(store, "s2", "FAILED")
+    report_every_entry(store, "s3")
     assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
     code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
     assert code == 0, out  # quarantined: the next pass publishes nothing
@@ -711,7 +696,7 @@ def test_plan_against_what_the_store_deployed(
 
     deployed = commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
     assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
-    report_complete(LocalStore(store_dir), "s2")  # s3's agent has not answered yet
+    report_every_entry(LocalStore(store_dir), "s2")  # s3's agent has not answered yet
     commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.2"')})
     commit_files(repo, {"README": "a second commit since the deploy\n"})
     for args in ((), ("HEAD",)):
@@ -727,7 +712,7 @@ def test_plan_against_what_the_store_deployed(
     _code, md = plan(capsys, repo, "--store", store, "--format", "markdown")
     assert f"> deployed: `{deployed[:12]}`; not converged on it yet: s3 (never reported)" in md
 
-    report_complete(LocalStore(store_dir), "s3")
+    report_every_entry(LocalStore(store_dir), "s3")
     _code, out = plan(capsys, repo, "--store", store)
     assert f"deployed: {deployed[:12]} (the store's newest pointers); every server converged" in out
     # Two revisions still plan BASE against HEAD, the store only filling outputs in.

@@ -18,7 +18,8 @@ import pytest
 
 from setpoint.controller.cli.main import main
 from setpoint.store.local import LocalStore
-from tests.controller.published import report_complete
+from tests.controller.fleet import component
+from tests.controller.published import report_every_entry
 
 STACK = """\
 kind: Stack
@@ -26,24 +27,13 @@ deployments:
   app:
     component: app
     servers: [s1, s2]
-    input_values: {message: hi}
-"""
-
-COMPONENT = """\
-kind: Component
-inputs:
-  - name: message
-    type: String
-configs:
-  - tool: script
-    actions: [CREATE, UPDATE]
-    config: "#!/bin/sh\\necho $message\\n"
+    input_values: {version: "1"}
 """
 
 
 @pytest.fixture
 def store_dir(make_repo: Callable[..., Path], tmp_path: Path) -> Path:
-    repo = make_repo({"components/app/component.yaml": COMPONENT, "stacks/web.yaml": STACK})
+    repo = make_repo({"components/app/component.yaml": component(), "stacks/web.yaml": STACK})
     store = tmp_path / "store"
     assert main(["reconcile", "--repo", str(repo), "--store", str(store)]) == 0
     return store
@@ -102,7 +92,7 @@ def test_piped_watch_prints_only_what_changed_and_ctrl_c_exits_0(store_dir: Path
         ready, _, _ = select.select([fd], [], [], 0)
         assert not ready, os.read(fd, 65536)
 
-        report_complete(LocalStore(store_dir), "s1")
+        report_every_entry(LocalStore(store_dir), "s1")
         text = read_until(fd, "no report yet  (gone)", seen)
         later = text[len(first) :].splitlines()
         assert any("s1  web/app" in line and "COMPLETE" in line for line in later), later
@@ -131,7 +121,7 @@ def test_watch_on_a_terminal_redraws_and_ctrl_c_exits_0(store_dir: Path) -> None
         text = read_until(leader, "every 0.1s: setpoint status --deployment app", seen)
         text = read_until(leader, "SERVER  DEPLOYMENT", seen)
         assert "\x1b[H\x1b[2J" in text  # the screen is cleared and drawn again
-        report_complete(LocalStore(store_dir), "s2")
+        report_every_entry(LocalStore(store_dir), "s2")
         text = read_until(leader, "COMPLETE", seen)
         assert text.count("\x1b[H\x1b[2J") >= 2
     finally:
