@@ -51,7 +51,7 @@ def read_timeout(checks: Checks, m: YMap, where: Where) -> float | None:
     value = m["timeout"]
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         checks.error(
-            where.at(m, "timeout"), f"expected a positive number of seconds, got {value!r}"
+            where.at(m, "timeout"), f"expected a positive number of seconds, got {kind_of(value)}"
         )
         return None
     return float(value)

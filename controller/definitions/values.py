@@ -107,7 +107,7 @@ def _boolean(value: Any) -> Any:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"expected a Boolean, got {value!r}")
+    raise ValueError(f"expected a Boolean, got {kind_of(value)}")
 
 
 _COERCE: dict[str, Callable[[Any], Any]] = {

@@ -288,6 +288,22 @@ PLAIN_WORDS: dict[str, tuple[Files, tuple[str, int, str]]] = {
         },
         ("stacks/a.yaml", 6, "expected a Number, got a list"),
     ),
+    "a timeout left empty": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT + "timeout:\n",
+            "stacks/a.yaml": STACK,
+        },
+        ("components/motd/component.yaml", 9, "expected a positive number of seconds, got nothing"),
+    ),
+    "a Boolean left empty": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT.replace("String", "Boolean"),
+            "stacks/a.yaml": STACK.replace("{message: hi}", "{message: }"),
+        },
+        ("stacks/a.yaml", 6, "expected a Boolean, got nothing"),
+    ),
     "get_file of a path the commit lacks": (
         {
             "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
