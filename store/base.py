@@ -367,6 +367,20 @@ class Store(abc.ABC):
     def write_agent_object(self, server: str, name: str, data: bytes) -> None:
         self._write(agent_key(server, name), data)
 
+    def forget_server(self, server: str) -> list[str]:
+        """Delete everything under ``agents/<server>/`` (pointer, report, a Heat
+        agent's objects): the server leaves the store on purpose (``setpoint
+        forget``). The keys deleted, in order; the pointer goes last, so an
+        interrupted call leaves a server that still lists, never a report with
+        no pointer to answer."""
+        keys = self._list(_server_key(server, ""))
+        pointer = pointer_key(server)
+        ordered = sorted(k for k in keys if k != pointer) + [k for k in keys if k == pointer]
+        for key in ordered:
+            self.stats.count("delete")
+            self._delete(key)
+        return sorted(ordered)
+
     # -- the controller's own documents -----------------------------------------
 
     def read_controller_doc(self, name: str) -> dict[str, Any] | None:

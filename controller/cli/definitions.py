@@ -12,7 +12,6 @@ from setpoint.controller.cli.common import (
     INVALID,
     OK,
     add_command,
-    counted,
     env_arg,
     invalid,
     print_json,
@@ -20,6 +19,7 @@ from setpoint.controller.cli.common import (
 )
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.wording import counted
 from setpoint.store.digest import short
 from setpoint.store.documents import Report
 

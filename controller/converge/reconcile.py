@@ -28,6 +28,7 @@ from setpoint.controller.rollout.contextualize import Rounds
 from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_desired
 from setpoint.controller.rollout.gate import Gate
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
+from setpoint.controller.wording import counted
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
@@ -78,7 +79,7 @@ class PassOutcome:
 
     def summary(self) -> str:
         done = sum(s.converged for s in self.servers.values())
-        parts = [f"{done}/{len(self.servers)} servers converged at {self.commit[:12]}"]
+        parts = [f"{done}/{counted(len(self.servers), 'server')} converged at {self.commit[:12]}"]
         if self.published.changed:
             parts.append(f"published {len(self.published.changed)}")
         for name, rollout in sorted(self.ledger.rollouts.items()):
@@ -268,6 +269,11 @@ class Reconciler:
         model = self.load()
         fleet = self._read_fleet(model)
         ledger, desired = self._decide(model, fleet)
+        ledger.retired = {
+            s: ledger.retired.get(s, model.commit)
+            for s in fleet.servers
+            if s not in model.inventory.servers
+        }
         invalid = fleet.invalid()
         for s, problem in invalid.items():
             log.warning("invalid_document", server=s, problem=problem)
@@ -281,9 +287,12 @@ class Reconciler:
         outcome.invalid = invalid
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            outcome.servers[server] = assess(
+            progress = assess(
                 server, manifest, fleet.reports.get(server), fleet.bad_reports.get(server)
             )
+            # A server that left the inventory counts until its DELETE configs ran.
+            if not (server in ledger.retired and progress.converged):
+                outcome.servers[server] = progress
         log.info(
             "reconcile_pass",
             commit=model.commit[:12],

@@ -53,12 +53,17 @@ class ServerStatus:
     agent: str = "unknown"
     # Documents of this server that could not be read ("invalid report: ...").
     invalid: list[str] = field(default_factory=list)
+    # The commit at which it left the inventory (the ledger's ``retired``), or None.
+    retired: str | None = None
 
     @property
     def troubled(self) -> bool:
         """Something here needs a person: a failed deployment, an agent error or
-        no heartbeat, a document that cannot be read. (``status --exit-code``)"""
-        return any(d.failed for d in self.deployments) or self.agent_troubled
+        no heartbeat, a document that cannot be read. (``status --exit-code``)
+        A retired server's agent is expected to go quiet: only a failed DELETE
+        on it is trouble."""
+        failed = any(d.failed for d in self.deployments)
+        return failed or (self.agent_troubled and self.retired is None)
 
     @property
     def agent_troubled(self) -> bool:
@@ -116,6 +121,7 @@ class ServerStatus:
             "agent_error": self.report.error if self.report else None,
             "agent": self.agent,
             "invalid": list(self.invalid),
+            "retired": self.retired,
             "deployments": [
                 {
                     "name": d.name,
@@ -189,6 +195,7 @@ def fleet_status(
             report,
             agent=ServerStatus.agent_state(pointer, report, now, stale_after, unreachable_after),
             invalid=invalid,
+            retired=ledger.retired.get(server),
         )
         reported = report.deployments if report else {}
         names = [e.name for e in manifest.deployments]
@@ -231,6 +238,34 @@ def fleet_status(
     return out
 
 
+def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, str]]:
+    """What is deployed: the commit the newest pointer names (None: nothing
+    published yet), and server -> why it has not converged on what its own
+    pointer names (retired servers left out)."""
+    newest = max(
+        (s.pointer for s in statuses if s.pointer is not None),
+        key=lambda p: p.published_at,
+        default=None,
+    )
+    behind: dict[str, str] = {}
+    for s in statuses:
+        if s.pointer is None or s.retired is not None:
+            continue
+        if s.invalid:
+            behind[s.server] = "documents cannot be read"
+        elif s.report is None:
+            behind[s.server] = "never reported"
+        elif s.report.generation < s.pointer.generation:
+            behind[s.server] = (
+                f"{s.agent}: answers generation {s.report.generation} of {s.pointer.generation}"
+            )
+        else:
+            pending = [f"{d.name} {d.status}" for d in s.deployments if d.status != "COMPLETE"]
+            if pending:
+                behind[s.server] = ", ".join(pending)
+    return (newest.commit if newest else None), behind
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -243,24 +278,32 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-def format_table(statuses: list[ServerStatus]) -> str:
-    header = (
-        "SERVER",
-        "DEPLOYMENT",
-        "DESIRED",
-        "REPORTED",
-        "STATUS",
-        "ACTION",
-        "GEN",
-        "COMMIT",
-        "AGE",
-    )
+TABLE_HEADER = (
+    "SERVER",
+    "DEPLOYMENT",
+    "DESIRED",
+    "REPORTED",
+    "STATUS",
+    "ACTION",
+    "GEN",
+    "COMMIT",
+    "AGE",
+)
+
+
+def table_rows(statuses: list[ServerStatus], ages: bool = True) -> list[tuple[str, ...]]:
+    """The rows of ``format_table``, one per deployment and one per agent or
+    store problem. Without ``ages`` a deployment's AGE cell is empty: what
+    ``status --watch`` compares to tell what changed, as ages change always."""
     rows: list[tuple[str, ...]] = []
     for s in statuses:
         reported_gen = s.report.generation if s.report else "-"
         gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
         commit = s.pointer.commit[:12] if s.pointer else "-"
-        if not s.deployments and not s.troubled:
+        if s.retired is not None:
+            why = f"left the inventory; 'setpoint forget {s.server}' removes it"
+            rows.append((s.server, "(inventory)", "-", "-", "RETIRED", "-", gen, commit, why))
+        elif not s.deployments and not s.troubled:
             rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
         for d in s.deployments:
             rows.append(
@@ -273,28 +316,36 @@ def format_table(statuses: list[ServerStatus]) -> str:
                     d.action or "-",
                     gen,
                     commit,
-                    _age(d.age),
+                    _age(d.age) if ages else "",
                 )
             )
-        for problem in s.invalid:
-            rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
-        if s.report and s.report.error:
-            rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
-        if s.agent == "never-reported" and s.pointer is not None:
-            rows.append(
-                (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
-            )
-        if s.agent == "stale":
-            rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
-        if s.agent == "unreachable":
-            rows.append(
-                (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
-            )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
+        rows += _agent_rows(s, gen, commit)
+    return rows
+
+
+def _agent_rows(s: ServerStatus, gen: str, commit: str) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for problem in s.invalid:
+        rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
+    if s.report and s.report.error:
+        rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+    if s.agent == "never-reported" and s.pointer is not None:
+        rows.append(
+            (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
+        )
+    if s.agent == "stale":
+        rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
+    if s.agent == "unreachable":
+        rows.append(
+            (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
+        )
+    return rows
+
+
+def format_table(statuses: list[ServerStatus]) -> str:
+    rows = [TABLE_HEADER, *table_rows(statuses)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from setpoint.controller.definitions.checks import NAME_RE, Checks, Where, kind_of
+from setpoint.controller.definitions.checks import NAME_RE, Checks, Where
 from setpoint.controller.definitions.fields import read_actions, read_timeout, read_typed_default
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.model import (
@@ -16,7 +16,7 @@ from setpoint.controller.definitions.model import (
     InputDef,
     OutputDef,
 )
-from setpoint.controller.definitions.values import plain
+from setpoint.controller.definitions.values import kind_of, plain
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
 COMPONENTS = "components"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from setpoint.controller.definitions.checks import Where, did_you_mean, kind_of
+from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.fields import read_actions, read_timeout, read_update_policy
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_deferred
@@ -20,6 +20,7 @@ from setpoint.controller.definitions.model import (
     RunRequest,
 )
 from setpoint.controller.definitions.references import References, qualify
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YList, YMap
 from setpoint.store.documents import LIFECYCLE_ACTIONS
 

@@ -251,6 +251,23 @@ def test_list_servers(store: Store) -> None:
     assert store.list_servers() == ["a-1", "b-2", "c-3"]
 
 
+def test_forget_server_deletes_its_pointer_report_and_other_objects(store: Store) -> None:
+    for server in ("web-1", "web-2"):
+        store.write_pointer(pointer(server), None)
+        store.write_report(report(server))
+    store.write_agent_object("web-1", "heat-metadata", b"{}")
+    assert store.forget_server("web-1") == [
+        "agents/web-1/heat-metadata",
+        "agents/web-1/pointer",
+        "agents/web-1/report",
+    ]
+    assert store.list_servers() == ["web-2"]
+    assert store.read_pointer("web-1") is None
+    assert store.read_report("web-1") is None
+    assert store.read_pointer("web-2") is not None
+    assert store.forget_server("web-1") == []  # nothing left: not an error
+
+
 def test_list_versions_give_the_polled_etag(store: Store) -> None:
     assert store.list_versions("agents/") == {}
     p1 = pointer("a-1", 1, b"m1")

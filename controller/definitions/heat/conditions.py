@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from setpoint.controller.definitions.checks import Checks, Where, did_you_mean, kind_of
+from setpoint.controller.definitions.checks import Checks, Where, did_you_mean
 from setpoint.controller.definitions.heat.builtins import (
     EQUALS,
     Builtin,
@@ -25,6 +25,7 @@ from setpoint.controller.definitions.heat.versions import (
     TemplateVersion,
 )
 from setpoint.controller.definitions.intrinsics import INVALID, walk
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
 # ``get_param`` of the template's evaluator: the parameter's value or INVALID.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from setpoint.controller.definitions.checks import Where, kind_of
+from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.fields import read_actions
 from setpoint.controller.definitions.heat.functions import cloud_config, multipart_mime
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
@@ -24,7 +24,7 @@ from setpoint.controller.definitions.model import (
     InputDef,
     OutputDef,
 )
-from setpoint.controller.definitions.values import plain
+from setpoint.controller.definitions.values import kind_of, plain
 from setpoint.controller.definitions.yamlsource import YList, YMap
 from setpoint.store.documents import COMPONENT_GROUP, LIFECYCLE_ACTIONS
 
