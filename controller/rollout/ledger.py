@@ -17,6 +17,9 @@ document, ``controller/ledger`` in the store, written by the controller only:
 - ``cycles``: rounds of each declared contextualization cycle.
 - ``reverse``: ``update_order: reverse`` deployments whose change waits for
   their dependents to roll out first, and whether those are COMPLETE.
+- ``notified``: the events (rollout started, batch failed, ...) notifications
+  were sent for, by key (``controller.observe.events``), so that a restarted
+  controller never sends one again.
 
 It is rewritten only when its content changes, so an idle pass writes nothing.
 A controller holding the lease (``store.lease``) writes it with the lease's
@@ -128,6 +131,8 @@ class Ledger:
     # ``update_order: reverse`` deployments held while their dependents roll out:
     # deployment -> {targets: {server: digest held back}, ready: dependents COMPLETE}
     reverse: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Keys of the events notifications went out for (``controller.observe.events``).
+    notified: list[str] = field(default_factory=list)
     # The lease epoch of the controller that wrote it (None: written without a lease).
     epoch: int | None = None
     # What was read from the store, to write only on change, and its version.
@@ -181,6 +186,7 @@ class Ledger:
             "cycles": dict(sorted(self.cycles.items())),
             "retries": {d: dict(sorted(r.items())) for d, r in sorted(self.retries.items()) if r},
             **({"reverse": dict(sorted(self.reverse.items()))} if self.reverse else {}),
+            **({"notified": sorted(self.notified)} if self.notified else {}),
             **({"epoch": self.epoch} if self.epoch is not None else {}),
         }
 
@@ -204,6 +210,7 @@ class Ledger:
             cycles=dict(doc.get("cycles") or {}),
             retries={str(d): dict(r) for d, r in (doc.get("retries") or {}).items()},
             reverse={str(d): dict(r) for d, r in (doc.get("reverse") or {}).items()},
+            notified=[str(k) for k in doc.get("notified") or []],
             epoch=int(doc["epoch"]) if isinstance(doc.get("epoch"), int) else None,
             loaded=copy.deepcopy(doc),
         )
@@ -213,7 +220,15 @@ class Ledger:
         now = self.to_dict()
         if self.loaded is None:
             # Nothing stored yet: an empty ledger need not be written.
-            kinds = ("rollouts", "quarantine", "waiting", "cycles", "retries", "reverse")
+            kinds = (
+                "rollouts",
+                "quarantine",
+                "waiting",
+                "cycles",
+                "retries",
+                "reverse",
+                "notified",
+            )
             return any(now.get(k) for k in kinds)
         return bool(json.loads(canonical_json(now)) != self.loaded)
 
