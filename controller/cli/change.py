@@ -7,7 +7,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from setpoint.controller.cli import replicas
+from setpoint.controller.cli import observing, replicas
 from setpoint.controller.cli.common import (
     INVALID,
     OK,
@@ -107,6 +107,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--passes", type=int, help="stop after this many passes")
     replicas.watch_args(p)
+    observing.notify_args(p)
+    observing.metrics_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
@@ -302,6 +304,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         interval=args.interval,
         converge_rounds=args.converge_rounds,
         unreachable_after=args.unreachable_after,
+        notifier=observing.notifier(args),
+        metrics=observing.metrics(args, store, lease),
     )
     try:
         watcher.run(max_passes=1 if args.once else args.passes)
