@@ -6,16 +6,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
+import time
+import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.simulate import SimAgent
 from setpoint.controller.cli.main import main
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
+from setpoint.controller.gitops.commitgate import CommitGate
+from setpoint.controller.gitops.source import LocalSource
+from setpoint.controller.gitops.watch import Watcher
 from setpoint.controller.observe.notifier import Notifier, command_line_targets
 from setpoint.controller.observe.sender import Sender
 from setpoint.controller.rollout.ledger import read_ledger
@@ -340,3 +350,105 @@ def test_validate_names_file_line_and_field(
     fleet.close()
     assert main(["validate", "--repo", str(fleet.repo_path)]) == 3
     assert where in capsys.readouterr().err
+
+
+def test_a_restarted_watch_sends_nothing_again(controller: Controller, hook: Receiver) -> None:
+    fleet = controller.fleet
+    path = str(fleet.repo_path)
+
+    def watch(passes: int) -> None:
+        """A new ``Watcher`` (a daemon started afresh) running ``passes`` passes."""
+        sender = fast_sender()
+        watcher = Watcher(
+            LocalSource(path, "HEAD"),
+            controller.store,
+            CommitGate(path),
+            clock=fleet.clock,
+            notifier=Notifier(sender=sender, clock=fleet.clock),
+        )
+        for _ in range(passes):
+            watcher.step()
+            fleet.agents_cycle()
+            fleet.now += 1
+        assert sender.drain(10)
+
+    watch(3)
+    head = fleet.repo.resolve("HEAD")
+    assert hook.events() == [f"rollout_started/s/app/{head}", f"converged/{head}"]
+    watch(3)
+    assert hook.events() == [f"rollout_started/s/app/{head}", f"converged/{head}"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` as name{labels} -> value, parsed by prometheus_client; {} until it answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {
+        f"{s.name}{json.dumps(s.labels, sort_keys=True)}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def passes(port: int) -> float:
+    return scrape(port).get('setpoint_passes_total{"result": "ok"}', 0.0)
+
+
+def more_passes(port: int, n: int) -> Callable[[], bool]:
+    """Whether the daemon ran ``n`` passes more than it had when this was called."""
+    start = passes(port)
+    return lambda: passes(port) >= start + n
+
+
+def test_the_watch_daemon_serves_metrics_and_notifies_once_across_a_restart(
+    tmp_path: Path, hook: Receiver
+) -> None:
+    """``setpoint watch --metrics-port --notify`` as a real process, stopped and started again."""
+    fleet = Fleet(
+        tmp_path,
+        {
+            "inventory.yaml": inventory(SERVERS, {"apps": SERVERS}),
+            "components/app/component.yaml": component(),
+            "stacks/s.yaml": stack("1"),
+        },
+    )
+    fleet.close()
+    store = tmp_path / "store"
+    port = free_port()
+    argv = [sys.executable, "-m", "setpoint.controller.cli", "watch"]
+    argv += ["--repo", str(fleet.repo_path), "--store", str(store), "--interval", "0.2"]
+    argv += ["--metrics-port", str(port), "--notify", hook.url]
+
+    def until(what: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not what():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.1)
+
+    for run in range(2):
+        daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            until(lambda: passes(port) >= 2)
+            answer_all(LocalStore(store), SERVERS)
+            until(lambda: len(hook.delivered()) >= 2)
+            # A few passes more: nothing new to tell.
+            until(more_passes(port, 3))
+            metrics = scrape(port)
+        finally:
+            daemon.send_signal(signal.SIGINT)
+            _, err = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, err.decode()
+        head = fleet.repo.resolve("HEAD")
+        assert hook.events() == [f"rollout_started/s/app/{head}", f"converged/{head}"], run
+        complete = 'setpoint_servers{"deployment": "s/app", "state": "complete"}'
+        assert metrics[complete] == len(SERVERS)
