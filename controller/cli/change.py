@@ -314,6 +314,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if verifier is not None:
             verifier.close()
+        if watcher.notifier is not None:
+            watcher.notifier.sender.drain()  # a stopping daemon waits a little, no more
     if watcher.record is not None:
         print(watcher.record.summary())
     return OK
