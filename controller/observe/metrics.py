@@ -83,6 +83,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_FleetCollector(self))
+        self._outcome: PassOutcome | None = None
         self._latest: FleetSnapshot | None = None
         self._lock = threading.Lock()
 
@@ -95,14 +96,17 @@ class Metrics:
             self.see(outcome)
 
     def see(self, outcome: PassOutcome) -> None:
-        """Keep the fleet ``outcome``'s pass saw, for the next scrapes."""
-        latest = pass_snapshot(outcome, self.clock(), self.unreachable_after)
+        """Keep ``outcome``'s pass for the next scrapes. It is counted at the first
+        scrape after it, not here: a daemon passes every second, Prometheus
+        scrapes every 15 or 30, and the pass loop never pays for it."""
         with self._lock:
-            self._latest = latest
+            self._outcome, self._latest = outcome, None
 
     def fleet(self) -> FleetSnapshot:
         """The last pass's fleet, else the store's as it is now."""
         with self._lock:
+            if self._outcome is not None and self._latest is None:
+                self._latest = pass_snapshot(self._outcome, self.clock(), self.unreachable_after)
             latest = self._latest
         if latest is not None:
             return latest

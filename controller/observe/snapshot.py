@@ -79,14 +79,15 @@ def snapshot(
         agent = ServerStatus.agent_state(pointer, report, now, STALE_AFTER, unreachable_after)
         snap.agents[agent] += 1
         reported = report.deployments if report else {}
-        names = [e.name for e in manifest.deployments]
-        names += sorted(n for n in reported if n not in names)
-        for name in names:
-            entry = manifest.entry(name)
+        given = {e.name: e for e in manifest.deployments}
+        for name in [*given, *sorted(n for n in reported if n not in given)]:
             got = reported.get(name)
-            state = metric_state(deployment_state(server, entry, got, ledger))
+            state = metric_state(deployment_state(server, given.get(name), got, ledger))
             deployment = name.split("@", 1)[0]
-            snap.servers.setdefault(deployment, Counter())[state] += 1
+            counts = snap.servers.get(deployment)
+            if counts is None:
+                counts = snap.servers[deployment] = Counter()
+            counts[state] += 1
             if state == "failed" and got is not None:
                 snap.failed_digests.setdefault(deployment, set()).add(got.config)
     for deployment, held in ledger.quarantine.items():
