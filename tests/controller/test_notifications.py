@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from bench.simulate import SimAgent
 from setpoint.controller.cli.main import main
@@ -29,6 +30,7 @@ from setpoint.controller.gitops.watch import Watcher
 from setpoint.controller.observe.notifier import Notifier, command_line_targets
 from setpoint.controller.observe.sender import Sender
 from setpoint.controller.rollout.ledger import read_ledger
+from setpoint.store.lease import Lease
 from setpoint.store.local import LocalStore
 from setpoint.store.retry import Retry
 from tests.controller.fleet import Fleet, component, inventory, version_outputs
@@ -452,3 +454,29 @@ def test_the_watch_daemon_serves_metrics_and_notifies_once_across_a_restart(
         assert hook.events() == [f"rollout_started/s/app/{head}", f"converged/{head}"], run
         complete = 'setpoint_servers{"deployment": "s/app", "state": "complete"}'
         assert metrics[complete] == len(SERVERS)
+
+
+def test_a_deposed_leader_sends_nothing(controller: Controller, hook: Receiver) -> None:
+    """The keys are written fenced by the lease: a leader that lost it between its
+    pass and the write tells no one; the replica that took over will."""
+    fleet = controller.fleet
+    leader = Lease(controller.store, "ctl-a", ttl=30, clock=fleet.clock)
+    assert leader.try_acquire()
+    reconciler = Reconciler(fleet.repo, controller.store, clock=fleet.clock, lease=leader)
+    outcome = reconciler.run_pass()  # the rollout starts
+    fleet.now += 31  # ctl-a stalls past its ttl; ctl-b takes over
+    successor = Lease(controller.store, "ctl-b", ttl=30, clock=fleet.clock)
+    assert successor.try_acquire()
+    sender = fast_sender()
+    with capture_logs() as logs:
+        assert Notifier(sender=sender, clock=fleet.clock).after_pass(reconciler, outcome) == []
+    assert sender.drain(5)
+    assert hook.requests == []
+    assert "notifications_held" in [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert read_ledger(controller.store).notified == []
+    # The new leader's pass finds the rollout's event unsent, and sends it.
+    taken_over = Reconciler(fleet.repo, controller.store, clock=fleet.clock, lease=successor)
+    sender = fast_sender()
+    Notifier(sender=sender, clock=fleet.clock).after_pass(taken_over, taken_over.run_pass())
+    assert sender.drain(10)
+    assert [k.split("/")[0] for k in hook.events()] == ["rollout_started"]
