@@ -76,7 +76,7 @@ def metrics(args: argparse.Namespace, store: Store, lease: Lease | None) -> Metr
     """With ``--metrics-port``: the daemon's metrics, served from a background thread."""
     if args.metrics_port is None:
         return None
-    served = Metrics(store, lease, unreachable_after=args.unreachable_after)
+    served = Metrics(store, lease, unreachable_after=args.unreachable_after, read_store=False)
     server = served.serve(args.metrics_port, args.metrics_host)
     host, port = server.server_address[:2]
     log.info("metrics_serving", url=f"http://{host}:{port}/metrics")

@@ -2,9 +2,12 @@
 
 ``Metrics`` is what one process exposes. The fleet part comes from the last
 pass when the process runs passes (``setpoint watch``: counted from what the
-pass read, no extra request), else from the store, read at each scrape (a
-dashboard, a standby replica). The pass and store-request counters are this
-process's own, since it started, as Prometheus counters are.
+pass read, no extra request), else, for a process that runs none (a
+dashboard), from the store, read at each scrape. A daemon that runs no pass
+(a standby replica, or before its first) exposes no fleet: the leader does,
+and a standby must not read every server's documents at each scrape. The
+pass and store-request counters are this process's own, since it started, as
+Prometheus counters are.
 
 ``exposition(store, ...)`` is the one call a web server needs: the body and
 its content type.
@@ -60,8 +63,11 @@ class Metrics:
         lease: Lease | None = None,
         clock: Callable[[], float] = time.time,
         unreachable_after: float = UNREACHABLE_AFTER_BEATS,
+        read_store: bool = True,
     ) -> None:
         self.store = store
+        # Without a pass to count from: read the store (True) or expose no fleet.
+        self.read_store = read_store
         self.lease = lease
         self.clock = clock
         self.unreachable_after = unreachable_after
@@ -94,6 +100,9 @@ class Metrics:
             self.pass_duration.observe(seconds)
         if outcome is not None:
             self.see(outcome)
+        elif result == "standby":
+            with self._lock:  # what this replica saw while it led is no longer news
+                self._outcome = self._latest = None
 
     def see(self, outcome: PassOutcome) -> None:
         """Keep ``outcome``'s pass for the next scrapes. It is counted at the first
@@ -102,13 +111,13 @@ class Metrics:
         with self._lock:
             self._outcome, self._latest = outcome, None
 
-    def fleet(self) -> FleetSnapshot:
-        """The last pass's fleet, else the store's as it is now."""
+    def fleet(self) -> FleetSnapshot | None:
+        """The last pass's fleet, else the store's as it is now (None: not read)."""
         with self._lock:
             if self._outcome is not None and self._latest is None:
                 self._latest = pass_snapshot(self._outcome, self.clock(), self.unreachable_after)
             latest = self._latest
-        if latest is not None:
+        if latest is not None or not self.read_store:
             return latest
         return store_snapshot(self.store, self.clock(), self.unreachable_after)
 
@@ -148,7 +157,8 @@ class _FleetCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         snap = self.metrics.fleet()
-        yield from _fleet_families(snap)
+        if snap is not None:
+            yield from _fleet_families(snap)
         yield from _store_families(self.metrics.store)
         lease = self.metrics.lease
         if lease is not None:

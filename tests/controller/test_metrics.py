@@ -176,3 +176,23 @@ def test_the_daemon_serves_its_passes_on_http(fleet: Fleet) -> None:
     # The fleet as the last pass saw it: six servers given version 1, reports read.
     assert value(got, "setpoint_servers", deployment="s/app", state="complete") == 6
     assert value(got, "setpoint_store_requests_total", kind="put_if_absent", outcome="ok") >= 1
+
+
+def test_a_replica_that_stands_by_leaves_the_fleet_to_the_leader(fleet: Fleet) -> None:
+    """What a replica saw while it led goes stale once another leads: it exposes
+    its own counters and no fleet, and never reads the store to make one up."""
+    replica = Lease(fleet.store, "ctl-b", ttl=30, clock=fleet.clock)
+    metrics = Metrics(fleet.store, replica, clock=fleet.clock, read_store=False)
+    assert ("setpoint_servers", (("deployment", "s/app"), ("state", "complete"))) not in parse(
+        metrics.exposition()[0]
+    )  # nothing passed yet
+    metrics.record_pass(0.2, "ok", fleet.step())  # while it led
+    assert value(parse(metrics.exposition()[0]), "setpoint_servers", deployment="s/app",
+                 state="pending") == len(SERVERS)  # fmt: skip
+    metrics.record_pass(0.0, "standby", None)  # another replica took over
+    fleet.store.stats.reset()
+    got = parse(metrics.exposition()[0])
+    assert not [k for k in got if k[0].startswith(("setpoint_servers", "setpoint_agents"))]
+    assert value(got, "setpoint_passes_total", result="standby") == 1
+    assert value(got, "setpoint_leader", replica="ctl-b") == 0
+    assert fleet.store.stats.total == 0
