@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
+from setpoint.controller.errors import SetpointError
 from setpoint.controller.observe.metrics import Metrics
 from setpoint.controller.observe.notifier import Notifier, command_line_targets
 from setpoint.controller.observe.sender import Sender
@@ -67,6 +69,10 @@ def metrics_args(p: argparse.ArgumentParser) -> None:
 
 def notifier(args: argparse.Namespace, clock: Any = None) -> Notifier:
     """The notifier the flags ask for (the commit's notifications.yaml is added per pass)."""
+    secret = args.notify_secret_env
+    if secret is not None and not os.environ.get(secret):
+        # Found out now, not as every notification refused later.
+        raise SetpointError(f"--notify-secret-env {secret}: ${secret} is not set")
     targets = command_line_targets(args.notify, args.notify_slack, args.notify_secret_env)
     extra = {"clock": clock} if clock is not None else {}
     return Notifier(targets, Sender(), unreachable_after=args.unreachable_after, **extra)
@@ -77,7 +83,11 @@ def metrics(args: argparse.Namespace, store: Store, lease: Lease | None) -> Metr
     if args.metrics_port is None:
         return None
     served = Metrics(store, lease, unreachable_after=args.unreachable_after, read_store=False)
-    server = served.serve(args.metrics_port, args.metrics_host)
+    try:
+        server = served.serve(args.metrics_port, args.metrics_host)
+    except OSError as exc:  # the port is taken, the address is not this machine's
+        where = f"{args.metrics_host}:{args.metrics_port}"
+        raise SetpointError(f"--metrics-port: cannot serve on {where}: {exc.strerror}") from exc
     host, port = server.server_address[:2]
     log.info("metrics_serving", url=f"http://{host}:{port}/metrics")
     return served

@@ -480,3 +480,21 @@ def test_a_deposed_leader_sends_nothing(controller: Controller, hook: Receiver) 
     Notifier(sender=sender, clock=fleet.clock).after_pass(taken_over, taken_over.run_pass())
     assert sender.drain(10)
     assert [k.split("/")[0] for k in hook.events()] == ["rollout_started"]
+
+
+def test_watch_refuses_a_busy_metrics_port_and_an_unset_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = Fleet(tmp_path, {"inventory.yaml": inventory(["s1"], {})})
+    fleet.close()
+    argv = ["watch", "--repo", str(fleet.repo_path), "--store", str(tmp_path / "store"), "--once"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main([*argv, "--metrics-port", str(port)]) == 1
+    assert f"--metrics-port: cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+    monkeypatch.delenv("SETPOINT_TEST_UNSET", raising=False)
+    assert main([*argv, "--notify", "http://127.0.0.1:9/", "--notify-secret-env",
+                 "SETPOINT_TEST_UNSET"]) == 1  # fmt: skip
+    assert "$SETPOINT_TEST_UNSET is not set" in capsys.readouterr().err
