@@ -47,22 +47,35 @@ def synthetic_pass(servers: int, deployments: int) -> PassOutcome:
         server = f"srv-{i:05d}"
         failing = i % 10 == 0
         entries = tuple(
-            ManifestEntry(n, failed_digest if failing and n == names[-1] else configs[n],
-                          ("CREATE", "UPDATE"), 600.0)
+            ManifestEntry(
+                n,
+                failed_digest if failing and n == names[-1] else configs[n],
+                ("CREATE", "UPDATE"),
+                600.0,
+            )
             for n in names
-        )  # fmt: skip
+        )
         desired.manifests[server] = Manifest(deployments=entries)
-        published.pointers[server] = Pointer(server, 1, digest_bytes(server.encode()), commit,
-                                             format_timestamp(NOW))  # fmt: skip
+        published.pointers[server] = Pointer(
+            server, 1, digest_bytes(server.encode()), commit, format_timestamp(NOW)
+        )
         reports[server] = Report(
-            server, 1, None, format_timestamp(NOW), heartbeat=30.0,
+            server,
+            1,
+            None,
+            format_timestamp(NOW),
+            heartbeat=30.0,
             deployments={
-                e.name: DeploymentReport(e.name, e.config, "CREATE",
-                                         "FAILED" if e.config == failed_digest else "COMPLETE",
-                                         final=True)
+                e.name: DeploymentReport(
+                    e.name,
+                    e.config,
+                    "CREATE",
+                    "FAILED" if e.config == failed_digest else "COMPLETE",
+                    final=True,
+                )
                 for e in entries
             },
-        )  # fmt: skip
+        )
         if failing:
             ledger.quarantine_add(names[-1], server, failed_digest, "failed")
     outcome = PassOutcome(commit=commit, desired=desired, published=published, ledger=ledger)

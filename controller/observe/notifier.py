@@ -60,9 +60,11 @@ class Notifier:
             reconciler.rewrite_ledger(outcome.ledger)
         except StoreError as exc:
             log.warning(
-                "notifications_held", error=str(exc), notifications=[e.key for e in new],
+                "notifications_held",
+                error=str(exc),
+                notifications=[e.key for e in new],
                 reason="not recorded in the ledger, so not sent: the next pass tries again",
-            )  # fmt: skip
+            )
             return []
         for event in new:
             for target in targets:
