@@ -83,7 +83,10 @@ def add_parsers(sub: Any) -> None:
         "seconds, moving to the newest acceptable head at the next pass. A force push is "
         "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
         "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
-        "under refs/notes/setpoint (git log --notes=setpoint).",
+        "under refs/notes/setpoint (git log --notes=setpoint). --metrics-port serves "
+        "Prometheus metrics; events (rollout started, batch failed, rollback, commit "
+        "converged, agent unreachable) go to --notify webhooks and the commit's "
+        "notifications.yaml, each once, recorded in the store's ledger.",
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
     p.add_argument(
