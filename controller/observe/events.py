@@ -15,10 +15,15 @@ The ledger's ``notified`` lists the keys already sent. A key leaves it once its
 fact no longer holds (a new failure, or the same agent silent again later, is
 a new event), except ``converged/<commit>``, kept while that commit is the one
 deployed, so a fleet that wobbles and settles again is not announced twice.
+
+When many agents go silent in the same pass (a network partition, a store
+outage), ``grouped`` sends one ``agent_unreachable`` naming them all instead
+of one message per server; each server's key is still recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,3 +139,27 @@ def unsent(events: list[Event], ledger: Ledger, commit: str) -> list[Event]:
     kept = {e.key for e in events} | {k for k in sent if k == f"converged/{commit}"}
     ledger.notified = sorted(kept)
     return new
+
+
+# More new unreachable agents than this in one pass are told in one notification.
+UNREACHABLE_BURST = 5
+
+
+def grouped(new: list[Event], burst: int = UNREACHABLE_BURST) -> list[Event]:
+    """``new``, with more than ``burst`` unreachable agents told as one event."""
+    silent = [e for e in new if e.kind == "agent_unreachable"]
+    if len(silent) <= burst:
+        return new
+    servers = {str(e.server): e.details.get("last_report") for e in silent}
+    # The same group always gets the same key (the receiver's delivery id).
+    digest = hashlib.sha256("\n".join(sorted(e.key for e in silent)).encode()).hexdigest()
+    shown = ", ".join(sorted(servers)[:burst])
+    more = f" and {len(servers) - burst} more" if len(servers) > burst else ""
+    group = Event(
+        f"agent_unreachable/{len(servers)} servers/{digest[:16]}",
+        "agent_unreachable",
+        silent[0].commit,
+        f"{len(servers)} agents unreachable: {shown}{more}",
+        details={"servers": dict(sorted(servers.items()))},
+    )
+    return [e for e in new if e.kind != "agent_unreachable"] + [group]

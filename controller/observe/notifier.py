@@ -23,7 +23,13 @@ import structlog
 
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.definitions.model import NotifyTarget
-from setpoint.controller.observe.events import Event, pass_events, unsent
+from setpoint.controller.observe.events import (
+    UNREACHABLE_BURST,
+    Event,
+    grouped,
+    pass_events,
+    unsent,
+)
 from setpoint.controller.observe.sender import Sender
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.errors import StoreError
@@ -48,6 +54,8 @@ class Notifier:
     sender: Sender = field(default_factory=Sender)
     clock: Callable[[], float] = time.time
     unreachable_after: float = UNREACHABLE_AFTER_BEATS
+    # More agents than this going silent in one pass are told in one notification.
+    burst: int = UNREACHABLE_BURST
 
     def after_pass(self, reconciler: Reconciler, outcome: PassOutcome) -> list[Event]:
         """Record the pass's new events in the ledger, then queue them; the events."""
@@ -66,7 +74,7 @@ class Notifier:
                 reason="not recorded in the ledger, so not sent: the next pass tries again",
             )
             return []
-        for event in new:
+        for event in grouped(new, self.burst):
             for target in targets:
                 if event.kind in target.events:
                     self.sender.submit(target, event)

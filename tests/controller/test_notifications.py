@@ -86,6 +86,7 @@ class Controller:
         )
         self.store = self.fleet.store
         self.senders: list[Sender] = []
+        self.burst = 5
 
     def agent(self, server: str) -> SimAgent:
         return self.fleet.agent(server)
@@ -95,7 +96,8 @@ class Controller:
         reconciler = Reconciler(fleet.repo, self.store, clock=fleet.clock)
         outcome = reconciler.run_pass()
         sender = fast_sender()
-        Notifier(sender=sender, clock=fleet.clock).after_pass(reconciler, outcome)
+        notifier = Notifier(sender=sender, clock=fleet.clock, burst=self.burst)
+        notifier.after_pass(reconciler, outcome)
         assert sender.drain(10)
         self.senders.append(sender)
         return outcome
@@ -234,6 +236,33 @@ def test_an_unreachable_agent_is_told_once(controller: Controller, hook: Receive
     assert unreachable[0].startswith("agent_unreachable/app-2/")
     got = next(r.json for r in hook.delivered() if r.json["event"] == "agent_unreachable")
     assert got["server"] == "app-2"
+
+
+def test_many_agents_going_silent_at_once_are_told_in_one_notification(
+    controller: Controller, hook: Receiver
+) -> None:
+    fleet = controller.fleet
+    controller.burst = 2
+    for server in SERVERS:
+        controller.agent(server).heartbeat = 10.0
+    for _ in range(3):
+        controller.step()
+    for server in SERVERS[1:]:
+        controller.agent(server).silent = True
+    fleet.now += 60
+    fleet.agents_cycle()  # app-1 still beats
+    for _ in range(3):
+        controller.step()
+    silent = [r.json for r in hook.delivered() if r.json["event"] == "agent_unreachable"]
+    assert len(silent) == 1
+    assert silent[0]["summary"] == "3 agents unreachable: app-2, app-3 and 1 more"
+    assert sorted(silent[0]["details"]["servers"]) == SERVERS[1:]
+    # Each server is on record: the group is not sent again, nor its members one by one.
+    notified = read_ledger(controller.store).notified
+    assert (
+        sorted(k.split("/")[1] for k in notified if k.startswith("agent_unreachable/"))
+        == (SERVERS[1:])
+    )
 
 
 def test_a_slack_target_gets_text(tmp_path: Path, hook: Receiver) -> None:
