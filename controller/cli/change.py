@@ -7,7 +7,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from setpoint.controller.cli import replicas
+from setpoint.controller.cli import observing, replicas
 from setpoint.controller.cli.common import (
     INVALID,
     OK,
@@ -91,7 +91,10 @@ def add_parsers(sub: Any) -> None:
         "seconds, moving to the newest acceptable head at the next pass. A force push is "
         "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
         "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
-        "under refs/notes/setpoint (git log --notes=setpoint).",
+        "under refs/notes/setpoint (git log --notes=setpoint). --metrics-port serves "
+        "Prometheus metrics; events (rollout started, batch failed, rollback, commit "
+        "converged, agent unreachable) go to --notify webhooks and the commit's "
+        "notifications.yaml, each once, recorded in the store's ledger.",
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
     p.add_argument(
@@ -115,6 +118,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--passes", type=int, help="stop after this many passes")
     replicas.watch_args(p)
+    observing.notify_args(p)
+    observing.metrics_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
@@ -361,6 +366,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         interval=args.interval,
         converge_rounds=args.converge_rounds,
         unreachable_after=args.unreachable_after,
+        notifier=observing.notifier(args),
+        metrics=observing.metrics(args, store, lease),
     )
     try:
         watcher.run(max_passes=1 if args.once else args.passes)
@@ -369,6 +376,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if verifier is not None:
             verifier.close()
+        if watcher.notifier is not None:
+            watcher.notifier.sender.drain()  # a stopping daemon waits a little, no more
     if watcher.record is not None:
         print(watcher.record.summary())
     return OK

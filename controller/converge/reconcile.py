@@ -21,7 +21,7 @@ from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
 from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
-from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
+from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model, NotifyTarget
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, entry_result
 from setpoint.controller.rollout.contextualize import Rounds
@@ -58,6 +58,10 @@ class PassOutcome:
     ledger: Ledger = field(default_factory=Ledger)
     # server -> why its pointer or report could not be read ("invalid report: ...")
     invalid: dict[str, str] = field(default_factory=dict)
+    # The reports this pass read (metrics and notifications look at them again).
+    reports: dict[str, Report] = field(default_factory=dict)
+    # Who the commit's notifications.yaml tells of events.
+    notifications: tuple[NotifyTarget, ...] = ()
 
     @property
     def waiting(self) -> list[Waiting]:
@@ -285,6 +289,8 @@ class Reconciler:
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
         outcome.invalid = invalid
+        outcome.reports = fleet.reports
+        outcome.notifications = model.notifications
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
             progress = assess(
@@ -452,6 +458,13 @@ class Reconciler:
             self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl
         )
         return published
+
+    def rewrite_ledger(self, ledger: Ledger) -> bool:
+        """Write ``ledger`` again after the pass, fenced as the pass's write was
+        (what notifications were sent is recorded this way); whether it changed."""
+        signing = self.policy.signing_key
+        ledger_fence, _ = self._fencing(ledger, signing, [], {})
+        return write_ledger(self.store, ledger, signing, **ledger_fence)
 
     def _fencing(
         self,

@@ -17,7 +17,7 @@ from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreach
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
-from setpoint.store.documents import Manifest, Pointer, Report
+from setpoint.store.documents import DeploymentReport, Manifest, ManifestEntry, Pointer, Report
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 from setpoint.store.timestamps import parse_timestamp as _parse_time
 
@@ -141,7 +141,31 @@ class ServerStatus:
         }
 
 
-def _read_server(
+def deployment_state(
+    server: str, entry: ManifestEntry | None, got: DeploymentReport | None, ledger: Ledger
+) -> str:
+    """What ``status`` shows for one deployment on one server: PENDING, IN_PROGRESS,
+    COMPLETE, FAILED, FAILED (quarantined), FAILED (timeout), or a reported status
+    of an ``(old config)`` or one ``(deleting)``. ``entry``: what the server was
+    given (None: the deployment left its manifest); ``got``: what it reported."""
+    if got is None:
+        state = "PENDING"
+    elif entry is not None and got.config != entry.config:
+        state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
+    elif entry is None:
+        state = f"{got.status} (deleting)"
+    else:
+        state = got.status
+    held = ledger.quarantined(entry.qualified, server) if entry else None
+    if entry is not None and held is not None and held.config == entry.config:
+        if held.reason.startswith("timeout") and state != "FAILED":
+            state = "FAILED (timeout)"
+        elif state == "FAILED":
+            state = "FAILED (quarantined)"
+    return state
+
+
+def read_server(
     store: Store, server: str
 ) -> tuple[Pointer | None, Report | None, Manifest, list[str]]:
     """A server's pointer, report and manifest; a bad one is left out and named,
@@ -187,7 +211,7 @@ def fleet_status(
     listed = store.list_servers()
     wanted = listed if servers is None else [s for s in listed if s in servers]
     # Each server's documents are read side by side with the others' on the pool.
-    read = store.pool.map(lambda server: _read_server(store, server), wanted)
+    read = store.pool.map(lambda server: read_server(store, server), wanted)
     for server, (pointer, report, manifest, invalid) in zip(wanted, read, strict=True):
         status = ServerStatus(
             server,
@@ -203,20 +227,7 @@ def fleet_status(
         for name in names:
             entry = manifest.entry(name)
             got = reported.get(name)
-            if got is None:
-                state = "PENDING"
-            elif entry is not None and got.config != entry.config:
-                state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
-            elif entry is None:
-                state = f"{got.status} (deleting)"
-            else:
-                state = got.status
-            held = ledger.quarantined(entry.qualified, server) if entry else None
-            if entry is not None and held is not None and held.config == entry.config:
-                if held.reason.startswith("timeout") and state != "FAILED":
-                    state = "FAILED (timeout)"
-                elif state == "FAILED":
-                    state = "FAILED (quarantined)"
+            state = deployment_state(server, entry, got, ledger)
             when = _parse_time(got.finished_at or got.started_at) if got else None
             desired = entry.config if entry else None
             run = None

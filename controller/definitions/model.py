@@ -284,6 +284,28 @@ class Inventory:
     groups: dict[str, tuple[str, ...]]
 
 
+# The events a notification target may be told of (``notifications.yaml``).
+EVENT_KINDS = ("rollout_started", "batch_failed", "rollback", "converged", "agent_unreachable")
+TARGET_TYPES = ("webhook", "slack")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where notifications go: a generic JSON webhook or a Slack incoming webhook.
+
+    The HMAC secret of a webhook is never in git: ``secret_env`` names the
+    environment variable and ``secret_file`` the file the controller reads it
+    from when it sends.
+    """
+
+    name: str
+    type: str
+    url: str
+    events: tuple[str, ...] = EVENT_KINDS
+    secret_env: str | None = None
+    secret_file: str | None = None
+
+
 @dataclass(frozen=True)
 class Model:
     commit: str
@@ -294,6 +316,7 @@ class Model:
     # Declared contextualization cycles (``converge: true``), each a tuple of deployments.
     cycles: tuple[tuple[str, ...], ...] = field(default=())
     environment: str | None = None  # environments/<name>.yaml the model was loaded with
+    notifications: tuple[NotifyTarget, ...] = field(default=())  # notifications.yaml
 
     def deployment(self, qualified: str) -> Deployment:
         stack, name = qualified.split("/", 1)
