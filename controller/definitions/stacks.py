@@ -42,8 +42,10 @@ class StackReader:
         references: References,
         components: dict[str, Component],
         inventory: Inventory,
+        render_secret: bytes | None = None,
     ) -> None:
         self.files = files
+        self.render_secret = render_secret
         self.checks = files.checks
         self.environment = environment
         self.references = references
@@ -56,7 +58,9 @@ class StackReader:
         tree = self.files.tree
         if self.files.kind(STACKS) != "dir":
             return out
-        heat = HeatSources(self.files, self.environment, self.components, self.inventory)
+        heat = HeatSources(
+            self.files, self.environment, self.components, self.inventory, self.render_secret
+        )
         for fname in tree.listdir(STACKS):
             if not fname.endswith((".yaml", ".yml")) or is_environment_file(fname):
                 continue  # a Heat environment file is read with its template

@@ -30,6 +30,8 @@ class HeatEnvironment:
     values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
     server_map: dict[str, tuple[str, Where]] = field(default_factory=dict)
     state: str = "active"
+    # The ``resource_registry`` section and where it is written (``registry``).
+    registry: tuple[Any, Where] = (None, Where("", 0, ""))
 
 
 def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnvironment:
@@ -55,9 +57,9 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
         if raw is not None and checks.mapping(raw, kwhere, key) is not None:
             for pname, value in raw.items():
                 found.values[str(pname)] = (value, kwhere.at(raw, pname))
-    for key in ("resource_registry", "event_sinks"):
-        if m.get(key):
-            checks.warn(where.at(m, key), f"{key} is not used by setpoint")
+    found.registry = (m.get("resource_registry"), where.at(m, "resource_registry"))
+    if m.get("event_sinks"):
+        checks.warn(where.at(m, "event_sinks"), "event_sinks is not used by setpoint")
     if m.get("setpoint") is not None:
         _read_settings(files, m, where, found)
     return found

@@ -6,7 +6,7 @@ now when their arguments are known, else when rendered (``Computed``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.heat.functions import list_join, select, str_replace
@@ -19,6 +19,7 @@ from setpoint.controller.definitions.heat.resources import (
     Resource,
     TemplateScope,
 )
+from setpoint.controller.definitions.heat.secrets import keep_secret
 from setpoint.controller.definitions.heat.servers import ServerBinding
 from setpoint.controller.definitions.model import Computed, GetAttr, OutputDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
@@ -38,6 +39,15 @@ UNSUPPORTED_FUNCTIONS = (
 )  # fmt: skip
 
 
+class AttributeSource(Protocol):
+    """Resources whose attributes another part of the reader knows (nested
+    stacks, resource groups, RandomString)."""
+
+    def handles(self, res: Resource) -> bool: ...
+
+    def attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any: ...
+
+
 def has_deferred(value: Any) -> bool:
     """Whether ``value`` is known only once an upstream reported."""
     if isinstance(value, GetAttr | Computed):
@@ -53,7 +63,7 @@ def _computed(label: str, fn: Callable[[Any], Any], args: Any) -> Any:
     """``fn(args)`` now when every arg is known, else when rendered."""
     if has_deferred(args):
         return Computed(label, fn, args)
-    return fn(args)
+    return keep_secret(fn(args), args)
 
 
 class Evaluator:
@@ -73,6 +83,7 @@ class Evaluator:
         self.checks = scope.checks
         self.config_outputs = config_outputs
         self.servers = ServerBinding(scope, server_map, self.evaluate)
+        self.attribute_sources: list[AttributeSource] = []
         self.functions: dict[str, Callable[[Any, Where], Any]] = {
             "get_param": self.get_param,
             "get_file": self.get_file,
@@ -199,7 +210,7 @@ class Evaluator:
 
         return _computed("list_join", apply, got)
 
-    def get_attr(self, arg: Any, c: Where) -> Any:  # noqa: C901 -- Heat's get_attr forms, one branch each
+    def get_attr(self, arg: Any, c: Where) -> Any:
         if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
             self.checks.error(c, "get_attr takes [resource, attribute, ...]")
             return INVALID
@@ -216,8 +227,15 @@ class Evaluator:
         if res is None:
             self.checks.error(c, f"get_attr: unknown resource {rname!r}")
             return INVALID
+        return self.attr_of(res, attribute, path, c)
+
+    def attr_of(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
+        """Attribute ``attribute`` of ``res``, then ``path`` selected in it."""
+        source = next((s for s in self.attribute_sources if s.handles(res)), None)
+        if source is not None:
+            return source.attr(res, attribute, path, c)
         if res.type in SERVER_TYPES:
-            return self.server_attr(rname, attribute, c)
+            return self.server_attr(res.name, attribute, c)
         if res.type not in SINGLE_TYPES + GROUP_TYPES:
             self.checks.error(c, f"get_attr: attributes of {res.type} are not known to setpoint")
             return INVALID
@@ -232,8 +250,9 @@ class Evaluator:
             server = self.servers.single_server(res, quiet=True)
             if server is None:
                 return INVALID
-            qualified = f"{self.scope.stem}/{rname}"
-            value = GetAttr(qualified, attribute, server, self.scope.path, c.line)
+            value = GetAttr(
+                self.scope.qualified(res.name), attribute, server, self.scope.path, c.line
+            )
         if path:
 
             def pick(got: Any, path: list[Any] = path) -> Any:
@@ -264,7 +283,7 @@ class Evaluator:
         output = GROUP_ATTRS.get(attribute, attribute)
         if not self.check_output(res, output, c):
             return INVALID
-        qualified = f"{self.scope.stem}/{res.name}"
+        qualified = self.scope.qualified(res.name)
         members = self.servers.group_servers(res, quiet=True)
         value: Any = {
             key: GetAttr(qualified, output, server, self.scope.path, c.line)

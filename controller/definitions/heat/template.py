@@ -28,18 +28,28 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
-from setpoint.controller.definitions.checks import NAME_RE, Where
+from setpoint.controller.definitions.checks import NAME_RE, Where, did_you_mean
 from setpoint.controller.definitions.environments import EnvironmentValues
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.heat.configs import ConfigReader
 from setpoint.controller.definitions.heat.deployments import HeatDeploymentReader
-from setpoint.controller.definitions.heat.environment_file import read_environment_file
+from setpoint.controller.definitions.heat.environment_file import (
+    HeatEnvironment,
+    read_environment_file,
+)
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
+from setpoint.controller.definitions.heat.nested import NestedStacks, Nesting
 from setpoint.controller.definitions.heat.parameters import read_parameters
+from setpoint.controller.definitions.heat.randomstring import RandomStrings
+from setpoint.controller.definitions.heat.registry import registry_of
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     GROUP_TYPES,
+    INVALID,
+    RANDOM_STRING,
+    RESOURCE_GROUP,
     SERVER_TYPES,
     SINGLE_TYPES,
     Resource,
@@ -82,6 +92,8 @@ class HeatSources:
     # Each template's components are added here, under ``<stem>/<deployment>``.
     components: dict[str, Component]
     inventory: Inventory
+    # The controller's render secret: RandomString values derive from it.
+    render_secret: bytes | None = None
 
 
 def load_template(sources: HeatSources, path: str, stem: str) -> Stack | None:
@@ -91,48 +103,162 @@ def load_template(sources: HeatSources, path: str, stem: str) -> Stack | None:
 
 
 class HeatTemplate:
-    """One Heat template read into a ``Stack`` (and components)."""
+    """One Heat template read into a ``Stack`` (and components); a nested
+    template (``nesting`` given) is read into its parent's stack."""
 
-    def __init__(self, sources: HeatSources, path: str, stem: str) -> None:
+    def __init__(
+        self, sources: HeatSources, path: str, stem: str, nesting: Nesting | None = None
+    ) -> None:
         self.sources = sources
         self.scope = TemplateScope(sources.files, path, stem, sources.inventory)
         self.checks = sources.files.checks
+        self.nesting = nesting
+        self.found: dict[str, Deployment] = {}
+        self.outputs: YMap = YMap()
+        self.outputs_where = Where(path, 1, "outputs")
+        self.output_values: dict[str, Any] = {}
 
     def load(self) -> Stack | None:
-        scope, checks = self.scope, self.checks
+        scope = self.scope
         where = Where(scope.path, 1, "")
-        doc = load_yaml(scope.files.tree.read(scope.path), scope.path, checks.problems)
-        m = checks.mapping(doc, where, "a Heat template")
+        doc = load_yaml(scope.files.tree.read(scope.path), scope.path, self.checks.problems)
+        m = self.checks.mapping(doc, where, "a Heat template")
         if m is None:
             return None
         self.check_template(m, where)
-        env_file = read_environment_file(scope.files, scope.path)
-        scope.params, scope.hidden = read_parameters(
-            checks, m, where, env_file.values, self.sources.environment
-        )
-        raw = m.get("resources") or YMap()
-        rwhere = where.at(m, "resources")
-        if checks.mapping(raw, rwhere, "resources") is None:
+        found = self.read(m, where)
+        if found is None:
             return None
-        scope.resources = read_resources(checks, raw, rwhere)
-        evaluator = Evaluator(scope, env_file.server_map, self.config_outputs)
-        self.configs = ConfigReader(scope, evaluator)
-        reader = HeatDeploymentReader(
-            scope, evaluator, self.configs, self.sources.components, env_file.state
-        )
-        deployments = self.deployments(reader)
+        self.found = found
         self.check_outputs(m, where)
-        for name, (_server, swhere) in env_file.server_map.items():
-            if name not in scope.resources or scope.resources[name].type not in SERVER_TYPES:
-                checks.error(swhere, f"setpoint.servers: no server resource {name!r}")
         description = m.get("description")
         return Stack(
             name=scope.stem,
             file=scope.path,
             description=description if isinstance(description, str) else "",
             parameters=scope.params,
-            deployments=deployments,
+            deployments=found,
         )
+
+    def read(self, m: YMap, where: Where) -> dict[str, Deployment] | None:
+        """Parameters, resources and deployments of the template (``None``: no resources)."""
+        scope, checks = self.scope, self.checks
+        env_file = HeatEnvironment()
+        if self.nesting is None:
+            env_file = read_environment_file(scope.files, scope.path)
+            registry = registry_of(
+                scope.files, [env_file.registry, self.sources.environment.registry]
+            )
+            self.nesting = Nesting(registry, env_file.state, (scope.path,))
+            scope.params, scope.hidden = read_parameters(
+                checks, m, where, env_file.values, self.sources.environment
+            )
+        else:
+            scope.prefix = self.nesting.prefix
+            scope.params, scope.hidden = read_parameters(
+                checks, m, where, self.given_values(m), EnvironmentValues(checks)
+            )
+        raw = m.get("resources") or YMap()
+        rwhere = where.at(m, "resources")
+        if checks.mapping(raw, rwhere, "resources") is None:
+            return None
+        scope.resources = read_resources(checks, raw, rwhere)
+        evaluator = Evaluator(scope, env_file.server_map, self.config_outputs)
+        self.evaluator = evaluator
+        self.nested = NestedStacks(
+            scope, self.nesting, evaluator.evaluate, self.open_nested, self.deployments_of
+        )
+        self.nested.attr_of = evaluator.attr_of
+        evaluator.attribute_sources += [
+            self.nested,
+            RandomStrings(scope, self.sources.render_secret, evaluator.evaluate),
+        ]
+        self.resolve_types()
+        self.configs = ConfigReader(scope, evaluator)
+        reader = HeatDeploymentReader(
+            scope,
+            evaluator,
+            self.configs,
+            self.sources.components,
+            self.nesting.state,
+            self.deployments_of,
+            self.nesting.depends_on,
+        )
+        deployments = self.deployments(reader)
+        for name, (_server, swhere) in env_file.server_map.items():
+            if name not in scope.resources or scope.resources[name].type not in SERVER_TYPES:
+                checks.error(swhere, f"setpoint.servers: no server resource {name!r}")
+        raw_outputs = m.get("outputs")
+        if isinstance(raw_outputs, YMap):
+            self.outputs, self.outputs_where = raw_outputs, where.at(m, "outputs")
+        return deployments
+
+    def given_values(self, m: YMap) -> dict[str, tuple[Any, Where]]:
+        """The values a template resource gives this nested template, each checked
+        against the parameters it declares."""
+        assert self.nesting is not None
+        declared = m.get("parameters")
+        names = set(declared) if isinstance(declared, YMap) else set()
+        for pname, (_value, pwhere) in self.nesting.values.items():
+            if pname not in names:
+                hint = did_you_mean(pname, tuple(sorted(names)))
+                self.checks.error(
+                    pwhere, f"{self.scope.path} declares no parameter {pname!r}{hint}"
+                )
+        return {k: v for k, v in self.nesting.values.items() if k in names}
+
+    def resolve_types(self) -> None:
+        """Types the registry maps, templates named, and resource groups' members."""
+        for res in list(self.scope.resources.values()):
+            res.type, res.template = self.nested.resolve_type(
+                res.type, res.where.at(res.body, "type")
+            )
+            if res.type == RESOURCE_GROUP:
+                for member in self.nested.expand_group(res) or ():
+                    self.scope.resources[member.name] = member
+
+    def open_nested(self, path: str, nesting: Nesting) -> HeatTemplate | None:
+        """The template at ``path``, read as nested as ``nesting`` says."""
+        if not is_heat_template(self.scope.files.tree.read(path)):
+            self.checks.error(
+                Where(path, 1, ""),
+                f"{path} is used as a nested template but is not a Heat template",
+            )
+            return None
+        child = HeatTemplate(self.sources, path, self.scope.stem, nesting)
+        return child if child.load() is not None else None
+
+    def all_deployments(self) -> set[str]:
+        """Every deployment of this template and of the templates it nests (qualified)."""
+        return {f"{self.scope.stem}/{name}" for name in self.found}
+
+    def deployments_of(self, res: Resource) -> set[str]:
+        """The deployments (qualified) resource ``res`` stands for when ordering."""
+        if res.type in SINGLE_TYPES + GROUP_TYPES:
+            return {self.scope.qualified(res.name)}
+        if res.template is not None:
+            nested = self.nested.template_of(res)
+            return nested.all_deployments() if nested is not None else set()
+        found: set[str] = set()
+        for member in self.nested.members.get(res.name, ()):
+            found |= self.deployments_of(member)
+        return found
+
+    def output(self, name: str, c: Where) -> Any:
+        """The value of output ``name`` (for ``get_attr`` of a template resource)."""
+        if name in self.output_values:
+            return self.output_values[name]
+        body = self.outputs.get(name)
+        if not isinstance(body, YMap) or "value" not in body:
+            known = ", ".join(str(k) for k in self.outputs) or "none"
+            self.checks.error(
+                c, f"get_attr: {self.scope.path} has no output {name!r} (outputs: {known})"
+            )
+            return INVALID
+        oc = self.outputs_where.at(self.outputs, name)
+        value = self.evaluator.evaluate(body["value"], oc.at(body, "value"))
+        self.output_values[name] = value
+        return value
 
     def check_template(self, m: YMap, where: Where) -> None:
         """The template's top-level keys, version and name."""
@@ -148,21 +274,26 @@ class HeatTemplate:
             checks.error(where, f"invalid stack name {stem!r} (letters, digits, '_', '.', '-')")
 
     def deployments(self, reader: HeatDeploymentReader) -> dict[str, Deployment]:
-        """Every deployment resource read; configs read (and checked) even when unused."""
+        """Every deployment resource read, and those of the templates nested here;
+        configs read (and checked) even when unused."""
         deployments: dict[str, Deployment] = {}
         for res in self.scope.resources.values():
             if res.type in SERVER_TYPES:
                 continue  # bound when a deployment targets it
             if res.type in CONFIG_TYPES:
                 self.configs.config(res.name)
+            elif res.template is not None:
+                nested = self.nested.template_of(res)
+                deployments.update(nested.found if nested is not None else {})
             elif res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
-                if not NAME_RE.match(res.name):
+                member = res.name in self.nested.member_names
+                if not member and not NAME_RE.match(res.name):
                     self.checks.error(res.where, f"invalid deployment name {res.name!r}")
                     continue
                 made = reader.deployment(res)
                 if made is not None:
-                    deployments[res.name] = made
-            else:
+                    deployments[made.name] = made
+            elif res.name not in self.nested.members and res.type != RANDOM_STRING:
                 self.checks.warn(
                     res.where.at(res.body, "type"), f"{res.type} is not managed by setpoint"
                 )
