@@ -235,7 +235,7 @@ class Evaluator:
         if source is not None:
             return source.attr(res, attribute, path, c)
         if res.type in SERVER_TYPES:
-            return self.server_attr(res.name, attribute, c)
+            return self.server_attr(res.name, attribute, path, c)
         if res.type not in SINGLE_TYPES + GROUP_TYPES:
             self.checks.error(c, f"get_attr: attributes of {res.type} are not known to setpoint")
             return INVALID
@@ -261,14 +261,16 @@ class Evaluator:
             return Computed("get_attr", pick, value)
         return value
 
-    def server_attr(self, rname: str, attribute: Any, c: Where) -> Any:
-        """A server resource's ``name``: its inventory server (nothing else is known)."""
-        if attribute == "name":
-            return self.servers.server_of(rname, c)
-        self.checks.error(
-            c, f"get_attr: attribute {attribute!r} of a server is not known to setpoint"
-        )
-        return INVALID
+    def server_attr(self, rname: str, attribute: str, path: list[Any], c: Where) -> Any:
+        """A server resource's attribute, from its inventory server's labels
+        (``servers.server_labels``), then ``path`` selected in it."""
+        server = self.servers.server_of(rname, c)
+        if server is INVALID:
+            return INVALID
+        value = self.servers.label_attr(rname, server, attribute, c)
+        if value is INVALID or not path:
+            return value
+        return select(value, path)
 
     def group_attr(self, res: Resource, attribute: Any, path: list[Any], c: Where) -> Any:
         """A group's attribute: a map keyed as its ``servers`` map (or one member of
