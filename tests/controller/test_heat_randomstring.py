@@ -22,6 +22,7 @@ from setpoint.controller.definitions.render_secret import (
     load_render_secret,
 )
 from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.fleet.fsck import fsck
 from setpoint.controller.rollout.plan import make_plan
 from setpoint.controller.rollout.plan_format import format_text
 from tests.controller.test_heat_templates import MakeFleet, dedent, make_fleet
@@ -187,3 +188,17 @@ def test_a_render_secret_file_is_checked(tmp_path: Path) -> None:
     path.write_text("c2hvcnQ=\n")
     with pytest.raises(RenderSecretError, match="expected 32 bytes, got 5"):
         load_render_secret(path)
+
+
+def test_fsck_repairs_a_lost_config_with_the_render_secret(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet({"stacks/app.yaml": dedent(TEMPLATE)})
+    fleet.reconciler.render_secret = SECRET
+    outcome = fleet.reconciler.run_pass()
+    (entry,) = outcome.desired.manifests["server1"].deployments
+    fleet.store.delete_blob(entry.config)
+
+    without = fsck(fleet.store, None, repo=fleet.repo)
+    assert entry.config in without.unrepairable
+    repaired = fsck(fleet.store, None, repo=fleet.repo, render_secret=SECRET)
+    assert repaired.clean, repaired.problems
+    assert entry.config in repaired.repaired
