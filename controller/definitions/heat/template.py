@@ -27,7 +27,7 @@ The parts: ``resources``, ``environment_file``, ``parameters``, ``intrinsics``
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from setpoint.controller.definitions.checks import NAME_RE, Where, did_you_mean
@@ -94,6 +94,15 @@ class HeatSources:
     inventory: Inventory
     # The controller's render secret: RandomString values derive from it.
     render_secret: bytes | None = None
+    # Each template file parsed once, however many times it is nested (its
+    # parse problems reported once); never changed once parsed.
+    documents: dict[str, Any] = field(default_factory=dict)
+
+    def document(self, path: str) -> Any:
+        if path not in self.documents:
+            raw = self.files.tree.read(path)
+            self.documents[path] = load_yaml(raw, path, self.files.checks.problems)
+        return self.documents[path]
 
 
 def load_template(sources: HeatSources, path: str, stem: str) -> Stack | None:
@@ -121,8 +130,7 @@ class HeatTemplate:
     def load(self) -> Stack | None:
         scope = self.scope
         where = Where(scope.path, 1, "")
-        doc = load_yaml(scope.files.tree.read(scope.path), scope.path, self.checks.problems)
-        m = self.checks.mapping(doc, where, "a Heat template")
+        m = self.checks.mapping(self.sources.document(scope.path), where, "a Heat template")
         if m is None:
             return None
         self.check_template(m, where)
@@ -219,7 +227,8 @@ class HeatTemplate:
 
     def open_nested(self, path: str, nesting: Nesting) -> HeatTemplate | None:
         """The template at ``path``, read as nested as ``nesting`` says."""
-        if not is_heat_template(self.scope.files.tree.read(path)):
+        doc = self.sources.document(path)
+        if not isinstance(doc, YMap) or HEAT_MARK not in doc:
             self.checks.error(
                 Where(path, 1, ""),
                 f"{path} is used as a nested template but is not a Heat template",
