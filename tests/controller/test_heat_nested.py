@@ -189,3 +189,20 @@ def test_a_property_the_nested_template_does_not_declare_is_an_error(
         "stacks/app.yaml:12: resources.greeter.properties.greting: stacks/nested/greet.yaml "
         "declares no parameter 'greting' (did you mean 'greeting'?)"
     ) in found
+
+
+def test_parameter_defaults_reach_nested_templates(make_fleet: MakeFleet, tmp_path: Path) -> None:
+    """As in Heat: the environment file's parameter_defaults apply to every
+    template of the stack, below what the template resource passes."""
+    files = app_files(tmp_path / "log")
+    files["stacks/app.yaml"] = dedent(APP.replace("      greeting: hello\n", ""))
+    files["stacks/app.env.yaml"] += "  greeting: from-defaults\n  grting: typo\n"
+    fleet = make_fleet(files)
+    warnings: list[str] = []
+    model = load_model(fleet.repo.tree("HEAD"), on_problem=lambda p: warnings.append(str(p)))
+    assert model.deployment("app/greeter/deployment").input_values == {"greeting": "from-defaults"}
+    assert model.deployment("app/registered/deployment").input_values == {"greeting": "hi"}
+    assert warnings == [
+        "stacks/app.env.yaml:6: parameter_defaults.grting: the template "
+        "declares no parameter 'grting'"
+    ]

@@ -28,6 +28,8 @@ class HeatEnvironment:
     """What a template's environment file says (empty when it has none)."""
 
     values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    # ``parameter_defaults`` alone: they apply to nested templates too, as in Heat.
+    defaults: dict[str, tuple[Any, Where]] = field(default_factory=dict)
     server_map: dict[str, tuple[str, Where]] = field(default_factory=dict)
     state: str = "active"
     # The ``resource_registry`` section and where it is written (``registry``).
@@ -57,6 +59,8 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
         if raw is not None and checks.mapping(raw, kwhere, key) is not None:
             for pname, value in raw.items():
                 found.values[str(pname)] = (value, kwhere.at(raw, pname))
+                if key == "parameter_defaults":
+                    found.defaults[str(pname)] = (value, kwhere.at(raw, pname))
     found.registry = (m.get("resource_registry"), where.at(m, "resource_registry"))
     if m.get("event_sinks"):
         checks.warn(where.at(m, "event_sinks"), "event_sinks is not used by setpoint")

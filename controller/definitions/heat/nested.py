@@ -55,6 +55,10 @@ class Nesting:
     values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
     # Deployments (qualified) every deployment of this template waits for.
     depends_on: tuple[str, ...] = ()
+    # The environment file's ``parameter_defaults``, for every template of the stack.
+    defaults: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    # Every parameter name the stack's templates declare (filled as they are read).
+    declared: set[str] = field(default_factory=set)
 
     @property
     def nested(self) -> bool:
@@ -152,6 +156,8 @@ class NestedStacks:
             prefix=f"{self.scope.prefix}{res.name}/",
             values=values,
             depends_on=tuple(sorted({*self.nesting.depends_on, *depends})),
+            defaults=self.nesting.defaults,
+            declared=self.nesting.declared,
         )
         got = self.open_template(res.template, nesting)
         self.templates[res.name] = got

@@ -47,9 +47,6 @@ def read_parameters(
         if body.get("hidden") is True:
             hidden.add(str(pname))
         declared[str(pname)] = param
-    for pname, (_v, env_where) in env_file_values.items():
-        if pname not in declared:
-            checks.warn(env_where, f"the template declares no parameter {pname!r}")
     return environment.apply(declared), hidden
 
 

@@ -157,7 +157,9 @@ class HeatTemplate:
             registry = registry_of(
                 scope.files, [env_file.registry, self.sources.environment.registry]
             )
-            self.nesting = Nesting(registry, env_file.state, (scope.path,))
+            self.nesting = Nesting(
+                registry, env_file.state, (scope.path,), defaults=env_file.defaults
+            )
             scope.params, scope.hidden = read_parameters(
                 checks, m, where, env_file.values, self.sources.environment
             )
@@ -166,6 +168,7 @@ class HeatTemplate:
             scope.params, scope.hidden = read_parameters(
                 checks, m, where, self.given_values(m), EnvironmentValues(checks)
             )
+        self.nesting.declared.update(scope.params)
         raw = m.get("resources") or YMap()
         rwhere = where.at(m, "resources")
         if checks.mapping(raw, rwhere, "resources") is None:
@@ -193,6 +196,9 @@ class HeatTemplate:
             self.nesting.depends_on,
         )
         deployments = self.deployments(reader)
+        for pname, (_value, pwhere) in env_file.values.items():
+            if pname not in self.nesting.declared:  # by this template or one it nests
+                checks.warn(pwhere, f"the template declares no parameter {pname!r}")
         for name, (_server, swhere) in env_file.server_map.items():
             if name not in scope.resources or scope.resources[name].type not in SERVER_TYPES:
                 checks.error(swhere, f"setpoint.servers: no server resource {name!r}")
@@ -202,18 +208,31 @@ class HeatTemplate:
         return deployments
 
     def given_values(self, m: YMap) -> dict[str, tuple[Any, Where]]:
-        """The values a template resource gives this nested template, each checked
-        against the parameters it declares."""
+        """The values of this nested template's parameters: the template
+        resource's properties (one it does not declare is an error), else the
+        selected setpoint environment's, else the environment file's
+        ``parameter_defaults``, as Heat gives them to nested stacks."""
         assert self.nesting is not None
         declared = m.get("parameters")
         names = set(declared) if isinstance(declared, YMap) else set()
-        for pname, (_value, pwhere) in self.nesting.values.items():
+        given = self.nesting.values
+        for pname, (_value, pwhere) in given.items():
             if pname not in names:
                 hint = did_you_mean(pname, tuple(sorted(names)))
                 self.checks.error(
                     pwhere, f"{self.scope.path} declares no parameter {pname!r}{hint}"
                 )
-        return {k: v for k, v in self.nesting.values.items() if k in names}
+        environment = self.sources.environment
+        values: dict[str, tuple[Any, Where]] = {}
+        for name in sorted(names):
+            if name in given:
+                values[name] = given[name]
+            elif name in environment.values:
+                environment.used.add(name)
+                values[name] = environment.values[name]
+            elif name in self.nesting.defaults:
+                values[name] = self.nesting.defaults[name]
+        return values
 
     def resolve_types(self) -> None:
         """Types the registry maps, templates named, and resource groups' members."""
