@@ -185,10 +185,13 @@ def test_a_property_the_nested_template_does_not_declare_is_an_error(
     files = app_files(tmp_path / "log")
     files["stacks/app.yaml"] = dedent(APP.replace("greeting: hello", "greting: hello"))
     found = messages(files, make_fleet)
-    assert (
+    assert found == [
         "stacks/app.yaml:12: resources.greeter.properties.greting: stacks/nested/greet.yaml "
-        "declares no parameter 'greting' (did you mean 'greeting'?)"
-    ) in found
+        "declares no parameter 'greting' (did you mean 'greeting'?)",
+        "stacks/nested/greet.yaml:25: resources.deployment.properties.input_values.greeting."
+        "get_param: parameter 'greeting' has no value (give it a default, or a value in the "
+        "properties of 'greeter', or the environment file's parameter_defaults)",
+    ]
 
 
 def test_parameter_defaults_reach_nested_templates(make_fleet: MakeFleet, tmp_path: Path) -> None:

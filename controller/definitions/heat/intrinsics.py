@@ -147,10 +147,12 @@ class Evaluator:
             self.checks.error(c, f"unknown parameter {name!r}{hint}")
             return INVALID
         if not param.has_default:
+            nested_in = self.scope.prefix.rstrip("/")
+            given_by = f"the properties of {nested_in!r}, or " if nested_in else ""
             self.checks.error(
                 c,
                 f"parameter {name!r} has no value (give it a default, or a value in "
-                "the environment file's parameter_defaults)",
+                f"{given_by}the environment file's parameter_defaults)",
             )
             return INVALID
         return select(param.default, path) if path else param.default
