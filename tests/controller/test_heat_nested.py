@@ -209,3 +209,17 @@ def test_parameter_defaults_reach_nested_templates(make_fleet: MakeFleet, tmp_pa
         "stacks/app.env.yaml:6: parameter_defaults.grting: the template "
         "declares no parameter 'grting'"
     ]
+
+
+def test_a_template_resource_that_needs_its_own_outputs_is_an_error(
+    make_fleet: MakeFleet, tmp_path: Path
+) -> None:
+    files = app_files(tmp_path / "log")
+    files["stacks/app.yaml"] = dedent(
+        APP.replace("      greeting: hello\n", "      greeting: {get_attr: [greeter, said]}\n")
+    )
+    found = messages(files, make_fleet)
+    assert found == [
+        "stacks/app.yaml:8: resources.greeter: resource 'greeter' needs its own nested "
+        "stack's outputs or deployments before it can be read (a dependency cycle)"
+    ]

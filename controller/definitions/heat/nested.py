@@ -121,6 +121,7 @@ class NestedStacks:
         self.deployments_of = deployments_of
         self.templates: dict[str, NestedTemplate | None] = {}
         self.members: dict[str, list[Resource]] = {}
+        self.loading: set[str] = set()  # template resources being read, to find cycles
         self.attr_of: AttrOf | None = None  # set by the evaluator that reads attributes
 
     @property
@@ -134,13 +135,28 @@ class NestedStacks:
 
     def template_of(self, res: Resource) -> NestedTemplate | None:
         """The nested template of template resource ``res``, read once."""
+        if res.name in self.loading:
+            self.checks.error(
+                res.where,
+                f"resource {res.name!r} needs its own nested stack's outputs or deployments "
+                "before it can be read (a dependency cycle)",
+            )
+            self.templates[res.name] = None
         if res.name in self.templates:
             return self.templates[res.name]
         assert res.template is not None
-        self.templates[res.name] = None  # a resource that needs itself finds nothing
+        self.loading.add(res.name)
+        try:
+            got = self.read_template(res, res.template)
+        finally:
+            self.loading.discard(res.name)
+        self.templates[res.name] = got
+        return got
+
+    def read_template(self, res: Resource, template: str) -> NestedTemplate | None:
         chain = self.nesting.chain
-        if res.template in chain:
-            cycle = " -> ".join([*chain[chain.index(res.template) :], res.template])
+        if template in chain:
+            cycle = " -> ".join([*chain[chain.index(template) :], template])
             self.checks.error(
                 res.where.at(res.body, "type"), f"nested templates form a cycle: {cycle}"
             )
@@ -152,16 +168,14 @@ class NestedStacks:
         nesting = Nesting(
             registry=self.nesting.registry,
             state=self.nesting.state,
-            chain=(*chain, res.template),
+            chain=(*chain, template),
             prefix=f"{self.scope.prefix}{res.name}/",
             values=values,
             depends_on=tuple(sorted({*self.nesting.depends_on, *depends})),
             defaults=self.nesting.defaults,
             declared=self.nesting.declared,
         )
-        got = self.open_template(res.template, nesting)
-        self.templates[res.name] = got
-        return got
+        return self.open_template(template, nesting)
 
     def property_values(self, res: Resource) -> dict[str, tuple[Any, Where]] | None:
         """The template resource's properties, evaluated here: its template's parameters."""
