@@ -70,6 +70,7 @@ resources:
             template: db://app:PW@db
             params: {PW: {get_attr: [plain, value]}}
         user: app
+        again: {get_resource: db_password}
 """
 
 
@@ -121,7 +122,8 @@ def test_inputs_that_carry_it_are_secret_and_masked_in_the_plan(make_fleet: Make
     model = load(make_fleet, SECRET)
     component = model.components["app/setup"]
     secret = {i.name: i.secret for i in component.inputs}
-    assert secret == {"password": True, "dsn": True, "user": False}
+    assert secret == {"password": True, "dsn": True, "user": False, "again": True}
+    assert values(model)["again"] == values(model)["password"]
     plan = format_text(make_plan(None, model))
     assert str(values(model)["password"]) not in plan
     assert str(values(model)["dsn"]) not in plan

@@ -14,6 +14,7 @@ from setpoint.controller.definitions.heat.resources import (
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
     INVALID,
+    RANDOM_STRING,
     SERVER_TYPES,
     SINGLE_TYPES,
     Resource,
@@ -168,6 +169,8 @@ class Evaluator:
             return INVALID
         if resources[arg].type in SERVER_TYPES:
             return self.servers.server_of(arg, c)
+        if resources[arg].type == RANDOM_STRING:  # its id is its value, in Heat
+            return self.attr_of(resources[arg], "value", [], c)
         self.checks.error(
             c,
             f"get_resource: the id of {arg!r} ({resources[arg].type}) is not "
