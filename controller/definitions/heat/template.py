@@ -19,9 +19,13 @@ StructuredDeployment or deployment group, and the stack's parameters.
 - ``get_attr`` of a deployment names an output its server reports; of a group,
   a map keyed as the group's ``servers`` map is. ``str_replace`` and
   ``list_join`` over such values are computed when the values are known.
+- Template resources, ``resource_registry`` mappings and ResourceGroups of
+  deployments are nested stacks read into the same stack (``nested``); a
+  RandomString's value derives from the render secret (``randomstring``).
 
-The parts: ``resources``, ``environment_file``, ``parameters``, ``intrinsics``
-(with ``servers``), ``configs`` and ``deployments``.
+The parts: ``resources``, ``environment_file``, ``registry``, ``parameters``,
+``intrinsics`` (with ``servers``), ``nested``, ``randomstring`` (with
+``secrets``), ``configs`` and ``deployments``.
 """
 
 from __future__ import annotations
