@@ -223,3 +223,24 @@ def test_a_template_resource_that_needs_its_own_outputs_is_an_error(
         "stacks/app.yaml:8: resources.greeter: resource 'greeter' needs its own nested "
         "stack's outputs or deployments before it can be read (a dependency cycle)"
     ]
+
+
+def test_a_nested_template_beside_its_parent_is_not_a_stack_of_its_own(
+    make_fleet: MakeFleet, tmp_path: Path
+) -> None:
+    """Heat users keep nested templates beside the top-level one; one that a
+    template in stacks/ nests (by type or through a mapping) is read there only."""
+    files = {
+        "stacks/app.yaml": dedent(APP.replace("nested/greet.yaml", "greet.yaml")),
+        "stacks/app.env.yaml": dedent(REGISTRY_ENV.replace("nested/", "")).format(
+            log=tmp_path / "log"
+        ),
+        "stacks/greet.yaml": dedent(GREET),
+    }
+    model = make_fleet(files).model()
+    assert sorted(model.stacks) == ["app"]
+    assert sorted(model.stacks["app"].deployments) == [
+        "greeter/deployment",
+        "registered/deployment",
+        "report",
+    ]

@@ -36,15 +36,20 @@ class HeatEnvironment:
     registry: tuple[Any, Where] = (None, Where("", 0, ""))
 
 
+def environment_file_path(files: CommitFiles, template_path: str) -> str | None:
+    """The path of the environment file beside ``template_path``, if there is one."""
+    base = template_path.rsplit(".", 1)[0]
+    return next(
+        (p for p in (base + ".env.yaml", base + ".env.yml") if files.kind(p) == "file"),
+        None,
+    )
+
+
 def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnvironment:
     """The environment file beside ``template_path``, if there is one."""
     found = HeatEnvironment()
     checks = files.checks
-    base = template_path.rsplit(".", 1)[0]
-    path = next(
-        (p for p in (base + ".env.yaml", base + ".env.yml") if files.kind(p) == "file"),
-        None,
-    )
+    path = environment_file_path(files, template_path)
     if path is None:
         return found
     where = Where(path, 1, "")

@@ -31,6 +31,7 @@ The parts: ``resources``, ``environment_file``, ``registry``, ``parameters``,
 from __future__ import annotations
 
 import datetime
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,13 +42,14 @@ from setpoint.controller.definitions.heat.configs import ConfigReader
 from setpoint.controller.definitions.heat.deployments import HeatDeploymentReader
 from setpoint.controller.definitions.heat.environment_file import (
     HeatEnvironment,
+    environment_file_path,
     read_environment_file,
 )
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.nested import NestedStacks, Nesting
 from setpoint.controller.definitions.heat.parameters import read_parameters
 from setpoint.controller.definitions.heat.randomstring import RandomStrings
-from setpoint.controller.definitions.heat.registry import registry_of
+from setpoint.controller.definitions.heat.registry import is_template_type, registry_of
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     GROUP_TYPES,
@@ -107,6 +109,47 @@ class HeatSources:
             raw = self.files.tree.read(path)
             self.documents[path] = load_yaml(raw, path, self.files.checks.problems)
         return self.documents[path]
+
+
+def nested_template_paths(sources: HeatSources, paths: list[str]) -> set[str]:
+    """The templates among ``paths`` (and beyond) that templates in ``paths``
+    nest, by ``type:`` or through a ``resource_registry`` mapping: they are read
+    where they are used, not as stacks of their own. A first look, which
+    reports nothing: the templates' own reading reports what is wrong."""
+    named: set[str] = set()
+    registries = [(sources.environment.registry[0], sources.environment.registry[1].file)]
+    for path in paths:
+        doc = sources.document(path)
+        resources = doc.get("resources") if isinstance(doc, YMap) else None
+        for body in resources.values() if isinstance(resources, YMap) else ():
+            named |= {_relative(path, t) for t in _template_types(body)}
+        env_path = environment_file_path(sources.files, path)
+        if env_path is not None:
+            env = load_yaml(sources.files.tree.read(env_path), env_path, [])
+            registries.append(
+                (env.get("resource_registry") if isinstance(env, YMap) else None, env_path)
+            )
+    for raw, base in registries:
+        for target in raw.values() if isinstance(raw, YMap) else ():
+            if isinstance(target, str) and is_template_type(target):
+                named.add(_relative(base, target))
+    return named
+
+
+def _template_types(body: Any) -> list[str]:
+    """The template files a resource's ``type`` (or its group's ``resource_def``) names."""
+    if not isinstance(body, YMap):
+        return []
+    rtype = body.get("type")
+    if rtype == RESOURCE_GROUP:
+        props = body.get("properties")
+        rdef = props.get("resource_def") if isinstance(props, YMap) else None
+        return _template_types(rdef)
+    return [rtype] if isinstance(rtype, str) and is_template_type(rtype) else []
+
+
+def _relative(base_file: str, name: str) -> str:
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base_file), name))
 
 
 def load_template(sources: HeatSources, path: str, stem: str) -> Stack | None:
