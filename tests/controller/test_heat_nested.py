@@ -244,3 +244,25 @@ def test_a_nested_template_beside_its_parent_is_not_a_stack_of_its_own(
         "registered/deployment",
         "report",
     ]
+
+
+def test_a_type_mapped_to_os_heat_none_is_turned_off(make_fleet: MakeFleet, tmp_path: Path) -> None:
+    files = app_files(tmp_path / "log")
+    files["stacks/app.env.yaml"] = files["stacks/app.env.yaml"].replace(
+        "My::Greeter: nested/greet.yaml", "My::Greeter: OS::Heat::None"
+    )
+    files["stacks/app.yaml"] = dedent(
+        APP.replace("second: {get_attr: [registered, outputs, said]}", "second: fixed")
+    )
+    fleet = make_fleet(files)
+    warnings: list[str] = []
+    model = load_model(fleet.repo.tree("HEAD"), on_problem=lambda p: warnings.append(str(p)))
+    assert sorted(model.stacks["app"].deployments) == ["greeter/deployment", "report"]
+    assert warnings == []
+    fleet.converge()
+    assert (tmp_path / "log").read_text().splitlines() == ["hello from greeter/deployment / fixed"]
+
+    # Its attributes are null, as in Heat: a String input cannot take one.
+    fleet.commit({"stacks/app.yaml": dedent(APP)})
+    with pytest.raises(InvalidDefinitions, match="input_values.second: expected a String"):
+        fleet.model()

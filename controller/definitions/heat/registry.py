@@ -15,9 +15,12 @@ from typing import Any
 
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.files import CommitFiles
+from setpoint.controller.definitions.heat.resources import Resource
 from setpoint.controller.definitions.yamlsource import YMap
 
 TEMPLATE_SUFFIXES = (".yaml", ".yml", ".template")
+# What a registry maps a type to in order to turn its resources off.
+NONE_TYPE = "OS::Heat::None"
 # A chain of type aliases longer than this is a loop.
 MAX_ALIASES = 16
 
@@ -93,6 +96,17 @@ def template_path(files: CommitFiles, base_file: str, name: str, where: Where) -
         files.checks.error(where, f"template {name!r}: no file {path!r} in the commit")
         return None
     return path
+
+
+class NoneResources:
+    """``OS::Heat::None`` resources (usually a type the registry turned off):
+    nothing to run, and every attribute is null, as in Heat."""
+
+    def handles(self, res: Resource) -> bool:
+        return res.type == NONE_TYPE
+
+    def attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
+        return None
 
 
 def registry_of(files: CommitFiles, sections: list[tuple[Any, Where]]) -> ResourceRegistry:

@@ -49,7 +49,12 @@ from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.nested import NestedStacks, Nesting
 from setpoint.controller.definitions.heat.parameters import read_parameters
 from setpoint.controller.definitions.heat.randomstring import RandomStrings
-from setpoint.controller.definitions.heat.registry import is_template_type, registry_of
+from setpoint.controller.definitions.heat.registry import (
+    NONE_TYPE,
+    NoneResources,
+    is_template_type,
+    registry_of,
+)
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     GROUP_TYPES,
@@ -230,6 +235,7 @@ class HeatTemplate:
         evaluator.attribute_sources += [
             self.nested,
             RandomStrings(scope, self.sources.render_secret, evaluator.evaluate),
+            NoneResources(),
         ]
         self.resolve_types()
         self.configs = ConfigReader(scope, evaluator)
@@ -368,7 +374,7 @@ class HeatTemplate:
                 made = reader.deployment(res)
                 if made is not None:
                     deployments[made.name] = made
-            elif res.name not in self.nested.members and res.type != RANDOM_STRING:
+            elif res.name not in self.nested.members and res.type not in (RANDOM_STRING, NONE_TYPE):
                 self.checks.warn(
                     res.where.at(res.body, "type"), f"{res.type} is not managed by setpoint"
                 )
