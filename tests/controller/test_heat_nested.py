@@ -264,5 +264,5 @@ def test_a_type_mapped_to_os_heat_none_is_turned_off(make_fleet: MakeFleet, tmp_
 
     # Its attributes are null, as in Heat: a String input cannot take one.
     fleet.commit({"stacks/app.yaml": dedent(APP)})
-    with pytest.raises(InvalidDefinitions, match="input_values.second: expected a String"):
+    with pytest.raises(InvalidDefinitions, match=r"input_values\.second: expected a String"):
         fleet.model()
