@@ -29,6 +29,7 @@ from setpoint.controller.cli.common import (
     open_pass_store,
     pointer_policy,
     print_json,
+    render_secret,
     signing_args,
     store_workers_arg,
     trust_args,
@@ -211,6 +212,7 @@ def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
             unreachable_after=args.unreachable_after,
             env=args.env,
             lease=lease,
+            render_secret=render_secret(args),
         )
         if reconciler.policy.signing_key is None:
             log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")

@@ -103,7 +103,7 @@ def test_outputs_are_pending_until_reported_then_known(
 
 def test_an_output_setpoint_cannot_compute_is_a_warning(make_repo: RepoFactory) -> None:
     template = (CORPUS / "conditions.yaml").read_text() + (
-        "  address:\n    value: {get_attr: [db, first_address]}\n"
+        "  address:\n    value: {get_attr: [db, accessIPv4]}\n"
         "  network:\n    value: {get_attr: [backup_network, name]}\n"
     )
     env = "parameter_defaults: {backups_wanted: false, env_type: test}\n"
@@ -115,14 +115,15 @@ def test_an_output_setpoint_cannot_compute_is_a_warning(make_repo: RepoFactory) 
         model = load_model(git.tree("HEAD"), on_problem=warnings.append)
     shown = {o.name: o for o in outputs_from_reports(model, {})}
     assert shown["address"].state == "not computed"
-    assert (
-        shown["address"].reason
-        == "get_attr: attribute 'first_address' of a server is not known to setpoint"
+    unknown = (
+        "get_attr: attribute 'accessIPv4' of a server is not known to setpoint "
+        "(known: name, first_address, networks, addresses, from inventory labels)"
     )
+    assert shown["address"].reason == unknown
     assert shown["network"].state == "not computed"
     assert [str(w) for w in warnings][-2:] == [
         "stacks/db.yaml:82: outputs.address.value: output 'address' is not computed by setpoint: "
-        "get_attr: attribute 'first_address' of a server is not known to setpoint",
+        + unknown,
         "stacks/db.yaml:84: outputs.network.value: output 'network' is not computed by setpoint: "
         "get_attr: attributes of OS::Neutron::Net are not known to setpoint",
     ]

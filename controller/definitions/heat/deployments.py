@@ -5,6 +5,7 @@ undeclared ``input_values`` key, its outputs plus the ``deploy_*`` ones)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from setpoint.controller.definitions.heat.resources import (
     TemplateScope,
     upstream_deployments,
 )
+from setpoint.controller.definitions.heat.secrets import is_secret
 from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
@@ -81,6 +83,8 @@ class HeatDeploymentReader:
         configs: ConfigReader,
         components: dict[str, Component],
         state: str,
+        deployments_of: Callable[[Resource], set[str]],
+        waits_for: tuple[str, ...] = (),
     ) -> None:
         self.scope = scope
         self.checks = scope.checks
@@ -88,6 +92,11 @@ class HeatDeploymentReader:
         self.configs = configs
         self.components = components
         self.state = state
+        # The deployments (qualified) a resource stands for, to order by.
+        self.deployments_of = deployments_of
+        # What every deployment of this template waits for (a nested template's
+        # deployments wait for what the template resource waits for).
+        self.waits_for = waits_for
 
     def deployment(self, res: Resource) -> Deployment | None:
         c = res.props_where
@@ -116,13 +125,13 @@ class HeatDeploymentReader:
             input_key = str(props.get("input_key", "get_input"))
             self.check_structured(props, c, config, values, input_key)
         component = self.component(res, target, config, values, name, input_key, raw_values)
-        stem = self.scope.stem
-        self.components[f"{stem}/{res.name}"] = component
-        depends = sorted(upstream_deployments(self.scope.resources, res))
+        qualified = self.scope.qualified(res.name)
+        self.components[qualified] = component
+        depends = upstream_deployments(self.scope.resources, res, self.deployments_of)
         return Deployment(
-            stack=stem,
-            name=res.name,
-            component=f"{stem}/{res.name}",
+            stack=self.scope.stem,
+            name=self.scope.prefix + res.name,
+            component=qualified,
             servers=servers,
             group=None,
             actions=actions,
@@ -130,7 +139,7 @@ class HeatDeploymentReader:
                 k: v if has_deferred(v) else self.typed(component, k, v, vc.at(raw_values, k))
                 for k, v in values.items()
             },
-            depends_on=tuple(f"{stem}/{d}" for d in depends),
+            depends_on=tuple(sorted(depends | set(self.waits_for))),
             timeout=None,
             file=self.scope.path,
             line=res.where.line,
@@ -243,19 +252,21 @@ class HeatDeploymentReader:
         for iname, value in values.items():
             if iname in declared:
                 continue
-            secret = _hidden_param(raw_values, iname, hidden)
+            secret = _hidden_param(raw_values, iname, hidden) or is_secret(value)
             inputs.append(
                 InputDef(name=iname, type=_input_type(value), secret=secret, as_given=True)
             )
         for index, idef in enumerate(inputs):
-            if idef.name in declared and _hidden_param(raw_values, idef.name, hidden):
+            if idef.name not in declared or idef.secret:
+                continue
+            if _hidden_param(raw_values, idef.name, hidden) or is_secret(values.get(idef.name)):
                 inputs[index] = replace(idef, secret=True)
         outputs = [*config.outputs]
         outputs += [OutputDef(n) for n in DEPLOY_OUTPUTS if n not in {o.name for o in outputs}]
         return Component(
             name=name or f"{self.scope.stem}-{config_name}",
             # One component per deployment: the fragment keeps render caches apart.
-            file=f"{self.scope.path}#{res.name}",
+            file=f"{self.scope.path}#{self.scope.prefix}{res.name}",
             description="",
             inputs=tuple(inputs),
             outputs=tuple(outputs),
