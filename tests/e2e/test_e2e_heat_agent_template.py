@@ -46,10 +46,6 @@ def test_deploy_outputs_flow_and_no_signal_config_is_delivered_on_heat_agent(
     url = f"swift://heat-{uuid.uuid4().hex[:10]}"
     store = open_store(url)
     store.set_temp_url_key(1, "heat-agent-secret")  # type: ignore[attr-defined]
-    assert main(["enroll", "db-1", "--store", url, "--agent", "heat"]) == 0
-    root = tmp_path / "db-1"
-    env = lay_out_root(heat_venv, root, capsys.readouterr().out)
-
     src = tmp_path / "src"
     (src / "stacks").mkdir(parents=True)
     (src / "inventory.yaml").write_text("kind: Inventory\nservers:\n  db-1: {}\n")
@@ -57,6 +53,11 @@ def test_deploy_outputs_flow_and_no_signal_config_is_delivered_on_heat_agent(
     (src / "stacks/app.yaml").write_text(template)
     (src / "stacks/app.env.yaml").write_text("setpoint:\n  servers: {db: db-1}\n")
     init_repo_from_dir(src, tmp_path / "repo", "deploy")
+    # enroll refuses a server the repository's inventory does not list.
+    enroll = ["enroll", "db-1", "--repo", str(tmp_path / "repo"), "--store", url]
+    assert main([*enroll, "--agent", "heat"]) == 0
+    root = tmp_path / "db-1"
+    env = lay_out_root(heat_venv, root, capsys.readouterr().out)
     with GitRepo.open(tmp_path / "repo") as repo:
         converge(Reconciler(repo, store), heat_venv, root, env)
 
