@@ -21,6 +21,7 @@ from setpoint.controller.cli.common import (
     pointer_policy,
     print_json,
     render_secret,
+    render_secret_arg,
     signing_args,
     store_workers_arg,
 )
@@ -120,6 +121,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
     env_arg(p)
+    render_secret_arg(p)
     p.add_argument(
         "--force", action="store_true", help="forget servers the inventory still lists too"
     )
@@ -249,7 +251,7 @@ def _inventory(args: argparse.Namespace) -> tuple[set[str], str, str]:
     from setpoint.controller.definitions.loader import load_model
 
     with GitRepo.open(args.repo) as repo:
-        model = load_model(repo.tree(args.branch), env=args.env)
+        model = load_model(repo.tree(args.branch), env=args.env, render_secret=render_secret(args))
     where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
     return set(model.inventory.servers), where, model.commit
 

@@ -25,7 +25,8 @@ from setpoint.controller.errors import InvalidDefinitions
 from setpoint.controller.fleet.fsck import fsck
 from setpoint.controller.rollout.plan import make_plan
 from setpoint.controller.rollout.plan_format import format_text
-from tests.controller.test_heat_templates import MakeFleet, dedent, make_fleet
+from setpoint.store.local import LocalStore
+from tests.controller.test_heat_templates import HeatFleet, MakeFleet, dedent, make_fleet
 
 __all__ = ["make_fleet"]  # the fixture, used by name
 
@@ -264,3 +265,49 @@ def test_every_data_function_keeps_it_secret(make_fleet: MakeFleet) -> None:
     }
     plan = format_text(make_plan(None, model))
     assert password not in plan
+
+
+WITH_OUTPUT = (
+    TEMPLATE
+    + """
+outputs:
+  password:
+    value: {get_attr: [db_password, value]}
+  dsn:
+    value: {list_join: ["", ["db://app:", {get_attr: [plain, value]}, "@db"]]}
+"""
+)
+
+
+def test_status_enroll_and_forget_take_the_secret_and_outputs_stay_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command that reads a commit whose template uses a RandomString
+    takes the render secret; an output made from its value is masked."""
+    store = tmp_path / "store"
+    fleet = HeatFleet(tmp_path, {"stacks/app.yaml": dedent(WITH_OUTPUT)}, store=LocalStore(store))
+    secret_file = tmp_path / "ctl.render-secret"
+    create_render_secret(secret_file)
+    fleet.reconciler.render_secret = load_render_secret(secret_file)
+    fleet.converge()
+    model = load_model(fleet.repo.tree("HEAD"), render_secret=fleet.reconciler.render_secret)
+    password = str(values(model)["password"])
+    given = ["--repo", str(fleet.repo_path), "--render-secret", str(secret_file)]
+    capsys.readouterr()
+
+    assert main(["render", *given, "--json"]) == 0
+    rendered = json.loads(capsys.readouterr().out)["outputs"]
+    assert {o["name"]: (o["secret"], o["value"]) for o in rendered} == {
+        "password": (True, "******** (secret)"),
+        "dsn": (True, "******** (secret)"),
+    }
+    assert main(["status", "--store", str(store), *given, "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert [o["value"] for o in json.loads(shown)["outputs"]] == ["******** (secret)"] * 2
+    assert password not in shown
+
+    assert main(["keygen", "ctl", "--out", str(tmp_path / "keys")]) == 0
+    key = ["--signing-key", str(tmp_path / "keys/ctl.key")]
+    assert main(["enroll", "server1", "--store", str(store), *given, *key]) == 0
+    assert main(["forget", "server1", "--store", str(store), *given]) == 1  # still listed
+    assert "it is in inventory.yaml" in capsys.readouterr().err
