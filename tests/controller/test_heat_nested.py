@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from setpoint.controller.definitions.loader import load_model
+from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions
+from tests.controller.conftest import RepoFactory
 from tests.controller.test_heat_templates import MakeFleet, dedent, make_fleet
 
 __all__ = ["make_fleet"]  # the fixture, used by name
@@ -266,3 +268,53 @@ def test_a_type_mapped_to_os_heat_none_is_turned_off(make_fleet: MakeFleet, tmp_
     fleet.commit({"stacks/app.yaml": dedent(APP)})
     with pytest.raises(InvalidDefinitions, match=r"input_values\.second: expected a String"):
         fleet.model()
+
+
+CORPUS = Path(__file__).parent / "heat_corpus"
+
+
+def site_files(env_type: str = "") -> dict[str, str | None]:
+    """The corpus site: a template, its environment file and the nested template."""
+    env = (CORPUS / "site.env.yaml").read_text()
+    if env_type:
+        env += f"parameter_defaults: {{env_type: {env_type}}}\n"
+    return {
+        "inventory.yaml": "kind: Inventory\nservers: {db-1: {}}\n",
+        "stacks/site.yaml": (CORPUS / "site.yaml").read_text(),
+        "stacks/site.env.yaml": env,
+        "stacks/nested/site_database.yaml": (CORPUS / "nested/site_database.yaml").read_text(),
+    }
+
+
+def test_the_corpus_site_renders_as_heat_would(make_repo: RepoFactory) -> None:
+    """Nested template by registry, conditions in both templates, repeat, yaql
+    and a RandomString: the deployments, their values and their order."""
+    warnings: list[object] = []
+    with GitRepo.open(make_repo(site_files())) as git:
+        model = load_model(git.tree("HEAD"), render_secret=bytes(32), on_problem=warnings.append)
+    assert warnings == []
+    stack = model.stacks["site"]
+    assert sorted(stack.deployments) == [
+        "database/audit",
+        "database/schema",
+        "database/settings",
+        "report",
+    ]
+    schema = model.deployment("site/database/schema")
+    password = schema.input_values["password"]
+    assert isinstance(password, str)
+    assert len(password) == 16
+    assert schema.input_values["grants"] == "GRANT ALL TO alice; GRANT ALL TO bob"
+    secret = {i.name: i.secret for i in model.components["site/database/schema"].inputs}
+    assert secret == {"password": True, "grants": False}
+    report = model.deployment("site/report")
+    assert report.input_values["greeting"] == "hi alice, hi bob"
+    assert report.input_values["mode"] == "testing"
+    waits = ("site/database/audit", "site/database/schema", "site/database/settings")
+    assert report.depends_on == waits
+
+    with GitRepo.open(make_repo(site_files("prod"))) as git:
+        prod = load_model(git.tree("HEAD"), render_secret=bytes(32))
+    assert "backup" in prod.stacks["site"].deployments
+    assert prod.deployment("site/backup").depends_on == ("site/report",)
+    assert prod.deployment("site/report").input_values["mode"] == "production"
