@@ -150,6 +150,29 @@ def test_a_component_runs_for_its_own_actions_and_each_run_refreshes_its_outputs
     assert log.read_text().splitlines() == ["CREATE", "SUSPEND", "RESUME"]
 
 
+def test_a_component_deployments_actions_are_warned_about_as_ignored(
+    fleet_of: MakeFleet, tmp_path: Path
+) -> None:
+    template = corpus("component_actions.yaml").replace(
+        "      config: {get_resource: service}\n",
+        "      config: {get_resource: service}\n      actions: [CREATE, UPDATE]\n",
+    )
+    env = f"parameter_defaults:\n  log: {tmp_path / 'component.log'}\n"
+    fleet = fleet_of({"stacks/svc.yaml": template, "stacks/svc.env.yaml": env})
+    assert problems_of(fleet) == [
+        (
+            41,
+            "actions are ignored: a SoftwareComponent's deployment runs for the actions its "
+            "configs name (CREATE, SUSPEND, RESUME), as in Heat",
+        )
+    ]
+    assert fleet.model().deployment("svc/service_deployment").actions == (
+        "CREATE",
+        "SUSPEND",
+        "RESUME",
+    )
+
+
 def test_no_signal_configs_of_delivered_groups_complete_at_once(fleet_of: MakeFleet) -> None:
     fleet = fleet_of({"stacks/oac.yaml": corpus("ungrouped_no_signal.yaml")})
     fleet.converge()

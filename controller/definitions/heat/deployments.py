@@ -120,6 +120,12 @@ class HeatDeploymentReader:
             return None
         if config.group == COMPONENT_GROUP:
             actions = _component_actions(config)
+            if "actions" in props:  # Heat ignores them too; say so, as they look obeyed
+                self.checks.warn(
+                    c.at(props, "actions"),
+                    "actions are ignored: a SoftwareComponent's deployment runs for the "
+                    f"actions its configs name ({', '.join(actions)}), as in Heat",
+                )
         input_key: str | None = None
         if res.type in STRUCTURED:
             input_key = str(props.get("input_key", "get_input"))
