@@ -16,7 +16,6 @@ from setpoint.controller.definitions.heat.functions import input_names
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
-    DEPLOY_OUTPUTS,
     GROUP_TYPES,
     STRUCTURED,
     Resource,
@@ -35,7 +34,7 @@ from setpoint.controller.definitions.model import (
     UpdatePolicy,
 )
 from setpoint.controller.definitions.yamlsource import YMap
-from setpoint.store.documents import COMPONENT_GROUP, LIFECYCLE_ACTIONS
+from setpoint.store.documents import COMPONENT_GROUP, DEPLOY_OUTPUTS, LIFECYCLE_ACTIONS
 
 SIGNAL_TRANSPORTS = ("CFN_SIGNAL", "TEMP_URL_SIGNAL", "HEAT_SIGNAL", "NO_SIGNAL", "ZAQAR_SIGNAL")
 

@@ -15,7 +15,6 @@ from setpoint.controller.definitions.heat.builtins import Builtin, builtins_of, 
 from setpoint.controller.definitions.heat.conditions import Conditions
 from setpoint.controller.definitions.heat.functions import param_path, select
 from setpoint.controller.definitions.heat.resources import (
-    DEPLOY_OUTPUTS,
     GROUP_TYPES,
     RANDOM_STRING,
     SERVER_TYPES,
@@ -33,6 +32,7 @@ from setpoint.controller.definitions.heat.versions import (
 from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred, walk
 from setpoint.controller.definitions.model import Computed, GetAttr, OutputDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
+from setpoint.store.documents import DEPLOY_OUTPUTS
 
 # Group attributes Heat names in the plural, by the output each one maps.
 GROUP_ATTRS = {

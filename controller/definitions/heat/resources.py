@@ -31,7 +31,6 @@ RESOURCE_KEYS = (
     "type", "properties", "depends_on", "metadata", "update_policy", "deletion_policy",
     "condition", "external_id",
 )  # fmt: skip
-DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 
 
 # Decides an ``if`` while references are collected: the arguments of ``if``
