@@ -23,7 +23,7 @@ from setpoint.controller.definitions.heat.resources import (
     TemplateScope,
 )
 from setpoint.controller.definitions.heat.secrets import keep_secret
-from setpoint.controller.definitions.heat.servers import ServerBinding
+from setpoint.controller.definitions.heat.servers import SERVER_LABELS, ServerBinding
 from setpoint.controller.definitions.heat.versions import (
     CONDITION_FUNCTIONS,
     NOT_EVALUATED,
@@ -49,6 +49,10 @@ class AttributeSource(Protocol):
     def handles(self, res: Resource) -> bool: ...
 
     def attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any: ...
+
+    def attribute_names(self, res: Resource, c: Where) -> tuple[str, ...] | None:
+        """Every attribute of ``res`` (``get_attr: [res]``); ``None``: reported."""
+        ...
 
 
 def _computed(label: str, fn: Callable[[Any], Any], args: Any) -> Any:
@@ -216,12 +220,25 @@ class Evaluator:
         return INVALID
 
     def get_attr(self, arg: Any, c: Where) -> Any:
-        if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
-            self.checks.error(c, "get_attr takes [resource, attribute, ...]")
+        fewest = 1 if self.version.get_attr_all else 2
+        if not isinstance(arg, YList) or len(arg) < fewest or not isinstance(arg[0], str):
+            later = (
+                ""
+                if self.version.get_attr_all
+                else " (the resource alone, for all its attributes, from "
+                "heat_template_version 2015-10-15)"
+            )
+            self.checks.error(c, f"get_attr takes [resource, attribute, ...]{later}")
             return INVALID
         args = self.evaluate(arg, c)
         if args is INVALID:
             return INVALID
+        if len(args) == 1:
+            res = self.scope.resources.get(args[0])
+            if res is None:
+                self.checks.error(c, f"get_attr: {self.scope.unknown_resource(args[0])}")
+                return INVALID
+            return self.all_attributes(res, c)
         rname, attribute, path = args[0], args[1], list(args[2:])
         if not isinstance(attribute, str) or not all(_is_path_item(item) for item in path):
             self.checks.error(
@@ -233,6 +250,36 @@ class Evaluator:
             self.checks.error(c, f"get_attr: {self.scope.unknown_resource(rname)}")
             return INVALID
         return self.attr_of(res, attribute, path, c)
+
+    def all_attributes(self, res: Resource, c: Where) -> Any:
+        """Every attribute of ``res`` as a map, as Heat's ``GetAttAllAttributes``
+        gives it: the names of its attribute schema (a deployment's are the
+        ``deploy_*`` ones, not its config's outputs)."""
+        source = next((s for s in self.attribute_sources if s.handles(res)), None)
+        names: tuple[str, ...] | None = None
+        if source is not None:
+            names = source.attribute_names(res, c)
+        elif res.type in SINGLE_TYPES:
+            names = DEPLOY_OUTPUTS
+        elif res.type in GROUP_TYPES:
+            names = tuple(GROUP_ATTRS)
+        elif res.type in SERVER_TYPES:
+            self.checks.error(
+                c,
+                "get_attr: every attribute of a server is not known to setpoint: name the "
+                f"ones wanted ({', '.join(SERVER_LABELS)})",
+            )
+        else:
+            self.checks.error(c, f"get_attr: attributes of {res.type} are not known to setpoint")
+        if names is None:
+            return INVALID
+        values: dict[str, Any] = {}
+        for name in names:
+            got = self.attr_of(res, name, [], c)
+            if got is INVALID:
+                return INVALID
+            values[name] = got
+        return values
 
     def attr_of(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
         """Attribute ``attribute`` of ``res``, then ``path`` selected in it."""

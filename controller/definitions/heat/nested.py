@@ -73,6 +73,8 @@ class NestedTemplate(Protocol):
 
     def all_deployments(self) -> set[str]: ...
 
+    def output_names(self) -> tuple[str, ...]: ...
+
     def output(self, name: str, c: Where) -> Any: ...
 
 
@@ -282,6 +284,16 @@ class NestedStacks:
         if value is INVALID or not path:
             return value
         return self.select(value, path)
+
+    def attribute_names(self, res: Resource, c: Where) -> tuple[str, ...] | None:
+        """A nested template's outputs (a template resource's attributes, in Heat)."""
+        if res.name in self.members:
+            self.checks.error(
+                c, "get_attr: every attribute of a ResourceGroup is not known to setpoint"
+            )
+            return None
+        nested = self.template_of(res)
+        return None if nested is None else nested.output_names()
 
     def group_attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
         """``[group, attr]``: every member's; ``[group, resource.<n>, attr]``: member n's."""

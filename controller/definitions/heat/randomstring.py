@@ -115,6 +115,9 @@ class RandomStrings:
             return INVALID
         return self.value(res, c)
 
+    def attribute_names(self, res: Resource, c: Where) -> tuple[str, ...]:
+        return ("value",)
+
     def value(self, res: Resource, c: Where) -> Any:
         if res.name not in self.values:
             self.values[res.name] = self.read(res, c)

@@ -108,6 +108,9 @@ class NoneResources:
     def attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
         return None
 
+    def attribute_names(self, res: Resource, c: Where) -> tuple[str, ...]:
+        return ()
+
 
 def registry_of(files: CommitFiles, sections: list[tuple[Any, Where]]) -> ResourceRegistry:
     """The registry of the ``resource_registry`` sections given, later ones winning."""

@@ -337,6 +337,9 @@ class HeatTemplate:
             found |= self.deployments_of(member)
         return found
 
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.outputs)
+
     def output(self, name: str, c: Where) -> Any:
         """The value of output ``name`` (for ``get_attr`` of a template resource);
         one made from a hidden parameter stays secret in the parent too."""
