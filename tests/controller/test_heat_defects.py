@@ -203,3 +203,43 @@ def test_a_group_that_is_no_file_name_runs_the_hook_heat_config_would(
     assert kept == {"config": "Welcome to server1", "action": "CREATE"}
     motd = fleet.report("server1").deployments["oac/motd"]
     assert (motd.status, motd.reason, motd.outputs["deploy_stdout"]) == ("COMPLETE", None, "kept")
+
+
+RETAINED = """\
+heat_template_version: 2016-10-14
+resources:
+  server1:
+    type: OS::Nova::Server
+  config:
+    type: OS::Heat::SoftwareConfig
+    properties:
+      group: script
+      config: "#!/bin/sh\\necho $deploy_action\\n"
+  kept:
+    type: OS::Heat::SoftwareDeployment
+    deletion_policy: Retain
+    properties:
+      config: {get_resource: config}
+      server: {get_resource: server1}
+      actions: [CREATE, DELETE]
+  kept_quietly:
+    type: OS::Heat::SoftwareDeployment
+    deletion_policy: Retain
+    properties:
+      config: {get_resource: config}
+      server: {get_resource: server1}
+"""
+
+
+def test_a_retained_deployment_with_a_delete_action_is_warned_about(fleet_of: MakeFleet) -> None:
+    """Heat runs no DELETE for a retained deployment; setpoint has no stack to
+    abandon and runs it when the deployment leaves the template: said once,
+    where it matters (a deployment without DELETE among its actions is quiet)."""
+    fleet = fleet_of({"stacks/app.yaml": RETAINED})
+    assert problems_of(fleet) == [
+        (
+            12,
+            "deletion_policy Retain is not followed by setpoint: when this deployment "
+            "leaves the template, its DELETE config runs (Heat would leave it be)",
+        )
+    ]

@@ -125,6 +125,14 @@ class HeatDeploymentReader:
                     "actions are ignored: a SoftwareComponent's deployment runs for the "
                     f"actions its configs name ({', '.join(actions)}), as in Heat",
                 )
+        policy = res.body.get("deletion_policy")
+        if isinstance(policy, str) and policy.lower() == "retain" and "DELETE" in actions:
+            # Heat abandons a retained resource; setpoint has no stack to abandon.
+            self.checks.warn(
+                res.where.at(res.body, "deletion_policy"),
+                "deletion_policy Retain is not followed by setpoint: when this deployment "
+                "leaves the template, its DELETE config runs (Heat would leave it be)",
+            )
         input_key: str | None = None
         if res.type in STRUCTURED:
             input_key = str(props.get("input_key", "get_input"))
