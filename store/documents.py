@@ -237,7 +237,8 @@ class ManifestEntry:
     def from_dict(cls, doc: Any) -> ManifestEntry:
         what = "manifest entry"
         name = _need(doc, what, "name", str)
-        if name.count("/") != 1:
+        # A deployment of a nested Heat template is named by its path: stack/res/inner.
+        if "/" not in name or "" in name.split("@", 1)[0].split("/"):
             raise InvalidDocument(what, f"name {name!r} is not <stack>/<deployment>")
         actions = _need(doc, what, "actions", list)
         if not all(isinstance(a, str) and a for a in actions):

@@ -18,6 +18,8 @@ from setpoint.controller.cli.common import (
     open_pass_store,
     pointer_policy,
     print_json,
+    render_secret,
+    render_secret_arg,
     signing_args,
     store_workers_arg,
     trust_args,
@@ -60,6 +62,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     env_arg(p)
+    render_secret_arg(p)
     p.add_argument("--store", help="take reported outputs from this store; count uploads")
     p.add_argument(
         "--format", choices=("text", "markdown", "json"), default="text", help="output format"
@@ -274,7 +277,8 @@ def _plan(args: argparse.Namespace) -> int:
     pointers = pointers_digest(store) if store is not None and args.out else None
     deployed = _deployed(store) if store is not None and base_rev is None else None
     with GitRepo.open(args.repo) as repo:
-        head = load_model(repo.tree(head_rev), env=args.env)
+        secret = render_secret(args)
+        head = load_model(repo.tree(head_rev), env=args.env, render_secret=secret)
         if deployed is not None:
             base_commit = _deployed_commit(repo, deployed.commit)
         else:
@@ -284,7 +288,7 @@ def _plan(args: argparse.Namespace) -> int:
         base_problems: list[Problem] = []
         if base_commit != EMPTY_TREE:
             try:
-                base = load_model(repo.tree(base_commit), env=args.env)
+                base = load_model(repo.tree(base_commit), env=args.env, render_secret=secret)
             except InvalidDefinitions as exc:
                 # Nothing was deployed from an invalid commit: plan as from an empty fleet.
                 base_problems = exc.problems
@@ -362,6 +366,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         lease=lease,
         env=args.env,
         policy=pointer_policy(args),
+        render_secret=render_secret(args),
         push_notes=args.push_notes,
         interval=args.interval,
         converge_rounds=args.converge_rounds,

@@ -84,7 +84,27 @@ def env_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def render_secret_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--render-secret",
+        default=os.environ.get("SETPOINT_RENDER_SECRET"),
+        metavar="FILE",
+        help="the secret Heat RandomString values derive from (default: "
+        "$SETPOINT_RENDER_SECRET, else NAME.render-secret beside the signing key; "
+        "'setpoint keygen' creates it)",
+    )
+
+
+def render_secret(args: argparse.Namespace) -> bytes | None:
+    """The render secret the command was given, or the one beside its signing key."""
+    from setpoint.controller.definitions.render_secret import find_render_secret
+
+    signing_key = getattr(args, "signing_key", None) or os.environ.get("SETPOINT_SIGNING_KEY")
+    return find_render_secret(args.render_secret, signing_key)
+
+
 def signing_args(p: argparse.ArgumentParser) -> None:
+    render_secret_arg(p)
     p.add_argument(
         "--signing-key",
         default=os.environ.get("SETPOINT_SIGNING_KEY"),

@@ -29,6 +29,8 @@ from setpoint.controller.cli.common import (
     open_pass_store,
     pointer_policy,
     print_json,
+    render_secret,
+    render_secret_arg,
     signing_args,
     store_workers_arg,
     trust_args,
@@ -125,6 +127,7 @@ def add_parsers(sub: Any) -> None:
         "the commit the servers run and resolved from their reports",
     )
     env_arg(p)
+    render_secret_arg(p)
     p.add_argument(
         "--watch",
         action="store_true",
@@ -212,6 +215,7 @@ def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
             unreachable_after=args.unreachable_after,
             env=args.env,
             lease=lease,
+            render_secret=render_secret(args),
         )
         if reconciler.policy.signing_key is None:
             log.warning("unsigned_pointers", hint="give --signing-key; see 'setpoint keygen'")
@@ -424,7 +428,7 @@ def _stack_outputs(args: argparse.Namespace, store: Any, statuses: list[Any]) ->
     commit = commits.most_common(1)[0][0]
     try:
         with GitRepo.open(args.repo) as repo:
-            model = load_model(repo.tree(commit), env=args.env)
+            model = load_model(repo.tree(commit), env=args.env, render_secret=render_secret(args))
     except SetpointError as exc:
         print(f"setpoint: no outputs: commit {commit[:12]}: {exc}", file=sys.stderr)
         return []

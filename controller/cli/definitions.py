@@ -15,6 +15,8 @@ from setpoint.controller.cli.common import (
     env_arg,
     invalid,
     print_json,
+    render_secret,
+    render_secret_arg,
     repo_args,
 )
 from setpoint.controller.definitions.repository import GitRepo
@@ -36,6 +38,7 @@ def add_parsers(sub: Any) -> None:
     )
     repo_args(p)
     env_arg(p)
+    render_secret_arg(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = add_command(
@@ -50,6 +53,7 @@ def add_parsers(sub: Any) -> None:
     )
     repo_args(p)
     env_arg(p)
+    render_secret_arg(p)
     p.add_argument("--server", help="only this server, with each derived config in full")
     p.add_argument("--store", help="read reported outputs from this store (URL or path)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -62,7 +66,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     warnings: list[Problem] = []
     with GitRepo.open(args.repo) as repo:
         try:
-            model = load_model(repo.tree(args.rev), env=args.env, on_problem=warnings.append)
+            model = load_model(
+                repo.tree(args.rev),
+                env=args.env,
+                on_problem=warnings.append,
+                render_secret=render_secret(args),
+            )
         except InvalidDefinitions as exc:
             return invalid(exc, args.json)
     for warning in sorted(warnings):  # e.g. Heat resources setpoint does not manage
@@ -98,7 +107,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     with GitRepo.open(args.repo) as repo:
         try:
-            model = load_model(repo.tree(args.rev), env=args.env)
+            model = load_model(repo.tree(args.rev), env=args.env, render_secret=render_secret(args))
         except InvalidDefinitions as exc:
             return invalid(exc, args.json)
     reports = _reported(args.store, model.servers_in_use()) if args.store else {}

@@ -20,6 +20,8 @@ from setpoint.controller.cli.common import (
     open_pass_store,
     pointer_policy,
     print_json,
+    render_secret,
+    render_secret_arg,
     signing_args,
     store_workers_arg,
 )
@@ -54,10 +56,12 @@ def add_parsers(sub: Any) -> None:
         sub,
         "keygen",
         cmd_keygen,
-        help="create a pointer signing key",
+        help="create a pointer signing key (and the render secret)",
         description="Create an ed25519 key NAME: NAME.key (secret, mode 0600) and NAME.pub in "
         "--out, and print the public key. Give the secret to the controller "
-        "(--signing-key) and the public key to agents (through 'setpoint enroll').",
+        "(--signing-key) and the public key to agents (through 'setpoint enroll'). Also "
+        "NAME.render-secret (mode 0600) unless it exists: the secret Heat RandomString "
+        "values derive from, found beside the signing key.",
     )
     p.add_argument("name", help="key name, e.g. ctl-2026-11")
     p.add_argument("--out", default=".", help="directory for the key files (default: .)")
@@ -117,6 +121,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
     env_arg(p)
+    render_secret_arg(p)
     p.add_argument(
         "--force", action="store_true", help="forget servers the inventory still lists too"
     )
@@ -189,6 +194,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from setpoint.controller.definitions.render_secret import SUFFIX as RENDER_SECRET_SUFFIX
+    from setpoint.controller.definitions.render_secret import create_render_secret
     from setpoint.store.signing import SigningKey
 
     key = SigningKey.generate(args.name)
@@ -201,6 +208,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         print(f"setpoint: {secret} exists; not overwriting a key", file=sys.stderr)
         return FAILED
     (out / f"{args.name}.pub").write_text(f"{key.public()}\n")
+    # Beside the key, where the controller looks for it (``render_secret``).
+    render = out / f"{args.name}{RENDER_SECRET_SUFFIX}"
+    if not render.exists():
+        create_render_secret(render)
     print(key.public())
     return OK
 
@@ -240,7 +251,7 @@ def _inventory(args: argparse.Namespace) -> tuple[set[str], str, str]:
     from setpoint.controller.definitions.loader import load_model
 
     with GitRepo.open(args.repo) as repo:
-        model = load_model(repo.tree(args.branch), env=args.env)
+        model = load_model(repo.tree(args.branch), env=args.env, render_secret=render_secret(args))
     where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
     return set(model.inventory.servers), where, model.commit
 
@@ -290,7 +301,11 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
 
     with GitRepo.open(args.repo) as repo:
         reconciler = Reconciler(
-            repo, open_store(args.store), rev=args.branch, policy=pointer_policy(args)
+            repo,
+            open_store(args.store),
+            rev=args.branch,
+            policy=pointer_policy(args),
+            render_secret=render_secret(args),
         )
         try:
             result = rotate_temp_url_key(reconciler, args.timeout, force=args.force)

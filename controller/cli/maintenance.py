@@ -14,7 +14,15 @@ import os
 import sys
 from typing import Any
 
-from setpoint.controller.cli.common import FAILED, OK, USAGE, add_command, print_json
+from setpoint.controller.cli.common import (
+    FAILED,
+    OK,
+    USAGE,
+    add_command,
+    print_json,
+    render_secret,
+    render_secret_arg,
+)
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.store.digest import short
 
@@ -114,6 +122,7 @@ def _env_arg(p: argparse.ArgumentParser) -> None:
         help="environment the store serves: parameter values and inventory from "
         "environments/NAME.yaml when rendering",
     )
+    render_secret_arg(p)
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
@@ -158,7 +167,9 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     if args.repair:
         with GitRepo.open(args.repo) as repo:
-            result = fsck(store, trusted, repo=repo, env=args.env)
+            result = fsck(
+                store, trusted, repo=repo, env=args.env, render_secret=render_secret(args)
+            )
     else:
         result = fsck(store, trusted)
     if args.json:
@@ -213,4 +224,6 @@ def _kept(args: argparse.Namespace, store: Any) -> set[str]:
     with GitRepo.open(args.repo) as repo:
         history = deployed_history(repo.path, args.branch, record_name(args.env), n)
         configs = [d for deployed in history for ds in deployed.record.configs.values() for d in ds]
-        return commit_blobs(repo, store, [d.commit for d in history], configs, env=args.env)
+        commits = [d.commit for d in history]
+        secret = render_secret(args)
+        return commit_blobs(repo, store, commits, configs, env=args.env, render_secret=secret)

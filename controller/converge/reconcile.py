@@ -264,9 +264,12 @@ class Reconciler:
     # server -> the pointer object last verified or written by this controller.
     _verified: dict[str, Pointer] = field(default_factory=dict, repr=False)
     _verified_under: PointerPolicy | None = field(default=None, repr=False)
+    # What Heat RandomString values derive from (``definitions.render_secret``).
+    render_secret: bytes | None = field(default=None, repr=False)
 
     def load(self) -> Model:
-        return load_model(self.repo.tree(self.repo.resolve(self.rev)))
+        tree = self.repo.tree(self.repo.resolve(self.rev))
+        return load_model(tree, render_secret=self.render_secret)
 
     def run_pass(self) -> PassOutcome:
         """Load, compute, publish, assess. Invalid definitions raise before any write."""

@@ -1,6 +1,7 @@
 """``environments/<name>.yaml``: ``kind: Environment``, read only when an
-environment is asked for: parameter values for the stacks and, optionally,
-the environment's own inventory in place of ``inventory.yaml``."""
+environment is asked for: parameter values for the stacks, optionally the
+environment's own inventory in place of ``inventory.yaml``, and a Heat
+``resource_registry`` that applies to every Heat template."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ class EnvironmentValues:
     checks: Checks
     values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
+    # ``resource_registry`` for Heat templates, and where it is written (Heat's ``registry``).
+    registry: tuple[Any, Where] = (None, Where("", 0, ""))
 
     def read(self, files: CommitFiles, env: str) -> Inventory | None:
         """Read ``environments/<env>.yaml``: keep its parameter values, return its inventory.
@@ -55,8 +58,12 @@ class EnvironmentValues:
         if m is None:
             return None
         self.checks.check_keys(
-            m, where, ("kind", "description", "parameters", "inventory"), ("kind",)
+            m,
+            where,
+            ("kind", "description", "parameters", "inventory", "resource_registry"),
+            ("kind",),
         )
+        self.registry = (m.get("resource_registry"), where.at(m, "resource_registry"))
         if "kind" in m and m["kind"] != "Environment":
             self.checks.error(where.at(m, "kind"), f"expected kind: Environment, got {m['kind']!r}")
         raw = m.get("parameters")

@@ -87,22 +87,27 @@ class CommitFiles:
         self.checks.problems += hit[1]
         return hit[0]
 
-    def resolve_path(self, base_file: str, path: Any, where: Where) -> str | None:
-        """``path`` relative to ``base_file``'s folder; ``None`` if it leaves the repository."""
+    def resolve_path(
+        self, base_file: str, path: Any, where: Where, what: str = "get_file"
+    ) -> str | None:
+        """``path`` relative to ``base_file``'s folder; ``None`` if it leaves the repository.
+
+        ``what`` names the reference in errors (``get_file``, a ``template``).
+        """
         if not isinstance(path, str) or not path:
-            self.checks.error(where, f"get_file takes a relative path, got {kind_of(path)}")
+            self.checks.error(where, f"{what} takes a relative path, got {kind_of(path)}")
             return None
         if path.startswith("/"):
-            self.checks.error(where, f"get_file path {path!r} must be relative to {base_file}")
+            self.checks.error(where, f"{what} path {path!r} must be relative to {base_file}")
             return None
         joined = posixpath.normpath(posixpath.join(posixpath.dirname(base_file), path))
         if joined == ".." or joined.startswith("../"):
-            self.checks.error(where, f"get_file path {path!r} escapes the repository")
+            self.checks.error(where, f"{what} path {path!r} escapes the repository")
             return None
         try:
             normalize_path(joined)
         except InvalidPath as exc:  # e.g. a NUL, which no git path holds
-            self.checks.error(where, f"get_file: {exc}")
+            self.checks.error(where, f"{what}: {exc}")
             return None
         return joined
 

@@ -39,8 +39,12 @@ def load_model(
     tree: Tree,
     on_problem: Callable[[Problem], None] | None = None,
     env: str | None = None,
+    render_secret: bytes | None = None,
 ) -> Model:
     """Load, check and resolve a commit's definitions, for environment ``env`` if given.
+
+    ``render_secret`` is the controller's secret that Heat RandomString values
+    derive from (``render_secret``); without it a template that uses one is invalid.
 
     Raises ``InvalidDefinitions`` with every problem found; warnings go to
     ``on_problem`` without failing the load.
@@ -52,7 +56,9 @@ def load_model(
     inventory = env_inventory if env_inventory is not None else read_inventory(files)
     components = ComponentReader(files).components()
     references = References(checks)
-    stacks = StackReader(files, environment, references, components, inventory).stacks()
+    stacks = StackReader(
+        files, environment, references, components, inventory, render_secret
+    ).stacks()
     environment.check_unused(stacks)
     references.check(stacks, components)
     notifications = read_notifications(files)

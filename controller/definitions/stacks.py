@@ -13,6 +13,7 @@ from setpoint.controller.definitions.heat.template import (
     HeatSources,
     is_heat_template,
     load_template,
+    nested_template_paths,
 )
 from setpoint.controller.definitions.intrinsics import NativeIntrinsics
 from setpoint.controller.definitions.model import (
@@ -42,8 +43,10 @@ class StackReader:
         references: References,
         components: dict[str, Component],
         inventory: Inventory,
+        render_secret: bytes | None = None,
     ) -> None:
         self.files = files
+        self.render_secret = render_secret
         self.checks = files.checks
         self.environment = environment
         self.references = references
@@ -56,15 +59,24 @@ class StackReader:
         tree = self.files.tree
         if self.files.kind(STACKS) != "dir":
             return out
-        heat = HeatSources(self.files, self.environment, self.components, self.inventory)
-        for fname in tree.listdir(STACKS):
-            if not fname.endswith((".yaml", ".yml")) or is_environment_file(fname):
-                continue  # a Heat environment file is read with its template
-            path = f"{STACKS}/{fname}"
-            if self.files.kind(path) != "file":
-                continue
-            stem = fname.rsplit(".", 1)[0]
-            if is_heat_template(tree.read(path)):
+        heat = HeatSources(
+            self.files, self.environment, self.components, self.inventory, self.render_secret
+        )
+        paths = [
+            f"{STACKS}/{fname}"
+            for fname in tree.listdir(STACKS)
+            # A Heat environment file is read with its template.
+            if fname.endswith((".yaml", ".yml")) and not is_environment_file(fname)
+        ]
+        heat_paths = [
+            p for p in paths if self.files.kind(p) == "file" and is_heat_template(tree.read(p))
+        ]
+        nested = nested_template_paths(heat, heat_paths)
+        for path in paths:
+            if self.files.kind(path) != "file" or path in nested:
+                continue  # a nested template is read where it is used
+            stem = path.split("/", 1)[1].rsplit(".", 1)[0]
+            if path in heat_paths:
                 stack = load_template(heat, path, stem)
             else:
                 stack = self.stack(path, stem)

@@ -331,6 +331,7 @@ def fsck(
     repo: GitRepo | None = None,
     env: str | None = None,
     clock: Callable[[], float] = time.time,
+    render_secret: bytes | None = None,
 ) -> FsckResult:
     """Check ``store``; with ``repo``, repair lost and corrupt blobs and check again.
 
@@ -350,7 +351,9 @@ def fsck(
             assert digest is not None
             if digest in repaired or digest in unrepairable:
                 continue
-            data = _render_bytes(repo, store, uses[digest].commits, env, renders, digest)
+            data = _render_bytes(
+                repo, store, uses[digest].commits, (env, render_secret), renders, digest
+            )
             if data is None:
                 commits = ", ".join(sorted(c[:12] for c in uses[digest].commits)) or "none known"
                 why = f"not rendered by the commits that name it ({commits})"
@@ -377,7 +380,7 @@ def _render_bytes(
     repo: GitRepo,
     store: Store,
     commits: set[str],
-    env: str | None,
+    env_secret: tuple[str | None, bytes | None],
     renders: dict[str, dict[str, bytes] | str],
     digest: str,
 ) -> bytes | None:
@@ -386,7 +389,7 @@ def _render_bytes(
     for commit in sorted(commits):
         if commit not in renders:
             try:
-                renders[commit] = rendered_blobs(repo, store, commit, env)
+                renders[commit] = rendered_blobs(repo, store, commit, *env_secret)
             except SetpointError as exc:  # the commit is gone, or no longer loads
                 renders[commit] = f"cannot render: {exc}"
         got = renders[commit]

@@ -286,6 +286,7 @@ def commit_blobs(
     commits: Iterable[str],
     configs: Iterable[str] = (),
     env: str | None = None,
+    render_secret: bytes | None = None,
 ) -> set[str]:
     """What ``gc`` keeps for recently deployed ``commits``: every blob each renders
     now, and the ``configs`` their records say converged (rendered with the
@@ -293,7 +294,7 @@ def commit_blobs(
     out: set[str] = {d for d in configs if is_digest(d)}
     for commit in commits:
         try:
-            out |= set(rendered_blobs(repo, store, commit, env))
+            out |= set(rendered_blobs(repo, store, commit, env, render_secret))
         except SetpointError as exc:  # gone from the repository, or no longer loads
             log.warning("gc_keep_commit_unrendered", commit=commit, error=str(exc))
     return out

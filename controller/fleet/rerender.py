@@ -18,10 +18,16 @@ from setpoint.store.documents import Manifest, Report
 from setpoint.store.errors import InvalidDocument
 
 
-def rendered_blobs(repo: GitRepo, store: Store, commit: str, env: str | None) -> dict[str, bytes]:
+def rendered_blobs(
+    repo: GitRepo,
+    store: Store,
+    commit: str,
+    env: str | None,
+    render_secret: bytes | None = None,
+) -> dict[str, bytes]:
     """Every blob ``commit`` renders with the outputs reported now: configs,
     attachments (zips, files, MIME bodies) and each server's manifest."""
-    model = load_model(repo.tree(commit), env=env)
+    model = load_model(repo.tree(commit), env=env, render_secret=render_secret)
     reports: dict[str, Report] = {}
     for server in model.servers_in_use():
         try:

@@ -38,4 +38,5 @@ class EnvironmentReconciler(Reconciler):
     env: str | None = None
 
     def load(self) -> Model:
-        return load_model(self.repo.tree(self.repo.resolve(self.rev)), env=self.env)
+        tree = self.repo.tree(self.repo.resolve(self.rev))
+        return load_model(tree, env=self.env, render_secret=self.render_secret)

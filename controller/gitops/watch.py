@@ -93,6 +93,7 @@ class Watcher:
     gate: CommitGate
     env: str | None = None
     policy: PointerPolicy = field(default_factory=PointerPolicy)
+    render_secret: bytes | None = field(default=None, repr=False)
     push_notes: bool = False
     interval: float = 1.0
     converge_rounds: int = DEFAULT_CONVERGE_ROUNDS
@@ -142,7 +143,7 @@ class Watcher:
             return verdict
         with GitRepo.open(self.source.path) as repo:
             try:
-                load_model(repo.tree(head), env=self.env)
+                load_model(repo.tree(head), env=self.env, render_secret=self.render_secret)
             except InvalidDefinitions as exc:
                 return Verdict(head, False, f"invalid definitions: {exc}")
         return verdict
@@ -222,6 +223,7 @@ class Watcher:
                 unreachable_after=self.unreachable_after,
                 env=self.env,
                 lease=self.lease,
+                render_secret=self.render_secret,
             )
             try:
                 result.outcome = reconciler.run_pass()

@@ -2,7 +2,8 @@
 reported, as inputs are: an output that reads a deployment's output is
 *pending* until that deployment reported COMPLETE with its current config,
 with the reason it waits. ``setpoint render`` and ``setpoint status`` show
-them."""
+them; ``setpoint plan`` shows those that merging HEAD adds, removes or
+changes."""
 
 from __future__ import annotations
 
@@ -40,12 +41,65 @@ class ShownOutput:
             "secret": self.secret,
         }
 
+    @property
+    def key(self) -> str:
+        return f"{self.stack}/{self.name}"
+
+    def shown(self) -> str:
+        """Its value as JSON (masked when secret), or its state and why."""
+        if self.state != KNOWN:
+            return f"{self.state}: {self.reason}"
+        return str(self.value) if self.secret else json.dumps(self.value, sort_keys=True)
+
     def line(self) -> str:
-        what = json.dumps(self.value, sort_keys=True) if self.state == KNOWN else self.reason
-        if self.secret and self.state == KNOWN:
-            what = str(self.value)
-        state = "" if self.state == KNOWN else f"{self.state}: "
-        return f"  {self.stack}/{self.name}  {state}{what}"
+        return f"  {self.key}  {self.shown()}"
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    """A stack output that merging HEAD adds (``before`` None), removes (``after``
+    None) or shows differently (another value, state or reason)."""
+
+    before: ShownOutput | None
+    after: ShownOutput | None
+
+    @property
+    def key(self) -> str:
+        either = self.after or self.before
+        assert either is not None
+        return either.key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.key,
+            "before": self.before.to_dict() if self.before else None,
+            "after": self.after.to_dict() if self.after else None,
+        }
+
+    def line(self) -> str:
+        if self.before is None:
+            assert self.after is not None
+            return f"  + {self.key}  {self.after.shown()}"
+        if self.after is None:
+            return f"  - {self.key}  (was {self.before.shown()})"
+        return f"  ~ {self.key}  {self.before.shown()} -> {self.after.shown()}"
+
+
+def output_changes(before: list[ShownOutput], after: list[ShownOutput]) -> list[OutputChange]:
+    """The outputs shown differently after than before, in the order shown after
+    (then those removed)."""
+    old = {o.key: o for o in before}
+    new = {o.key: o for o in after}
+
+    def seen(o: ShownOutput) -> tuple[Any, ...]:
+        return (o.state, json.dumps(o.value, sort_keys=True), o.reason, o.secret)
+
+    changes = [
+        OutputChange(old.get(key), out)
+        for key, out in new.items()
+        if key not in old or seen(old[key]) != seen(out)
+    ]
+    return changes + [OutputChange(out, None) for key, out in old.items() if key not in new]
 
 
 def stack_outputs(
@@ -75,8 +129,11 @@ def stack_outputs(
 
 
 def outputs_from_reports(model: Model, reports: dict[str, Report]) -> list[ShownOutput]:
-    """``stack_outputs`` for a model nobody rendered yet (``status``): what the
-    servers run is rendered again from the commit, a pure function of it."""
+    """``stack_outputs`` for a model nobody rendered yet (``status``, ``plan``): what
+    the servers run is rendered again from the commit, a pure function of it
+    (not at all when no stack has outputs)."""
+    if not any(stack.outputs for stack in model.stacks.values()):
+        return []
     return stack_outputs(model, compute_desired(model, reports, lambda _server: None), reports)
 
 

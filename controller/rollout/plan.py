@@ -44,6 +44,7 @@ from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
 from setpoint.controller.rollout.desired import compute_desired, entry_of
+from setpoint.controller.rollout.outputs import OutputChange, output_changes, outputs_from_reports
 from setpoint.controller.rollout.plan_members import JOINS, EntryChange, entry_changes
 from setpoint.controller.wording import counted
 from setpoint.store.documents import Manifest, Report
@@ -305,6 +306,8 @@ class Plan:
     uploads: int | None = None
     # Planned against what a store deployed (BASE is its commit); else None.
     deployed: Deployed | None = None
+    # Stack outputs that merging HEAD adds, removes or changes.
+    outputs: list[OutputChange] = field(default_factory=list)
 
     @property
     def changed(self) -> list[DeploymentChange]:
@@ -351,6 +354,7 @@ class Plan:
             "deployed": self.deployed.to_dict() if self.deployed else None,
             "rollout": [{"deployment": d.name, "batches": d.batches} for d in self.changed],
             "deployments": [d.to_dict() for d in self.deployments],
+            "outputs": [o.to_dict() for o in self.outputs],
         }
 
 
@@ -544,6 +548,10 @@ def make_plan(
         environment=head.environment,
         deployments=changes,
         base_problems=base_problems or [],
+        outputs=output_changes(
+            outputs_from_reports(base, reports) if base is not None else [],
+            outputs_from_reports(head, reports),
+        ),
     )
 
 

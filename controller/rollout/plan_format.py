@@ -175,6 +175,8 @@ def format_text(plan: Plan, diffs: bool = True) -> str:
     uploads = _uploads(plan)
     if uploads:
         out.append(uploads)
+    if plan.outputs:
+        out += ["", "outputs:", *(o.line() for o in plan.outputs)]
     out += ["", plan.summary()]
     return "\n".join(out) + "\n"
 
@@ -206,6 +208,15 @@ def _markdown_reorder_row(dep: DeploymentChange) -> list[str]:
         return [f"| `{dep.name}` | | | | {reorder} |"]
     who = _Group(dep.servers[0], [s.server for s in dep.servers]).who
     return [f"| `{dep.name}` | {who} | {dep.action} | - | {reorder} |"]
+
+
+def _markdown_outputs(plan: Plan) -> list[str]:
+    """The stack outputs HEAD changes, as the text plan shows them (nothing when none)."""
+    if not plan.outputs:
+        return []
+    lines = "\n".join(o.line() for o in plan.outputs)
+    fence = _fence(lines)
+    return ["Outputs:", "", f"{fence}text", lines, fence, ""]
 
 
 def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
@@ -240,7 +251,7 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
         uploads = _uploads(plan)
         if uploads:
             table += [uploads, ""]
-    text = "\n".join(head + table)
+    text = "\n".join(head + table + _markdown_outputs(plan))
     kept = 0
     for block in details:
         # Keep room for the note that says what was cut.

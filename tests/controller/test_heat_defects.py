@@ -150,6 +150,29 @@ def test_a_component_runs_for_its_own_actions_and_each_run_refreshes_its_outputs
     assert log.read_text().splitlines() == ["CREATE", "SUSPEND", "RESUME"]
 
 
+def test_a_component_deployments_actions_are_warned_about_as_ignored(
+    fleet_of: MakeFleet, tmp_path: Path
+) -> None:
+    template = corpus("component_actions.yaml").replace(
+        "      config: {get_resource: service}\n",
+        "      config: {get_resource: service}\n      actions: [CREATE, UPDATE]\n",
+    )
+    env = f"parameter_defaults:\n  log: {tmp_path / 'component.log'}\n"
+    fleet = fleet_of({"stacks/svc.yaml": template, "stacks/svc.env.yaml": env})
+    assert problems_of(fleet) == [
+        (
+            41,
+            "actions are ignored: a SoftwareComponent's deployment runs for the actions its "
+            "configs name (CREATE, SUSPEND, RESUME), as in Heat",
+        )
+    ]
+    assert fleet.model().deployment("svc/service_deployment").actions == (
+        "CREATE",
+        "SUSPEND",
+        "RESUME",
+    )
+
+
 def test_no_signal_configs_of_delivered_groups_complete_at_once(fleet_of: MakeFleet) -> None:
     fleet = fleet_of({"stacks/oac.yaml": corpus("ungrouped_no_signal.yaml")})
     fleet.converge()
@@ -180,3 +203,43 @@ def test_a_group_that_is_no_file_name_runs_the_hook_heat_config_would(
     assert kept == {"config": "Welcome to server1", "action": "CREATE"}
     motd = fleet.report("server1").deployments["oac/motd"]
     assert (motd.status, motd.reason, motd.outputs["deploy_stdout"]) == ("COMPLETE", None, "kept")
+
+
+RETAINED = """\
+heat_template_version: 2016-10-14
+resources:
+  server1:
+    type: OS::Nova::Server
+  config:
+    type: OS::Heat::SoftwareConfig
+    properties:
+      group: script
+      config: "#!/bin/sh\\necho $deploy_action\\n"
+  kept:
+    type: OS::Heat::SoftwareDeployment
+    deletion_policy: Retain
+    properties:
+      config: {get_resource: config}
+      server: {get_resource: server1}
+      actions: [CREATE, DELETE]
+  kept_quietly:
+    type: OS::Heat::SoftwareDeployment
+    deletion_policy: Retain
+    properties:
+      config: {get_resource: config}
+      server: {get_resource: server1}
+"""
+
+
+def test_a_retained_deployment_with_a_delete_action_is_warned_about(fleet_of: MakeFleet) -> None:
+    """Heat runs no DELETE for a retained deployment; setpoint has no stack to
+    abandon and runs it when the deployment leaves the template: said once,
+    where it matters (a deployment without DELETE among its actions is quiet)."""
+    fleet = fleet_of({"stacks/app.yaml": RETAINED})
+    assert problems_of(fleet) == [
+        (
+            12,
+            "deletion_policy Retain is not followed by setpoint: when this deployment "
+            "leaves the template, its DELETE config runs (Heat would leave it be)",
+        )
+    ]

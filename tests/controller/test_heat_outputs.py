@@ -103,7 +103,7 @@ def test_outputs_are_pending_until_reported_then_known(
 
 def test_an_output_setpoint_cannot_compute_is_a_warning(make_repo: RepoFactory) -> None:
     template = (CORPUS / "conditions.yaml").read_text() + (
-        "  address:\n    value: {get_attr: [db, first_address]}\n"
+        "  address:\n    value: {get_attr: [db, accessIPv4]}\n"
         "  network:\n    value: {get_attr: [backup_network, name]}\n"
     )
     env = "parameter_defaults: {backups_wanted: false, env_type: test}\n"
@@ -115,14 +115,15 @@ def test_an_output_setpoint_cannot_compute_is_a_warning(make_repo: RepoFactory) 
         model = load_model(git.tree("HEAD"), on_problem=warnings.append)
     shown = {o.name: o for o in outputs_from_reports(model, {})}
     assert shown["address"].state == "not computed"
-    assert (
-        shown["address"].reason
-        == "get_attr: attribute 'first_address' of a server is not known to setpoint"
+    unknown = (
+        "get_attr: attribute 'accessIPv4' of a server is not known to setpoint "
+        "(known: name, first_address, networks, addresses, from inventory labels)"
     )
+    assert shown["address"].reason == unknown
     assert shown["network"].state == "not computed"
     assert [str(w) for w in warnings][-2:] == [
         "stacks/db.yaml:82: outputs.address.value: output 'address' is not computed by setpoint: "
-        "get_attr: attribute 'first_address' of a server is not known to setpoint",
+        + unknown,
         "stacks/db.yaml:84: outputs.network.value: output 'network' is not computed by setpoint: "
         "get_attr: attributes of OS::Neutron::Net are not known to setpoint",
     ]
@@ -167,3 +168,45 @@ def test_an_output_of_a_hidden_parameter_is_masked(
     masked = {o["name"]: (o["value"], o["secret"]) for o in got}
     assert masked["password"] == ("******** (secret)", True)
     assert masked["listen_count"] == (2, False)
+
+
+def test_plan_shows_the_outputs_a_change_adds_removes_or_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store_path = tmp_path / "store"
+    template = (CORPUS / "conditions.yaml").read_text()
+    files = {"stacks/db.yaml": template, "stacks/db.env.yaml": ENV}
+    fleet = HeatFleet(tmp_path, files, store=LocalStore(store_path))
+    fleet.converge()
+    changed = (
+        template.replace("  primary_dsn:\n", "  port:\n    value: 5432\n  primary_dsn:\n")
+        .replace("  mode:\n", "  old_mode:\n")
+        .replace("        role: replica\n", "        role: secondary\n")
+    )
+    fleet.commit({"stacks/db.yaml": changed})
+    capsys.readouterr()
+    plan = ["plan", "HEAD~1", "HEAD", "--repo", str(fleet.repo_path), "--store", str(store_path)]
+    assert main([*plan, "--no-diff"]) == 0
+    text = capsys.readouterr().out
+    assert text.endswith(
+        "outputs:\n"
+        "  + db/port  5432\n"
+        '  ~ db/replica_dsn  "pg://replica:500" -> pending: waits for db/replica_deployment.dsn '
+        "on server2: not yet run with its current config\n"
+        '  + db/old_mode  "production"\n'
+        '  - db/mode  (was "production")\n'
+        "\n"
+        "1 server, 1 deployment change; 1 server unchanged\n"
+    )
+    assert main([*plan, "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["outputs"]
+    assert [(o["output"], bool(o["before"]), bool(o["after"])) for o in shown] == [
+        ("db/port", False, True),
+        ("db/replica_dsn", True, True),
+        ("db/old_mode", False, True),
+        ("db/mode", True, False),
+    ]
+    assert shown[1]["before"]["value"] == "pg://replica:500"
+    assert shown[1]["after"]["state"] == "pending"
+    assert main([*plan, "--format", "markdown"]) == 0
+    assert "Outputs:\n\n```text\n  + db/port  5432\n" in capsys.readouterr().out

@@ -312,6 +312,7 @@ def test_json_is_stable(
         "environment",
         "format",
         "head",
+        "outputs",
         "rollout",
         "summary",
         "uploads",

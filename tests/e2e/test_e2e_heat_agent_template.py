@@ -53,6 +53,7 @@ def test_deploy_outputs_flow_and_no_signal_config_is_delivered_on_heat_agent(
     (src / "stacks/app.yaml").write_text(template)
     (src / "stacks/app.env.yaml").write_text("setpoint:\n  servers: {db: db-1}\n")
     init_repo_from_dir(src, tmp_path / "repo", "deploy")
+    # enroll refuses a server the repository's inventory does not list.
     enroll = ["enroll", "db-1", "--repo", str(tmp_path / "repo"), "--store", url]
     assert main([*enroll, "--agent", "heat"]) == 0
     root = tmp_path / "db-1"

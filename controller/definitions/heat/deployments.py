@@ -5,6 +5,7 @@ undeclared ``input_values`` key, its outputs plus the ``deploy_*`` ones)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,13 +16,13 @@ from setpoint.controller.definitions.heat.functions import input_names
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
-    DEPLOY_OUTPUTS,
     GROUP_TYPES,
     STRUCTURED,
     Resource,
     TemplateScope,
     upstream_deployments,
 )
+from setpoint.controller.definitions.heat.secrets import is_secret
 from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
@@ -33,7 +34,7 @@ from setpoint.controller.definitions.model import (
     UpdatePolicy,
 )
 from setpoint.controller.definitions.yamlsource import YMap
-from setpoint.store.documents import COMPONENT_GROUP, LIFECYCLE_ACTIONS
+from setpoint.store.documents import COMPONENT_GROUP, DEPLOY_OUTPUTS, LIFECYCLE_ACTIONS
 
 SIGNAL_TRANSPORTS = ("CFN_SIGNAL", "TEMP_URL_SIGNAL", "HEAT_SIGNAL", "NO_SIGNAL", "ZAQAR_SIGNAL")
 
@@ -81,6 +82,8 @@ class HeatDeploymentReader:
         configs: ConfigReader,
         components: dict[str, Component],
         state: str,
+        deployments_of: Callable[[Resource], set[str]],
+        waits_for: tuple[str, ...] = (),
     ) -> None:
         self.scope = scope
         self.checks = scope.checks
@@ -88,6 +91,11 @@ class HeatDeploymentReader:
         self.configs = configs
         self.components = components
         self.state = state
+        # The deployments (qualified) a resource stands for, to order by.
+        self.deployments_of = deployments_of
+        # What every deployment of this template waits for (a nested template's
+        # deployments wait for what the template resource waits for).
+        self.waits_for = waits_for
 
     def deployment(self, res: Resource) -> Deployment | None:
         c = res.props_where
@@ -111,18 +119,32 @@ class HeatDeploymentReader:
             return None
         if config.group == COMPONENT_GROUP:
             actions = _component_actions(config)
+            if "actions" in props:  # Heat ignores them too; say so, as they look obeyed
+                self.checks.warn(
+                    c.at(props, "actions"),
+                    "actions are ignored: a SoftwareComponent's deployment runs for the "
+                    f"actions its configs name ({', '.join(actions)}), as in Heat",
+                )
+        policy = res.body.get("deletion_policy")
+        if isinstance(policy, str) and policy.lower() == "retain" and "DELETE" in actions:
+            # Heat abandons a retained resource; setpoint has no stack to abandon.
+            self.checks.warn(
+                res.where.at(res.body, "deletion_policy"),
+                "deletion_policy Retain is not followed by setpoint: when this deployment "
+                "leaves the template, its DELETE config runs (Heat would leave it be)",
+            )
         input_key: str | None = None
         if res.type in STRUCTURED:
             input_key = str(props.get("input_key", "get_input"))
             self.check_structured(props, c, config, values, input_key)
         component = self.component(res, target, config, values, name, input_key, raw_values)
-        stem = self.scope.stem
-        self.components[f"{stem}/{res.name}"] = component
-        depends = sorted(upstream_deployments(self.scope.resources, res))
+        qualified = self.scope.qualified(res.name)
+        self.components[qualified] = component
+        depends = upstream_deployments(self.scope.resources, res, self.deployments_of)
         return Deployment(
-            stack=stem,
-            name=res.name,
-            component=f"{stem}/{res.name}",
+            stack=self.scope.stem,
+            name=self.scope.prefix + res.name,
+            component=qualified,
             servers=servers,
             group=None,
             actions=actions,
@@ -130,7 +152,7 @@ class HeatDeploymentReader:
                 k: v if has_deferred(v) else self.typed(component, k, v, vc.at(raw_values, k))
                 for k, v in values.items()
             },
-            depends_on=tuple(f"{stem}/{d}" for d in depends),
+            depends_on=tuple(sorted(depends | set(self.waits_for))),
             timeout=None,
             file=self.scope.path,
             line=res.where.line,
@@ -243,19 +265,21 @@ class HeatDeploymentReader:
         for iname, value in values.items():
             if iname in declared:
                 continue
-            secret = _hidden_param(raw_values, iname, hidden)
+            secret = _hidden_param(raw_values, iname, hidden) or is_secret(value)
             inputs.append(
                 InputDef(name=iname, type=_input_type(value), secret=secret, as_given=True)
             )
         for index, idef in enumerate(inputs):
-            if idef.name in declared and _hidden_param(raw_values, idef.name, hidden):
+            if idef.name not in declared or idef.secret:
+                continue
+            if _hidden_param(raw_values, idef.name, hidden) or is_secret(values.get(idef.name)):
                 inputs[index] = replace(idef, secret=True)
         outputs = [*config.outputs]
         outputs += [OutputDef(n) for n in DEPLOY_OUTPUTS if n not in {o.name for o in outputs}]
         return Component(
             name=name or f"{self.scope.stem}-{config_name}",
             # One component per deployment: the fragment keeps render caches apart.
-            file=f"{self.scope.path}#{res.name}",
+            file=f"{self.scope.path}#{self.scope.prefix}{res.name}",
             description="",
             inputs=tuple(inputs),
             outputs=tuple(outputs),

@@ -28,19 +28,28 @@ class HeatEnvironment:
     """What a template's environment file says (empty when it has none)."""
 
     values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    # ``parameter_defaults`` alone: they apply to nested templates too, as in Heat.
+    defaults: dict[str, tuple[Any, Where]] = field(default_factory=dict)
     server_map: dict[str, tuple[str, Where]] = field(default_factory=dict)
     state: str = "active"
+    # The ``resource_registry`` section and where it is written (``registry``).
+    registry: tuple[Any, Where] = (None, Where("", 0, ""))
+
+
+def environment_file_path(files: CommitFiles, template_path: str) -> str | None:
+    """The path of the environment file beside ``template_path``, if there is one."""
+    base = template_path.rsplit(".", 1)[0]
+    return next(
+        (p for p in (base + ".env.yaml", base + ".env.yml") if files.kind(p) == "file"),
+        None,
+    )
 
 
 def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnvironment:
     """The environment file beside ``template_path``, if there is one."""
     found = HeatEnvironment()
     checks = files.checks
-    base = template_path.rsplit(".", 1)[0]
-    path = next(
-        (p for p in (base + ".env.yaml", base + ".env.yml") if files.kind(p) == "file"),
-        None,
-    )
+    path = environment_file_path(files, template_path)
     if path is None:
         return found
     where = Where(path, 1, "")
@@ -55,9 +64,11 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
         if raw is not None and checks.mapping(raw, kwhere, key) is not None:
             for pname, value in raw.items():
                 found.values[str(pname)] = (value, kwhere.at(raw, pname))
-    for key in ("resource_registry", "event_sinks"):
-        if m.get(key):
-            checks.warn(where.at(m, key), f"{key} is not used by setpoint")
+                if key == "parameter_defaults":
+                    found.defaults[str(pname)] = (value, kwhere.at(raw, pname))
+    found.registry = (m.get("resource_registry"), where.at(m, "resource_registry"))
+    if m.get("event_sinks"):
+        checks.warn(where.at(m, "event_sinks"), "event_sinks is not used by setpoint")
     if m.get("setpoint") is not None:
         _read_settings(files, m, where, found)
     return found

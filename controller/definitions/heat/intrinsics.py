@@ -8,21 +8,22 @@ functions a template has depends on its version (``versions``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.heat.builtins import Builtin, builtins_of, call_builtin
 from setpoint.controller.definitions.heat.conditions import Conditions
 from setpoint.controller.definitions.heat.functions import param_path, select
 from setpoint.controller.definitions.heat.resources import (
-    DEPLOY_OUTPUTS,
     GROUP_TYPES,
+    RANDOM_STRING,
     SERVER_TYPES,
     SINGLE_TYPES,
     Resource,
     TemplateScope,
 )
-from setpoint.controller.definitions.heat.servers import ServerBinding
+from setpoint.controller.definitions.heat.secrets import keep_secret
+from setpoint.controller.definitions.heat.servers import SERVER_LABELS, ServerBinding
 from setpoint.controller.definitions.heat.versions import (
     CONDITION_FUNCTIONS,
     NOT_EVALUATED,
@@ -31,6 +32,7 @@ from setpoint.controller.definitions.heat.versions import (
 from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred, walk
 from setpoint.controller.definitions.model import Computed, GetAttr, OutputDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
+from setpoint.store.documents import DEPLOY_OUTPUTS
 
 # Group attributes Heat names in the plural, by the output each one maps.
 GROUP_ATTRS = {
@@ -40,11 +42,26 @@ GROUP_ATTRS = {
 }
 
 
+class AttributeSource(Protocol):
+    """Resources whose attributes another part of the reader knows (nested
+    stacks, resource groups, RandomString, OS::Heat::None)."""
+
+    def handles(self, res: Resource) -> bool: ...
+
+    def attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any: ...
+
+    def attribute_names(self, res: Resource, c: Where) -> tuple[str, ...] | None:
+        """Every attribute of ``res`` (``get_attr: [res]``); ``None``: reported."""
+        ...
+
+
 def _computed(label: str, fn: Callable[[Any], Any], args: Any) -> Any:
-    """``fn(args)`` now when every arg is known, else when rendered."""
+    """``fn(args)`` now when every arg is known, else when rendered. What is
+    computed from a secret (a RandomString's value) is secret too, whichever
+    data function computed it."""
     if has_deferred(args):
         return Computed(label, fn, args)
-    return fn(args)
+    return keep_secret(fn(args), args)
 
 
 class Evaluator:
@@ -70,6 +87,7 @@ class Evaluator:
         self.servers = ServerBinding(scope, server_map, self.evaluate)
         self.conditions = Conditions(self.checks, self.version, *conditions, self.get_param)
         self.builtins: dict[str, Builtin] = builtins_of(self.version)
+        self.attribute_sources: list[AttributeSource] = []
         self.functions: dict[str, Callable[[Any, Where], Any]] = {
             "get_param": self.get_param,
             "get_file": self.get_file,
@@ -171,10 +189,12 @@ class Evaluator:
             self.checks.error(c, f"unknown parameter {name!r}{hint}")
             return INVALID
         if not param.has_default:
+            nested_in = self.scope.prefix.rstrip("/")
+            given_by = f"the properties of {nested_in!r}, or " if nested_in else ""
             self.checks.error(
                 c,
                 f"parameter {name!r} has no value (give it a default, or a value in "
-                "the environment file's parameter_defaults)",
+                f"{given_by}the environment file's parameter_defaults)",
             )
             return INVALID
         return param_path(param.default, path)
@@ -190,6 +210,8 @@ class Evaluator:
             return INVALID
         if resources[arg].type in SERVER_TYPES:
             return self.servers.server_of(arg, c)
+        if resources[arg].type == RANDOM_STRING:  # its id is its value, in Heat
+            return self.attr_of(resources[arg], "value", [], c)
         self.checks.error(
             c,
             f"get_resource: the id of {arg!r} ({resources[arg].type}) is not "
@@ -197,13 +219,26 @@ class Evaluator:
         )
         return INVALID
 
-    def get_attr(self, arg: Any, c: Where) -> Any:  # noqa: C901 -- Heat's get_attr forms, one branch each
-        if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
-            self.checks.error(c, "get_attr takes [resource, attribute, ...]")
+    def get_attr(self, arg: Any, c: Where) -> Any:
+        fewest = 1 if self.version.get_attr_all else 2
+        if not isinstance(arg, YList) or len(arg) < fewest or not isinstance(arg[0], str):
+            later = (
+                ""
+                if self.version.get_attr_all
+                else " (the resource alone, for all its attributes, from "
+                "heat_template_version 2015-10-15)"
+            )
+            self.checks.error(c, f"get_attr takes [resource, attribute, ...]{later}")
             return INVALID
         args = self.evaluate(arg, c)
         if args is INVALID:
             return INVALID
+        if len(args) == 1:
+            res = self.scope.resources.get(args[0])
+            if res is None:
+                self.checks.error(c, f"get_attr: {self.scope.unknown_resource(args[0])}")
+                return INVALID
+            return self.all_attributes(res, c)
         rname, attribute, path = args[0], args[1], list(args[2:])
         if not isinstance(attribute, str) or not all(_is_path_item(item) for item in path):
             self.checks.error(
@@ -214,8 +249,45 @@ class Evaluator:
         if res is None:
             self.checks.error(c, f"get_attr: {self.scope.unknown_resource(rname)}")
             return INVALID
+        return self.attr_of(res, attribute, path, c)
+
+    def all_attributes(self, res: Resource, c: Where) -> Any:
+        """Every attribute of ``res`` as a map, as Heat's ``GetAttAllAttributes``
+        gives it: the names of its attribute schema (a deployment's are the
+        ``deploy_*`` ones, not its config's outputs)."""
+        source = next((s for s in self.attribute_sources if s.handles(res)), None)
+        names: tuple[str, ...] | None = None
+        if source is not None:
+            names = source.attribute_names(res, c)
+        elif res.type in SINGLE_TYPES:
+            names = DEPLOY_OUTPUTS
+        elif res.type in GROUP_TYPES:
+            names = tuple(GROUP_ATTRS)
+        elif res.type in SERVER_TYPES:
+            self.checks.error(
+                c,
+                "get_attr: every attribute of a server is not known to setpoint: name the "
+                f"ones wanted ({', '.join(SERVER_LABELS)})",
+            )
+        else:
+            self.checks.error(c, f"get_attr: attributes of {res.type} are not known to setpoint")
+        if names is None:
+            return INVALID
+        values: dict[str, Any] = {}
+        for name in names:
+            got = self.attr_of(res, name, [], c)
+            if got is INVALID:
+                return INVALID
+            values[name] = got
+        return values
+
+    def attr_of(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
+        """Attribute ``attribute`` of ``res``, then ``path`` selected in it."""
+        source = next((s for s in self.attribute_sources if s.handles(res)), None)
+        if source is not None:
+            return source.attr(res, attribute, path, c)
         if res.type in SERVER_TYPES:
-            return self.server_attr(rname, attribute, c)
+            return self.server_attr(res.name, attribute, path, c)
         if res.type not in SINGLE_TYPES + GROUP_TYPES:
             self.checks.error(c, f"get_attr: attributes of {res.type} are not known to setpoint")
             return INVALID
@@ -230,8 +302,9 @@ class Evaluator:
             server = self.servers.single_server(res, quiet=True)
             if server is None:
                 return INVALID
-            qualified = f"{self.scope.stem}/{rname}"
-            value = GetAttr(qualified, attribute, server, self.scope.path, c.line)
+            value = GetAttr(
+                self.scope.qualified(res.name), attribute, server, self.scope.path, c.line
+            )
         if path:
 
             def pick(got: Any, path: list[Any] = path) -> Any:
@@ -240,14 +313,16 @@ class Evaluator:
             return Computed("get_attr", pick, value)
         return value
 
-    def server_attr(self, rname: str, attribute: Any, c: Where) -> Any:
-        """A server resource's ``name``: its inventory server (nothing else is known)."""
-        if attribute == "name":
-            return self.servers.server_of(rname, c)
-        self.checks.error(
-            c, f"get_attr: attribute {attribute!r} of a server is not known to setpoint"
-        )
-        return INVALID
+    def server_attr(self, rname: str, attribute: str, path: list[Any], c: Where) -> Any:
+        """A server resource's attribute, from its inventory server's labels
+        (``servers.server_labels``), then ``path`` selected in it."""
+        server = self.servers.server_of(rname, c)
+        if server is INVALID:
+            return INVALID
+        value = self.servers.label_attr(rname, server, attribute, c)
+        if value is INVALID or not path:
+            return value
+        return select(value, path)
 
     def group_attr(self, res: Resource, attribute: Any, path: list[Any], c: Where) -> Any:
         """A group's attribute: a map keyed as its ``servers`` map (or one member of
@@ -262,7 +337,7 @@ class Evaluator:
         output = GROUP_ATTRS.get(attribute, attribute)
         if not self.check_output(res, output, c):
             return INVALID
-        qualified = f"{self.scope.stem}/{res.name}"
+        qualified = self.scope.qualified(res.name)
         members = self.servers.group_servers(res, quiet=True)
         value: Any = {
             key: GetAttr(qualified, output, server, self.scope.path, c.line)

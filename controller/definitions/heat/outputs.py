@@ -12,6 +12,7 @@ from typing import Any
 from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import TemplateScope, walk_refs
+from setpoint.controller.definitions.heat.secrets import is_secret
 from setpoint.controller.definitions.intrinsics import ABSENT, INVALID
 from setpoint.controller.definitions.model import StackOutput
 from setpoint.controller.definitions.yamlsource import YMap
@@ -84,7 +85,8 @@ def _computed(
     errors = [p for p in found if p.severity == "error"]
     if not errors and value is not INVALID:
         value = None if value is ABSENT else value
-        secret = bool(param_names(bm.get("value")) & scope.hidden)
+        # Made from a hidden parameter or from a RandomString's value: masked.
+        secret = bool(param_names(bm.get("value")) & scope.hidden) or is_secret(value)
         return StackOutput(
             output.name, output.description, value, output.file, output.line, secret=secret
         )

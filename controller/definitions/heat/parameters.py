@@ -8,6 +8,8 @@ from typing import Any
 
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.environments import EnvironmentValues
+from setpoint.controller.definitions.heat.secrets import is_secret
+from setpoint.controller.definitions.intrinsics import has_deferred
 from setpoint.controller.definitions.model import HOT_TYPES, ParamDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
@@ -45,9 +47,6 @@ def read_parameters(
         if body.get("hidden") is True:
             hidden.add(str(pname))
         declared[str(pname)] = param
-    for pname, (_v, env_where) in env_file_values.items():
-        if pname not in declared:
-            checks.warn(env_where, f"the template declares no parameter {pname!r}")
     return environment.apply(declared), hidden
 
 
@@ -68,10 +67,15 @@ def _parameter(
         return None
     has = "default" in pm
     value = checks.literal(type_name, pm["default"], c.at(pm, "default")) if has else None
+    deferred = False
     if name in env_file_values:
         env_raw, env_where = env_file_values[name]
-        value, has = checks.literal(type_name, env_raw, env_where), True
-    if has:
+        # A nested template's parameter may be given a value known only once
+        # rendered, or a secret: it goes on as it is.
+        deferred = has_deferred(env_raw) or is_secret(env_raw)
+        value = env_raw if deferred else checks.literal(type_name, env_raw, env_where)
+        has = True
+    if has and not deferred:
         check_constraints(checks, pm, c, value)
     description = pm.get("description")
     return ParamDef(

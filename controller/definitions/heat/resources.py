@@ -24,12 +24,13 @@ CONFIG_TYPES = (
 )
 SINGLE_TYPES = ("OS::Heat::SoftwareDeployment", "OS::Heat::StructuredDeployment")
 GROUP_TYPES = ("OS::Heat::SoftwareDeploymentGroup", "OS::Heat::StructuredDeploymentGroup")
+RESOURCE_GROUP = "OS::Heat::ResourceGroup"
+RANDOM_STRING = "OS::Heat::RandomString"
 STRUCTURED = ("OS::Heat::StructuredDeployment", "OS::Heat::StructuredDeploymentGroup")
 RESOURCE_KEYS = (
     "type", "properties", "depends_on", "metadata", "update_policy", "deletion_policy",
     "condition", "external_id",
 )  # fmt: skip
-DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 
 
 # Decides an ``if`` while references are collected: the arguments of ``if``
@@ -45,6 +46,9 @@ class Resource:
     props: YMap
     where: Where
     refs: set[str] = field(default_factory=set)
+    # The commit path of the template a template resource (or a registry
+    # mapping of its type) names; ``None`` for every other resource.
+    template: str | None = None
 
     @property
     def props_where(self) -> Where:
@@ -66,6 +70,13 @@ class TemplateScope:
     version: TemplateVersion = field(default_factory=lambda: TemplateVersion(DATES[-1]))
     # Resources a false ``condition:`` leaves out, with that condition as written.
     disabled: dict[str, str] = field(default_factory=dict)
+    # Inside a nested template: the path of resources that leads to it
+    # (``outer_res/``), which prefixes the names of its deployments.
+    prefix: str = ""
+
+    def qualified(self, rname: str) -> str:
+        """The qualified name of deployment ``rname`` of this template: ``<stack>/<path>``."""
+        return f"{self.stem}/{self.prefix}{rname}"
 
     @property
     def checks(self) -> Checks:
@@ -149,9 +160,14 @@ def _depends_on(checks: Checks, bm: YMap, c: Where) -> list[tuple[str, Where]]:
     return []
 
 
-def upstream_deployments(resources: dict[str, Resource], res: Resource) -> set[str]:
-    """Deployments reached from ``res`` through its references, as Heat orders
-    them: a chain through configs, servers or other resources counts."""
+def upstream_deployments(
+    resources: dict[str, Resource], res: Resource, deployments_of: Callable[[Resource], set[str]]
+) -> set[str]:
+    """Deployments (qualified) reached from ``res`` through its references, as
+    Heat orders them: a chain through configs, servers or other resources
+    counts. ``deployments_of`` gives the deployments a resource stands for
+    (itself, a group's members, a nested stack's deployments), empty when it
+    is none of these."""
     found: set[str] = set()
     seen = {res.name}
     todo = list(res.refs)
@@ -161,8 +177,9 @@ def upstream_deployments(resources: dict[str, Resource], res: Resource) -> set[s
             continue
         seen.add(name)
         other = resources[name]
-        if other.type in SINGLE_TYPES + GROUP_TYPES:
-            found.add(name)
+        stands_for = deployments_of(other)
+        if stands_for:
+            found |= stands_for
         else:
             todo += other.refs
     return found

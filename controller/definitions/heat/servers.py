@@ -1,6 +1,14 @@
 """Server resources (``OS::Nova::Server``, ``OS::Heat::DeployedServer``) bound
 to inventory servers, by resource name or through ``setpoint.servers`` in the
-template's environment file, and the servers a deployment names."""
+template's environment file, the servers a deployment names, and the server
+attributes configs use, read from the inventory server's labels:
+
+- ``name``: label ``name``, else the inventory server's name;
+- ``first_address``: label ``first_address`` (text);
+- ``networks``: label ``networks``, network name → list of addresses;
+- ``addresses``: label ``addresses``, network name → list of
+  ``{addr, version, ...}`` (as Nova gives them).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,14 @@ from setpoint.controller.definitions.heat.resources import Resource, TemplateSco
 from setpoint.controller.definitions.intrinsics import INVALID
 from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YMap
+
+# Server attribute → (label, the shape its value must have, that shape in words).
+SERVER_LABELS: dict[str, tuple[str, type, str]] = {
+    "name": ("name", str, "text"),
+    "first_address": ("first_address", str, "text"),
+    "networks": ("networks", dict, "a map of network name to addresses"),
+    "addresses": ("addresses", dict, "a map of network name to address entries"),
+}
 
 # Evaluates a snippet at its position (``intrinsics.Evaluator.evaluate``).
 Evaluate = Callable[[Any, Where], Any]
@@ -45,6 +61,37 @@ class ServerBinding:
             )
             return INVALID
         return name
+
+    def label_attr(self, rname: str, server: str, attribute: str, c: Where) -> Any:
+        """Attribute ``attribute`` of server resource ``rname`` (inventory ``server``)."""
+        known = SERVER_LABELS.get(attribute)
+        if known is None:
+            self.checks.error(
+                c,
+                f"get_attr: attribute {attribute!r} of a server is not known to setpoint "
+                f"(known: {', '.join(SERVER_LABELS)}, from inventory labels)",
+            )
+            return INVALID
+        label, shape, words = known
+        labels = self.scope.inventory.servers[server]
+        if label not in labels:
+            if attribute == "name":
+                return server
+            self.checks.error(
+                c,
+                f"get_attr: {attribute} of server resource {rname!r}: inventory server "
+                f"{server!r} has no label {label!r} (set servers.{server}.{label})",
+            )
+            return INVALID
+        value = labels[label]
+        if not isinstance(value, shape):
+            self.checks.error(
+                c,
+                f"get_attr: {attribute} of server resource {rname!r}: label {label!r} of "
+                f"inventory server {server!r} must be {words}",
+            )
+            return INVALID
+        return value
 
     def server_value(self, value: Any, c: Where) -> str | None:
         got = self.evaluate(value, c)

@@ -22,41 +22,64 @@ StructuredDeployment or deployment group, and the stack's parameters.
 - ``conditions:`` are decided when the template is read (``conditions``): a
   resource whose ``condition:`` is false is left out; ``outputs:`` are
   computed (``outputs``).
+- Template resources, ``resource_registry`` mappings and ResourceGroups of
+  deployments are nested stacks read into the same stack (``nested``); a
+  RandomString's value derives from the render secret (``randomstring``).
 
-The parts: ``versions``, ``resources``, ``environment_file``, ``parameters``,
-``intrinsics`` (with ``servers``, ``conditions`` and ``builtins``), ``configs``,
+The parts: ``versions``, ``resources``, ``environment_file``, ``registry``,
+``parameters``, ``intrinsics`` (with ``servers``, ``conditions`` and
+``builtins``), ``nested``, ``randomstring`` (with ``secrets``), ``configs``,
 ``deployments`` and ``outputs``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
 
-from setpoint.controller.definitions.checks import NAME_RE, Where
+from setpoint.controller.definitions.checks import NAME_RE, Where, did_you_mean
 from setpoint.controller.definitions.environments import EnvironmentValues
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.heat.configs import ConfigReader
 from setpoint.controller.definitions.heat.deployments import HeatDeploymentReader
-from setpoint.controller.definitions.heat.environment_file import read_environment_file
+from setpoint.controller.definitions.heat.environment_file import (
+    HeatEnvironment,
+    environment_file_path,
+    read_environment_file,
+)
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
+from setpoint.controller.definitions.heat.nested import NestedStacks, Nesting
 from setpoint.controller.definitions.heat.outputs import read_outputs
 from setpoint.controller.definitions.heat.parameters import read_parameters
+from setpoint.controller.definitions.heat.randomstring import RandomStrings
+from setpoint.controller.definitions.heat.registry import (
+    NONE_TYPE,
+    NoneResources,
+    is_template_type,
+    registry_of,
+)
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     GROUP_TYPES,
+    RANDOM_STRING,
+    RESOURCE_GROUP,
     SERVER_TYPES,
     SINGLE_TYPES,
     Resource,
     TemplateScope,
     read_resources,
 )
+from setpoint.controller.definitions.heat.secrets import mark_secret
 from setpoint.controller.definitions.heat.versions import known_versions, template_version
+from setpoint.controller.definitions.intrinsics import INVALID
 from setpoint.controller.definitions.model import (
     Component,
     Deployment,
     Inventory,
     OutputDef,
     Stack,
+    StackOutput,
 )
 from setpoint.controller.definitions.yamlsource import YMap, load_yaml
 
@@ -87,6 +110,58 @@ class HeatSources:
     # Each template's components are added here, under ``<stem>/<deployment>``.
     components: dict[str, Component]
     inventory: Inventory
+    # The controller's render secret: RandomString values derive from it.
+    render_secret: bytes | None = None
+    # Each template file parsed once, however many times it is nested (its
+    # parse problems reported once); never changed once parsed.
+    documents: dict[str, Any] = field(default_factory=dict)
+
+    def document(self, path: str) -> Any:
+        if path not in self.documents:
+            raw = self.files.tree.read(path)
+            self.documents[path] = load_yaml(raw, path, self.files.checks.problems)
+        return self.documents[path]
+
+
+def nested_template_paths(sources: HeatSources, paths: list[str]) -> set[str]:
+    """The templates among ``paths`` (and beyond) that templates in ``paths``
+    nest, by ``type:`` or through a ``resource_registry`` mapping: they are read
+    where they are used, not as stacks of their own. A first look, which
+    reports nothing: the templates' own reading reports what is wrong."""
+    named: set[str] = set()
+    registries = [(sources.environment.registry[0], sources.environment.registry[1].file)]
+    for path in paths:
+        doc = sources.document(path)
+        resources = doc.get("resources") if isinstance(doc, YMap) else None
+        for body in resources.values() if isinstance(resources, YMap) else ():
+            named |= {_relative(path, t) for t in _template_types(body)}
+        env_path = environment_file_path(sources.files, path)
+        if env_path is not None:
+            env = load_yaml(sources.files.tree.read(env_path), env_path, [])
+            registries.append(
+                (env.get("resource_registry") if isinstance(env, YMap) else None, env_path)
+            )
+    for raw, base in registries:
+        for target in raw.values() if isinstance(raw, YMap) else ():
+            if isinstance(target, str) and is_template_type(target):
+                named.add(_relative(base, target))
+    return named
+
+
+def _template_types(body: Any) -> list[str]:
+    """The template files a resource's ``type`` (or its group's ``resource_def``) names."""
+    if not isinstance(body, YMap):
+        return []
+    rtype = body.get("type")
+    if rtype == RESOURCE_GROUP:
+        props = body.get("properties")
+        rdef = props.get("resource_def") if isinstance(props, YMap) else None
+        return _template_types(rdef)
+    return [rtype] if isinstance(rtype, str) and is_template_type(rtype) else []
+
+
+def _relative(base_file: str, name: str) -> str:
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base_file), name))
 
 
 def load_template(sources: HeatSources, path: str, stem: str) -> Stack | None:
@@ -96,25 +171,61 @@ def load_template(sources: HeatSources, path: str, stem: str) -> Stack | None:
 
 
 class HeatTemplate:
-    """One Heat template read into a ``Stack`` (and components)."""
+    """One Heat template read into a ``Stack`` (and components); a nested
+    template (``nesting`` given) is read into its parent's stack."""
 
-    def __init__(self, sources: HeatSources, path: str, stem: str) -> None:
+    def __init__(
+        self, sources: HeatSources, path: str, stem: str, nesting: Nesting | None = None
+    ) -> None:
         self.sources = sources
         self.scope = TemplateScope(sources.files, path, stem, sources.inventory)
         self.checks = sources.files.checks
+        self.nesting = nesting
+        self.found: dict[str, Deployment] = {}
+        self.outputs: dict[str, StackOutput] = {}
 
     def load(self) -> Stack | None:
-        scope, checks = self.scope, self.checks
+        scope = self.scope
         where = Where(scope.path, 1, "")
-        doc = load_yaml(scope.files.tree.read(scope.path), scope.path, checks.problems)
-        m = checks.mapping(doc, where, "a Heat template")
+        m = self.checks.mapping(self.sources.document(scope.path), where, "a Heat template")
         if m is None:
             return None
         self.check_template(m, where)
-        env_file = read_environment_file(scope.files, scope.path)
-        scope.params, scope.hidden = read_parameters(
-            checks, m, where, env_file.values, self.sources.environment
+        found = self.read(m, where)
+        if found is None:
+            return None
+        self.found = found
+        description = m.get("description")
+        return Stack(
+            name=scope.stem,
+            file=scope.path,
+            description=description if isinstance(description, str) else "",
+            parameters=scope.params,
+            deployments=found,
+            outputs=self.outputs,
         )
+
+    def read(self, m: YMap, where: Where) -> dict[str, Deployment] | None:
+        """Parameters, resources and deployments of the template (``None``: no resources)."""
+        scope, checks = self.scope, self.checks
+        env_file = HeatEnvironment()
+        if self.nesting is None:
+            env_file = read_environment_file(scope.files, scope.path)
+            registry = registry_of(
+                scope.files, [env_file.registry, self.sources.environment.registry]
+            )
+            self.nesting = Nesting(
+                registry, env_file.state, (scope.path,), defaults=env_file.defaults
+            )
+            scope.params, scope.hidden = read_parameters(
+                checks, m, where, env_file.values, self.sources.environment
+            )
+        else:
+            scope.prefix = self.nesting.prefix
+            scope.params, scope.hidden = read_parameters(
+                checks, m, where, self.given_values(m), EnvironmentValues(checks)
+            )
+        self.nesting.declared.update(scope.params)
         raw = m.get("resources") or YMap()
         rwhere = where.at(m, "resources")
         if checks.mapping(raw, rwhere, "resources") is None:
@@ -125,25 +236,128 @@ class HeatTemplate:
         evaluator.conditions.check_all()
         scope.resources = read_resources(checks, raw, rwhere, evaluator.branch)
         self.leave_out_disabled(evaluator)
+        self.nested = NestedStacks(
+            scope,
+            self.nesting,
+            evaluator.evaluate,
+            self.open_nested,
+            self.deployments_of,
+            evaluator.branch,
+        )
+        self.nested.attr_of = evaluator.attr_of
+        evaluator.attribute_sources += [
+            self.nested,
+            RandomStrings(scope, self.sources.render_secret, evaluator.evaluate),
+            NoneResources(),
+        ]
+        self.resolve_types()
         self.configs = ConfigReader(scope, evaluator)
         reader = HeatDeploymentReader(
-            scope, evaluator, self.configs, self.sources.components, env_file.state
+            scope,
+            evaluator,
+            self.configs,
+            self.sources.components,
+            self.nesting.state,
+            self.deployments_of,
+            self.nesting.depends_on,
         )
         deployments = self.by_config_name(self.deployments(reader))
-        outputs = read_outputs(scope, evaluator, m, where)
+        for pname, (_value, pwhere) in env_file.values.items():
+            if pname not in self.nesting.declared:  # by this template or one it nests
+                checks.warn(pwhere, f"the template declares no parameter {pname!r}")
         for name, (_server, swhere) in env_file.server_map.items():
             is_server = name in scope.resources and scope.resources[name].type in SERVER_TYPES
             if not is_server and name not in scope.disabled:
                 checks.error(swhere, f"setpoint.servers: no server resource {name!r}")
-        description = m.get("description")
-        return Stack(
-            name=scope.stem,
-            file=scope.path,
-            description=description if isinstance(description, str) else "",
-            parameters=scope.params,
-            deployments=deployments,
-            outputs=outputs,
-        )
+        self.outputs = read_outputs(scope, evaluator, m, where)
+        return deployments
+
+    def given_values(self, m: YMap) -> dict[str, tuple[Any, Where]]:
+        """The values of this nested template's parameters: the template
+        resource's properties (one it does not declare is an error), else the
+        selected setpoint environment's, else the environment file's
+        ``parameter_defaults``, as Heat gives them to nested stacks."""
+        assert self.nesting is not None
+        declared = m.get("parameters")
+        names = set(declared) if isinstance(declared, YMap) else set()
+        given = self.nesting.values
+        for pname, (_value, pwhere) in given.items():
+            if pname not in names:
+                hint = did_you_mean(pname, tuple(sorted(names)))
+                self.checks.error(
+                    pwhere, f"{self.scope.path} declares no parameter {pname!r}{hint}"
+                )
+        environment = self.sources.environment
+        values: dict[str, tuple[Any, Where]] = {}
+        for name in sorted(names):
+            if name in given:
+                values[name] = given[name]
+            elif name in environment.values:
+                environment.used.add(name)
+                values[name] = environment.values[name]
+            elif name in self.nesting.defaults:
+                values[name] = self.nesting.defaults[name]
+        return values
+
+    def resolve_types(self) -> None:
+        """Types the registry maps, templates named, and resource groups' members."""
+        for res in list(self.scope.resources.values()):
+            res.type, res.template = self.nested.resolve_type(
+                res.type, res.where.at(res.body, "type")
+            )
+            if res.type == RESOURCE_GROUP:
+                for member in self.nested.expand_group(res) or ():
+                    self.scope.resources[member.name] = member
+
+    def open_nested(self, path: str, nesting: Nesting) -> HeatTemplate | None:
+        """The template at ``path``, read as nested as ``nesting`` says."""
+        doc = self.sources.document(path)
+        if not isinstance(doc, YMap) or HEAT_MARK not in doc:
+            self.checks.error(
+                Where(path, 1, ""),
+                f"{path} is used as a nested template but is not a Heat template",
+            )
+            return None
+        child = HeatTemplate(self.sources, path, self.scope.stem, nesting)
+        return child if child.load() is not None else None
+
+    def all_deployments(self) -> set[str]:
+        """Every deployment of this template and of the templates it nests (qualified)."""
+        return {f"{self.scope.stem}/{name}" for name in self.found}
+
+    def deployments_of(self, res: Resource) -> set[str]:
+        """The deployments (qualified) resource ``res`` stands for when ordering."""
+        if res.type in SINGLE_TYPES + GROUP_TYPES:
+            return {self.scope.qualified(res.name)}
+        if res.template is not None:
+            nested = self.nested.template_of(res)
+            return nested.all_deployments() if nested is not None else set()
+        found: set[str] = set()
+        for member in self.nested.members.get(res.name, ()):
+            found |= self.deployments_of(member)
+        return found
+
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.outputs)
+
+    def output(self, name: str, c: Where) -> Any:
+        """The value of output ``name`` (for ``get_attr`` of a template resource);
+        one made from a hidden parameter stays secret in the parent too."""
+        output = self.outputs.get(name)
+        if output is None:
+            known = ", ".join(self.outputs) or "none"
+            self.checks.error(
+                c, f"get_attr: {self.scope.path} has no output {name!r} (outputs: {known})"
+            )
+            return INVALID
+        if output.not_computed:
+            self.checks.error(
+                c,
+                f"get_attr: output {name!r} of {self.scope.path} is not computed by "
+                f"setpoint: {output.not_computed}",
+            )
+            return INVALID
+        return mark_secret(output.value) if output.secret else output.value
 
     def check_template(self, m: YMap, where: Where) -> None:
         """The template's top-level keys, version and name."""
@@ -196,24 +410,28 @@ class HeatTemplate:
             res.refs -= set(scope.disabled)  # depends_on one is dropped, as Heat does
 
     def deployments(self, reader: HeatDeploymentReader) -> dict[str, Deployment]:
-        """Every deployment resource read, with the configs they run (through
-        MultipartMime parts too). A config no deployment runs (a server's
-        ``user_data``, say) is Heat's to evaluate, not setpoint's: it is warned
-        about like any resource setpoint does not manage, and parameters only it
-        uses need no value."""
+        """Every deployment resource read, and those of the templates nested here,
+        with the configs they run (through MultipartMime parts too). A config no
+        deployment runs (a server's ``user_data``, say) is Heat's to evaluate,
+        not setpoint's: it is warned about like any resource setpoint does not
+        manage, and parameters only it uses need no value."""
         deployments: dict[str, Deployment] = {}
         unmanaged: list[Resource] = []
         for res in self.scope.resources.values():
             if res.type in SERVER_TYPES or res.type in CONFIG_TYPES:
                 continue  # bound when a deployment targets it; configs: below
-            if res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
-                if not NAME_RE.match(res.name):
+            if res.template is not None:
+                nested = self.nested.template_of(res)
+                deployments.update(nested.found if nested is not None else {})
+            elif res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
+                member = res.name in self.nested.member_names
+                if not member and not NAME_RE.match(res.name):
                     self.checks.error(res.where, f"invalid deployment name {res.name!r}")
                     continue
                 made = reader.deployment(res)
                 if made is not None:
-                    deployments[res.name] = made
-            else:
+                    deployments[made.name] = made
+            elif res.name not in self.nested.members and res.type not in (RANDOM_STRING, NONE_TYPE):
                 unmanaged.append(res)
         for res in self.scope.resources.values():
             if res.type in CONFIG_TYPES and not self.configs.was_read(res.name):

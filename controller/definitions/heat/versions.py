@@ -102,6 +102,11 @@ class TemplateVersion:
         return self.date >= "2021-04-16"
 
     @property
+    def get_attr_all(self) -> bool:
+        """``get_attr: [resource]`` gives all its attributes from 2015-10-15."""
+        return self.date >= "2015-10-15"
+
+    @property
     def str_replace_json(self) -> bool:
         """``str_replace`` puts maps and lists in as JSON from 2015-10-15 (before: an error)."""
         return self.date >= "2015-10-15"

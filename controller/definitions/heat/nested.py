@@ -1,0 +1,333 @@
+"""Nested stacks: template resources (a ``type:`` that is a template file, or a
+type the ``resource_registry`` maps to one) and ``OS::Heat::ResourceGroup``
+of deployments or of template resources.
+
+A nested template is read like a top-level one, with the template resource's
+``properties`` as its parameter values; its deployments are named by their
+path (``stack/outer_res/inner_deployment``) and wait for what the template
+resource waits for. ``get_attr: [res, name]`` or ``[res, outputs, name]``
+reads the nested template's output ``name``.
+
+A ResourceGroup's members are ``<group>/0`` … ``<group>/<count - 1>``, each
+its ``resource_def`` with ``%index%`` (or ``index_var``) replaced by its
+index; ``get_attr`` of the group gives the list of its members' attributes,
+``[group, resource.<n>, ...]`` one member's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from setpoint.controller.definitions.checks import Checks, Where
+from setpoint.controller.definitions.heat.functions import select
+from setpoint.controller.definitions.heat.registry import (
+    ResourceRegistry,
+    is_template_type,
+    template_path,
+)
+from setpoint.controller.definitions.heat.resources import (
+    SINGLE_TYPES,
+    ChooseBranch,
+    Resource,
+    TemplateScope,
+    walk_refs,
+)
+from setpoint.controller.definitions.intrinsics import INVALID, has_deferred
+from setpoint.controller.definitions.model import Computed, Deployment
+from setpoint.controller.definitions.yamlsource import YList, YMap
+
+GROUP_KEYS = ("count", "resource_def", "index_var", "removal_policies", "removal_policies_mode")
+RESOURCE_DEF_KEYS = ("type", "properties", "metadata")
+
+
+@dataclass(frozen=True)
+class Nesting:
+    """Where a template sits in its stack: empty for a top-level template."""
+
+    registry: ResourceRegistry
+    state: str
+    # The template files from the top-level one to this one (cycles are named by them).
+    chain: tuple[str, ...]
+    prefix: str = ""
+    # The parameter values the template resource's properties give.
+    values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    # Deployments (qualified) every deployment of this template waits for.
+    depends_on: tuple[str, ...] = ()
+    # The environment file's ``parameter_defaults``, for every template of the stack.
+    defaults: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    # Every parameter name the stack's templates declare (filled as they are read).
+    declared: set[str] = field(default_factory=set)
+
+    @property
+    def nested(self) -> bool:
+        return len(self.chain) > 1
+
+
+class NestedTemplate(Protocol):
+    """What a template resource's template gives its parent, once read."""
+
+    # Its deployments (and those of the templates it nests), by name in the stack.
+    found: dict[str, Deployment]
+
+    def all_deployments(self) -> set[str]: ...
+
+    def output_names(self) -> tuple[str, ...]: ...
+
+    def output(self, name: str, c: Where) -> Any: ...
+
+
+# Reads the template at a commit path, nested as ``Nesting`` says.
+OpenTemplate = Callable[[str, Nesting], NestedTemplate | None]
+Evaluate = Callable[[Any, Where], Any]
+# The attribute of one resource (``Evaluator.attr_of``).
+AttrOf = Callable[[Resource, str, list[Any], Where], Any]
+
+
+def substitute_index(value: Any, index_var: str, index: int) -> Any:
+    """Heat's ``%index%`` substitution in every string of a member's definition;
+    YAML positions are kept so that errors still name the line."""
+    if isinstance(value, str):
+        return value.replace(index_var, str(index))
+    if isinstance(value, YMap):
+        return YMap(
+            {k: substitute_index(v, index_var, index) for k, v in value.items()},
+            line=value.line,
+            key_lines=value.key_lines,
+        )
+    if isinstance(value, YList):
+        out = YList(line=value.line)
+        out.extend(substitute_index(v, index_var, index) for v in value)
+        out.item_lines = list(value.item_lines)
+        return out
+    return value
+
+
+class NestedStacks:
+    """The template resources and resource groups of one template."""
+
+    def __init__(
+        self,
+        scope: TemplateScope,
+        nesting: Nesting,
+        evaluate: Evaluate,
+        open_template: OpenTemplate,
+        deployments_of: Callable[[Resource], set[str]],
+        choose: ChooseBranch | None = None,
+    ) -> None:
+        self.scope = scope
+        self.checks: Checks = scope.checks
+        self.nesting = nesting
+        self.evaluate = evaluate
+        self.open_template = open_template
+        self.deployments_of = deployments_of
+        self.choose = choose  # the branch an ``if`` takes, for members' references
+        self.templates: dict[str, NestedTemplate | None] = {}
+        self.members: dict[str, list[Resource]] = {}
+        self.loading: set[str] = set()  # template resources being read, to find cycles
+        self.attr_of: AttrOf | None = None  # set by the evaluator that reads attributes
+
+    @property
+    def member_names(self) -> set[str]:
+        return {m.name for members in self.members.values() for m in members}
+
+    def handles(self, res: Resource) -> bool:
+        return res.template is not None or res.name in self.members
+
+    # -- template resources --------------------------------------------------------
+
+    def template_of(self, res: Resource) -> NestedTemplate | None:
+        """The nested template of template resource ``res``, read once."""
+        if res.name in self.loading:
+            self.checks.error(
+                res.where,
+                f"resource {res.name!r} needs its own nested stack's outputs or deployments "
+                "before it can be read (a dependency cycle)",
+            )
+            self.templates[res.name] = None
+        if res.name in self.templates:
+            return self.templates[res.name]
+        assert res.template is not None
+        self.loading.add(res.name)
+        try:
+            got = self.read_template(res, res.template)
+        finally:
+            self.loading.discard(res.name)
+        self.templates[res.name] = got
+        return got
+
+    def read_template(self, res: Resource, template: str) -> NestedTemplate | None:
+        chain = self.nesting.chain
+        if template in chain:
+            cycle = " -> ".join([*chain[chain.index(template) :], template])
+            self.checks.error(
+                res.where.at(res.body, "type"), f"nested templates form a cycle: {cycle}"
+            )
+            return None
+        values = self.property_values(res)
+        if values is None:
+            return None
+        depends = self.deployments_waited_for(res)
+        nesting = Nesting(
+            registry=self.nesting.registry,
+            state=self.nesting.state,
+            chain=(*chain, template),
+            prefix=f"{self.scope.prefix}{res.name}/",
+            values=values,
+            depends_on=tuple(sorted({*self.nesting.depends_on, *depends})),
+            defaults=self.nesting.defaults,
+            declared=self.nesting.declared,
+        )
+        return self.open_template(template, nesting)
+
+    def property_values(self, res: Resource) -> dict[str, tuple[Any, Where]] | None:
+        """The template resource's properties, evaluated here: its template's parameters."""
+        values: dict[str, tuple[Any, Where]] = {}
+        c = res.props_where
+        for pname, raw in res.props.items():
+            pc = c.at(res.props, pname)
+            got = self.evaluate(raw, pc)
+            if got is INVALID:
+                return None
+            values[str(pname)] = (got, pc)
+        return values
+
+    def deployments_waited_for(self, res: Resource) -> set[str]:
+        """Deployments of this template that ``res`` refers to, as Heat orders a
+        nested stack after everything its properties and ``depends_on`` name."""
+        found: set[str] = set()
+        for ref in sorted(res.refs):
+            other = self.scope.resources.get(ref)
+            if other is not None:
+                found |= self.deployments_of(other)
+        return found
+
+    # -- resource groups ------------------------------------------------------------
+
+    def expand_group(self, res: Resource) -> list[Resource] | None:
+        """The members of ResourceGroup ``res`` when they are deployments or
+        template resources; ``None`` (to be warned about) when they are not."""
+        props, c = res.props, res.props_where
+        rdef = props.get("resource_def")
+        if not isinstance(rdef, YMap) or not isinstance(rdef.get("type"), str):
+            return None
+        member_type, template = self.resolve_type(rdef["type"], c.at(props, "resource_def"))
+        if member_type not in SINGLE_TYPES and template is None:
+            return None
+        self.checks.check_keys(props, c, GROUP_KEYS, ("resource_def",))
+        dc = c.at(props, "resource_def")
+        self.checks.check_keys(rdef, dc, RESOURCE_DEF_KEYS, ("type",))
+        if props.get("removal_policies"):
+            self.checks.error(
+                c.at(props, "removal_policies"),
+                "removal_policies is not supported by setpoint: a group's members are "
+                "always 0 to count - 1 (lower count to remove the last ones)",
+            )
+        count = self.count(props, c)
+        index_var = props.get("index_var", "%index%")
+        if not isinstance(index_var, str) or not index_var:
+            self.checks.error(c.at(props, "index_var"), "expected index_var: a non-empty string")
+            return []
+        raw_props = rdef.get("properties") or YMap()
+        if not isinstance(raw_props, YMap):
+            self.checks.error(dc.at(rdef, "properties"), "expected properties (a mapping)")
+            return []
+        members: list[Resource] = []
+        for index in range(count):
+            body = substitute_index(rdef, index_var, index)
+            member_props = body.get("properties") or YMap()
+            member = Resource(
+                f"{res.name}/{index}", member_type, body, member_props, dc, template=template
+            )
+            member.refs = walk_refs(member_props, self.choose) | res.refs
+            members.append(member)
+        self.members[res.name] = members
+        return members
+
+    def resolve_type(self, rtype: str, c: Where) -> tuple[str, str | None]:
+        """A type once mapped by the registry, and the template it names (if any)."""
+        mapped, mapping = self.nesting.registry.resolve(self.checks, rtype, c)
+        if mapping is not None:
+            return mapped, mapping.target
+        if is_template_type(mapped):
+            return mapped, template_path(self.scope.files, self.scope.path, mapped, c)
+        return mapped, None
+
+    def count(self, props: YMap, c: Where) -> int:
+        if "count" not in props:
+            return 1  # Heat's default
+        got = self.evaluate(props["count"], c.at(props, "count"))
+        if got is INVALID:
+            return 0
+        if isinstance(got, str) and got.isdigit():
+            got = int(got)
+        if not isinstance(got, int) or isinstance(got, bool) or got < 0:
+            self.checks.error(c.at(props, "count"), f"expected count: a number >= 0, got {got!r}")
+            return 0
+        return got
+
+    # -- attributes -----------------------------------------------------------------
+
+    def attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
+        if res.name in self.members:
+            return self.group_attr(res, attribute, path, c)
+        nested = self.template_of(res)
+        if nested is None:
+            return INVALID
+        if attribute == "outputs":
+            if not path or not isinstance(path[0], str):
+                self.checks.error(c, "get_attr: outputs takes the name of an output after it")
+                return INVALID
+            attribute, path = path[0], path[1:]
+        value = nested.output(attribute, c)
+        if value is INVALID or not path:
+            return value
+        return self.select(value, path)
+
+    def attribute_names(self, res: Resource, c: Where) -> tuple[str, ...] | None:
+        """A nested template's outputs (a template resource's attributes, in Heat)."""
+        if res.name in self.members:
+            self.checks.error(
+                c, "get_attr: every attribute of a ResourceGroup is not known to setpoint"
+            )
+            return None
+        nested = self.template_of(res)
+        return None if nested is None else nested.output_names()
+
+    def group_attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
+        """``[group, attr]``: every member's; ``[group, resource.<n>, attr]``: member n's."""
+        assert self.attr_of is not None
+        members = self.members[res.name]
+        if attribute.startswith("resource."):
+            index = attribute.split(".", 1)[1]
+            if not index.isdigit() or int(index) >= len(members) or not path:
+                self.checks.error(
+                    c,
+                    f"get_attr: {res.name!r} has members 0 to {len(members) - 1}; "
+                    "resource.<n> takes an attribute after it",
+                )
+                return INVALID
+            member = members[int(index)]
+            return self.attr_of(member, str(path[0]), list(path[1:]), c)
+        if attribute in ("refs", "refs_map", "removed_rsrc_list", "attributes"):
+            self.checks.error(
+                c, f"get_attr: {attribute!r} of a ResourceGroup is not known to setpoint"
+            )
+            return INVALID
+        values = []
+        for member in members:
+            got = self.attr_of(member, attribute, path, c)
+            if got is INVALID:
+                return INVALID
+            values.append(got)
+        return values
+
+    def select(self, value: Any, path: list[Any]) -> Any:
+        if has_deferred(value):
+
+            def pick(got: Any, path: list[Any] = path) -> Any:
+                return select(got, path)
+
+            return Computed("get_attr", pick, value)
+        return select(value, path)
