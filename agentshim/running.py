@@ -158,7 +158,7 @@ def hook_document(
 
 def masked(derived: dict[str, Any], result: HookResult) -> HookResult:
     """The result with the values of the config's hidden inputs masked in its
-    streams, outputs and reason."""
+    streams, outputs, reason and (a check's) changes."""
     secrets = secret_values(derived)
     if not secrets:
         return result
@@ -168,6 +168,7 @@ def masked(derived: dict[str, Any], result: HookResult) -> HookResult:
         stdout=mask_text(result.stdout, secrets),
         stderr=mask_text(result.stderr, secrets),
         reason=None if result.reason is None else mask_text(result.reason, secrets),
+        changes=None if result.changes is None else mask_text(result.changes, secrets),
     )
 
 

@@ -51,6 +51,7 @@ PASSES = (
     "--env-file (also $setpoint_env_file); up -d --no-build (down on DELETE), "
     "options project_name, remove_orphans"
 )
+CHECK_MODE = "config --quiet"
 INSTALL = "install docker with the compose plugin, or docker-compose"
 PROBE_LIMIT = 30.0
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -95,7 +96,11 @@ def run(call: ToolCall) -> HookResult:
     if compose_file.exists():
         argv += ["--file", str(compose_file)]
     argv += ["--env-file", str(env_file)]
-    if deleting:
+    if call.check:
+        # The compose file and its interpolation are checked; what up would
+        # change (containers, images) compose cannot say.
+        argv += ["config", "--quiet"]
+    elif deleting:
         argv.append("down")
     else:
         argv += ["up", "-d", "--no-build"]

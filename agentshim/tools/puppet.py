@@ -23,11 +23,13 @@ reason.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from setpoint.agentshim.contract import HookResult, ToolCall, input_as_env
 from setpoint.agentshim.tools.base import (
     base_env,
+    changed_lines,
     config_text,
     env_name,
     find_command,
@@ -46,6 +48,7 @@ PASSES = (
     "facts and/or (enable_hiera) a hiera JSON data file with its own --hiera_config, "
     "heat_outputs_path as a fact; options modulepath, tags, enable_debug, enable_verbose"
 )
+CHECK_MODE = "--noop"
 COMMAND = "puppet"
 INSTALL = "install puppet or puppet-agent"
 MEANING = {1: "error", 4: "failures", 6: "changes and failures"}
@@ -86,10 +89,12 @@ def run(call: ToolCall) -> HookResult:
         argv.append("--debug")
     if options.get("enable_verbose"):
         argv.append("--verbose")
+    if call.check:
+        argv.append("--noop")
     argv.append(str(manifest_file))
 
     outcome = call.execute(argv, env)
-    return finish(
+    result = finish(
         call,
         prepared,
         "puppet apply",
@@ -98,6 +103,11 @@ def run(call: ToolCall) -> HookResult:
         meaning=MEANING,
         detail=_detail,
     )
+    if not call.check:
+        return result
+    # --noop exits 0 whether or not something would change: its notices say.
+    changes = changed_lines(result.stdout, r"^Notice: /Stage\[.*\(noop\)$")
+    return replace(result, changes=changes)
 
 
 def _hiera_config(data_file: str) -> str:

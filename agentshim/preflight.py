@@ -1,0 +1,66 @@
+"""Preflight: the manifest's preflight entries checked, never applied.
+
+The controller lists a change it wants checked before its rollout starts in the
+manifest's ``preflight`` (entries like the deployments', naming the new
+digests). The agent fetched and verified their configs and files with the
+manifest; after converging, it checks each one once per digest (the action
+the change would run: UPDATE where the deployment succeeded here, else
+CREATE) and reports PASSED, with what would change, or FAILED, with why.
+Results of entries no longer listed are dropped.
+"""
+
+from __future__ import annotations
+
+from setpoint.agentshim.checking import Checker
+from setpoint.agentshim.configs import load_config
+from setpoint.agentshim.context import AgentContext
+from setpoint.agentshim.errors import AgentError
+from setpoint.store import CheckReport, Manifest, ManifestEntry, StoreError
+
+
+class Preflight:
+    """Checks the manifest's preflight entries, each digest once."""
+
+    def __init__(self, ctx: AgentContext, checker: Checker) -> None:
+        self.ctx = ctx
+        self.checker = checker
+
+    def run(self, manifest: Manifest) -> None:
+        ctx, state = self.ctx, self.ctx.state
+        listed = {e.name for e in manifest.preflight}
+        if set(state.preflight) - listed:
+            state.preflight = {n: r for n, r in state.preflight.items() if n in listed}
+            ctx.commit()
+        for entry in manifest.preflight:
+            done = state.preflight.get(entry.name)
+            if ctx.stop.is_set() or (done is not None and done.config == entry.config):
+                continue
+            found = self._check(entry)
+            if found is None:
+                return
+            state.preflight[entry.name] = found
+            log = ctx.log.info if found.status == "PASSED" else ctx.log.warning
+            log(
+                "preflight_checked",
+                deployment=entry.name,
+                config=entry.config,
+                status=found.status,
+                reason=found.reason,
+            )
+            ctx.commit()
+
+    def _check(self, entry: ManifestEntry) -> CheckReport | None:
+        dep = self.ctx.state.deployments.get(entry.name)
+        action = "UPDATE" if dep is not None and dep.succeeded else "CREATE"
+        if action not in entry.actions:
+            why = f"{action} is not among the deployment's actions: nothing would run"
+            return CheckReport(entry.config, "PASSED", reason=why)
+        try:
+            derived = load_config(self.ctx.store, self.ctx.layout, entry.config)
+        except (StoreError, AgentError) as exc:
+            return CheckReport(entry.config, "FAILED", reason=f"config unavailable: {exc}")
+        outcome = self.checker.check(entry, action, derived)
+        if outcome is None:
+            return None
+        status = "PASSED" if outcome.ok else "FAILED"
+        return CheckReport(entry.config, status, outcome.changes, outcome.reason)
