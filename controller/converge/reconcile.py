@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from setpoint.controller.converge import heat_agent
+from setpoint.controller.converge.preflight import preflight_publication
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
 from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
@@ -293,6 +294,30 @@ class Reconciler:
             converged=outcome.converged,
         )
         return outcome
+
+    def publish_preflight(self) -> dict[str, tuple[ManifestEntry, ...]]:
+        """``plan --preflight``: the commit's changed entries published to check
+        beside what each server runs, nothing else changed (``converge.preflight``);
+        returns what each server was asked to check."""
+        model = self.load()
+        fleet = self._read_fleet(model)
+
+        def previous(server: str) -> Manifest | None:
+            return fleet.previous(server, self._manifests)
+
+        head = compute_desired(model, fleet.reports, previous)
+        trusted = {s: p for s, p in fleet.pointers.items() if s not in fleet.bad_pointers}
+        request = preflight_publication(head, previous, trusted)
+        fence: dict[str, Any] = {}
+        if self.lease is not None:
+            self.lease.hold()
+            listed = {s: fleet.versions.get(pointer_key(s)) for s in fleet.servers}
+            fence = {"fence": self.lease.hold}
+            fence["versions"] = listed if self.lease.fences_writes else None
+        for group in request.groups.values():
+            current = {s: trusted.get(s) for s in group.manifests}
+            publish(self.store, group, current, self.clock, self.policy, fleet.seen, **fence)
+        return request.checks
 
     def _read_fleet(self, model: Model) -> _Fleet:
         """List ``agents/``, then read what changed: pointers, reports, manifests."""

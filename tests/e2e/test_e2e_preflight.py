@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from tooltest import require_tool
 
-from setpoint.controller.definitions.repository import init_repo_from_dir
+from setpoint.controller.definitions.repository import commit_all, init_repo_from_dir
 from setpoint.store import Report
 from setpoint.store.local import LocalStore
 
@@ -175,3 +175,31 @@ def test_preflight_then_rollout_then_drift_put_back(
     assert result.returncode == 0, result.stdout + result.stderr
     assert changed.read_text() == "hello\n"
     assert (root / "s1.motd").read_text() == "hello\n"
+
+
+def test_plan_preflight_shows_what_each_server_would_change(
+    tmp_path: Path, start_agents: Callable[..., object]
+) -> None:
+    root = tmp_path / "managed"
+    root.mkdir()
+    repo = make_repo(tmp_path, root)
+    store_dir = tmp_path / "store"
+    start_agents(store_dir, SERVERS)
+    wait = ("--wait", "--timeout", "90", "--interval", "0.2")
+    result = setpoint("reconcile", "--repo", str(repo), "--store", str(store_dir), *wait)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    (repo / "stacks/site.yaml").write_text(stack(root, "goodbye"))
+    commit_all(repo, "A new message")
+    plan = setpoint(
+        "plan", "HEAD~1", "HEAD", "--repo", str(repo), "--store", str(store_dir),
+        "--preflight", "--preflight-timeout", "90",
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "preflight of" in plan.stdout
+    assert "on 3 servers: 3 passed, 0 failed, 0 without an answer" in plan.stdout
+    for server in SERVERS:
+        assert f"{server} site/motd: PASSED" in plan.stdout
+        assert f"File[{root}/{server}.motd]/content" in plan.stdout
+        # Nothing applied: every server still has the deployed message.
+        assert (root / f"{server}.motd").read_text() == "hello\n"
