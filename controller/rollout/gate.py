@@ -224,14 +224,23 @@ class Gate:
     def _preflight_holds(
         self, dep: Deployment, targets: dict[str, ManifestEntry], seen: _Sorted, decision: Decision
     ) -> bool:
-        """``preflight: true``: every server not yet given its new entry checks it
+        """``preflight: true``: every server not yet given its new digest checks it
         first (a preflight entry); no batch starts until each one PASSED. A
         FAILED check halts the rollout, naming the servers and why. Held while
-        checks are out or failed, True; False once every check passed."""
+        checks are out or failed, True; False once every check passed. An entry
+        whose digest the server already has (a state, a run token, a drift
+        correction) needs no check."""
         name = dep.qualified
         failed: dict[str, str] = {}
         checking: list[str] = []
-        for server in seen.pending:
+        changing = [
+            s
+            for s in seen.pending
+            if (prior := seen.before.get(s)) is None or prior.config != targets[s].config
+        ]
+        if not changing:
+            return False
+        for server in changing:
             target = targets[server]
             decision.preflight[server] = target
             report = self.reports.get(server)

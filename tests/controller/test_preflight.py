@@ -1,0 +1,191 @@
+"""Preflight and drift through the controller, with real in-process agents.
+
+The component is a script with its own CHECK config (the standard action a
+script checks with): it fails where a ``broken-<server>`` marker exists, and
+otherwise says what it would write. Agents are ``Agent`` objects over a memory
+store, each cycle run by the test; the controller is a ``Reconciler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from setpoint.agentshim.agent import Agent
+from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
+from setpoint.controller.converge.status import fleet_status
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.store.memory import MemoryStore
+
+SERVERS = ("s1", "s2", "s3")
+COMPONENT = """\
+kind: Component
+inputs:
+  - name: root
+    type: String
+  - name: content
+    type: String
+configs:
+  - tool: script
+    actions: [CREATE, UPDATE]
+    config: |
+      #!/bin/sh
+      printf '%s\\n' "$content" > "$root/$deploy_server_id"
+  - tool: script
+    actions: [CHECK]
+    config: |
+      #!/bin/sh
+      if [ -e "$root/broken-$deploy_server_id" ]; then echo "disk full" >&2; exit 1; fi
+      if [ "$(cat "$root/$deploy_server_id" 2>/dev/null)" != "$content" ]; then
+        echo "$root/$deploy_server_id would hold $content"
+      fi
+"""
+
+
+def stack(root: Path, content: str, extra: str = "") -> str:
+    return (
+        "kind: Stack\n"
+        "deployments:\n"
+        "  app:\n"
+        "    component: app\n"
+        "    servers: [s1, s2, s3]\n"
+        "    preflight: true\n"
+        f"{extra}"
+        "    input_values:\n"
+        f'      root: "{root}"\n'
+        f'      content: "{content}"\n'
+    )
+
+
+class Site:
+    """A repository, a memory store, a reconciler and an agent per server."""
+
+    def __init__(self, tmp_path: Path, extra: str = "") -> None:
+        self.root = tmp_path / "managed"
+        self.root.mkdir()
+        self.extra = extra
+        src = tmp_path / "src"
+        (src / "components/app").mkdir(parents=True)
+        (src / "stacks").mkdir()
+        (src / "inventory.yaml").write_text(
+            "kind: Inventory\nservers:\n" + "".join(f"  {s}: {{}}\n" for s in SERVERS)
+        )
+        (src / "components/app/component.yaml").write_text(COMPONENT)
+        (src / "stacks/site.yaml").write_text(stack(self.root, "v1", extra))
+        self.repo_path = tmp_path / "repo"
+        init_repo_from_dir(src, self.repo_path, "v1")
+        self.repo = GitRepo.open(self.repo_path)
+        self.store = MemoryStore("site")
+        self.now = 1_700_000_000.0
+        self.reconciler = Reconciler(self.repo, self.store, clock=lambda: self.now)
+        self.agents = {
+            s: Agent(
+                self.store,
+                s,
+                tmp_path / "agents" / s,
+                max_attempts=1,
+                clock=lambda: self.now,
+                drift_interval=60.0,
+            )
+            for s in SERVERS
+        }
+
+    def change(self, content: str) -> None:
+        (self.repo_path / "stacks/site.yaml").write_text(stack(self.root, content, self.extra))
+        commit_all(self.repo_path, content)
+
+    def step(self) -> PassOutcome:
+        """A controller pass, then a cycle of every agent."""
+        outcome = self.reconciler.run_pass()
+        for agent in self.agents.values():
+            agent.run_once()
+        self.now += 1
+        return outcome
+
+    def generations(self) -> dict[str, int]:
+        pointers = {s: self.store.read_pointer(s) for s in SERVERS}
+        return {s: p.generation for s, p in pointers.items() if p is not None}
+
+    def written(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.root.iterdir())}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    s.repo.close()
+
+
+def test_no_batch_starts_before_every_server_passed_its_check(site: Site) -> None:
+    first = site.step()
+    # The first pass only asks for checks: nothing is applied yet.
+    assert all("preflight: waiting for the check" in w.reason for w in first.waiting)
+    assert site.written() == {}
+    for server in SERVERS:
+        got = site.store.read_report(server)
+        assert got is not None
+        check = got.preflight["site/app"]
+        assert check.status == "PASSED"
+        assert check.changes == f"{site.root}/{server} would hold v1"
+    site.step()
+    assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+    assert site.step().converged
+
+
+def test_a_check_failing_on_one_server_halts_with_nothing_applied(site: Site) -> None:
+    site.step()
+    site.step()
+    assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+    (site.root / "broken-s2").write_text("")
+    site.change("v2")
+    site.step()
+    outcome = site.step()
+    assert outcome.failed == [
+        "site/app: preflight failed on s2 (script exited with status 1); rollout halted "
+        "(nothing of it applied)"
+    ]
+    assert not outcome.converged
+    site.step()
+    assert site.written() == {"broken-s2": "", **dict.fromkeys(SERVERS, "v1\n")}
+    status = {s.server: s for s in fleet_status(site.store, now=site.now)}
+    assert status["s2"].troubled
+    assert status["s2"].check_lines()[0].startswith("s2 site/app: preflight FAILED (")
+
+    # A fixed commit is a new digest: checked again, then rolled out.
+    (site.root / "broken-s2").unlink()
+    site.change("v3")
+    for _ in range(3):
+        site.step()
+    assert site.written() == dict.fromkeys(SERVERS, "v3\n")
+
+
+def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
+    site = Site(tmp_path, "    on_drift: correct\n")
+    try:
+        for _ in range(3):
+            site.step()
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+        (site.root / "s3").write_text("edited by hand\n")
+        site.now += 70  # a drift check is due
+        site.step()
+        got = site.store.read_report("s3")
+        assert got is not None
+        assert (got.drift["site/app"].status, got.drift["site/app"].count) == ("drifted", 1)
+        assert site.written()["s3"] == "edited by hand\n"  # reported, not yet corrected
+
+        site.step()  # the controller asks s3 for the UPDATE once more; s3 runs it
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+        site.now += 70
+        site.step()
+        got = site.store.read_report("s3")
+        assert got is not None
+        assert got.drift["site/app"].status == "clean"
+        # Clean again: the correction asked for stays asked, nothing is republished.
+        generations = site.generations()
+        site.step()
+        assert site.generations() == generations
+    finally:
+        site.repo.close()
