@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agenttest import Publisher
+from agenttest import Deploy, Publisher
 from tooltest import attach_file, put_tool_on_path, require_tool, tool_config
 
 from setpoint.agentshim.agent import Agent
@@ -41,6 +41,8 @@ ANSIBLE_MISSING_PACKAGE = """\
         name: setpoint-no-such-package-xyz
         state: present
 """
+# Generous: the tools start slowly on a loaded machine, and a timeout is a failed check.
+TIMEOUT = 300.0
 SALT = """\
 managed:
   file.managed:
@@ -76,8 +78,10 @@ def salt(monkeypatch: pytest.MonkeyPatch) -> None:
     put_tool_on_path(monkeypatch, require_tool("salt-call", "pip install salt"))
 
 
-def managed(tool: str, body: str, target: Path, who: str) -> dict[str, object]:
-    return tool_config(tool, body, values={"who": who, "target": str(target)})
+def managed(tool: str, body: str, target: Path, who: str) -> Deploy:
+    return Deploy(
+        tool_config(tool, body, values={"who": who, "target": str(target)}), timeout=TIMEOUT
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,6 +135,9 @@ def test_preflight_of_an_update_says_what_the_update_would_change(
     checked = preflight(store)
     assert (checked.status, checked.config) == ("PASSED", publisher.digests["app/web"])
     assert "content: current_value" in checked.changes
+    # The diff, its headers without times or puppet's temporary file name.
+    assert f"--- {target}\n+++ (what the manifest says)\n" in checked.changes
+    assert "-managed by puppet for alice\n+managed by puppet for bob" in checked.changes
     assert target.read_text() == "managed by puppet for alice\n"
 
 
@@ -142,7 +149,7 @@ def test_a_manifest_syntax_error_is_a_preflight_failure(
     make_agent: Callable[..., Agent],
 ) -> None:
     broken = tool_config("puppet", "file { 'x': \n", values={"target": str(tmp_path / "x")})
-    publisher.publish({}, preflight={"app/web": broken})
+    publisher.publish({}, preflight={"app/web": Deploy(broken, timeout=TIMEOUT)})
     assert make_agent().run_once().exit_code == 0
     checked = preflight(store)
     assert checked.status == "FAILED"
@@ -153,7 +160,8 @@ def test_a_manifest_syntax_error_is_a_preflight_failure(
 def test_a_missing_package_is_a_preflight_failure(
     ansible: None, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
 ) -> None:
-    publisher.publish({}, preflight={"app/web": tool_config("ansible", ANSIBLE_MISSING_PACKAGE)})
+    missing = Deploy(tool_config("ansible", ANSIBLE_MISSING_PACKAGE), timeout=TIMEOUT)
+    publisher.publish({}, preflight={"app/web": missing})
     assert make_agent().run_once().exit_code == 0
     checked = preflight(store)
     assert checked.status == "FAILED"
