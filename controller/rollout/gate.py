@@ -36,6 +36,7 @@ from setpoint.controller.rollout.batches import (
     UNREACHABLE_AFTER_BEATS,
     Batches,
     entry_result,
+    unreachable,
 )
 from setpoint.controller.rollout.ledger import Ledger, Rollout
 from setpoint.store.documents import DeploymentReport, ManifestEntry, Report
@@ -245,10 +246,14 @@ class Gate:
             decision.preflight[server] = target
             report = self.reports.get(server)
             got = report.preflight.get(target.name) if report else None
-            if got is None or got.config != target.config:
+            if got is not None and got.config == target.config:
+                if got.status == "FAILED":
+                    failed[server] = got.reason or "failed"
+            elif unreachable(report, self.now, self.unreachable_after):
+                # Its answer may never come: halt rather than wait for ever.
+                failed[server] = "the agent is unreachable (no heartbeat): no answer"
+            else:
                 checking.append(server)
-            elif got.status == "FAILED":
-                failed[server] = got.reason or "failed"
         if failed:
             what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
             untouched = "" if seen.done or seen.running else " (nothing of it applied)"

@@ -189,3 +189,17 @@ def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
         assert site.generations() == generations
     finally:
         site.repo.close()
+
+
+def test_an_agent_without_a_heartbeat_fails_its_check_rather_than_stall(site: Site) -> None:
+    for _ in range(3):
+        site.step()
+    site.change("v2")
+    site.now += 1000  # more than three of the agents' 300 s heartbeats
+    for server in ("s1", "s2"):  # s3 has gone silent
+        site.agents[server].run_once()
+    outcome = site.reconciler.run_pass()
+    assert outcome.failed == [
+        "site/app: preflight failed on s3 (the agent is unreachable (no heartbeat): no answer); "
+        "rollout halted (nothing of it applied)"
+    ]
