@@ -18,17 +18,14 @@ each time a deployment turns drifted): the controller asks for a correction
 from __future__ import annotations
 
 import random
-from pathlib import Path
-from typing import Any
 
 from setpoint.agentshim.checking import Checker
 from setpoint.agentshim.configs import load_config
 from setpoint.agentshim.context import AgentContext
 from setpoint.agentshim.errors import AgentError
-from setpoint.agentshim.files import config_files
+from setpoint.agentshim.files import files_drift
 from setpoint.agentshim.state import DeploymentState
-from setpoint.store import CheckReport, Manifest, ManifestEntry, StoreError, digest_bytes
-from setpoint.store.bundles import tree_digest
+from setpoint.store import CheckReport, Manifest, ManifestEntry, StoreError
 
 JITTER = 0.1
 
@@ -118,43 +115,3 @@ def applied(dep: DeploymentState | None, entry: ManifestEntry) -> bool:
         and dep.report.status == "COMPLETE"
         and dep.state == "active"
     )
-
-
-def files_drift(where: Path, derived: dict[str, Any]) -> str:
-    """Which of the config's attached files and directories differ from their
-    digests where they were unpacked ("" when none does)."""
-    lines = []
-    for name, spec in sorted(config_files(derived).items()):
-        path = where / name
-        if spec.get("type") == "directory":
-            got = _tree_of(path)
-        else:
-            try:
-                got = digest_bytes(path.read_bytes())
-            except OSError:
-                got = None
-        if got != spec.get("digest"):
-            kind = "directory" if spec.get("type") == "directory" else "file"
-            lines.append(f"attached {kind} {name!r} differs from {spec.get('digest')}")
-    return "\n".join(lines)
-
-
-def _tree_of(root: Path) -> str | None:
-    """The tree digest of a directory as it is now, None when it cannot be one
-    (missing, or holding a link or something other than files)."""
-    if not root.is_dir() or root.is_symlink():
-        return None
-    entries = []
-    try:
-        for path in sorted(root.rglob("*")):
-            if path.is_symlink():
-                return None
-            if path.is_dir():
-                continue
-            mode = path.stat().st_mode
-            entries.append(
-                (path.relative_to(root).as_posix(), mode, digest_bytes(path.read_bytes()))
-            )
-        return tree_digest(entries)
-    except (OSError, StoreError):
-        return None

@@ -93,7 +93,9 @@ class Attempts:
         tool, config = tool_config
         try:
             bundles = ctx.state.manifest_doc.bundles if ctx.state.manifest_doc else {}
-            files_dir = materialize(ctx.store, ctx.layout, entry.config, derived, bundles)
+            files_dir = materialize(
+                ctx.store, ctx.layout, entry.config, derived, bundles, verify=True
+            )
         except (StoreError, AgentError) as exc:
             return HookResult(False, reason=f"cannot materialize the config's files: {exc}")
         document = hook_document(ctx.server, entry, action, derived, tool, config, files_dir)

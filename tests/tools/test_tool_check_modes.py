@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from agenttest import Deploy, Publisher
-from tooltest import attach_file, put_tool_on_path, require_tool, tool_config
+from tooltest import attach_file, put_tool_on_path, report, require_tool, tool_config
 
 from setpoint.agentshim.agent import Agent
 from setpoint.store import CheckReport
@@ -237,3 +237,25 @@ def test_an_attached_file_changed_on_the_server_is_drift_without_running_a_tool(
     assert found.status == "drifted"
     assert "attached file 'motd' differs" in found.changes
     assert ran.read_text() == "run\n"
+
+
+def test_a_correction_runs_with_the_attached_files_the_digest_names(
+    tmp_path: Path, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
+) -> None:
+    out = tmp_path / "out"
+    config = tool_config(
+        "script",
+        f'#!/bin/sh\ncat "$setpoint_files_dir/motd" > {out}\n',
+        files={"motd": attach_file(store, b"hello\n")},
+    )
+    publisher.publish({"app/web": config})
+    agent = make_agent()
+    agent.run_once()
+    files = agent.layout.files_dir(publisher.digests["app/web"])
+    (files / "motd").write_text("edited\n")
+    # on_drift: correct asks for the UPDATE of the same digest once more.
+    publisher.publish({"app/web": Deploy(config, run=("UPDATE", "drift-1"))})
+    agent.run_once()
+    assert report(store).token == "drift-1"
+    assert out.read_text() == "hello\n"
+    assert (files / "motd").read_text() == "hello\n"
