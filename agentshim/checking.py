@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from setpoint.agentshim.context import AgentContext
-from setpoint.agentshim.errors import AgentError
-from setpoint.agentshim.files import materialize
+from setpoint.agentshim.files import files_or_reason
 from setpoint.agentshim.hooks import HookRunner
 from setpoint.agentshim.running import hook_document, masked
 from setpoint.agentshim.tools import builtin_tool, check_mode
-from setpoint.store import ManifestEntry, StoreError, config_for_action
+from setpoint.store import ManifestEntry, config_for_action
 from setpoint.store.documents import COMPONENT_GROUP
 
 CHECK_ACTION = "CHECK"
@@ -80,12 +79,9 @@ class Checker:
         self, entry: ManifestEntry, action: str, derived: dict[str, Any]
     ) -> CheckOutcome | None:
         """The outcome, or None when the run was cut short because the agent stops."""
-        ctx = self.ctx
-        try:
-            bundles = ctx.state.manifest_doc.bundles if ctx.state.manifest_doc else {}
-            files_dir = materialize(ctx.store, ctx.layout, entry.config, derived, bundles)
-        except (StoreError, AgentError) as exc:
-            return CheckOutcome(False, reason=f"cannot materialize the config's files: {exc}")
+        files_dir, why = files_or_reason(self.ctx, entry.config, derived)
+        if why is not None:
+            return CheckOutcome(False, reason=why)
         own = own_check(derived)
         if own is not None:
             return self._run(entry, CHECK_ACTION, derived, own, files_dir, check=False)

@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from setpoint.agentshim.context import AgentContext
 from setpoint.agentshim.contract import is_safe_name
-from setpoint.agentshim.errors import FilesError
+from setpoint.agentshim.errors import AgentError, FilesError
 from setpoint.agentshim.state import Layout
 from setpoint.store import Store, StoreError, digest_bytes
 from setpoint.store.atomic_files import fsync_dir
@@ -73,6 +74,18 @@ def materialize(
     with contextlib.suppress(OSError):
         fsync_dir(layout.files)
     return dest
+
+
+def files_or_reason(
+    ctx: AgentContext, digest: str, derived: dict[str, Any], verify: bool = False
+) -> tuple[Path | None, str | None]:
+    """``materialize`` for the manifest the agent holds: the config's files
+    directory (None: it has none), or why they cannot be put in place."""
+    bundles = ctx.state.manifest_doc.bundles if ctx.state.manifest_doc else {}
+    try:
+        return materialize(ctx.store, ctx.layout, digest, derived, bundles, verify), None
+    except (StoreError, AgentError) as exc:
+        return None, f"cannot materialize the config's files: {exc}"
 
 
 def _place(

@@ -18,15 +18,14 @@ from typing import Any
 
 from setpoint.agentshim.context import AgentContext
 from setpoint.agentshim.contract import HookResult
-from setpoint.agentshim.errors import AgentError
-from setpoint.agentshim.files import materialize
+from setpoint.agentshim.files import files_or_reason
 from setpoint.agentshim.hooks import HookRunner
 from setpoint.agentshim.ledger import Ledger
 from setpoint.agentshim.limits import MAX_OUTPUT_BYTES, bounded_outputs, tail
 from setpoint.agentshim.processes import process_start
 from setpoint.agentshim.reporting import iso
 from setpoint.agentshim.state import DeploymentState, Failure
-from setpoint.store import ManifestEntry, StoreError
+from setpoint.store import ManifestEntry
 from setpoint.store.masking import mask_text, mask_values, secret_values
 
 # Heat's attributes of every deployment, reported as outputs when the derived
@@ -91,13 +90,9 @@ class Attempts:
     ) -> HookResult:
         ctx = self.ctx
         tool, config = tool_config
-        try:
-            bundles = ctx.state.manifest_doc.bundles if ctx.state.manifest_doc else {}
-            files_dir = materialize(
-                ctx.store, ctx.layout, entry.config, derived, bundles, verify=True
-            )
-        except (StoreError, AgentError) as exc:
-            return HookResult(False, reason=f"cannot materialize the config's files: {exc}")
+        files_dir, why = files_or_reason(ctx, entry.config, derived, verify=True)
+        if why is not None:
+            return HookResult(False, reason=why)
         document = hook_document(ctx.server, entry, action, derived, tool, config, files_dir)
 
         def on_start(pid: int) -> None:

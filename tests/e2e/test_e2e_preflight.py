@@ -9,7 +9,6 @@ changed by hand, and ``on_drift: correct`` puts it back.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from tooltest import require_tool
 from setpoint.controller.definitions.repository import commit_all, init_repo_from_dir
 from setpoint.store import Report
 from setpoint.store.local import LocalStore
+from tests.e2e.cli import setpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -55,16 +55,6 @@ deployments:
       root: "{root}"
       message: "{message}"
 """
-
-
-def setpoint(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 def make_repo(tmp_path: Path, root: Path, extra: str = "") -> Path:

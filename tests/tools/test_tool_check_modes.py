@@ -216,15 +216,16 @@ def test_an_unchanged_drift_result_writes_no_report(
     assert store.stats.requests["put"] == 0
 
 
+def with_motd(store: MemoryStore, script: str) -> dict[str, object]:
+    """A script config with a file ``motd`` ("hello") attached."""
+    return tool_config("script", script, files={"motd": attach_file(store, b"hello\n")})
+
+
 def test_an_attached_file_changed_on_the_server_is_drift_without_running_a_tool(
     tmp_path: Path, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
 ) -> None:
     ran = tmp_path / "ran"
-    config = tool_config(
-        "script",
-        f"#!/bin/sh\necho run >> {ran}\n",
-        files={"motd": attach_file(store, b"hello\n")},
-    )
+    config = with_motd(store, f"#!/bin/sh\necho run >> {ran}\n")
     publisher.publish({"app/web": config})
     agent = make_agent(drift_interval=60.0)
     agent.run_once()
@@ -243,11 +244,7 @@ def test_a_correction_runs_with_the_attached_files_the_digest_names(
     tmp_path: Path, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
 ) -> None:
     out = tmp_path / "out"
-    config = tool_config(
-        "script",
-        f'#!/bin/sh\ncat "$setpoint_files_dir/motd" > {out}\n',
-        files={"motd": attach_file(store, b"hello\n")},
-    )
+    config = with_motd(store, f'#!/bin/sh\ncat "$setpoint_files_dir/motd" > {out}\n')
     publisher.publish({"app/web": config})
     agent = make_agent()
     agent.run_once()
