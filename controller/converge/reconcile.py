@@ -433,6 +433,7 @@ class Reconciler:
             model.commit,
             unreachable_after=self.unreachable_after,
         )
+        gate.heat_servers = set(fleet.heat_servers)
         gate.behind = {
             s
             for s, pointer in fleet.pointers.items()

@@ -92,6 +92,8 @@ class Gate:
     # asks to try again, so it is judged once the agent answers (the timeout
     # still counts).
     behind: set[str] = field(default_factory=set)
+    # Servers run by Heat's own agent (os-collect-config), which has no check mode.
+    heat_servers: set[str] = field(default_factory=set)
 
     def _got(self, server: str, name: str) -> DeploymentReport | None:
         report = self.reports.get(server)
@@ -249,6 +251,8 @@ class Gate:
             if got is not None and got.config == target.config:
                 if got.status == "FAILED":
                     failed[server] = got.reason or "failed"
+            elif server in self.heat_servers:
+                failed[server] = "Heat's agent runs it, which cannot check a change first"
             elif unreachable(report, self.now, self.unreachable_after):
                 # Its answer may never come: halt rather than wait for ever.
                 failed[server] = "the agent is unreachable (no heartbeat): no answer"
