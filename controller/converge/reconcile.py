@@ -47,6 +47,8 @@ class ServerProgress:
     pending: list[str]
     # The generation the server's report answers (None: no valid report).
     reported_generation: int | None = None
+    # Deployments whose applied digest the agent reports drifted (a drift check).
+    drifted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +98,9 @@ class PassOutcome:
         failed = sum(1 for s in self.servers.values() if s.failed)
         if failed:
             parts.append(f"{failed} failed")
+        drifted = sum(1 for s in self.servers.values() if s.drifted)
+        if drifted:
+            parts.append(f"{drifted} drifted")
         if self.desired.failures:
             parts.append(f"{len(self.desired.failures)} rollouts stopped")
         if self.invalid:
@@ -133,7 +138,12 @@ class PassOutcome:
             "rollouts": self.rollouts,
             "invalid": dict(sorted(self.invalid.items())),
             "servers": {
-                s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
+                s.server: {
+                    "converged": s.converged,
+                    "failed": s.failed,
+                    "pending": s.pending,
+                    "drifted": s.drifted,
+                }
                 for s in self.servers.values()
             },
         }
@@ -174,12 +184,20 @@ def assess(
             failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
         else:
             pending.append(f"{name}: being deleted")
+    drift = report.drift if report else {}
     return ServerProgress(
         server,
         not failed and not pending,
         failed,
         pending,
         reported_generation=report.generation if report else None,
+        drifted=[
+            e.name
+            for e in manifest.deployments
+            if (d := drift.get(e.name)) is not None
+            and d.config == e.config
+            and d.status == "drifted"
+        ],
     )
 
 

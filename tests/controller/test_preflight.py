@@ -17,6 +17,8 @@ from setpoint.agentshim.agent import Agent
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.converge.status import fleet_status
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.gitops.notes import CONVERGED, DeployRecord
+from setpoint.controller.gitops.recording import update_record
 from setpoint.store.memory import MemoryStore
 
 SERVERS = ("s1", "s2", "s3")
@@ -175,8 +177,18 @@ def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
         assert got is not None
         assert (got.drift["site/app"].status, got.drift["site/app"].count) == ("drifted", 1)
         assert site.written()["s3"] == "edited by hand\n"  # reported, not yet corrected
+        # The commit's record keeps the drift its servers report, after it converged.
+        record = DeployRecord("c", "default", CONVERGED, started_at=0.0, finished_at=1.0)
+        outcome = site.reconciler.run_pass()
+        assert outcome.servers["s3"].drifted == ["site/app"]
+        assert "1 drifted" in outcome.summary()
+        update_record(record, outcome, site.now)
+        assert record.drifted == {"s3": ["site/app"]}
+        assert record.summary().endswith("; 1 servers drifted")
+        for agent in site.agents.values():
+            agent.run_once()
 
-        site.step()  # the controller asks s3 for the UPDATE once more; s3 runs it
+        # That pass asked s3 for the UPDATE once more, and s3 ran it.
         assert site.written() == dict.fromkeys(SERVERS, "v1\n")
         site.now += 70
         site.step()
