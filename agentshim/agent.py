@@ -121,7 +121,7 @@ class Agent:
             self.ctx, self.ledger, Attempts(self.ctx, self.runner, self.ledger)
         )
         checker = Checker(self.ctx, self.runner)
-        self.preflight = Preflight(self.ctx, checker)
+        self.preflight = Preflight(self.ctx, checker, retry_backoff)
         self.drift = DriftWatch(self.ctx, checker, drift_interval, self.rng)
 
     @property
