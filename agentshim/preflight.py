@@ -60,9 +60,10 @@ class Preflight:
             ctx.commit()
 
     def _due(self, entry: ManifestEntry) -> bool:
-        """Not checked yet for this digest, or FAILED and its retry time came."""
+        """Not checked yet for this digest (and run token: ``plan --preflight``
+        asks for a fresh answer with a new one), or FAILED and its retry time came."""
         done = self.ctx.state.preflight.get(entry.name)
-        if done is None or done.config != entry.config:
+        if done is None or (done.config, done.token) != (entry.config, token_of(entry)):
             self.failures.pop(entry.name, None)
             return True
         if done.status != "FAILED":
@@ -81,15 +82,23 @@ class Preflight:
     def _check(self, entry: ManifestEntry) -> CheckReport | None:
         dep = self.ctx.state.deployments.get(entry.name)
         action = "UPDATE" if dep is not None and dep.succeeded else "CREATE"
+        token = token_of(entry)
         if action not in entry.actions:
             why = f"{action} is not among the deployment's actions: nothing would run"
-            return CheckReport(entry.config, "PASSED", reason=why)
+            return CheckReport(entry.config, "PASSED", reason=why, token=token)
         try:
             derived = load_config(self.ctx.store, self.ctx.layout, entry.config)
         except (StoreError, AgentError) as exc:
-            return CheckReport(entry.config, "FAILED", reason=f"config unavailable: {exc}")
+            why = f"config unavailable: {exc}"
+            return CheckReport(entry.config, "FAILED", reason=why, token=token)
         outcome = self.checker.check(entry, action, derived)
         if outcome is None:
             return None
         status = "PASSED" if outcome.ok else "FAILED"
-        return CheckReport(entry.config, status, outcome.changes, outcome.reason)
+        return CheckReport(entry.config, status, outcome.changes, outcome.reason, token=token)
+
+
+def token_of(entry: ManifestEntry) -> str | None:
+    """The run token a preflight entry carries (None: none): a new one asks for
+    a fresh check of the same digest."""
+    return entry.run[1] if entry.run is not None else None

@@ -376,7 +376,9 @@ class CheckReport:
     of what would change (preflight) or what differs (drift), masked and
     bounded; ``reason`` says why a check failed or could not tell; ``count``
     numbers the drifts found on this digest (each time it turns drifted), so
-    a correction can be asked for once per drift.
+    a correction can be asked for once per drift. ``token`` is the run token of
+    the preflight entry answered (``plan --preflight`` asks for a fresh check
+    with a new one).
     """
 
     config: str
@@ -384,6 +386,7 @@ class CheckReport:
     changes: str = ""
     reason: str | None = None
     count: int = 0
+    token: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -403,6 +406,7 @@ class CheckReport:
             changes=str(doc.get("changes") or ""),
             reason=_text_or_none(doc.get("reason")),
             count=count,
+            token=_text_or_none(doc.get("token")),
         )
 
 

@@ -6,7 +6,9 @@ preflight entries, beside the deployments it runs now, unchanged: the agent
 checks them in its tools' check modes and reports what would change
 (``agentshim.preflight``). A server with nothing to check keeps its pointer.
 Each pointer keeps the commit it was deployed from, since the server still
-runs that. The answers are awaited, bounded, and shown per server.
+runs that. Each entry carries a new run token, so a server checks it afresh even when it
+answered for that digest before (the server may have changed since). The
+answers are awaited, bounded, and shown per server.
 
 The next reconcile pass publishes the deployments' own desired state again,
 which drops these preflight entries (unless the deployment asks for
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from setpoint.controller.rollout.desired import DesiredState
@@ -29,6 +31,8 @@ from setpoint.store.errors import InvalidDocument
 
 # How many lines of what a check says would change the plan shows per deployment.
 SHOWN_LINES = 20
+# The action named by the run token of a plan's preflight entries.
+CHECK = "CHECK"
 
 
 @dataclass
@@ -54,8 +58,11 @@ def preflight_publication(
     head: DesiredState,
     previous: Callable[[str], Manifest | None],
     pointers: dict[str, Pointer | None],
+    token: str,
 ) -> PreflightPublication:
-    """Each server's manifest: what it runs, plus the head's changed entries to check."""
+    """Each server's manifest: what it runs, plus the head's changed entries to
+    check, each with the run token ``token``, so that every server checks them
+    afresh even when it answered for the same digest before."""
     out = PreflightPublication()
     for server in sorted(set(head.manifests) | {s for s, p in pointers.items() if p}):
         pointer = pointers.get(server)
@@ -64,7 +71,7 @@ def preflight_publication(
             continue  # what it was given cannot be read: leave it alone
         prior = prior or Manifest(deployments=())
         wanted = head.manifests.get(server, Manifest(deployments=()))
-        checks = changed_entries(wanted, prior)
+        checks = tuple(replace(e, run=(CHECK, token)) for e in changed_entries(wanted, prior))
         if checks:
             out.checks[server] = checks
         # Checks a deployment's own preflight asked for stay, unless replaced.
@@ -106,7 +113,8 @@ def await_answers(
                 report = None
             for entry in entries:
                 got = report.preflight.get(entry.name) if report else None
-                if got is not None and got.config == entry.config:
+                asked = entry.run[1] if entry.run else None
+                if got is not None and (got.config, got.token) == (entry.config, asked):
                     answers[server][entry.name] = got
         if all(all(a.values()) for a in answers.values()) or clock() >= deadline:
             return answers

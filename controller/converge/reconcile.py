@@ -325,7 +325,8 @@ class Reconciler:
 
         head = compute_desired(model, fleet.reports, previous)
         trusted = {s: p for s, p in fleet.pointers.items() if s not in fleet.bad_pointers}
-        request = preflight_publication(head, previous, trusted)
+        token = f"plan-{int(self.clock() * 1000)}"
+        request = preflight_publication(head, previous, trusted, token)
         fence: dict[str, Any] = {}
         if self.lease is not None:
             self.lease.hold()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from agenttest import SERVER, Clock, Publisher, component
+from agenttest import SERVER, Clock, Deploy, Publisher, component
 
 from setpoint.agentshim.agent import Agent
 from setpoint.store import CheckReport
@@ -78,3 +78,15 @@ def test_a_failed_check_is_checked_again_after_a_backoff(
     agent.run_once()
     assert checked(store).status == "PASSED"
     assert not (tmp_path / "applied").exists()
+
+
+def test_a_new_run_token_asks_for_a_fresh_check_of_the_same_digest(
+    tmp_path: Path, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
+) -> None:
+    agent = make_agent()
+    for token in ("plan-1", "plan-1", "plan-2"):
+        check = Deploy(config(tmp_path), run=("CHECK", token))
+        publisher.publish({}, preflight={"app/web": check})
+        agent.run_once()
+        assert checked(store).token == token
+    assert (tmp_path / "checks").read_text() == "checked\n" * 2

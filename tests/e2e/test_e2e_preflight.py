@@ -181,15 +181,23 @@ def test_plan_preflight_shows_what_each_server_would_change(
 
     (repo / "stacks/site.yaml").write_text(stack(root, "goodbye"))
     commit_all(repo, "A new message")
-    plan = setpoint(
+    args = (
         "plan", "HEAD~1", "HEAD", "--repo", str(repo), "--store", str(store_dir),
         "--preflight", "--preflight-timeout", "90",
     )  # fmt: skip
+    plan = setpoint(*args, timeout=180)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "preflight of" in plan.stdout
     assert "on 3 servers: 3 passed, 0 failed, 0 without an answer" in plan.stdout
     for server in SERVERS:
         assert f"{server} site/motd: PASSED" in plan.stdout
         assert f"File[{root}/{server}.motd]/content" in plan.stdout
+        assert "-hello\n  +goodbye\n" in plan.stdout
         # Nothing applied: every server still has the deployed message.
         assert (root / f"{server}.motd").read_text() == "hello\n"
+
+    # A second plan asks every server afresh: s1 changed since.
+    (root / "s1.motd").write_text("edited by hand\n")
+    again = setpoint(*args, timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "-edited by hand\n  +goodbye\n" in again.stdout
