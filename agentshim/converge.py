@@ -2,7 +2,8 @@
 
 For each deployment of the manifest, in order: nothing if its digest already
 succeeded here; else CREATE (nothing ever succeeded for it) or UPDATE; then
-its state (SUSPEND or RESUME); then a custom action whose token is new. An
+its state (SUSPEND or RESUME); then a custom action whose token is new. Each
+run's reported outputs replace those of the same name (as Heat's signal does). An
 action outside the entry's ``actions``, or that the component has no config
 for, is recorded COMPLETE without running. A failure is retried after a
 backoff, up to ``max_attempts``; it never stops the other deployments.
@@ -22,6 +23,7 @@ from setpoint.agentshim.ledger import Ledger
 from setpoint.agentshim.running import Attempts
 from setpoint.agentshim.state import DeploymentState, Failure
 from setpoint.store import Manifest, ManifestEntry, StoreError, config_for_action
+from setpoint.store.documents import DELIVERED_GROUPS
 
 
 class Converger:
@@ -95,6 +97,10 @@ class Converger:
             why = f"the component has no {action} config: nothing run"
             self.ledger.skipped(dep, entry, action, why)
             return
+        delivered = self._delivered_only(entry, tool_config[0])
+        if delivered is not None:
+            self.ledger.skipped(dep, entry, action, delivered)
+            return
         result = self.attempts.run(dep, entry, action, derived, tool_config, failure)
         if result is not None and result.ok:
             self.ledger.config_succeeded(dep, entry, action, result.outputs)
@@ -103,7 +109,8 @@ class Converger:
         self, dep: DeploymentState, entry: ManifestEntry, action: str, token: str | None
     ) -> bool:
         """SUSPEND, RESUME or a custom action on a deployment whose digest
-        succeeded here. Its outputs stay those of the config's last run."""
+        succeeded here. A run that reports outputs refreshes them, as Heat's
+        signal does; an action with nothing to run leaves them as they were."""
         failure = failure_for(dep, entry.config, action, token, entry.retry)
         derived = self._due_config(dep, entry, action, failure)
         if derived is None:
@@ -116,13 +123,28 @@ class Converger:
                 if tool_config is None
                 else f"{action} is not among the deployment's actions ({', '.join(entry.actions)})"
             )
-            self.ledger.extra_done(dep, entry, action, token, f"{why}: nothing run")
+            self.ledger.extra_done(dep, entry, action, token, f"{why}: nothing run", {})
+            return True
+        delivered = self._delivered_only(entry, tool_config[0])
+        if delivered is not None:
+            self.ledger.extra_done(dep, entry, action, token, delivered, {})
             return True
         result = self.attempts.run(dep, entry, action, derived, tool_config, failure)
         if result is None or not result.ok:
             return False
-        self.ledger.extra_done(dep, entry, action, token, None)
+        self.ledger.extra_done(dep, entry, action, token, None, result.outputs)
         return True
+
+    def _delivered_only(self, entry: ManifestEntry, tool: str) -> str | None:
+        """Why a run completes at once: Heat's agents hand a ``Heat::Ungrouped`` or
+        ``os-apply-config`` config to os-apply-config rather than a hook, and
+        Heat completes such a deployment with NO_SIGNAL once it is delivered.
+        None when it must run (a hook for the group is installed here)."""
+        if not entry.no_signal or tool not in DELIVERED_GROUPS:
+            return None
+        if self.attempts.runner.find_external(tool) is not None:
+            return None
+        return f"NO_SIGNAL and no hook for group {tool!r}: complete once delivered, as in Heat"
 
     def _remove_gone(self, manifest: Manifest) -> None:
         """DELETE what left the manifest, last-deployed first, then forget it."""
@@ -143,6 +165,10 @@ class Converger:
         tool_config = config_for_action(derived, "DELETE")
         if tool_config is None:
             self.ledger.forget(name, "the component has no DELETE config")
+            return
+        delivered = self._delivered_only(entry, tool_config[0])
+        if delivered is not None:
+            self.ledger.forget(name, delivered)
             return
         result = self.attempts.run(dep, entry, "DELETE", derived, tool_config, failure)
         if result is not None and result.ok:

@@ -44,9 +44,7 @@ class HookRunner:
         self.stop = stop
 
     def find_external(self, tool: str) -> Path | None:
-        if not is_safe_name(tool):
-            return None
-        path = self.hooks_dir / tool
+        path = self.hooks_dir / hook_file_name(tool)
         if path.is_file() and os.access(path, os.X_OK):
             return path
         return None
@@ -89,7 +87,8 @@ class HookRunner:
         return HookResult(
             False,
             reason=(
-                f"no hook for tool {tool!r}: not built in and no executable {self.hooks_dir / tool}"
+                f"no hook for tool {tool!r}: not built in and no executable "
+                f"{self.hooks_dir / hook_file_name(tool)}"
             ),
         )
 
@@ -110,10 +109,11 @@ class HookRunner:
         on_start: Callable[[int], None] | None,
     ) -> HookResult:
         env = dict(os.environ)
-        var = tool.upper().replace("-", "_").replace(".", "_")
+        name = hook_file_name(tool)
+        var = name.upper().replace("-", "_").replace(".", "_")
         for kind in ("WORKING", "OUTPUTS"):
             base = self.layout.work if kind == "WORKING" else self.layout.outputs
-            where = base / f"heat-{tool}"
+            where = base / f"heat-{name}"
             where.mkdir(parents=True, exist_ok=True, mode=0o700)
             env[f"HEAT_{var}_{kind}"] = str(where)
         what = f"hook {tool!r}"
@@ -130,6 +130,16 @@ class HookRunner:
         if failed is not None:
             return failed
         return _hook_output(what, tool, outcome)
+
+
+def hook_file_name(tool: str) -> str:
+    """The file in the hooks directory that runs ``tool``: its own name when that
+    is a safe file name, else heat-config's rule (55-heat-config's
+    ``find_hook_path``): its letters, digits, ``-`` and ``_`` only, so
+    ``Heat::Ungrouped`` is ``HeatUngrouped``."""
+    if is_safe_name(tool):
+        return tool
+    return "".join(c for c in tool if c in "-_" or c.isalnum()) or "_"
 
 
 def _hook_output(what: str, tool: str, outcome: Outcome) -> HookResult:

@@ -118,14 +118,17 @@ class Ledger:
         action: str,
         token: str | None,
         reason: str | None,
+        outputs: dict[str, Any],
     ) -> None:
-        """SUSPEND, RESUME or a custom action done (``reason``: why nothing ran)."""
+        """SUSPEND, RESUME or a custom action done (``reason``: why nothing ran);
+        the ``outputs`` its run reported replace the ones it names."""
         now = iso(self.ctx.clock())
         if token is None:
             dep.state = entry.state
         else:
             dep.token = token
         dep.failure = None
+        dep.outputs = {**dep.outputs, **outputs}
         base = dep.report or DeploymentReport(entry.name, entry.config, action, "COMPLETE")
         dep.report = replace(
             base,

@@ -26,11 +26,11 @@ from setpoint.agentshim.processes import process_start
 from setpoint.agentshim.reporting import iso
 from setpoint.agentshim.state import DeploymentState, Failure
 from setpoint.store import ManifestEntry
+from setpoint.store.documents import DEPLOY_OUTPUTS
 from setpoint.store.masking import mask_text, mask_values, secret_values
 
 # Heat's attributes of every deployment, reported as outputs when the derived
 # config declares them (as Heat templates' configs do): the hook never sets them.
-DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 # How much of a set ``error_output`` the failure's reason quotes.
 ERROR_OUTPUT_CHARS = 200
 

@@ -6,7 +6,7 @@ Everything lives under the state dir::
     lock                    held (flock) by the one agent working on this dir
     configs/<hex>.json      verified derived configs, kept while a deployment needs them
     files/<hex>/<name>      a config's attached files and directories
-    work/<stack>/<deployment>/   a deployment's working dir (name parts quoted, see segment)
+    work/<stack>/<deployment>/   a deployment's working dir (name parts quoted: path_segment)
     outputs/<hex>.<output>  the script hook's output files
     check-outputs/<hex>.<output>  output files of check-mode runs (never read back)
     logs/<stack>/<deployment>.stdout|.stderr   full output of the last run
@@ -27,23 +27,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from setpoint.agentshim.errors import StateError
 from setpoint.store import DeploymentReport, Manifest, ManifestEntry, StoreError, digest_bytes
 from setpoint.store.atomic_files import write_atomic
 from setpoint.store.digest import hex_of
-from setpoint.store.documents import DRIFT_STATUSES, PREFLIGHT_STATUSES, CheckReport
+from setpoint.store.documents import (
+    DRIFT_STATUSES,
+    PREFLIGHT_STATUSES,
+    CheckReport,
+    path_segment,
+)
 
 STATE_VERSION = 1
-
-
-def segment(name: str) -> str:
-    """A deployment name part as one safe path segment (quoted, never ``.`` or ``..``)."""
-    quoted = quote(name, safe="-_.~@+,=")
-    if quoted in ("", ".", ".."):
-        quoted = "%" + quoted.replace(".", "%2E")
-    return quoted
 
 
 @dataclass(frozen=True)
@@ -91,11 +87,11 @@ class Layout:
         return self.files / hex_of(digest)
 
     def work_dir(self, deployment: str) -> Path:
-        return self.work.joinpath(*(segment(p) for p in deployment.split("/")))
+        return self.work.joinpath(*(path_segment(p) for p in deployment.split("/")))
 
     def log_path(self, deployment: str, stream: str) -> Path:
         stack, name = deployment.split("/", 1)
-        return self.logs / segment(stack) / f"{segment(name)}.{stream}"
+        return self.logs / path_segment(stack) / f"{path_segment(name)}.{stream}"
 
 
 @contextlib.contextmanager

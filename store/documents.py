@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from setpoint.store.digest import canonical_json, is_digest
 from setpoint.store.errors import InvalidDocument
@@ -30,6 +31,10 @@ ENTRY_STATES = ("active", "suspended")
 PREFLIGHT_STATUSES = ("PASSED", "FAILED")
 DRIFT_STATUSES = ("clean", "drifted", "unknown")
 COMPONENT_GROUP = "component"
+# Groups whose configs Heat's agents hand to os-apply-config instead of a hook.
+DELIVERED_GROUPS = ("Heat::Ungrouped", "os-apply-config")
+# What every run reports, as outputs of the configs that declare them (Heat's).
+DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 
 _SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -37,6 +42,15 @@ _SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 def is_server_name(name: object) -> bool:
     """Server names become path segments in the store: keep them to a safe alphabet."""
     return isinstance(name, str) and _SERVER_RE.match(name) is not None and ".." not in name
+
+
+def path_segment(name: str) -> str:
+    """``name`` as one safe file or path segment: percent-quoted (``/`` too),
+    never empty, ``.`` or ``..``. Agents name files after deployments with it."""
+    quoted = quote(name, safe="-_.~@+,=")
+    if quoted in ("", ".", ".."):
+        quoted = "%" + quoted.replace(".", "%2E")
+    return quoted
 
 
 def _need(doc: Any, what: str, key: str, kind: type | tuple[type, ...]) -> Any:
@@ -176,10 +190,11 @@ class ManifestEntry:
     ``suspended`` (the agent runs SUSPEND or RESUME when it changes); ``run``
     asks for a custom action once per token: ``{action, token}``; ``retry``
     counts ``setpoint retry`` of this digest here (a new count makes the agent
-    try a digest that failed for good once more). None of these is part of the
-    config's digest: they say when and how to run it, not what runs. ``state``,
-    ``run`` and ``retry`` are left out of the document at their defaults, so
-    manifests written before they existed keep their digests.
+    try a digest that failed for good once more); ``no_signal`` is Heat's
+    ``signal_transport: NO_SIGNAL``. None of these is part of the config's
+    digest: they say when and how to run it, not what runs. ``state``, ``run``,
+    ``retry`` and ``no_signal`` are left out of the document at their defaults,
+    so manifests written before they existed keep their digests.
     """
 
     name: str
@@ -189,6 +204,8 @@ class ManifestEntry:
     state: str = "active"
     run: tuple[str, str] | None = None  # (action, token)
     retry: int = 0
+    # A config of a DELIVERED_GROUPS group completes once delivered when no hook runs it.
+    no_signal: bool = False
 
     @property
     def stack(self) -> str:
@@ -216,6 +233,8 @@ class ManifestEntry:
             doc["run"] = {"action": self.run[0], "token": self.run[1]}
         if self.retry:
             doc["retry"] = self.retry
+        if self.no_signal:
+            doc["no_signal"] = True
         return doc
 
     @classmethod
@@ -243,6 +262,9 @@ class ManifestEntry:
         retry = doc.get("retry", 0)
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
             raise InvalidDocument(what, "retry must be a whole number >= 0")
+        no_signal = doc.get("no_signal", False)
+        if not isinstance(no_signal, bool):
+            raise InvalidDocument(what, "no_signal must be true or false")
         return cls(
             name=name,
             config=_need_digest(doc, what, "config"),
@@ -251,6 +273,7 @@ class ManifestEntry:
             state=state,
             run=run,
             retry=retry,
+            no_signal=no_signal,
         )
 
 

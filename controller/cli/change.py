@@ -7,13 +7,14 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from setpoint.controller.cli import replicas
+from setpoint.controller.cli import observing, replicas
 from setpoint.controller.cli.common import (
     INVALID,
     OK,
     UNAVAILABLE,
     add_command,
     env_arg,
+    open_existing_store,
     open_pass_store,
     pointer_policy,
     print_json,
@@ -28,8 +29,9 @@ from setpoint.store.errors import StoreError
 
 if TYPE_CHECKING:
     from setpoint.controller.definitions.model import Model
-    from setpoint.controller.rollout.plan import Retries
+    from setpoint.controller.rollout.plan import Deployed, Plan, Retries
     from setpoint.store.base import Store
+    from setpoint.store.documents import Report
 
 # `setpoint plan --exit-code`: what a CI job branches on.
 PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES = 0, 1, 2
@@ -49,7 +51,13 @@ def add_parsers(sub: Any) -> None:
         epilog="exit codes with --exit-code: 0 no changes, 2 changes, 1 error (invalid HEAD, "
         "unusable repository or store). Without it: 0, 3 invalid HEAD, 4 unusable.",
     )
-    p.add_argument("revs", nargs="+", metavar="REV", help="BASE HEAD, BASE..HEAD, or BASE")
+    p.add_argument(
+        "revs",
+        nargs="*",
+        metavar="REV",
+        help="BASE HEAD, BASE..HEAD, or REV (default HEAD): against its parent, or with "
+        "--store against what the store deployed",
+    )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     env_arg(p)
     p.add_argument("--store", help="take reported outputs from this store; count uploads")
@@ -100,7 +108,10 @@ def add_parsers(sub: Any) -> None:
         "seconds, moving to the newest acceptable head at the next pass. A force push is "
         "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
         "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
-        "under refs/notes/setpoint (git log --notes=setpoint).",
+        "under refs/notes/setpoint (git log --notes=setpoint). --metrics-port serves "
+        "Prometheus metrics; events (rollout started, batch failed, rollback, commit "
+        "converged, agent unreachable) go to --notify webhooks and the commit's "
+        "notifications.yaml, each once, recorded in the store's ledger.",
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
     p.add_argument(
@@ -124,6 +135,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--passes", type=int, help="stop after this many passes")
     replicas.watch_args(p)
+    observing.notify_args(p)
+    observing.metrics_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
@@ -146,13 +159,22 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
 
-def _revs(revs: list[str]) -> tuple[str, str]:
-    if len(revs) == 1:
-        base, dots, head = revs[0].partition("..")
-        return (base, head or "HEAD") if dots else (base, "HEAD")
+def _revs(revs: list[str], store: bool) -> tuple[str | None, str]:
+    """(BASE, HEAD) from ``BASE HEAD``, ``BASE..HEAD``, ``BASE..``, ``REV`` or nothing.
+
+    A revision named alone (HEAD if none) is planned against what is deployed
+    when there is a store (BASE None: the commit its pointers name), else
+    against its parent, as ``git show REV`` shows it (``REV~1``, the empty tree
+    for a first commit): what that commit changes, never REV against itself.
+    """
     if len(revs) == 2:
         return revs[0], revs[1]
-    raise SetpointError("plan takes BASE HEAD, BASE..HEAD or BASE")
+    if len(revs) > 2:
+        raise SetpointError("plan takes BASE HEAD, BASE..HEAD, or at most one REV")
+    base, dots, head = (revs[0] if revs else "HEAD").partition("..")
+    if dots:
+        return base, head or "HEAD"
+    return (None if store else f"{base}~1"), base
 
 
 def _base_commit(repo: GitRepo, base_rev: str) -> str:
@@ -175,6 +197,31 @@ def _base_commit(repo: GitRepo, base_rev: str) -> str:
             raise
         repo.resolve(name)  # a name that names nothing is an error, not an empty fleet
         return EMPTY_TREE  # its ancestry runs out: the first commit came after it
+
+
+def _deployed(store: Store) -> Deployed:
+    """What ``store`` deployed: its newest pointer's commit, and who has not
+    converged on their pointers yet (read as ``setpoint status`` reads them)."""
+    from setpoint.controller.converge.status import deployed_state, fleet_status
+    from setpoint.controller.rollout.plan import Deployed
+
+    commit, behind = deployed_state(fleet_status(store))
+    return Deployed(commit, behind)
+
+
+def _deployed_commit(repo: GitRepo, commit: str | None) -> str:
+    """The commit a store deployed, as BASE; the empty tree when nothing is."""
+    from setpoint.controller.rollout.plan import EMPTY_TREE
+
+    if commit is None:
+        return EMPTY_TREE
+    try:
+        return repo.resolve(commit)
+    except RevisionNotFound:
+        raise GitError(
+            f"the store's pointers name commit {commit}, which {repo.path} does not have "
+            "(fetch it, or give BASE)"
+        ) from None
 
 
 def _retries_to_publish(store: Store, head: Model) -> Retries:
@@ -232,19 +279,24 @@ def _plan(args: argparse.Namespace) -> int:
     from setpoint.controller.gitops.notes import Notebook, converged_configs
     from setpoint.controller.rollout.plan import EMPTY_TREE, blobs_to_upload, make_plan
     from setpoint.controller.rollout.saved_plan import PlanBasis, pointers_digest, save_plan
-    from setpoint.store.documents import Report
-    from setpoint.store.url import open_store
 
-    base_rev, head_rev = _revs(args.revs)
+    base_rev, head_rev = _revs(args.revs, store=bool(args.store))
     if args.out and not args.store:
         raise SetpointError("--out needs --store: the saved plan records the store's pointers")
-    store = open_store(args.store) if args.store else None
+    store = open_existing_store(args, args.store) if args.store else None
+    if args.store and store is None:
+        return PLAN_ERROR if args.exit_code else UNAVAILABLE
     # Read before anything else: a pointer that moves while the plan is made
     # makes the saved plan refused, never silently out of date.
     pointers = pointers_digest(store) if store is not None and args.out else None
+    deployed = _deployed(store) if store is not None and base_rev is None else None
     with GitRepo.open(args.repo) as repo:
         head = load_model(repo.tree(head_rev), env=args.env)
-        base_commit = _base_commit(repo, base_rev)
+        if deployed is not None:
+            base_commit = _deployed_commit(repo, deployed.commit)
+        else:
+            assert base_rev is not None
+            base_commit = _base_commit(repo, base_rev)
         base: Model | None = None
         base_problems: list[Problem] = []
         if base_commit != EMPTY_TREE:
@@ -254,17 +306,12 @@ def _plan(args: argparse.Namespace) -> int:
                 # Nothing was deployed from an invalid commit: plan as from an empty fleet.
                 base_problems = exc.problems
         history = converged_configs(Notebook(repo.path))
-    reports: dict[str, Report] = {}
-    if store is not None:
-        servers = head.servers_in_use() | (base.servers_in_use() if base else set())
-        for server in sorted(servers):
-            report = store.read_report(server)
-            if report is not None:
-                reports[server] = report
+    reports = _reports(store, head, base) if store is not None else {}
     retries = _retries_to_publish(store, head) if store is not None else None
     plan = make_plan(base, head, reports, history, base_commit, base_problems, retries)
     if store is not None:
         plan.uploads = blobs_to_upload(head, reports, store.find_missing)
+    plan.deployed = deployed
     if args.out and pointers is not None:
         save_plan(args.out, plan.to_dict(), PlanBasis(head.commit, args.env, pointers))
     answers = _preflight(args, store, head_rev) if args.preflight else None
@@ -279,8 +326,20 @@ def _plan(args: argparse.Namespace) -> int:
     return PLAN_CHANGES if plan.has_changes else PLAN_NO_CHANGES
 
 
+def _reports(store: Store, head: Model, base: Model | None) -> dict[str, Report]:
+    """The reports of the servers either commit deploys to (their outputs fill
+    in what only agents report)."""
+    servers = head.servers_in_use() | (base.servers_in_use() if base else set())
+    reports = {}
+    for server in sorted(servers):
+        report = store.read_report(server)
+        if report is not None:
+            reports[server] = report
+    return reports
+
+
 def _write_plan(
-    args: argparse.Namespace, plan: Any, answers: dict[str, Any] | None, commit: str
+    args: argparse.Namespace, plan: Plan, answers: dict[str, Any] | None, commit: str
 ) -> None:
     """The plan in the format asked for, with the preflight's answers when given."""
     from setpoint.controller.converge.preflight import answers_json, format_answers
@@ -357,6 +416,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         interval=args.interval,
         converge_rounds=args.converge_rounds,
         unreachable_after=args.unreachable_after,
+        notifier=observing.notifier(args),
+        metrics=observing.metrics(args, store, lease),
     )
     try:
         watcher.run(max_passes=1 if args.once else args.passes)
@@ -365,6 +426,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if verifier is not None:
             verifier.close()
+        if watcher.notifier is not None:
+            watcher.notifier.sender.drain()  # a stopping daemon waits a little, no more
     if watcher.record is not None:
         print(watcher.record.summary())
     return OK

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from setpoint.controller.converge.capabilities import DEFAULT_TTL
@@ -47,11 +48,6 @@ def add_command(sub: Any, name: str, handler: Handler, **kwargs: Any) -> argpars
     p.set_defaults(handler=handler)
     log_args(p, after_command=True)
     return p
-
-
-def counted(n: int, noun: str) -> str:
-    """``1 stack``, ``2 stacks``: a count with its noun, for people."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def log_args(p: argparse.ArgumentParser, after_command: bool = False) -> None:
@@ -206,6 +202,19 @@ def open_pass_store(args: argparse.Namespace, url: str) -> Store:
 
     workers = getattr(args, "store_workers", None)
     return open_store(url, workers=int(workers) if workers is not None else None)
+
+
+def open_existing_store(args: argparse.Namespace, url: str) -> Any:
+    """The store at ``url`` (with ``--store-workers`` where the command takes it);
+    None (having said why) when it is a local path that does not exist: a typo
+    must not read as a store with no servers yet."""
+    from setpoint.store.local import LocalStore
+
+    store = open_pass_store(args, url)
+    if isinstance(store, LocalStore) and not Path(store.root).is_dir():
+        print(f"setpoint: no store at {store.root} (no such directory)", file=sys.stderr)
+        return None
+    return store
 
 
 def print_json(value: Any) -> None:

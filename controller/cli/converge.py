@@ -5,25 +5,27 @@ digest."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from setpoint.controller.cli import replicas
+from setpoint.controller.cli import observing, replicas
 from setpoint.controller.cli.common import (
     FAILED,
     OK,
     PLAN_MOVED,
     TIMED_OUT,
     UNAVAILABLE,
+    USAGE,
     add_command,
     env_arg,
     invalid,
+    open_existing_store,
     open_pass_store,
     pointer_policy,
     print_json,
@@ -33,7 +35,7 @@ from setpoint.controller.cli.common import (
     tuning_args,
 )
 from setpoint.controller.definitions.repository import GitRepo
-from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.errors import InvalidDefinitions, SetpointError
 
 log = structlog.get_logger("setpoint.cli")
 
@@ -77,6 +79,7 @@ def add_parsers(sub: Any) -> None:
         "'setpoint plan --out FILE' was made from (else exit 6, nothing published)",
     )
     replicas.reconcile_args(p)
+    observing.notify_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
@@ -114,6 +117,26 @@ def add_parsers(sub: Any) -> None:
         "--exit-code",
         action="store_true",
         help="exit 1 when anything shown failed or is unreachable (for scripts and monitoring)",
+    )
+    p.add_argument(
+        "--repo",
+        metavar="DIR",
+        help="definitions repository: also show the outputs of its Heat templates, read at "
+        "the commit the servers run and resolved from their reports",
+    )
+    env_arg(p)
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="show it again every --interval seconds until Ctrl-C (exit 0): redrawn on a "
+        "terminal; elsewhere (a pipe, a log) only the lines that changed, timestamped",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="--watch: seconds between looks at the store (default: 2)",
     )
     tuning_args(p, rounds=False)
     store_workers_arg(p)
@@ -207,9 +230,19 @@ def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
 
 
 def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) -> int:
+    notifier = observing.notifier(args, reconciler.clock)
+    try:
+        return _passes(args, reconciler, recorder, notifier)
+    finally:
+        # The passes never waited for a notification; the process waits a little.
+        notifier.sender.drain()
+
+
+def _passes(args: argparse.Namespace, reconciler: Any, recorder: Any, notifier: Any) -> int:
     from setpoint.controller.converge.reconcile import wait_for_convergence
 
     def record(outcome: Any) -> None:
+        notifier.after_pass(reconciler, outcome)
         if recorder is not None:
             from setpoint.controller.gitops.notes import NotesError
 
@@ -260,22 +293,82 @@ def _print_outcome(args: argparse.Namespace, outcome: Any, code: int) -> None:
         print(f"timed out after {args.timeout:g}s", file=sys.stderr)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from setpoint.controller.converge.status import fleet_status
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
 
-    store = _open_existing_store(args, args.store)
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = open_existing_store(args, args.store)
     if store is None:
         return UNAVAILABLE
-    statuses = fleet_status(store, unreachable_after=args.unreachable_after, servers=args.server)
-    missing = sorted(set(args.server or ()) - {s.server for s in statuses})
+    if args.watch:
+        if args.json or args.exit_code:
+            print("setpoint: --watch is not for --json or --exit-code", file=sys.stderr)
+            return USAGE
+        return _watch_status(args, store)
+    shown, missing = _statuses(args, store)
     for server in missing:
         print(f"setpoint: no server {server!r} in this store", file=sys.stderr)
-    shown = [kept for s in statuses if (kept := s.only(args.deployment, args.failed))]
     filtered = bool(args.server or args.deployment or args.failed)
     _quiet_on_broken_pipe(lambda: _print_status(args, store, shown, filtered))
     if missing or (args.exit_code and any(s.troubled for s in shown)):
         return FAILED
     return OK
+
+
+def _statuses(args: argparse.Namespace, store: Any) -> tuple[list[Any], list[str]]:
+    """The servers' statuses, filtered as asked, and the ``--server`` names the
+    store does not have."""
+    from setpoint.controller.converge.status import fleet_status
+
+    statuses = fleet_status(store, unreachable_after=args.unreachable_after, servers=args.server)
+    missing = sorted(set(args.server or ()) - {s.server for s in statuses})
+    shown = [kept for s in statuses if (kept := s.only(args.deployment, args.failed))]
+    return shown, missing
+
+
+def _watch_status(args: argparse.Namespace, store: Any) -> int:
+    """``status --watch``: the same view, again and again; Ctrl-C ends it (exit 0)."""
+    import io
+
+    from setpoint.controller.cli.follow import follow
+    from setpoint.controller.converge.status import table_rows
+
+    filtered = bool(args.server or args.deployment or args.failed)
+
+    def view() -> tuple[str, dict[str, str]]:
+        shown, _missing = _statuses(args, store)
+        screen = io.StringIO()
+        with contextlib.redirect_stdout(screen):
+            _print_status(args, store, shown, filtered)
+        rows = table_rows(shown, ages=False)
+        lines = {_row_key(r): "  ".join(c for c in r if c) for r in rows}
+        return screen.getvalue().rstrip("\n"), lines
+
+    title = " ".join(["setpoint status", *_watched_filters(args)])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a follow ends
+        _quiet_on_broken_pipe(lambda: follow(view, sys.stdout, args.interval, title))
+    return OK
+
+
+def _row_key(row: tuple[str, ...]) -> str:
+    """What a status row is about: a server's deployment, or one kind of trouble
+    with its agent or documents (a server may have several at once)."""
+    server, deployment, status = row[0], row[1], row[4]
+    return (
+        f"{server} {deployment} {status}"
+        if deployment.startswith("(")
+        else f"{server} {deployment}"
+    )
+
+
+def _watched_filters(args: argparse.Namespace) -> list[str]:
+    words = [f"--server {s}" for s in args.server or ()]
+    words += [f"--deployment {args.deployment}"] if args.deployment else []
+    return words + (["--failed"] if args.failed else [])
 
 
 def _print_status(
@@ -284,11 +377,13 @@ def _print_status(
     from setpoint.controller.converge.status import format_details, format_table, rollouts_summary
     from setpoint.controller.fleet.move import move_status
     from setpoint.controller.rollout.ledger import read_ledger
+    from setpoint.controller.rollout.outputs import format_outputs
     from setpoint.store.lease import lease_status
 
     ledger = read_ledger(store)
     moved = move_status(store)
     controllers = lease_status(store, time.time())
+    outputs = _stack_outputs(args, store, statuses) if args.repo else []
     if args.json:
         print_json(
             {
@@ -296,6 +391,7 @@ def _print_status(
                 **ledger_json(ledger.to_dict()),
                 "move": moved.to_dict() if moved else None,
                 "controllers": controllers.to_dict() if controllers else None,
+                **({"outputs": [o.to_dict() for o in outputs]} if args.repo else {}),
             }
         )
     elif not statuses:
@@ -311,12 +407,35 @@ def _print_status(
         lines += controllers.lines() if controllers and not filtered else []
         if lines:
             print("\n" + "\n".join(lines))
+        if outputs:
+            print("\n" + "\n".join(format_outputs(outputs)))
+
+
+def _stack_outputs(args: argparse.Namespace, store: Any, statuses: list[Any]) -> list[Any]:
+    """The stack outputs of the commit most of the shown servers run, from their reports."""
+    from collections import Counter
+
+    from setpoint.controller.definitions.loader import load_model
+    from setpoint.controller.rollout.outputs import outputs_from_reports
+
+    commits = Counter(s.pointer.commit for s in statuses if s.pointer is not None)
+    if not commits:
+        return []
+    commit = commits.most_common(1)[0][0]
+    try:
+        with GitRepo.open(args.repo) as repo:
+            model = load_model(repo.tree(commit), env=args.env)
+    except SetpointError as exc:
+        print(f"setpoint: no outputs: commit {commit[:12]}: {exc}", file=sys.stderr)
+        return []
+    reports = {s: r for s in model.servers_in_use() if (r := store.read_report(s)) is not None}
+    return outputs_from_reports(model, reports)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from setpoint.controller.converge.runs import server_runs
 
-    store = _open_existing_store(args, args.store)
+    store = open_existing_store(args, args.store)
     if store is None:
         return UNAVAILABLE
     report = store.read_report(args.server)
@@ -363,19 +482,6 @@ def _print_runs(args: argparse.Namespace, report: Any, runs: list[Any]) -> None:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
-
-
-def _open_existing_store(args: argparse.Namespace, url: str) -> Any:
-    """The store at ``url`` (with ``--store-workers`` where the command takes it);
-    None (having said why) when it is a local path that does not exist: a typo
-    must not read as a store with no servers yet."""
-    from setpoint.store.local import LocalStore
-
-    store = open_pass_store(args, url)
-    if isinstance(store, LocalStore) and not Path(store.root).is_dir():
-        print(f"setpoint: no store at {store.root} (no such directory)", file=sys.stderr)
-        return None
-    return store
 
 
 def _quiet_on_broken_pipe(show: Callable[[], None]) -> None:

@@ -12,7 +12,6 @@ from setpoint.controller.cli.common import (
     INVALID,
     OK,
     add_command,
-    counted,
     env_arg,
     invalid,
     print_json,
@@ -20,6 +19,7 @@ from setpoint.controller.cli.common import (
 )
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions
+from setpoint.controller.wording import counted
 from setpoint.store.digest import short
 from setpoint.store.documents import Report
 
@@ -44,8 +44,9 @@ def add_parsers(sub: Any) -> None:
         cmd_render,
         help="show the derived configs a commit produces",
         description="Render every (deployment, server) pair of a commit into its derived config "
-        "and digest, offline. Inputs that read other deployments' outputs (get_attr) are shown as "
-        "waiting unless --store gives reported outputs.",
+        "and digest, offline, and the outputs of Heat templates. Inputs and outputs that read "
+        "other deployments' outputs (get_attr) are shown as waiting (pending) unless --store "
+        "gives reported outputs.",
     )
     repo_args(p)
     env_arg(p)
@@ -92,6 +93,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from setpoint.controller.definitions.loader import load_model
     from setpoint.controller.rollout.desired import compute_desired
+    from setpoint.controller.rollout.outputs import stack_outputs
     from setpoint.store.documents import Manifest
 
     with GitRepo.open(args.repo) as repo:
@@ -116,10 +118,12 @@ def cmd_render(args: argparse.Namespace) -> int:
             for e in desired.manifests[server].deployments
         ]
     result["waiting"] = [w.to_dict() for w in desired.waiting if w.server in servers]
+    outputs = stack_outputs(model, desired, reports)
+    result["outputs"] = [o.to_dict() for o in outputs]
     if args.json:
         print_json(result)
     else:
-        _print_rendered(result)
+        _print_rendered(result, outputs)
     return OK
 
 
@@ -143,7 +147,9 @@ def _rendered_entry(model: Any, desired: Any, entry: Any, full: bool) -> dict[st
     return shown
 
 
-def _print_rendered(result: dict[str, Any]) -> None:
+def _print_rendered(result: dict[str, Any], outputs: list[Any]) -> None:
+    from setpoint.controller.rollout.outputs import format_outputs
+
     print(f"commit {result['commit']}")
     for server, entries in result["servers"].items():
         print(f"\n{server}")
@@ -156,6 +162,8 @@ def _print_rendered(result: dict[str, Any]) -> None:
         print("\nwaiting (known after apply):")
         for w in result["waiting"]:
             print(f"  {w['deployment']} on {w['server']}: {w['reason']}")
+    if outputs:
+        print("\n" + "\n".join(format_outputs(outputs)))
 
 
 def masked_body(model: Any, qualified: str, body: dict[str, Any]) -> dict[str, Any]:

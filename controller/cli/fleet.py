@@ -12,8 +12,11 @@ from setpoint.controller.cli.common import (
     FAILED,
     OK,
     TIMED_OUT,
+    UNAVAILABLE,
     add_command,
+    env_arg,
     invalid,
+    open_existing_store,
     open_pass_store,
     pointer_policy,
     print_json,
@@ -22,9 +25,31 @@ from setpoint.controller.cli.common import (
 )
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
+from setpoint.controller.wording import counted
 
 
 def add_parsers(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "init",
+        cmd_init,
+        help="scaffold a definitions repository and a local fleet that deploys it",
+        description="Create DIR as a git repository holding an inventory (the --servers, in "
+        "group web), one component (a script and an attached file) and one stack, committed; "
+        "and in DIR/.setpoint/ (ignored by git) a signing key, a local store, each server's "
+        "agent bootstrap and agents.sh, which runs the agents as local processes. Prints the "
+        "commands that deploy it.",
+        epilog="exit codes: 0 created, 1 DIR exists and is not empty, or a server name is "
+        "not valid (nothing written).",
+    )
+    p.add_argument("dir", metavar="DIR", help="the repository to create (absent or empty)")
+    p.add_argument(
+        "--servers",
+        default="web-1,web-2",
+        metavar="A,B,...",
+        help="the servers of the inventory (default: web-1,web-2)",
+    )
+
     p = add_command(
         sub,
         "keygen",
@@ -50,6 +75,11 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("server", help="the server's name, as in inventory.yaml")
     p.add_argument("--store", required=True, help="store URL")
+    p.add_argument(
+        "--repo", default=".", help="definitions repository whose inventory lists SERVER (.)"
+    )
+    p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
+    env_arg(p)
     signing_args(p)
     p.add_argument(
         "--cloud-init", action="store_true", help="print cloud-init user-data that installs it"
@@ -67,6 +97,30 @@ def add_parsers(sub: Any) -> None:
         help="S3 only: give the agent its own access key, limited by an IAM policy to its "
         "pointer, its report and the blobs, instead of presigned URLs (re-enrolling re-keys)",
     )
+
+    p = add_command(
+        sub,
+        "forget",
+        cmd_forget,
+        help="remove servers' pointers and reports from the store, on purpose",
+        description="Delete everything the store holds under agents/SERVER/ (its pointer, "
+        "its report, a Heat agent's objects): for a server taken out of the fleet, once it "
+        "left the inventory (its DELETE configs ran: 'setpoint status' shows it RETIRED). "
+        "A server the inventory at --branch still lists is refused unless --force (the next "
+        "reconcile pass would publish it again). Stop the server's agent first, or it writes "
+        "its report again.",
+        epilog="exit codes: 0 forgotten, 1 refused (still in the inventory) or not in the "
+        "store (nothing deleted), 3 invalid definitions, 4 repository or store unusable.",
+    )
+    p.add_argument("servers", nargs="+", metavar="SERVER", help="the servers to forget")
+    p.add_argument("--store", required=True, help="store URL or path")
+    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
+    env_arg(p)
+    p.add_argument(
+        "--force", action="store_true", help="forget servers the inventory still lists too"
+    )
+    p.add_argument("--json", action="store_true", help="print what was deleted as JSON")
 
     p = add_command(
         sub,
@@ -112,6 +166,26 @@ def add_parsers(sub: Any) -> None:
     store_workers_arg(p)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from setpoint.controller.fleet.scaffold import LOCAL, scaffold
+
+    servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
+    made = scaffold(Path(args.dir), servers)
+    print(
+        f"created {args.dir}: a git repository (inventory.yaml with {', '.join(servers)}; "
+        f"components/hello; stacks/hello.yaml) at commit {made.commit[:12]}, and in "
+        f"{LOCAL}/ (ignored by git) a signing key, a local store and each server's agent "
+        "bootstrap\n"
+    )
+    print("deploy it:")
+    print(f"  cd {args.dir}")
+    for command in made.commands():
+        print(f"  {command}")
+    return OK
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -136,6 +210,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from setpoint.store.url import open_store
 
     policy = pointer_policy(args)
+    try:
+        _check_inventory(args)
+    except InvalidDefinitions as exc:
+        return invalid(exc, False)
     if args.agent == "heat":
         from setpoint.controller.converge.heat_agent import collect_config
 
@@ -152,6 +230,56 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         print(cloud_init(boot), end="")
     else:
         print_json(boot.to_dict())
+    return OK
+
+
+def _inventory(args: argparse.Namespace) -> tuple[set[str], str, str]:
+    """The servers the inventory at ``--branch`` lists (``--env``'s if given),
+    the inventory's name for messages, and the commit."""
+    from setpoint.controller.definitions.inventory import INVENTORY
+    from setpoint.controller.definitions.loader import load_model
+
+    with GitRepo.open(args.repo) as repo:
+        model = load_model(repo.tree(args.branch), env=args.env)
+    where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
+    return set(model.inventory.servers), where, model.commit
+
+
+def _check_inventory(args: argparse.Namespace) -> None:
+    from setpoint.controller.fleet.enroll import check_listed
+
+    servers, where, commit = _inventory(args)
+    check_listed(args.server, servers, where, commit)
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    store = open_existing_store(args, args.store)
+    if store is None:
+        return UNAVAILABLE
+    refused: list[str] = []
+    if not args.force:
+        try:
+            listed, where, commit = _inventory(args)
+        except InvalidDefinitions as exc:
+            return invalid(exc, args.json)
+        refused = [
+            f"cannot forget {s!r}: it is in {where} at {commit[:12]} (remove it from the "
+            "inventory and reconcile first, so its DELETE configs run; or --force)"
+            for s in args.servers
+            if s in listed
+        ]
+    in_store = set(store.list_servers())
+    refused += [f"no server {s!r} in this store" for s in args.servers if s not in in_store]
+    if refused:  # all or nothing: a typo in a list of servers deletes none of them
+        for why in refused:
+            print(f"setpoint: {why}", file=sys.stderr)
+        return FAILED
+    forgotten = {s: store.forget_server(s) for s in args.servers}
+    if args.json:
+        print_json({"forgotten": forgotten})
+    else:
+        for server, keys in forgotten.items():
+            print(f"forgot {server}: deleted {', '.join(keys)}")
     return OK
 
 
@@ -172,7 +300,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
             print(f"setpoint: {exc}", file=sys.stderr)
             return TIMED_OUT if exc.behind else FAILED
     if result.generations:
-        print(f"rotated: {len(result.generations)} servers renewed, old key retired")
+        print(f"rotated: {counted(len(result.generations), 'server')} renewed, old key retired")
     else:
         print("the account had no TempURL key: created one")
     return OK
@@ -193,8 +321,9 @@ def cmd_move(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
         return OK
     print(
-        f"moved {len(result.servers)} servers to {result.target} ({len(result.copied)} blobs "
-        f"copied); 'setpoint status --store {result.target}' shows who followed"
+        f"moved {counted(len(result.servers), 'server')} to {result.target} "
+        f"({counted(len(result.copied), 'blob')} copied); "
+        f"'setpoint status --store {result.target}' shows who followed"
     )
     if result.already_moved:
         print(f"  already moved before: {', '.join(result.already_moved)}")

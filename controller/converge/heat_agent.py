@@ -43,6 +43,8 @@ from setpoint.controller.rollout.desired import DesiredState
 from setpoint.store.base import Store, agent_key
 from setpoint.store.digest import canonical_json, digest_bytes, hex_of
 from setpoint.store.documents import (
+    DELIVERED_GROUPS,
+    DEPLOY_OUTPUTS,
     DeploymentReport,
     Manifest,
     ManifestEntry,
@@ -51,6 +53,7 @@ from setpoint.store.documents import (
     config_for_action,
     is_server_name,
     loads_object,
+    path_segment,
 )
 from setpoint.store.errors import InvalidDocument, PermanentError
 from setpoint.store.timestamps import format_timestamp as _iso
@@ -63,6 +66,9 @@ RUNS = "heat-runs"  # agents/<server>/heat-runs: the controller's bookkeeping
 SIGNALS = "signals/"
 AGENT_VERSION = "heat-config (via setpoint controller)"
 TAIL = 4000
+# deploy_stdout and deploy_stderr as outputs: their last characters, as
+# setpoint-agent keeps (they are logs, not values).
+DEPLOY_OUTPUT_CHARS = 64 * 1024
 
 
 class HeatAgentError(SetpointError):
@@ -182,13 +188,20 @@ def _parse_signal(data: bytes) -> dict[str, Any]:
 
 
 def _settle(run: dict[str, Any], signal: dict[str, Any], now: float) -> None:
-    """Record heat-config's result JSON in ``run``."""
+    """Record heat-config's result JSON in ``run``: its outputs, and the
+    ``deploy_*`` ones the derived config declares (``get_attr`` reads them)."""
     code = signal.get("deploy_status_code", 0)
     stdout = str(signal.get("deploy_stdout", ""))
     stderr = str(signal.get("deploy_stderr", ""))
     outputs = {k: v for k, v in signal.items() if not k.startswith("deploy_")}
     ok = isinstance(code, int) and not isinstance(code, bool) and code == 0
-    error = outputs.pop("deploy_error", None)
+    error = signal.get("deploy_error")
+    streams = {
+        "deploy_stdout": stdout[-DEPLOY_OUTPUT_CHARS:],
+        "deploy_stderr": stderr[-DEPLOY_OUTPUT_CHARS:],
+        "deploy_status_code": code,
+    }
+    outputs.update((k, v) for k, v in streams.items() if k in run.get("deploy_outputs", ()))
     run.update(
         status="COMPLETE" if ok else "FAILED",
         outputs=outputs if ok else {},
@@ -317,18 +330,24 @@ def _heat_config(
     derived: dict[str, Any],
     tool: str,
     config: Any,
-    signal_url: str,
+    signal_url: str | None,
 ) -> dict[str, Any]:
+    """heat-config's document for one run; no ``signal_url``: NO_SIGNAL."""
     stack, deployment = name.split("/", 1)
     deploy = [
         ("deploy_server_id", server),
         ("deploy_action", run["action"]),
         ("deploy_stack_id", stack),
         ("deploy_resource_name", deployment.split("@", 1)[0]),
-        ("deploy_signal_transport", "TEMP_URL_SIGNAL"),
-        ("deploy_signal_id", signal_url),
-        ("deploy_signal_verb", "PUT"),
     ]
+    if signal_url is None:
+        deploy.append(("deploy_signal_transport", "NO_SIGNAL"))
+    else:
+        deploy += [
+            ("deploy_signal_transport", "TEMP_URL_SIGNAL"),
+            ("deploy_signal_id", signal_url),
+            ("deploy_signal_verb", "PUT"),
+        ]
     inputs = [dict(i) for i in derived.get("inputs") or []]
     if tool == "script":
         # heat-config's hook-script.py puts every value in the environment as
@@ -338,7 +357,9 @@ def _heat_config(
     inputs += [{"name": n, "type": "String", "value": v} for n, v in deploy]
     return {
         "id": run["id"],
-        "name": name,
+        # os-collect-config writes an os-apply-config or Heat::Ungrouped
+        # deployment to <cachedir>/<name>.json: one file name, no '/'.
+        "name": path_segment(name),
         "group": tool,
         "config": config,
         "inputs": inputs,
@@ -391,6 +412,8 @@ def _start(
             run["created"] = True
         return
     derived = _derived(store, desired, entry.config)
+    declared = {o.get("name") for o in derived.get("outputs") or []}
+    run["deploy_outputs"] = [n for n in DEPLOY_OUTPUTS if n in declared]
     if derived.get("files"):
         run.update(
             status="FAILED",
@@ -408,8 +431,15 @@ def _start(
             signal=None,
         )
         return
-    if config_for_action(derived, action) is None:
+    chosen = config_for_action(derived, action)
+    if chosen is None:
         _skip(run, f"the component has no config for {action}: nothing run", now)
+    elif entry.no_signal and chosen[0] in DELIVERED_GROUPS:
+        # Heat completes it once delivered: os-collect-config hands it to
+        # os-apply-config, and no hook signals.
+        _skip(run, f"NO_SIGNAL {chosen[0]} config: complete once delivered, as in Heat", now)
+        if action != "DELETE":
+            run.update(delivered=True, created=True)
 
 
 def publish_metadata(
@@ -430,17 +460,18 @@ def publish_metadata(
         expires = int(book.get("expires_at") or 0)
         deployments = []
         for name, run in book["runs"].items():
-            if not run.get("signal"):
+            if not run.get("signal") and not run.get("delivered"):
                 continue  # decided by the controller: nothing for the server to run
             derived = _derived(store, desired, run["config"])
             chosen = config_for_action(derived, run["action"])
             if chosen is None:
                 continue
-            if renew or "signal_url" not in run:
+            if run.get("signal") and (renew or "signal_url" not in run):
                 run["signal_url"], expires = signed_url(
                     store, "PUT", agent_key(server, run["signal"]), now, ttl
                 )
-            deployments.append(_heat_config(server, name, run, derived, *chosen, run["signal_url"]))
+            url = run.get("signal_url") if run.get("signal") else None
+            deployments.append(_heat_config(server, name, run, derived, *chosen, url))
         if renew:
             book["expires_at"] = expires
         order = {e.name: i for i, e in enumerate(manifest.deployments)}

@@ -22,13 +22,14 @@ from setpoint.controller.converge.preflight import preflight_publication
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
 from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
-from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
+from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model, NotifyTarget
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, entry_result
 from setpoint.controller.rollout.contextualize import Rounds
 from setpoint.controller.rollout.desired import DesiredState, Waiting, compute_desired
 from setpoint.controller.rollout.gate import Gate
 from setpoint.controller.rollout.ledger import Ledger, read_ledger, write_ledger
+from setpoint.controller.wording import counted
 from setpoint.store.base import AGENTS, Store, pointer_key, report_key
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
@@ -60,6 +61,10 @@ class PassOutcome:
     ledger: Ledger = field(default_factory=Ledger)
     # server -> why its pointer or report could not be read ("invalid report: ...")
     invalid: dict[str, str] = field(default_factory=dict)
+    # The reports this pass read (metrics and notifications look at them again).
+    reports: dict[str, Report] = field(default_factory=dict)
+    # Who the commit's notifications.yaml tells of events.
+    notifications: tuple[NotifyTarget, ...] = ()
 
     @property
     def waiting(self) -> list[Waiting]:
@@ -81,7 +86,7 @@ class PassOutcome:
 
     def summary(self) -> str:
         done = sum(s.converged for s in self.servers.values())
-        parts = [f"{done}/{len(self.servers)} servers converged at {self.commit[:12]}"]
+        parts = [f"{done}/{counted(len(self.servers), 'server')} converged at {self.commit[:12]}"]
         if self.published.changed:
             parts.append(f"published {len(self.published.changed)}")
         for name, rollout in sorted(self.ledger.rollouts.items()):
@@ -287,6 +292,11 @@ class Reconciler:
         model = self.load()
         fleet = self._read_fleet(model)
         ledger, desired = self._decide(model, fleet)
+        ledger.retired = {
+            s: ledger.retired.get(s, model.commit)
+            for s in fleet.servers
+            if s not in model.inventory.servers
+        }
         invalid = fleet.invalid()
         for s, problem in invalid.items():
             log.warning("invalid_document", server=s, problem=problem)
@@ -298,11 +308,16 @@ class Reconciler:
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
         outcome.invalid = invalid
+        outcome.reports = fleet.reports
+        outcome.notifications = model.notifications
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            outcome.servers[server] = assess(
+            progress = assess(
                 server, manifest, fleet.reports.get(server), fleet.bad_reports.get(server)
             )
+            # A server that left the inventory counts until its DELETE configs ran.
+            if not (server in ledger.retired and progress.converged):
+                outcome.servers[server] = progress
         log.info(
             "reconcile_pass",
             commit=model.commit[:12],
@@ -488,6 +503,13 @@ class Reconciler:
             self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl
         )
         return published
+
+    def rewrite_ledger(self, ledger: Ledger) -> bool:
+        """Write ``ledger`` again after the pass, fenced as the pass's write was
+        (what notifications were sent is recorded this way); whether it changed."""
+        signing = self.policy.signing_key
+        ledger_fence, _ = self._fencing(ledger, signing, [], {})
+        return write_ledger(self.store, ledger, signing, **ledger_fence)
 
     def _fencing(
         self,

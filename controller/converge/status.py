@@ -17,7 +17,14 @@ from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreach
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
-from setpoint.store.documents import CheckReport, Manifest, Pointer, Report
+from setpoint.store.documents import (
+    CheckReport,
+    DeploymentReport,
+    Manifest,
+    ManifestEntry,
+    Pointer,
+    Report,
+)
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 from setpoint.store.timestamps import parse_timestamp as _parse_time
 
@@ -55,18 +62,20 @@ class ServerStatus:
     agent: str = "unknown"
     # Documents of this server that could not be read ("invalid report: ...").
     invalid: list[str] = field(default_factory=list)
+    # The commit at which it left the inventory (the ledger's ``retired``), or None.
+    retired: str | None = None
 
     @property
     def troubled(self) -> bool:
         """Something here needs a person: a failed deployment or preflight, drift,
         an agent error or no heartbeat, a document that cannot be read.
-        (``status --exit-code``)"""
+        (``status --exit-code``) A retired server's agent is expected to go
+        quiet: only a failed DELETE on it is trouble."""
         checks = [*self._checks("preflight").values(), *self._checks("drift").values()]
-        return (
-            any(d.failed for d in self.deployments)
-            or any(c.status in ("FAILED", "drifted") for c in checks)
-            or self.agent_troubled
+        failed = any(d.failed for d in self.deployments) or any(
+            c.status in ("FAILED", "drifted") for c in checks
         )
+        return failed or (self.agent_troubled and self.retired is None)
 
     @property
     def agent_troubled(self) -> bool:
@@ -144,6 +153,7 @@ class ServerStatus:
             "agent_error": self.report.error if self.report else None,
             "agent": self.agent,
             "invalid": list(self.invalid),
+            "retired": self.retired,
             "preflight": {k: v.to_dict() for k, v in self._checks("preflight").items()},
             "drift": {k: v.to_dict() for k, v in self._checks("drift").items()},
             "deployments": [
@@ -165,7 +175,31 @@ class ServerStatus:
         }
 
 
-def _read_server(
+def deployment_state(
+    server: str, entry: ManifestEntry | None, got: DeploymentReport | None, ledger: Ledger
+) -> str:
+    """What ``status`` shows for one deployment on one server: PENDING, IN_PROGRESS,
+    COMPLETE, FAILED, FAILED (quarantined), FAILED (timeout), or a reported status
+    of an ``(old config)`` or one ``(deleting)``. ``entry``: what the server was
+    given (None: the deployment left its manifest); ``got``: what it reported."""
+    if got is None:
+        state = "PENDING"
+    elif entry is not None and got.config != entry.config:
+        state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
+    elif entry is None:
+        state = f"{got.status} (deleting)"
+    else:
+        state = got.status
+    held = ledger.quarantined(entry.qualified, server) if entry else None
+    if entry is not None and held is not None and held.config == entry.config:
+        if held.reason.startswith("timeout") and state != "FAILED":
+            state = "FAILED (timeout)"
+        elif state == "FAILED":
+            state = "FAILED (quarantined)"
+    return state
+
+
+def read_server(
     store: Store, server: str
 ) -> tuple[Pointer | None, Report | None, Manifest, list[str]]:
     """A server's pointer, report and manifest; a bad one is left out and named,
@@ -211,7 +245,7 @@ def fleet_status(
     listed = store.list_servers()
     wanted = listed if servers is None else [s for s in listed if s in servers]
     # Each server's documents are read side by side with the others' on the pool.
-    read = store.pool.map(lambda server: _read_server(store, server), wanted)
+    read = store.pool.map(lambda server: read_server(store, server), wanted)
     for server, (pointer, report, manifest, invalid) in zip(wanted, read, strict=True):
         status = ServerStatus(
             server,
@@ -219,6 +253,7 @@ def fleet_status(
             report,
             agent=ServerStatus.agent_state(pointer, report, now, stale_after, unreachable_after),
             invalid=invalid,
+            retired=ledger.retired.get(server),
         )
         reported = report.deployments if report else {}
         names = [e.name for e in manifest.deployments]
@@ -226,20 +261,7 @@ def fleet_status(
         for name in names:
             entry = manifest.entry(name)
             got = reported.get(name)
-            if got is None:
-                state = "PENDING"
-            elif entry is not None and got.config != entry.config:
-                state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
-            elif entry is None:
-                state = f"{got.status} (deleting)"
-            else:
-                state = got.status
-            held = ledger.quarantined(entry.qualified, server) if entry else None
-            if entry is not None and held is not None and held.config == entry.config:
-                if held.reason.startswith("timeout") and state != "FAILED":
-                    state = "FAILED (timeout)"
-                elif state == "FAILED":
-                    state = "FAILED (quarantined)"
+            state = deployment_state(server, entry, got, ledger)
             when = _parse_time(got.finished_at or got.started_at) if got else None
             desired = entry.config if entry else None
             run = None
@@ -261,6 +283,34 @@ def fleet_status(
     return out
 
 
+def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, str]]:
+    """What is deployed: the commit the newest pointer names (None: nothing
+    published yet), and server -> why it has not converged on what its own
+    pointer names (retired servers left out)."""
+    newest = max(
+        (s.pointer for s in statuses if s.pointer is not None),
+        key=lambda p: p.published_at,
+        default=None,
+    )
+    behind: dict[str, str] = {}
+    for s in statuses:
+        if s.pointer is None or s.retired is not None:
+            continue
+        if s.invalid:
+            behind[s.server] = "documents cannot be read"
+        elif s.report is None:
+            behind[s.server] = "never reported"
+        elif s.report.generation < s.pointer.generation:
+            behind[s.server] = (
+                f"{s.agent}: answers generation {s.report.generation} of {s.pointer.generation}"
+            )
+        else:
+            pending = [f"{d.name} {d.status}" for d in s.deployments if d.status != "COMPLETE"]
+            if pending:
+                behind[s.server] = ", ".join(pending)
+    return (newest.commit if newest else None), behind
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -273,24 +323,32 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-def format_table(statuses: list[ServerStatus]) -> str:
-    header = (
-        "SERVER",
-        "DEPLOYMENT",
-        "DESIRED",
-        "REPORTED",
-        "STATUS",
-        "ACTION",
-        "GEN",
-        "COMMIT",
-        "AGE",
-    )
+TABLE_HEADER = (
+    "SERVER",
+    "DEPLOYMENT",
+    "DESIRED",
+    "REPORTED",
+    "STATUS",
+    "ACTION",
+    "GEN",
+    "COMMIT",
+    "AGE",
+)
+
+
+def table_rows(statuses: list[ServerStatus], ages: bool = True) -> list[tuple[str, ...]]:
+    """The rows of ``format_table``, one per deployment and one per agent or
+    store problem. Without ``ages`` a deployment's AGE cell is empty: what
+    ``status --watch`` compares to tell what changed, as ages change always."""
     rows: list[tuple[str, ...]] = []
     for s in statuses:
         reported_gen = s.report.generation if s.report else "-"
         gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
         commit = s.pointer.commit[:12] if s.pointer else "-"
-        if not s.deployments and not s.troubled:
+        if s.retired is not None:
+            why = f"left the inventory; 'setpoint forget {s.server}' removes it"
+            rows.append((s.server, "(inventory)", "-", "-", "RETIRED", "-", gen, commit, why))
+        elif not s.deployments and not s.troubled:
             rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
         for d in s.deployments:
             rows.append(
@@ -303,28 +361,36 @@ def format_table(statuses: list[ServerStatus]) -> str:
                     d.action or "-",
                     gen,
                     commit,
-                    _age(d.age),
+                    _age(d.age) if ages else "",
                 )
             )
-        for problem in s.invalid:
-            rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
-        if s.report and s.report.error:
-            rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
-        if s.agent == "never-reported" and s.pointer is not None:
-            rows.append(
-                (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
-            )
-        if s.agent == "stale":
-            rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
-        if s.agent == "unreachable":
-            rows.append(
-                (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
-            )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
+        rows += _agent_rows(s, gen, commit)
+    return rows
+
+
+def _agent_rows(s: ServerStatus, gen: str, commit: str) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for problem in s.invalid:
+        rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
+    if s.report and s.report.error:
+        rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+    if s.agent == "never-reported" and s.pointer is not None:
+        rows.append(
+            (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
+        )
+    if s.agent == "stale":
+        rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
+    if s.agent == "unreachable":
+        rows.append(
+            (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
+        )
+    return rows
+
+
+def format_table(statuses: list[ServerStatus]) -> str:
+    rows = [TABLE_HEADER, *table_rows(statuses)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
 
 

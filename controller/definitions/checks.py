@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.definitions.values import coerce
+from setpoint.controller.definitions.values import coerce, kind_of
 from setpoint.controller.definitions.yamlsource import YList, YMap
 from setpoint.controller.errors import Problem
 
@@ -40,23 +40,6 @@ class Where:
             line = container.line_of(key)
         sub = f"[{key}]" if isinstance(key, int) else (f".{key}" if self.field else str(key))
         return Where(self.file, line, self.field + sub)
-
-
-def kind_of(value: Any) -> str:
-    """What a value is, in words, for "expected X, got Y" messages."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, YMap | dict):
-        return "a mapping"
-    if isinstance(value, YList | list):
-        return "a list"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    return type(value).__name__
 
 
 def did_you_mean(word: str, choices: tuple[str, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from setpoint.controller.definitions.checks import NAME_RE, Checks, Where, kind_of
+from setpoint.controller.definitions.checks import NAME_RE, Checks, Where
 from setpoint.controller.definitions.fields import read_actions, read_timeout, read_typed_default
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.model import (
@@ -16,7 +16,7 @@ from setpoint.controller.definitions.model import (
     InputDef,
     OutputDef,
 )
-from setpoint.controller.definitions.values import plain
+from setpoint.controller.definitions.values import kind_of, plain
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
 COMPONENTS = "components"
@@ -24,7 +24,9 @@ COMPONENT_FILE = "component.yaml"
 COMPONENT_KEYS = (
     "kind", "name", "description", "inputs", "outputs", "configs", "files", "options", "timeout",
 )  # fmt: skip
-INPUT_KEYS = ("name", "type", "default", "description", "replace_on_change", "secret")
+INPUT_KEYS = (
+    "name", "type", "default", "entry_default", "description", "replace_on_change", "secret",
+)  # fmt: skip
 
 
 class ComponentReader:
@@ -123,12 +125,20 @@ class ComponentReader:
             if typed is None:
                 continue
             type_name, default, has_default = typed
+            if "entry_default" in im and type_name != "Json":
+                checks.error(
+                    c.at(im, "entry_default"),
+                    f"entry_default: only a Json input holds a map of members "
+                    f"(type is {type_name})",
+                )
             out.append(
                 InputDef(
                     name=name,
                     type=type_name,
                     default=default,
                     has_default=has_default,
+                    entry_default=plain(im.get("entry_default")),
+                    has_entry_default="entry_default" in im,
                     description=checks.text(im, "description", c),
                     replace_on_change=checks.boolean(im, "replace_on_change", c),
                     secret=checks.boolean(im, "secret", c),

@@ -1,6 +1,9 @@
 """Declared contextualization cycles: dependency cycles whose deployments all
 say ``converge: true``. They are allowed (``rollout.contextualize`` runs them
 in rounds); every other cycle is a problem the ordering names.
+
+A deployment that reads its own output (a cluster's members, each needing
+every member's address over their group) is a cycle of one.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ def declared_cycles(
         if v not in index:
             connect(v)
     cycles = [
-        tuple(sorted(c)) for c in components if len(c) > 1 and all(m in converging for m in c)
+        tuple(sorted(c))
+        for c in components
+        if (len(c) > 1 or c[0] in deps.get(c[0], [])) and all(m in converging for m in c)
     ]
     graph = {q: list(u) for q, u in deps.items()}
     for cycle in cycles:

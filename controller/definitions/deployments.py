@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from setpoint.controller.definitions.checks import Where, did_you_mean, kind_of
+from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.fields import read_actions, read_timeout, read_update_policy
 from setpoint.controller.definitions.files import CommitFiles
-from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_attr
+from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     ON_DRIFT,
@@ -21,6 +21,7 @@ from setpoint.controller.definitions.model import (
     RunRequest,
 )
 from setpoint.controller.definitions.references import References, qualify
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YList, YMap
 from setpoint.store.documents import LIFECYCLE_ACTIONS
 
@@ -117,7 +118,7 @@ class DeploymentReader:
                     continue
                 if resolved is INVALID:
                     continue
-                if not has_attr(resolved):
+                if not has_deferred(resolved):
                     resolved = self.checks.literal(idef.type, resolved, c)
                 values[str(iname)] = resolved
         # A value that is not a mapping is reported above; it gives no input a value.

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from setpoint.controller.definitions.checks import Checks, Where, kind_of
+from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.model import HOT_TYPES, INPUT_TYPES, UpdatePolicy
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YMap
 from setpoint.store.documents import LIFECYCLE_ACTIONS
 
@@ -50,7 +51,7 @@ def read_timeout(checks: Checks, m: YMap, where: Where) -> float | None:
     value = m["timeout"]
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         checks.error(
-            where.at(m, "timeout"), f"expected a positive number of seconds, got {value!r}"
+            where.at(m, "timeout"), f"expected a positive number of seconds, got {kind_of(value)}"
         )
         return None
     return float(value)

@@ -7,9 +7,10 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from setpoint.controller.definitions.checks import Checks, Where, kind_of
+from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.model import AttachedFile
 from setpoint.controller.definitions.repository import GitError, InvalidPath, normalize_path
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import load_yaml
 from setpoint.controller.errors import Problem
 from setpoint.store.bundles import make_zip, tree_digest
@@ -148,10 +149,13 @@ class CommitFiles:
             )
         if kind == "dir":
             return self.attach_directory(name, resolved, where)
-        what = "a directory" if want_dir else "a file or directory"
-        self.checks.error(
-            where, f"get_file: {resolved!r} is not {what} in the commit (found: {kind})"
-        )
+        what = "directory" if want_dir else "file or directory"
+        if kind is None:
+            self.checks.error(where, f"get_file: no {what} {resolved!r} in the commit")
+        else:
+            self.checks.error(
+                where, f"get_file: {resolved!r} is a {kind}, not a {what}, in the commit"
+            )
         return None
 
     def attach_directory(self, name: str, resolved: str, where: Where) -> AttachedFile | None:

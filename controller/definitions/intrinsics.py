@@ -3,15 +3,14 @@ resolved while reading, ``get_attr`` kept as a ``GetAttr`` for rendering."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
 from setpoint.controller.definitions.files import CommitFiles
-from setpoint.controller.definitions.model import GetAttr, ParamDef
+from setpoint.controller.definitions.model import Computed, GetAttr, ParamDef
 from setpoint.controller.definitions.references import References, qualify
 from setpoint.controller.definitions.yamlsource import YList, YMap
-
-INTRINSICS = ("get_param", "get_file", "get_attr")
 
 
 class _Invalid:
@@ -23,14 +22,61 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 
-def has_attr(value: Any) -> bool:
-    """Whether ``value`` holds a ``GetAttr`` (known only once its upstream reported)."""
-    if isinstance(value, GetAttr):
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+# A value that is not there (Heat's ``if`` without a false value): a map leaves
+# its key out, a list its item.
+ABSENT: Any = _Absent()
+
+# ``call(fn, arg, where)`` of a one-key mapping: its value, or ``NotImplemented``
+# when ``fn`` names no function here (the mapping is data).
+Call = Callable[[str, Any, Where], Any]
+
+
+def walk(value: Any, where: Where, call: Call) -> Any:
+    """A snippet resolved: each one-key mapping of the file is offered to ``call``
+    as a function; other mappings and lists are walked. Anything ``INVALID``
+    inside (its problem reported) makes the whole ``INVALID``; anything
+    ``ABSENT`` is left out."""
+    if isinstance(value, YMap) and len(value) == 1:
+        fn, arg = next(iter(value.items()))
+        if isinstance(fn, str):
+            got = call(fn, arg, where.at(value, fn))
+            if got is not NotImplemented:
+                return got
+    if isinstance(value, dict):
+        out_map = {}
+        for key, item in value.items():
+            resolved = walk(item, where.at(value, key), call)
+            if resolved is INVALID:
+                return INVALID
+            if resolved is not ABSENT:
+                out_map[str(key)] = resolved
+        return out_map
+    if isinstance(value, list):
+        out_list = []
+        for index, item in enumerate(value):
+            resolved = walk(item, where.at(value, index), call)
+            if resolved is INVALID:
+                return INVALID
+            if resolved is not ABSENT:
+                out_list.append(resolved)
+        return out_list
+    return value
+
+
+def has_deferred(value: Any) -> bool:
+    """Whether ``value`` is known only once an upstream reported (it holds a
+    ``GetAttr``, or a ``Computed`` of one)."""
+    if isinstance(value, GetAttr | Computed):
         return True
     if isinstance(value, dict):
-        return any(has_attr(v) for v in value.values())
+        return any(has_deferred(v) for v in value.values())
     if isinstance(value, list):
-        return any(has_attr(v) for v in value)
+        return any(has_deferred(v) for v in value)
     return False
 
 
@@ -48,33 +94,17 @@ class NativeIntrinsics:
 
     def resolve(self, value: Any, where: Where) -> Any:
         """Resolve get_param and get_file now; turn get_attr into ``GetAttr``."""
-        if isinstance(value, YMap) and len(value) == 1 and next(iter(value)) in INTRINSICS:
-            fn = next(iter(value))
-            arg = value[fn]
-            c = where.at(value, fn)
-            if fn == "get_param":
-                return self.get_param(arg, c)
-            if fn == "get_file":
-                text = self.files.read_text(where.file, arg, c)
-                return INVALID if text is None else text
+        return walk(value, where, self.call)
+
+    def call(self, fn: str, arg: Any, c: Where) -> Any:
+        if fn == "get_param":
+            return self.get_param(arg, c)
+        if fn == "get_file":
+            text = self.files.read_text(c.file, arg, c)
+            return INVALID if text is None else text
+        if fn == "get_attr":
             return self.get_attr(arg, c)
-        if isinstance(value, YMap):
-            out_map = {}
-            for key, item in value.items():
-                resolved = self.resolve(item, where.at(value, key))
-                if resolved is INVALID:
-                    return INVALID
-                out_map[str(key)] = resolved
-            return out_map
-        if isinstance(value, YList):
-            out_list = []
-            for index, item in enumerate(value):
-                resolved = self.resolve(item, where.at(value, index))
-                if resolved is INVALID:
-                    return INVALID
-                out_list.append(resolved)
-            return out_list
-        return value
+        return NotImplemented
 
     def get_param(self, arg: Any, c: Where) -> Any:
         if not isinstance(arg, str):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from setpoint.controller.definitions.checks import Checks, Where, kind_of
+from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.model import Inventory
-from setpoint.controller.definitions.values import plain
+from setpoint.controller.definitions.values import kind_of, plain
 from setpoint.controller.definitions.yamlsource import YList, YMap
 from setpoint.store.documents import is_server_name
 

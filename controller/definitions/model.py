@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from setpoint.controller.definitions.values import coerce
+
 INPUT_TYPES = ("String", "Number", "CommaDelimitedList", "Json", "Boolean")
 # HOT's spelling of the same types, accepted wherever a type is written.
 HOT_TYPES = {
@@ -71,6 +73,22 @@ class InputDef:
     # Masked wherever a value is shown to people (plans); still part of the
     # digest, since the server must rerun when a password changes.
     secret: bool = False
+    # Heat's input declared without a type (or an input_values key the config
+    # does not declare): a list or map it is given passes as it is, as Json.
+    as_given: bool = False
+    # In a ``get_attr`` map of a contextualization cycle, the entry of a member
+    # that has not reported yet (without one, its entry is left out).
+    entry_default: Any = None
+    has_entry_default: bool = False
+
+    def typed(self, value: Any) -> Any:
+        """``value`` as this input's value: coerced to its type (``ValueError``
+        when it does not fit); a list or map kept as it is when ``as_given``."""
+        return coerce(self.type_for(value), value)
+
+    def type_for(self, value: Any) -> str:
+        """The type the derived config names for ``value``."""
+        return "Json" if self.as_given and isinstance(value, dict | list) else self.type
 
 
 @dataclass(frozen=True)
@@ -139,10 +157,16 @@ class GetAttr:
     line: int
 
 
+class ComputeError(ValueError):
+    """A function that cannot give a value from its arguments (for a ``Computed``:
+    from the values agents reported); the message says why."""
+
+
 @dataclass(frozen=True)
 class Computed:
     """A value computed at render time from values known only then (Heat's
-    ``str_replace`` or ``list_join`` over a ``get_attr``): ``fn(resolved args)``."""
+    ``str_replace`` or ``list_join`` over a ``get_attr``): ``fn(resolved args)``,
+    which raises ``ComputeError`` when the reported values do not fit."""
 
     label: str
     fn: Callable[[Any], Any]
@@ -178,6 +202,9 @@ class Deployment:
     state: str = "active"
     run: RunRequest | None = None
     converge: bool = False
+    # Heat's ``signal_transport: NO_SIGNAL``: COMPLETE once delivered, for the
+    # groups Heat's agents only deliver (``Heat::Ungrouped``, ``os-apply-config``).
+    no_signal: bool = False
     # Check a change on every server (the tools' check modes) before its first batch.
     preflight: bool = False
     on_drift: str = "report"
@@ -205,13 +232,18 @@ class Deployment:
         return ONE_AT_A_TIME if self.update_order == "serial" else ALL_AT_ONCE
 
     def attr_refs(self) -> list[GetAttr]:
-        refs: list[GetAttr] = []
-        _collect_attrs(self.input_values, refs)
-        return refs
+        return attrs_in(self.input_values)
 
     def upstreams(self) -> set[str]:
         """Deployments this one waits for: data flow and explicit ``depends_on``."""
         return {r.deployment for r in self.attr_refs()} | set(self.depends_on)
+
+
+def attrs_in(value: Any) -> list[GetAttr]:
+    """Every ``get_attr`` in an input value, however deep."""
+    refs: list[GetAttr] = []
+    _collect_attrs(value, refs)
+    return refs
 
 
 def _collect_attrs(value: Any, into: list[GetAttr]) -> None:
@@ -228,18 +260,56 @@ def _collect_attrs(value: Any, into: list[GetAttr]) -> None:
 
 
 @dataclass(frozen=True)
+class StackOutput:
+    """One of a Heat template's ``outputs:``. Its value is known when the commit
+    is read, or holds ``GetAttr``/``Computed`` parts known once agents reported
+    (as an input value does); ``not_computed`` says why setpoint gives none."""
+
+    name: str
+    description: str
+    value: Any
+    file: str
+    line: int
+    not_computed: str = ""
+    secret: bool = False  # made from a hidden parameter: shown masked
+
+
+@dataclass(frozen=True)
 class Stack:
     name: str
     file: str
     description: str
     parameters: dict[str, ParamDef]
     deployments: dict[str, Deployment]
+    outputs: dict[str, StackOutput] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Inventory:
     servers: dict[str, dict[str, Any]]
     groups: dict[str, tuple[str, ...]]
+
+
+# The events a notification target may be told of (``notifications.yaml``).
+EVENT_KINDS = ("rollout_started", "batch_failed", "rollback", "converged", "agent_unreachable")
+TARGET_TYPES = ("webhook", "slack")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where notifications go: a generic JSON webhook or a Slack incoming webhook.
+
+    The HMAC secret of a webhook is never in git: ``secret_env`` names the
+    environment variable and ``secret_file`` the file the controller reads it
+    from when it sends.
+    """
+
+    name: str
+    type: str
+    url: str
+    events: tuple[str, ...] = EVENT_KINDS
+    secret_env: str | None = None
+    secret_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +322,7 @@ class Model:
     # Declared contextualization cycles (``converge: true``), each a tuple of deployments.
     cycles: tuple[tuple[str, ...], ...] = field(default=())
     environment: str | None = None  # environments/<name>.yaml the model was loaded with
+    notifications: tuple[NotifyTarget, ...] = field(default=())  # notifications.yaml
 
     def deployment(self, qualified: str) -> Deployment:
         stack, name = qualified.split("/", 1)

@@ -37,9 +37,27 @@ def coerce(type_name: str, value: Any) -> Any:
     return convert(value)
 
 
+def kind_of(value: Any) -> str:
+    """What a value is, in words, for "expected X, got Y" messages (never a
+    Python type name: a user wrote YAML, not ``NoneType``)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"a value of an unexpected kind ({type(value).__name__})"
+
+
 def _string(value: Any) -> Any:
     if not _scalar(value):
-        raise ValueError(f"expected a String, got {type(value).__name__}")
+        raise ValueError(f"expected a String, got {kind_of(value)}")
     return _as_text(value)
 
 
@@ -62,7 +80,7 @@ def _number(value: Any) -> Any:
         except ValueError:
             raise ValueError(f"expected a Number, got {value!r}") from None
         return _number(number)
-    raise ValueError(f"expected a Number, got {type(value).__name__}")
+    raise ValueError(f"expected a Number, got {kind_of(value)}")
 
 
 def _comma_delimited_list(value: Any) -> Any:
@@ -89,7 +107,7 @@ def _boolean(value: Any) -> Any:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"expected a Boolean, got {value!r}")
+    raise ValueError(f"expected a Boolean, got {kind_of(value)}")
 
 
 _COERCE: dict[str, Callable[[Any], Any]] = {
@@ -111,7 +129,7 @@ def _plain(value: Any) -> Any:
         raise ValueError("Json values must be finite numbers")
     if value is None or _scalar(value):
         return value
-    raise ValueError(f"{type(value).__name__} is not a JSON value")
+    raise ValueError(f"{kind_of(value)} is not a JSON value")
 
 
 def plain(value: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from setpoint.controller.converge.capabilities import DEFAULT_TTL, issue
@@ -25,6 +26,16 @@ class EnrollError(SetpointError):
         super().__init__(f"cannot enroll {server!r}: {reason}")
         self.server = server
         self.reason = reason
+
+
+def check_listed(server: str, servers: Collection[str], inventory: str, commit: str) -> None:
+    """Refuse to enroll a server the inventory does not list: nothing would ever
+    be published to it, and its agent would poll for a pointer that never comes
+    (a typo, or a server added to the inventory but not yet committed)."""
+    if server in servers:
+        return
+    known = ", ".join(sorted(servers)) or "none"
+    raise EnrollError(server, f"not in {inventory} at {commit[:12]} (servers: {known})")
 
 
 @dataclass(frozen=True)

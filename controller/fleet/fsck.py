@@ -34,6 +34,7 @@ from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import SetpointError
 from setpoint.controller.fleet.rerender import rendered_blobs
 from setpoint.controller.rollout.ledger import LEDGER
+from setpoint.controller.wording import counted
 from setpoint.store.base import Store
 from setpoint.store.digest import digest_bytes, is_digest, short
 from setpoint.store.documents import Manifest, Pointer, Report, loads_object
@@ -101,11 +102,12 @@ class FsckResult:
     def summary(self) -> str:
         signed = "signatures verified" if self.signatures_checked else "signatures NOT checked"
         line = (
-            f"{self.servers} servers, {self.blobs_checked} blobs checked, {signed}: "
-            f"{_count(len(self.problems), 'problem')}"
+            f"{counted(self.servers, 'server')}, {counted(self.blobs_checked, 'blob')} checked, "
+            f"{signed}: "
+            f"{counted(len(self.problems), 'problem')}"
         )
         if self.repaired:
-            line += f", {_count(len(self.repaired), 'blob')} repaired"
+            line += f", {counted(len(self.repaired), 'blob')} repaired"
         if self.unrepairable:
             line += f", {len(self.unrepairable)} not repairable"
         return line
@@ -120,10 +122,6 @@ class FsckResult:
             "repaired": dict(sorted(self.repaired.items())),
             "unrepairable": dict(sorted(self.unrepairable.items())),
         }
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 class _Checker:

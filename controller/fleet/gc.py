@@ -47,6 +47,7 @@ from setpoint.controller.errors import SetpointError
 from setpoint.controller.fleet.move import ledger_blobs, manifest_blobs
 from setpoint.controller.fleet.rerender import rendered_blobs
 from setpoint.controller.rollout.ledger import LEDGER
+from setpoint.controller.wording import counted
 from setpoint.store.base import Store, digest_of_blob_key
 from setpoint.store.digest import is_digest
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
@@ -92,7 +93,7 @@ class GcResult:
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
-        parts = [f"{self.blobs} blobs, {self.reachable} reachable"]
+        parts = [f"{counted(self.blobs, 'blob')}, {self.reachable} reachable"]
         if self.swept or self.kept:
             parts.append(f"{verb} {len(self.swept)}")
         if self.kept:
@@ -101,7 +102,8 @@ class GcResult:
             parts.append(f"{len(self.restored)} put back (a publish named them meanwhile)")
         if self.marked_at is not None and self.sweep_after is not None:
             if self.waiting:
-                head = f"the mark of {iso(self.marked_at)} ({len(self.marked)} blobs) waits"
+                marked = counted(len(self.marked), "blob")
+                head = f"the mark of {iso(self.marked_at)} ({marked}) waits"
             elif self.marked:
                 head = f"{len(self.marked)} marked at {iso(self.marked_at)}"
             else:

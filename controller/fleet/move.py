@@ -43,6 +43,7 @@ from setpoint.controller.converge.capabilities import issue
 from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.errors import SetpointError
 from setpoint.controller.rollout.ledger import LEDGER
+from setpoint.controller.wording import counted
 from setpoint.store.base import Store
 from setpoint.store.digest import is_digest
 from setpoint.store.documents import Manifest, Pointer
@@ -370,7 +371,8 @@ class MoveStatus:
 
     def lines(self) -> list[str]:
         total = len(self.followed) + len(self.pending)
-        head = f"moved from {self.source}: {len(self.followed)} of {total} servers report here"
+        servers = counted(total, "server")
+        head = f"moved from {self.source}: {len(self.followed)} of {servers} report here"
         if not self.pending:
             return [head]
         if self.overdue:

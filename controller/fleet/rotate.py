@@ -95,8 +95,8 @@ def rotate_temp_url_key(
         sleep(interval)
     if result.behind and not force:
         raise RotationError(
-            f"{len(result.behind)} agents have not picked up their new URLs: "
-            f"{', '.join(result.behind)}; the old key stays valid (rerun, or --force to "
+            f"not every agent picked up its new URLs (behind: "
+            f"{', '.join(result.behind)}); the old key stays valid (rerun, or --force to "
             "retire it anyway and enroll those servers again)",
             result.behind,
         )

@@ -32,6 +32,7 @@ from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from setpoint.controller.errors import SetpointError
+from setpoint.controller.wording import counted
 
 NOTES_REF = b"refs/notes/setpoint"
 DEFAULT_ENV = "default"  # the record name when no --env was given
@@ -87,7 +88,7 @@ class DeployRecord:
         else:
             head = self.outcome
         back = "".join(
-            f"; {name} rolled back on {len(servers)} servers"
+            f"; {name} rolled back on {counted(len(servers), 'server')}"
             for name, servers in sorted(self.rolled_back.items())
         )
         drift = f"; {len(self.drifted)} servers drifted" if self.drifted else ""

@@ -44,7 +44,9 @@ def _input(name: str, type_: str, value: Any, secret: bool) -> dict[str, Any]:
 def derived_config(component: Component, values: dict[str, Any]) -> RenderedConfig:
     """The derived config of ``component`` with input ``values`` (already typed)."""
     inputs = [
-        _input(i.name, i.type, values.get(i.name, i.default), i.secret) for i in component.inputs
+        _input(i.name, i.type_for(value), value, i.secret)
+        for i in component.inputs
+        for value in [values.get(i.name, i.default)]
     ]
 
     def config(text: Any) -> Any:

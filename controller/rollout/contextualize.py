@@ -6,12 +6,21 @@ allowed when every deployment in it says ``converge: true``; any other cycle
 stays a validation error. The loader finds the declared cycles
 (``definitions.cycles``) and keeps them in the ``Model``.
 
+A deployment on a group that reads its own output over the group (a
+cluster whose members each need every member's address) is a cycle of one.
+
 A declared cycle converges in *rounds*. Reads inside the cycle take the
-outputs reported so far (a member that has not reported yet gives the input's
-default), every member is rendered and published, and when all members have
+outputs reported so far, or for a member whose last run failed or is still
+running, as the last round knew them: a map over a group holds every member
+known (one never reported is left out, or given the input's
+``entry_default``), a read of one server not known gives the input's
+default. Every member is rendered and published, and when all members have
 reported COMPLETE with that round's digests, they are rendered again with the
-new outputs. The same digests again is the fixed point; different digests
-start the next round; after ``DEFAULT_CONVERGE_ROUNDS`` rounds the controller
+new outputs. Until then a round's members render from the outputs the round
+started from (kept in the ledger), so a round rolled out in batches
+(``update_policy``) reaches every member even when the first batch's outputs
+changed. The same digests again is the fixed point; different digests start
+the next round; after ``DEFAULT_CONVERGE_ROUNDS`` rounds the controller
 stops publishing new renders for the cycle and names the outputs still
 changing. Rounds are counted in the controller's ledger, so a restarted
 controller counts on.
@@ -36,6 +45,11 @@ class RoundDecision:
     publish: bool
     reason: str = ""
     failure: str | None = None
+    # A round in progress: the outputs it started from (``"dep|server" ->
+    # outputs``) and the digests they rendered. Rendered again from these, the
+    # round's members keep rolling out batch by batch while outputs change.
+    started_from: dict[str, dict[str, Any]] | None = None
+    digests: dict[str, str] | None = None
 
 
 @dataclass
@@ -68,12 +82,22 @@ class Rounds:
                     out[key] = dict(got.outputs)
         return out
 
+    def known_outputs(self, cycle: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """The outputs the cycle's last round started from, ``"dep|server" -> outputs``
+        (of any commit): what is known of a member whose report has none now."""
+        record = self.ledger.cycles.get(cycle_id(cycle)) or {}
+        return dict(record.get("outputs") or {})
+
     def decide(self, cycle: tuple[str, ...], rendered: dict[str, str]) -> RoundDecision:
         """Whether the cycle's fresh renders (``"dep|server" -> digest``) go out now."""
         cid = cycle_id(cycle)
         self.seen.add(cid)
         record = self.ledger.cycles.get(cid)
-        outputs = self._outputs(sorted(rendered))
+        # What the fresh renders read: reported outputs over those the last round
+        # knew (``known_outputs``), for the pairs still in the cycle.
+        known = self.known_outputs(cycle)
+        outputs = {k: v for k, v in known.items() if k in rendered}
+        outputs.update(self._outputs(sorted(rendered)))
         if record is None or record.get("commit") != self.commit:
             self.ledger.cycles[cid] = {
                 "commit": self.commit,
@@ -88,7 +112,12 @@ class Rounds:
             return RoundDecision(True)  # nothing new: the fixed point, or the round goes on
         finished = all(self._complete(k, d) for k, d in digests.items())
         if not finished:
-            return RoundDecision(False, f"contextualization round {round_no} in progress")
+            return RoundDecision(
+                False,
+                f"contextualization round {round_no} in progress",
+                started_from=record.get("outputs"),
+                digests=digests,
+            )
         if round_no >= self.bound:
             before = record.get("outputs", {})
             changing = sorted(

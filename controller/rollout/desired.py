@@ -199,6 +199,7 @@ class _DesiredPass:
             timeout=dep.timeout or component.timeout,
             state=dep.state,
             run=(dep.run.action, dep.run.token) if dep.run else None,
+            no_signal=dep.no_signal,
         )
 
     def hold_cycle_round(self, dep: Deployment) -> None:
@@ -212,20 +213,36 @@ class _DesiredPass:
         # The whole cycle is rendered before its first member is placed:
         # a round goes out (or not) as one.
         self.decided.add(cycle)
-        fresh: dict[str, str] = {}
-        for member in cycle:
-            self.memo.clear()
-            for server in model.deployment(member).servers:
-                got = self.render(model.deployment(member), server)
-                if isinstance(got, ManifestEntry):
-                    fresh[f"{member}|{server}"] = got.config
+        self.resolver.last_known.update(self.rounds.known_outputs(cycle))
+        fresh = self.render_cycle(cycle)
         verdict = self.rounds.decide(cycle, fresh)
         if verdict.failure is not None:
             self.state.failures.append(verdict.failure)
-        if not verdict.publish:
-            for key in fresh:
-                member, server = key.split("|", 1)
-                self.held[(member, server)] = verdict.reason
+        if verdict.publish:
+            return
+        if verdict.started_from is not None:
+            # Rendered from the outputs the round started from, its members keep
+            # rolling out batch by batch even when a finished batch's outputs changed.
+            self.resolver.round_outputs.update(verdict.started_from)
+            self.resolver.in_round.update(cycle)
+            if self.render_cycle(cycle) == verdict.digests:
+                return
+            self.resolver.in_round.difference_update(cycle)  # not this round's: hold
+            fresh = self.render_cycle(cycle)
+        for key in fresh:
+            member, server = key.split("|", 1)
+            self.held[(member, server)] = verdict.reason
+
+    def render_cycle(self, cycle: tuple[str, ...]) -> dict[str, str]:
+        """The digest of every ready pair of the cycle's members, ``"dep|server"``."""
+        fresh: dict[str, str] = {}
+        for member in cycle:
+            self.memo.clear()
+            for server in self.model.deployment(member).servers:
+                got = self.render(self.model.deployment(member), server)
+                if isinstance(got, ManifestEntry):
+                    fresh[f"{member}|{server}"] = got.config
+        return fresh
 
     def render_ready_pairs(self, dep: Deployment) -> dict[str, ManifestEntry]:
         """The fresh entry of ``dep`` on each server where it is ready and not

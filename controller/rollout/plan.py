@@ -12,6 +12,9 @@ and each (deployment, server) pair is compared by digest:
   new ``run: {action, token}`` (the agent runs that custom action once);
 - unchanged: equal digests, the same state, no new run token. A moved file or
   a reformatted YAML is "no change".
+- REORDER: no server changes, but the batches the deployment's next update
+  would go out in do (a new ``update_policy``, servers listed in another
+  order): the change review shows who would go first.
 
 A digest change that also changes ``state`` or ``run`` is an UPDATE (or
 REPLACE) that says so. With a store, a ``setpoint retry`` the store's ledger
@@ -41,6 +44,8 @@ from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
 from setpoint.controller.rollout.desired import compute_desired, entry_of
+from setpoint.controller.rollout.plan_members import JOINS, EntryChange, entry_changes
+from setpoint.controller.wording import counted
 from setpoint.store.documents import Manifest, Report
 from setpoint.store.masking import MASK
 
@@ -50,6 +55,8 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 CREATE, UPDATE, REPLACE, DELETE, UNCHANGED = "CREATE", "UPDATE", "REPLACE", "DELETE", "unchanged"
 # The same config, run again in another way: a state change or a custom action.
 SUSPEND, RESUME, RUN, RETRY = "SUSPEND", "RESUME", "RUN", "RETRY"
+# No server changes, but the order the next update would take them in does.
+REORDER = "REORDER"
 # The order in which a deployment's overall action is chosen from its servers'.
 _WEIGHT = {
     UNCHANGED: 0,
@@ -208,6 +215,10 @@ class ServerChange:
     run: tuple[str, str] | None = None
     # The ``setpoint retry`` count the next pass publishes with the new config.
     retry: int | None = None
+    # Entries its input maps gain or lose as servers join or leave a group it reads.
+    entries: list[EntryChange] = field(default_factory=list)
+    # Its config is the same until the joining servers reported; it re-runs then.
+    after_joiners: bool = False
 
     @property
     def changes(self) -> bool:
@@ -230,6 +241,8 @@ class ServerChange:
             "state": {"old": self.state[0], "new": self.state[1]} if self.state else None,
             "run": {"action": self.run[0], "token": self.run[1]} if self.run else None,
             "retry": self.retry,
+            "entries": [e.to_dict() for e in self.entries],
+            "after_joiners": self.after_joiners,
             "diff": self.diff,
         }
 
@@ -240,6 +253,8 @@ class DeploymentChange:
     component: str
     servers: list[ServerChange]
     batches: list[list[str]] = field(default_factory=list)
+    # (old, new) batches of an update of every server, when they differ.
+    reorders: tuple[list[list[str]], list[list[str]]] | None = None
 
     @property
     def stack(self) -> str:
@@ -247,11 +262,12 @@ class DeploymentChange:
 
     @property
     def action(self) -> str:
-        return max((s.action for s in self.servers), key=_WEIGHT.__getitem__, default=UNCHANGED)
+        action = max((s.action for s in self.servers), key=_WEIGHT.__getitem__, default=UNCHANGED)
+        return REORDER if action == UNCHANGED and self.reorders else action
 
     @property
     def changes(self) -> bool:
-        return any(s.changes for s in self.servers)
+        return any(s.changes for s in self.servers) or self.reorders is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -261,7 +277,21 @@ class DeploymentChange:
             "action": self.action,
             "servers": [s.to_dict() for s in self.servers],
             "batches": self.batches,
+            "reorders": (
+                {"old": self.reorders[0], "new": self.reorders[1]} if self.reorders else None
+            ),
         }
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What a store says is deployed (``setpoint plan --store URL [HEAD]``)."""
+
+    commit: str | None  # the newest pointer's commit; None: nothing published yet
+    not_converged: dict[str, str]  # server -> why it has not converged on its pointer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"commit": self.commit, "not_converged": dict(sorted(self.not_converged.items()))}
 
 
 @dataclass
@@ -273,6 +303,8 @@ class Plan:
     base_problems: list[Problem] = field(default_factory=list)
     # With a store: blobs the change needs that the store lacks (None: not checked).
     uploads: int | None = None
+    # Planned against what a store deployed (BASE is its commit); else None.
+    deployed: Deployed | None = None
 
     @property
     def changed(self) -> list[DeploymentChange]:
@@ -293,12 +325,11 @@ class Plan:
 
     def summary(self) -> str:
         if not self.has_changes:
-            return f"no change: {len(self.servers_unchanged)} servers unchanged"
+            return f"no change: {counted(len(self.servers_unchanged), 'server')} unchanged"
         changed, deps = len(self.servers_changed), len(self.changed)
         return (
-            f"{changed} server{'s' if changed != 1 else ''}, {deps} "
-            f"deployment{'s' if deps != 1 else ''} change; "
-            f"{len(self.servers_unchanged)} servers unchanged"
+            f"{counted(changed, 'server')}, {counted(deps, 'deployment')} change; "
+            f"{counted(len(self.servers_unchanged), 'server')} unchanged"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -317,6 +348,7 @@ class Plan:
             },
             "base_problems": [p.to_dict() for p in self.base_problems],
             "uploads": self.uploads,
+            "deployed": self.deployed.to_dict() if self.deployed else None,
             "rollout": [{"deployment": d.name, "batches": d.batches} for d in self.changed],
             "deployments": [d.to_dict() for d in self.deployments],
         }
@@ -432,6 +464,21 @@ def _compare(
 _MISSING: Any = object()
 
 
+def update_reorder(
+    base: Model, head: Model, name: str
+) -> tuple[list[list[str]], list[list[str]]] | None:
+    """The batches an update of every server ``name`` keeps would go out in,
+    under BASE and under HEAD, when they differ (a new ``update_policy``, or
+    the servers listed in another order); None when they are the same."""
+    if name not in base.order or name not in head.order:
+        return None
+    kept = set(base.deployment(name).servers)
+    common = [s for s in head.deployment(name).servers if s in kept]
+    old = rollout_batches(base, name, [], common)
+    new = rollout_batches(head, name, [], common)
+    return (old, new) if old != new else None
+
+
 def _deployment_names(base: Model | None, head: Model) -> list[str]:
     """Rollout order: HEAD's (dependencies first), then removed ones, dependents first."""
     names = list(head.order)
@@ -482,19 +529,14 @@ def make_plan(
                 change.retry = pending[1]
                 if change.action == UNCHANGED:
                     change.action = RETRY
+        if base is not None and name in head.order and name in base.order:
+            _note_entries(server_changes, entry_changes(base, head, dep, reports))
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
+        if base is not None:
+            item.reorders = update_reorder(base, head, name)
         if item.changes:
             changed_deps.add(name)
-            creating = [s.server for s in server_changes if s.action == CREATE]
-            updating = [
-                s.server for s in server_changes if s.action not in (CREATE, DELETE, UNCHANGED)
-            ]
-            removing = [s.server for s in server_changes if s.action == DELETE]
-            if creating or updating:
-                item.batches = rollout_batches(head, name, creating, updating)
-            if removing:
-                # A deployment's removal is published to its servers at once.
-                item.batches.append(removing)
+            item.batches = _change_batches(head, name, server_changes)
         changes.append(item)
     return Plan(
         base=base.commit if base is not None else (base_commit or ""),
@@ -503,6 +545,46 @@ def make_plan(
         deployments=changes,
         base_problems=base_problems or [],
     )
+
+
+def _change_batches(head: Model, name: str, server_changes: list[ServerChange]) -> list[list[str]]:
+    """The batches in which a deployment's change reaches its servers."""
+    creating = [s.server for s in server_changes if s.action == CREATE]
+    updating = [
+        s.server
+        for s in server_changes
+        if s.action not in (CREATE, DELETE, UNCHANGED) and not s.after_joiners
+    ]
+    later = [s.server for s in server_changes if s.after_joiners]
+    removing = [s.server for s in server_changes if s.action == DELETE]
+    batches = rollout_batches(head, name, creating, updating) if creating or updating else []
+    if later:
+        # Members re-run only once the newcomers reported: after them.
+        batches += rollout_batches(head, name, [], later)
+    if removing and batches:
+        # Servers that leave a deployment that stays lose it at once, with the
+        # first batch of the others' change (the gate holds no removal).
+        batches[0] = sorted(batches[0] + removing)
+    elif removing:
+        # A deployment's removal is published to its servers at once.
+        batches.append(removing)
+    return batches
+
+
+def _note_entries(server_changes: list[ServerChange], entries: list[EntryChange]) -> None:
+    """Every server that keeps the deployment gains or loses ``entries``. One whose
+    digest does not change yet (a newcomer that has not reported is left out of a
+    contextualization map) re-runs once the newcomer reported: an UPDATE whose
+    new digest is known after apply."""
+    if not entries:
+        return
+    for change in server_changes:
+        if change.action in (CREATE, DELETE):
+            continue
+        change.entries = entries
+        if change.action == UNCHANGED and any(e.change == JOINS for e in entries):
+            change.action, change.new, change.known_after_apply = UPDATE, None, True
+            change.after_joiners = True
 
 
 def _mark_history(change: ServerChange, hits: list[tuple[str, str]], env_name: str) -> None:

@@ -23,6 +23,7 @@ from setpoint.controller.rollout.plan import (
     Plan,
     ServerChange,
 )
+from setpoint.controller.rollout.plan_members import JOINS
 from setpoint.store.digest import short
 
 # GitHub refuses comments over 65536 characters; leave room for what CI adds.
@@ -56,6 +57,8 @@ def _groups(dep: DeploymentChange) -> list[_Group]:
             s.state,
             s.run,
             s.retry,
+            tuple(s.entries),
+            s.after_joiners,
         )
         if key in found:
             found[key].servers.append(s.server)
@@ -88,6 +91,13 @@ def _notes(c: ServerChange) -> list[str]:
         notes.append(f"runs {c.run[0]} once (token {c.run[1]})")
     if c.retry:
         notes.append(f"retry {c.retry}: tries the failed config again")
+    if c.after_joiners:
+        joining = sorted({e.server for e in c.entries if e.change == JOINS})
+        notes.append(f"re-runs once {', '.join(joining)} reported")
+    for e in c.entries:
+        value = e.value if e.value is not None else f"<{KNOWN_AFTER_APPLY}>"
+        verb = "gains" if e.change == JOINS else "loses"
+        notes.append(f"{e.input} {verb} {e.server}: {value} ({e.reads})")
     if c.reads_changed:
         notes.append(f"reads outputs of {', '.join(c.reads_changed)}, which changes")
     if c.promoted_from:
@@ -96,6 +106,16 @@ def _notes(c: ServerChange) -> list[str]:
     if c.returning:
         notes.append(f"returning: converged here at commit {c.returning[:12]}, already stored")
     return notes
+
+
+def _batches(batches: list[list[str]]) -> str:
+    return " then ".join("[" + ", ".join(b) + "]" for b in batches)
+
+
+def _reorder_note(dep: DeploymentChange) -> str | None:
+    if dep.reorders is None:
+        return None
+    return f"update batches: {_batches(dep.reorders[0])} -> {_batches(dep.reorders[1])}"
 
 
 def _title(plan: Plan) -> str:
@@ -111,17 +131,33 @@ def _uploads(plan: Plan) -> str | None:
     return f"uploads: {plan.uploads} blob{'s' if plan.uploads != 1 else ''}"
 
 
+def _base_notes(plan: Plan) -> list[str]:
+    """What BASE is, when it is not simply a commit named: the empty tree, or what
+    a store deployed and which servers have not converged on it yet."""
+    deployed = plan.deployed
+    if deployed is not None and deployed.commit is None:
+        return ["nothing deployed yet: planned against the empty tree"]
+    notes = ["first commit: planned against the empty tree"] if plan.base == EMPTY_TREE else []
+    if deployed is not None and deployed.commit is not None:
+        behind = ", ".join(f"{s} ({why})" for s, why in sorted(deployed.not_converged.items()))
+        state = f"not converged on it yet: {behind}" if behind else "every server converged"
+        notes.append(f"deployed: {deployed.commit[:12]} (the store's newest pointers); {state}")
+    return notes
+
+
 def format_text(plan: Plan, diffs: bool = True) -> str:
     out = [f"plan {_title(plan)}"]
     for problem in plan.base_problems[:1]:
         out.append(f"warning: the base has invalid definitions ({problem}); planned from nothing")
-    if plan.base == EMPTY_TREE:
-        out.append("first commit: planned against the empty tree")
+    out += _base_notes(plan)
     for dep in plan.deployments:
         if not dep.changes:
             continue
         out.append("")
         out.append(f"{dep.action:<9} {dep.name} (component {dep.component})")
+        reorder = _reorder_note(dep)
+        if reorder:
+            out.append(f"  {reorder}")
         for group in _groups(dep):
             c = group.change
             label = f"{c.action} ({KNOWN_AFTER_APPLY})" if c.known_after_apply else c.action
@@ -135,7 +171,7 @@ def format_text(plan: Plan, diffs: bool = True) -> str:
     if plan.has_changes:
         out += ["", "rollout order:"]
         for i, dep in enumerate(plan.changed, 1):
-            batches = " then ".join("[" + ", ".join(b) + "]" for b in dep.batches)
+            batches = _batches(dep.batches) or "no server changes"
             out.append(f"  {i}. {dep.name}: {batches}")
     uploads = _uploads(plan)
     if uploads:
@@ -152,18 +188,40 @@ def _fence(text: str) -> str:
     return "`" * ticks
 
 
+def _markdown_commit(note: str, plan: Plan) -> str:
+    """A note with the deployed commit in code type, as the title shows commits."""
+    commit = plan.deployed.commit if plan.deployed else None
+    if not commit:
+        return note
+    return note.replace(
+        f"deployed: {commit[:12]} (the store's newest pointers);", f"deployed: `{commit[:12]}`;"
+    )
+
+
+def _markdown_reorder_row(dep: DeploymentChange) -> list[str]:
+    """The table row of a deployment whose update batches change (none if they don't)."""
+    reorder = _reorder_note(dep)
+    if reorder is None:
+        return []
+    if any(s.changes for s in dep.servers):  # its servers' rows follow
+        return [f"| `{dep.name}` | | | | {reorder} |"]
+    who = _Group(dep.servers[0], [s.server for s in dep.servers]).who
+    return [f"| `{dep.name}` | {who} | {dep.action} | - | {reorder} |"]
+
+
 def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     """A pull request comment: summary, a table of changes, collapsible diffs (capped)."""
     head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
     if plan.base_problems:
         head += ["> the base has invalid definitions; planned from nothing", ""]
-    if plan.base == EMPTY_TREE:
-        head += ["> first commit: planned against the empty tree", ""]
+    for note in _base_notes(plan):
+        head += [f"> {_markdown_commit(note, plan)}", ""]
     table: list[str] = []
     details: list[str] = []
     if plan.has_changes:
         table += ["| deployment | servers | action | digest | notes |", "|---|---|---|---|---|"]
         for dep in plan.changed:
+            table += _markdown_reorder_row(dep)
             for group in _groups(dep):
                 c = group.change
                 if not c.changes:

@@ -19,9 +19,9 @@ from setpoint.agentshim.state import (
     load_state,
     locked,
     save_state,
-    segment,
 )
 from setpoint.store.atomic_files import write_atomic
+from setpoint.store.documents import path_segment
 from setpoint.store.memory import MemoryStore
 
 
@@ -67,7 +67,7 @@ def test_the_state_dir_lock_is_exclusive(tmp_path: Path) -> None:
     [("web", "web"), ("a b", "a%20b"), ("..", "%%2E%2E"), (".", "%%2E"), ("", "%"), ("a%", "a%25")],
 )
 def test_deployment_names_become_safe_path_segments(name: str, expected: str) -> None:
-    assert segment(name) == expected
+    assert path_segment(name) == expected
 
 
 def test_in_flight_marker_counts_as_a_failed_attempt_up_to_the_limit(

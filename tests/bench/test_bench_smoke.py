@@ -46,3 +46,15 @@ def test_concurrency_scenario_runs_and_scales_the_one_worker_figures() -> None:
     assert one.publish.pointers == 24  # measured at 12 servers, scaled by 2
     printed = table("smoke", rows)
     assert "measured at 12 servers, scaled by 2" in printed
+
+
+def test_cluster_scenario_bring_up_join_and_leave_converge(tmp_path: Path) -> None:
+    from bench.cluster import run
+
+    rows = run(3, tmp_path)
+    assert [(r["phase"], r["members"], r["converged"], r["rounds"]) for r in rows] == [
+        ("bring-up", 3, True, 2),
+        ("join", 4, True, 2),
+        ("leave", 3, True, 1),
+    ]
+    assert [r["runs"] for r in rows] == [6, 5, 4]  # 2 each; newcomer 2 + 3; 3 + a DELETE

@@ -9,7 +9,7 @@ from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
 from setpoint.store.base import Store, blob_key
-from setpoint.store.documents import Manifest, Pointer, Report
+from setpoint.store.documents import DeploymentReport, Manifest, Pointer, Report
 from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
 from setpoint.store.signing import SigningKey
@@ -116,3 +116,25 @@ class Published:
 
     def key_of(self, digest: str) -> str:
         return blob_key(digest)
+
+
+def report_every_entry(store: Store, server: str, status: str = "COMPLETE") -> None:
+    """The report a server's agent writes once every entry of its pointer ran
+    (``status``: COMPLETE, or FAILED for good)."""
+    pointer = store.read_pointer(server)
+    assert pointer is not None
+    manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest))
+    store.write_report(
+        Report(
+            server=server,
+            generation=pointer.generation,
+            manifest=pointer.manifest,
+            updated_at="2026-12-02T00:00:00Z",
+            deployments={
+                e.name: DeploymentReport(
+                    name=e.name, config=e.config, action="CREATE", status=status, final=True
+                )
+                for e in manifest.deployments
+            },
+        )
+    )

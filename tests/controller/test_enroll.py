@@ -34,12 +34,13 @@ def test_keygen_writes_a_secret_and_prints_the_public_key(
 
 
 def test_enroll_prints_a_bootstrap_with_the_trusted_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, example_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = SigningKey.generate("ctl-1")
     key.save(tmp_path / "ctl-1.key")
     store = str(tmp_path / "store")
-    args = ["enroll", "web-1", "--store", store, "--signing-key", str(tmp_path / "ctl-1.key")]
+    args = ["enroll", "web-1", "--repo", str(example_repo), "--store", store]
+    args += ["--signing-key", str(tmp_path / "ctl-1.key")]
     assert main(args) == OK
     boot = Bootstrap.from_dict(json.loads(capsys.readouterr().out))
     assert boot.server == "web-1"
@@ -56,18 +57,35 @@ def test_enroll_prints_a_bootstrap_with_the_trusted_key(
 
 
 def test_enroll_needs_a_signing_key_and_a_reachable_store(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, example_repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["enroll", "web-1", "--store", str(tmp_path)]) == FAILED
+    enroll = ["enroll", "web-1", "--repo", str(example_repo)]
+    assert main([*enroll, "--store", str(tmp_path)]) == FAILED
     assert "no signing key" in capsys.readouterr().err
     SigningKey.generate("k").save(tmp_path / "k.key")
     key = ["--signing-key", str(tmp_path / "k.key")]
-    assert main(["enroll", "web-1", "--store", "memory://x", *key]) == FAILED
+    assert main([*enroll, "--store", "memory://x", *key]) == FAILED
     assert "cannot be reached by an agent" in capsys.readouterr().err
-    assert main(["enroll", "web-1", "--store", str(tmp_path), "--signing-key", "nope"]) == (
-        UNAVAILABLE
-    )
+    assert main([*enroll, "--store", str(tmp_path), "--signing-key", "nope"]) == UNAVAILABLE
     assert "nope" in capsys.readouterr().err
+
+
+def test_enroll_refuses_a_server_the_inventory_does_not_list(
+    tmp_path: Path, example_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    SigningKey.generate("k").save(tmp_path / "k.key")
+    args = ["--store", str(tmp_path / "store"), "--signing-key", str(tmp_path / "k.key")]
+    for agent in ("setpoint", "heat"):
+        code = main(["enroll", "web-9", "--repo", str(example_repo), "--agent", agent, *args])
+        assert code == FAILED
+        captured = capsys.readouterr()
+        assert captured.out == ""  # no bootstrap for a server nothing deploys to
+        assert "cannot enroll 'web-9': not in inventory.yaml" in captured.err
+        assert "(servers: db-1, web-1, web-2)" in captured.err
+    # Not a definitions repository: said, not a bootstrap for anything.
+    code = main(["enroll", "web-1", "--repo", str(tmp_path), *args])
+    assert code == UNAVAILABLE
+    assert str(tmp_path) in capsys.readouterr().err
 
 
 def test_pointers_are_signed_and_an_announced_key_rewrites_them_once(

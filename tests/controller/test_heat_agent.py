@@ -111,7 +111,7 @@ def test_a_heat_server_converges_and_feeds_data_flow(
     heat = FakeHeatConfig(store, "db-1")
     converge(reconciler, store, heat)
     actions = [(d["name"], _iv(d)["deploy_action"]) for d in heat.deployed]
-    assert actions == [("web/backend", "CREATE"), ("web/motd", "CREATE")]
+    assert actions == [("web%2Fbackend", "CREATE"), ("web%2Fmotd", "CREATE")]
     report = store.read_report("db-1")
     assert report is not None
     assert report.deployments["web/backend"].outputs["host_and_port"] == "db-1:5432"
@@ -126,12 +126,12 @@ def test_a_heat_server_converges_and_feeds_data_flow(
     assert store.stats.writes == 0
     assert heat.poll() == []
 
-    first = next(d for d in heat.deployed if d["name"] == "web/backend")
+    first = next(d for d in heat.deployed if d["name"] == "web%2Fbackend")
     text = (example_repo / "stacks/web.yaml").read_text().replace('"1.0.0"', '"2.0.0"')
     commit_files(example_repo, {"stacks/web.yaml": text}, "backend 2.0.0")
     converge(reconciler, store, heat)
     second = heat.deployed[-1]
-    assert (second["name"], _iv(second)["deploy_action"]) == ("web/backend", "UPDATE")
+    assert (second["name"], _iv(second)["deploy_action"]) == ("web%2Fbackend", "UPDATE")
     assert second["id"] != first["id"]
     assert _iv(second)["deploy_signal_id"] != _iv(first)["deploy_signal_id"]
 
@@ -145,7 +145,7 @@ def test_a_heat_server_converges_and_feeds_data_flow(
     assert report.deployments["web/backend"].status == "IN_PROGRESS"
     converge(reconciler, store, heat)
     third = heat.deployed[-1]
-    assert (third["name"], _iv(third)["deploy_action"]) == ("web/backend", "UPDATE")
+    assert (third["name"], _iv(third)["deploy_action"]) == ("web%2Fbackend", "UPDATE")
     assert third["id"] not in (first["id"], second["id"])
     assert third["id"].endswith(first["id"].rsplit("-", 1)[1])  # the same digest
     assert _iv(third)["version"] == "1.0.0"
@@ -157,7 +157,7 @@ def test_a_heat_server_converges_and_feeds_data_flow(
 def test_a_failed_signal_is_a_failed_report(reconciler: Reconciler, store: SwiftishStore) -> None:
     heat_agent.enroll(store, "db-1")
     heat = FakeHeatConfig(store, "db-1")
-    heat.fail.add("web/motd")
+    heat.fail.add("web%2Fmotd")
     reconciler.run_pass()
     heat.poll()
     outcome = reconciler.run_pass()
@@ -179,7 +179,7 @@ def test_a_removed_deployment_gets_a_delete_run(
     commit_files(example_repo, {"stacks/web.yaml": text[:start] + text[end:]}, "no motd")
     converge(reconciler, store, heat)
     assert [(d["name"], _iv(d)["deploy_action"]) for d in heat.deployed][-1] == (
-        "web/motd",
+        "web%2Fmotd",
         "DELETE",
     )
     report = store.read_report("db-1")
@@ -187,7 +187,7 @@ def test_a_removed_deployment_gets_a_delete_run(
     assert "web/motd" not in report.deployments
     data = store.read_agent_object("db-1", heat_agent.METADATA)
     assert data is not None
-    assert [d["name"] for d in json.loads(data)["deployments"]] == ["web/backend"]
+    assert [d["name"] for d in json.loads(data)["deployments"]] == ["web%2Fbackend"]
 
 
 def _iv(c: dict[str, Any]) -> dict[str, Any]:

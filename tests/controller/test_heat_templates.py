@@ -24,6 +24,7 @@ from setpoint.controller.definitions.repository import GitRepo, commit_all, init
 from setpoint.controller.errors import InvalidDefinitions, Problem
 from setpoint.controller.rollout.plan import make_plan
 from setpoint.controller.rollout.plan_format import format_text
+from setpoint.store.base import Store
 from setpoint.store.documents import Report
 from setpoint.store.memory import MemoryStore
 
@@ -56,7 +57,7 @@ def dedent(text: str) -> str:
 class HeatFleet:
     """A definitions repository with Heat templates, a store and real agents."""
 
-    def __init__(self, root: Path, files: dict[str, str]) -> None:
+    def __init__(self, root: Path, files: dict[str, str], store: Store | None = None) -> None:
         self.root = root
         src = root / "src"
         for rel, text in {"inventory.yaml": INVENTORY, **files}.items():
@@ -66,7 +67,7 @@ class HeatFleet:
         self.repo_path = root / "repo"
         init_repo_from_dir(src, self.repo_path, "initial")
         self.repo = GitRepo.open(self.repo_path)
-        self.store = MemoryStore("heat")
+        self.store = store or MemoryStore("heat")
         self.now = 1_700_000_000.0
         self.reconciler = Reconciler(self.repo, self.store, clock=lambda: self.now)
         hooks = root / "hooks"

@@ -129,7 +129,7 @@ def test_unknown_keys_and_wrong_types_name_file_line_and_field(
     )
     typo = find(found, "unknown key 'actons' (did you mean 'actions'?)")
     assert (typo.file, typo.line, typo.field) == ("stacks/main.yaml", 6, "deployments.app.actons")
-    wrong = find(found, "expected a String, got list")
+    wrong = find(found, "expected a String, got a list")
     assert (wrong.line, wrong.field) == (8, "deployments.app.input_values.label")
 
 

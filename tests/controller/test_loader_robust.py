@@ -268,3 +268,63 @@ def test_an_unquoted_date_is_the_text_written(make_repo: Callable[..., Path]) ->
     assert model.inventory.servers["s1"] == {"since": "2024-02-29"}
     assert model.deployment("a/motd").input_values == {"message": "2024-02-29 10:00:00Z"}
     assert model.deployment("h/deployment").input_values["host"] == "2001-12-14"
+
+
+# Messages say what was written, in words: never a Python type name, never "None".
+PLAIN_WORDS: dict[str, tuple[Files, tuple[str, int, str]]] = {
+    "an input value left empty": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT,
+            "stacks/a.yaml": STACK.replace("{message: hi}", "{message: }"),
+        },
+        ("stacks/a.yaml", 6, "expected a String, got nothing"),
+    ),
+    "a list where a Number goes": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT.replace("String", "Number"),
+            "stacks/a.yaml": STACK.replace("{message: hi}", "{message: [1, 2]}"),
+        },
+        ("stacks/a.yaml", 6, "expected a Number, got a list"),
+    ),
+    "a timeout left empty": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT + "timeout:\n",
+            "stacks/a.yaml": STACK,
+        },
+        ("components/motd/component.yaml", 9, "expected a positive number of seconds, got nothing"),
+    ),
+    "a Boolean left empty": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT.replace("String", "Boolean"),
+            "stacks/a.yaml": STACK.replace("{message: hi}", "{message: }"),
+        },
+        ("stacks/a.yaml", 6, "expected a Boolean, got nothing"),
+    ),
+    "get_file of a path the commit lacks": (
+        {
+            "inventory.yaml": "kind: Inventory\nservers: {s1: {}}\n",
+            "components/motd/component.yaml": COMPONENT
+            + "files:\n  conf: {get_file: missing.conf}\n",
+            "stacks/a.yaml": STACK,
+        },
+        (
+            "components/motd/component.yaml",
+            10,
+            "get_file: no file or directory 'components/motd/missing.conf' in the commit",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLAIN_WORDS))
+def test_messages_name_what_was_written_in_words(make_repo: Callable[..., Path], case: str) -> None:
+    files, (file, line, part) = PLAIN_WORDS[case]
+    found = problems(make_repo, files)
+    assert any(p.file == file and p.line == line and part in p.message for p in found), where(found)
+    text = "\n".join(str(p) for p in found)
+    for python_word in ("NoneType", "None)", "list)", "dict)", "YMap", "YList"):
+        assert python_word not in text

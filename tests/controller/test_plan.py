@@ -13,10 +13,10 @@ import pytest
 from setpoint.controller.cli.main import main
 from setpoint.controller.definitions.repository import revert
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
-from setpoint.store.documents import DeploymentReport, Manifest, Report
 from setpoint.store.local import LocalStore
 from tests.controller.conftest import CommitFiles
 from tests.controller.fleet import Fleet, component, inventory
+from tests.controller.published import report_every_entry
 
 APP = """\
 kind: Component
@@ -307,6 +307,7 @@ def test_json_is_stable(
         "base",
         "base_problems",
         "changes",
+        "deployed",
         "deployments",
         "environment",
         "format",
@@ -317,11 +318,11 @@ def test_json_is_stable(
     ]
     assert result["format"] == "setpoint-plan/1"
     assert sorted(result["deployments"][0]) == [
-        "action", "batches", "component", "name", "servers", "stack",
+        "action", "batches", "component", "name", "reorders", "servers", "stack",
     ]  # fmt: skip
     assert sorted(result["deployments"][0]["servers"][0]) == [
-        "action", "diff", "known_after_apply", "new", "old", "promoted_from", "reads_changed",
-        "retry", "returning", "run", "server", "state",
+        "action", "after_joiners", "diff", "entries", "known_after_apply", "new", "old",
+        "promoted_from", "reads_changed", "retry", "returning", "run", "server", "state",
     ]  # fmt: skip
     again = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert again == result
@@ -457,10 +458,17 @@ def test_a_server_joining_or_leaving_a_group_is_a_change(
     code, out = plan(capsys, repo, "HEAD~1", "HEAD", "--exit-code")
     assert code == 2, out
     assert "CREATE    s1:" in out
+    _code, md = plan(capsys, repo, "HEAD~1", "HEAD", "--format", "markdown")
+    assert "| `web/app` | s1 | CREATE |" in md
     commit_files(repo, {"inventory.yaml": inventory.replace("[s1, s2, s3]", "[s1, s2]")})
     result = plan_json(capsys, repo, "HEAD~1", "HEAD")
     assert servers(result, "web/app")["s3"]["action"] == "DELETE"
     assert result["rollout"] == [{"deployment": "web/app", "batches": [["s3"]]}]
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "DELETE    s3:" in out
+    _code, md = plan(capsys, repo, "HEAD", "--format", "markdown")
+    assert "| `web/app` | s3 | DELETE |" in md
 
 
 def test_a_retry_not_yet_published_is_a_change_with_a_store(
@@ -469,22 +477,8 @@ def test_a_retry_not_yet_published_is_a_change_with_a_store(
     store_dir = tmp_path / "store"
     store = LocalStore(store_dir)
     assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
-    for server, status in (("s2", "FAILED"), ("s3", "COMPLETE")):
-        pointer = store.read_pointer(server)
-        assert pointer is not None
-        (entry,) = Manifest.from_dict(store.get_json_blob(pointer.manifest)).deployments
-        got = DeploymentReport(
-            name=entry.name, config=entry.config, action="CREATE", status=status, final=True
-        )
-        store.write_report(
-            Report(
-                server=server,
-                generation=pointer.generation,
-                manifest=pointer.manifest,
-                updated_at="2026-12-02T00:00:00Z",
-                deployments={entry.name: got},
-            )
-        )
+    report_every_entry(store, "s2", "FAILED")
+    report_every_entry(store, "s3")
     assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
     code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
     assert code == 0, out  # quarantined: the next pass publishes nothing
@@ -605,3 +599,123 @@ def test_reconcile_publishes_a_saved_plan_only_if_nothing_moved(
     # --out records the store: it needs one.
     code, _out = plan(capsys, repo, "HEAD~1", "HEAD", "--out", saved)
     assert code == 1
+
+
+# -- one revision: that commit against its parent -------------------------------------------
+
+
+def test_one_revision_plans_that_commit_against_its_parent(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The first commit: against the empty tree, as HEAD~1 HEAD plans it.
+    result = plan_json(capsys, repo, "HEAD")
+    assert result["base"] == EMPTY_TREE
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"CREATE"}
+    first = result["head"]
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out  # not HEAD..HEAD, which is always "no change"
+    assert f"plan {first[:12]}.." in out
+    assert "UPDATE    web/app (component app)" in out
+    # A commit named alone is planned against its own parent, wherever HEAD is.
+    commit_files(repo, {"README": "docs only\n"})
+    result = plan_json(capsys, repo, "HEAD~1")
+    assert result["base"] == first
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"UPDATE"}
+    code, _out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 0
+    # BASE.. still plans BASE against HEAD.
+    result = plan_json(capsys, repo, f"{first}..")
+    assert {s["action"] for s in servers(result, "web/app").values()} == {"UPDATE"}
+
+
+# -- a new update policy is a change even when no digest changes ----------------------------
+
+
+def test_an_update_policy_that_reorders_batches_is_a_change(
+    make_repo: Callable[..., Path], commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = STACK.replace("servers: {group: pair}", "servers: [s1, s2, s3]")
+    repo = make_repo({**BASE, "stacks/web.yaml": stack})
+    policy = stack + "    update_policy: {canary: 1, max_batch_size: 2}\n"
+    commit_files(repo, {"stacks/web.yaml": policy})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "REORDER   web/app (component app)" in out
+    assert "update batches: [s1, s2, s3] -> [s1] then [s2, s3]" in out
+    assert "0 servers, 1 deployment change; 3 servers unchanged" in out
+    result = plan_json(capsys, repo, "HEAD")
+    (dep,) = result["deployments"]
+    assert dep["action"] == "REORDER"
+    assert dep["reorders"] == {"old": [["s1", "s2", "s3"]], "new": [["s1"], ["s2", "s3"]]}
+    assert {s["action"] for s in dep["servers"]} == {"unchanged"}
+    assert result["changes"] is True
+    _code, md = plan(capsys, repo, "HEAD", "--format", "markdown")
+    assert "| `web/app` | s1, s2, s3 | REORDER |" in md
+    assert "update batches: [s1, s2, s3] -> [s1] then [s2, s3]" in md
+    # Listing the servers in another order moves the canary: a change too.
+    commit_files(repo, {"stacks/web.yaml": policy.replace("[s1, s2, s3]", "[s3, s1, s2]")})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 2, out
+    assert "update batches: [s1] then [s2, s3] -> [s3] then [s1, s2]" in out
+    # A pause between batches changes no batch: no change.
+    paused = policy.replace("[s1, s2, s3]", "[s3, s1, s2]").replace(
+        "max_batch_size: 2", "max_batch_size: 2, pause_time: 5"
+    )
+    commit_files(repo, {"stacks/web.yaml": paused})
+    code, out = plan(capsys, repo, "HEAD", "--exit-code")
+    assert code == 0, out
+
+
+def test_counts_of_one_are_singular(
+    make_repo: Callable[..., Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo = make_repo({**BASE, "stacks/web.yaml": STACK.replace("{group: pair}", "[s1]")})
+    _code, out = plan(capsys, repo, "HEAD", "HEAD")
+    assert out.rstrip().endswith("no change: 1 server unchanged"), out
+    store = str(tmp_path / "store")
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    assert capsys.readouterr().out.startswith("0/1 server converged at ")
+
+
+# -- against what is deployed: the commit the store's pointers name ------------------------
+
+
+def test_plan_against_what_the_store_deployed(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "store"
+    store = str(store_dir)
+    # Nothing deployed yet: everything is new.
+    store_dir.mkdir()
+    result = plan_json(capsys, repo, "--store", store)
+    assert result["base"] == EMPTY_TREE
+    assert result["deployed"] == {"commit": None, "not_converged": {}}
+    _code, out = plan(capsys, repo, "--store", store)
+    assert "nothing deployed yet: planned against the empty tree" in out
+
+    deployed = commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.1"')})
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    report_every_entry(LocalStore(store_dir), "s2")  # s3's agent has not answered yet
+    commit_files(repo, {"stacks/web.yaml": STACK.replace('"1.0"', '"1.2"')})
+    commit_files(repo, {"README": "a second commit since the deploy\n"})
+    for args in ((), ("HEAD",)):
+        code, out = plan(capsys, repo, "--store", store, "--exit-code", *args)
+        assert code == 2, out
+        assert f"plan {deployed[:12]}.." in out  # not HEAD~1: what the store says runs
+        assert f"deployed: {deployed[:12]} (the store's newest pointers)" in out
+        assert "not converged on it yet: s3 (never reported)" in out
+        assert '+  version = "1.2"' in out
+    result = plan_json(capsys, repo, "--store", store)
+    assert result["base"] == deployed
+    assert result["deployed"] == {"commit": deployed, "not_converged": {"s3": "never reported"}}
+    _code, md = plan(capsys, repo, "--store", store, "--format", "markdown")
+    assert f"> deployed: `{deployed[:12]}`; not converged on it yet: s3 (never reported)" in md
+
+    report_every_entry(LocalStore(store_dir), "s3")
+    _code, out = plan(capsys, repo, "--store", store)
+    assert f"deployed: {deployed[:12]} (the store's newest pointers); every server converged" in out
+    # Two revisions still plan BASE against HEAD, the store only filling outputs in.
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD", "--store", store)
+    assert result["deployed"] is None
+    assert result["changes"] is False

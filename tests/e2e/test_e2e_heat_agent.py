@@ -209,14 +209,14 @@ def test_heat_agent_server_converges_feeds_get_attr_updates_and_reverts(
     store.set_temp_url_key(1, "heat-agent-secret")  # type: ignore[attr-defined]
 
     # db-1 runs Heat's agent; web-1 and web-2 run setpoint-agent.
-    assert main(["enroll", "db-1", "--store", url, "--agent", "heat"]) == 0
+    repo_dir = tmp_path / "repo"
+    init_repo_from_dir(EXAMPLE, repo_dir, "deploy")
+    assert main(["enroll", "db-1", "--repo", str(repo_dir), "--store", url, "--agent", "heat"]) == 0
     conf_text = capsys.readouterr().out
     assert "[request]\nmetadata_url = " in conf_text
     root = tmp_path / "db-1"
     env = lay_out_root(venv, root, conf_text)
 
-    repo_dir = tmp_path / "repo"
-    init_repo_from_dir(EXAMPLE, repo_dir, "deploy")
     key = SigningKey.generate("ctl")
     policy = PointerPolicy(key)
     agents = []
@@ -284,7 +284,7 @@ def test_heat_agent_server_converges_feeds_get_attr_updates_and_reverts(
                 if not p.name.endswith(".notify.json")
             )
             # backend: CREATE, UPDATE, UPDATE (the revert); motd: CREATE.
-            assert runs == ["web/backend"] * 3 + ["web/motd"]
+            assert runs == ["web%2Fbackend"] * 3 + ["web%2Fmotd"]
     finally:
         for agent in agents:
             agent.terminate()

@@ -139,7 +139,8 @@ def test_temp_url_key_rotation_keeps_running_agents(
     store.set_temp_url_key(1, "old-secret")  # type: ignore[attr-defined]
     key = SigningKey.generate("ctl")
     key.save(tmp_path / "ctl.key")
-    assert main(["enroll", "db-1", "--store", url, "--signing-key", str(tmp_path / "ctl.key")]) == 0
+    enroll = ["enroll", "db-1", "--repo", str(repo_dir), "--store", url]
+    assert main([*enroll, "--signing-key", str(tmp_path / "ctl.key")]) == 0
     boot_file = tmp_path / "db-1.json"
     boot_file.write_text(capsys.readouterr().out)
     old_pointer_url = json.loads(boot_file.read_text())["capabilities"]["pointer"]

@@ -197,6 +197,23 @@ def test_generation_must_grow(store: Store) -> None:
     assert store.read_pointer("web-1") == p2
 
 
+def test_stats_count_how_each_operation_ended(store: Store) -> None:
+    store.stats.reset()
+    with pytest.raises(NotFound):
+        store.get_blob(digest_bytes(b"absent"))
+    assert store.read_pointer("web-1") is None
+    store.write_pointer(pointer(), None)
+    got = store.poll_pointer("web-1", None)
+    assert got is not None
+    assert store.poll_pointer("web-1", got[1]) is None
+    counts = store.stats.outcome_counts()
+    assert counts[("get", "not_found")] == 2
+    assert counts[("get", "ok")] == 0
+    assert counts[("get_if_changed", "ok")] == 1
+    assert counts[("get_if_changed", "not_modified")] == 1
+    assert store.stats.not_modified == 1
+
+
 def test_poll_pointer_missing_raises_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         store.poll_pointer("web-1", None)
@@ -249,6 +266,23 @@ def test_list_servers(store: Store) -> None:
     store.write_pointer(pointer("a-1"), None)
     store.write_report(report("a-1"))
     assert store.list_servers() == ["a-1", "b-2", "c-3"]
+
+
+def test_forget_server_deletes_its_pointer_report_and_other_objects(store: Store) -> None:
+    for server in ("web-1", "web-2"):
+        store.write_pointer(pointer(server), None)
+        store.write_report(report(server))
+    store.write_agent_object("web-1", "heat-metadata", b"{}")
+    assert store.forget_server("web-1") == [
+        "agents/web-1/heat-metadata",
+        "agents/web-1/pointer",
+        "agents/web-1/report",
+    ]
+    assert store.list_servers() == ["web-2"]
+    assert store.read_pointer("web-1") is None
+    assert store.read_report("web-1") is None
+    assert store.read_pointer("web-2") is not None
+    assert store.forget_server("web-1") == []  # nothing left: not an error
 
 
 def test_list_versions_give_the_polled_etag(store: Store) -> None:

@@ -4,19 +4,19 @@ deployments that use it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from setpoint.controller.definitions.checks import Where, kind_of
+from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.fields import read_actions
 from setpoint.controller.definitions.heat.functions import cloud_config, multipart_mime
-from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
+from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
-    INVALID,
     Resource,
     TemplateScope,
 )
+from setpoint.controller.definitions.intrinsics import INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     INPUT_TYPES,
@@ -24,7 +24,7 @@ from setpoint.controller.definitions.model import (
     InputDef,
     OutputDef,
 )
-from setpoint.controller.definitions.values import plain
+from setpoint.controller.definitions.values import kind_of, plain
 from setpoint.controller.definitions.yamlsource import YList, YMap
 from setpoint.store.documents import COMPONENT_GROUP, LIFECYCLE_ACTIONS
 
@@ -76,6 +76,10 @@ class ConfigReader:
             if res_type in CONFIG_TYPES:
                 return self.config(target)
         return None
+
+    def was_read(self, rname: str) -> bool:
+        """Whether a deployment (or a MultipartMime it runs) asked for config ``rname``."""
+        return rname in self.configs
 
     def config(self, rname: str) -> Config | None:
         """The config resource ``rname``; ``None`` when it has a problem (reported)."""
@@ -256,19 +260,24 @@ class ConfigReader:
                 f"unknown type {type_name!r} (one of {', '.join(INPUT_TYPES)})",
             )
             return None
-        default = None
-        if "default" in item:
-            raw_default = self.evaluator.evaluate(item["default"], ec.at(item, "default"))
-            default = self.checks.literal(type_name, raw_default, ec.at(item, "default"))
         description = item.get("description")
-        return InputDef(
+        idef = InputDef(
             name=name,
             type=type_name,
-            default=default,
             has_default="default" in item,
             description=description if isinstance(description, str) else "",
             replace_on_change=item.get("replace_on_change") is True,
+            as_given="type" not in item,  # Heat passes what such an input is given as it is
         )
+        if "default" in item:
+            dc = ec.at(item, "default")
+            try:
+                return replace(
+                    idef, default=idef.typed(self.evaluator.evaluate(item["default"], dc))
+                )
+            except ValueError as exc:
+                self.checks.error(dc, str(exc))
+        return idef
 
     def outputs(self, props: YMap, c: Where) -> tuple[OutputDef, ...]:
         """A config's ``outputs``."""

@@ -5,23 +5,24 @@ undeclared ``input_values`` key, its outputs plus the ``deploy_*`` ones)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where
 from setpoint.controller.definitions.fields import read_actions, read_update_policy
 from setpoint.controller.definitions.heat.configs import Config, ConfigReader
 from setpoint.controller.definitions.heat.functions import input_names
-from setpoint.controller.definitions.heat.intrinsics import Evaluator, has_deferred
+from setpoint.controller.definitions.heat.intrinsics import Evaluator
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
-    INVALID,
     STRUCTURED,
     Resource,
     TemplateScope,
     upstream_deployments,
 )
+from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
     Component,
@@ -32,6 +33,7 @@ from setpoint.controller.definitions.model import (
     UpdatePolicy,
 )
 from setpoint.controller.definitions.yamlsource import YMap
+from setpoint.store.documents import COMPONENT_GROUP, LIFECYCLE_ACTIONS
 
 SIGNAL_TRANSPORTS = ("CFN_SIGNAL", "TEMP_URL_SIGNAL", "HEAT_SIGNAL", "NO_SIGNAL", "ZAQAR_SIGNAL")
 
@@ -60,6 +62,13 @@ def _input_type(value: Any) -> str:
     ):
         kind = "Number"
     return kind
+
+
+def _component_actions(config: Config) -> tuple[str, ...]:
+    """A SoftwareComponent runs for the actions its configs name, whatever the
+    deployment's ``actions`` say (Heat's rule for ``group: component``)."""
+    named = {a for entry in config.entries for a in entry.actions}
+    return tuple(a for a in LIFECYCLE_ACTIONS if a in named)
 
 
 class HeatDeploymentReader:
@@ -100,6 +109,8 @@ class HeatDeploymentReader:
         values = self.input_values(raw_values, vc)
         if config is None:
             return None
+        if config.group == COMPONENT_GROUP:
+            actions = _component_actions(config)
         input_key: str | None = None
         if res.type in STRUCTURED:
             input_key = str(props.get("input_key", "get_input"))
@@ -123,6 +134,7 @@ class HeatDeploymentReader:
             timeout=None,
             file=self.scope.path,
             line=res.where.line,
+            no_signal=props.get("signal_transport") == "NO_SIGNAL",
             update_policy=self.policy(res, "rolling_update", len(servers)) if group else None,
             batch_create=self.policy(res, "batch_create", 0) if group else None,
             state=self.state,
@@ -150,7 +162,8 @@ class HeatDeploymentReader:
         resources = self.scope.resources
         if not isinstance(target, str) or target not in resources:
             self.checks.error(
-                rc.at(ref, "get_resource"), f"get_resource: unknown resource {target!r}"
+                rc.at(ref, "get_resource"),
+                f"get_resource: {self.scope.unknown_resource(target)}",
             )
             return None
         if resources[target].type not in CONFIG_TYPES:
@@ -178,7 +191,7 @@ class HeatDeploymentReader:
         if raw_values is not None and self.checks.mapping(raw_values, vc, "input_values"):
             for iname, raw in raw_values.items():
                 got = self.evaluator.evaluate(raw, vc.at(raw_values, iname))
-                if got is not INVALID:
+                if got is not INVALID and got is not ABSENT:
                     values[str(iname)] = got
         return values
 
@@ -186,7 +199,11 @@ class HeatDeploymentReader:
         idef = component.input(name)
         if idef is None:
             return value
-        return self.checks.literal(idef.type, value, c)
+        try:
+            return idef.typed(value)
+        except ValueError as exc:
+            self.checks.error(c, str(exc))
+            return None
 
     def check_structured(
         self, props: YMap, c: Where, config: Config, values: dict[str, Any], input_key: str
@@ -227,13 +244,12 @@ class HeatDeploymentReader:
             if iname in declared:
                 continue
             secret = _hidden_param(raw_values, iname, hidden)
-            inputs.append(InputDef(name=iname, type=_input_type(value), secret=secret))
+            inputs.append(
+                InputDef(name=iname, type=_input_type(value), secret=secret, as_given=True)
+            )
         for index, idef in enumerate(inputs):
             if idef.name in declared and _hidden_param(raw_values, idef.name, hidden):
-                inputs[index] = InputDef(
-                    idef.name, idef.type, idef.default, idef.has_default, idef.description,
-                    idef.replace_on_change, True,
-                )  # fmt: skip
+                inputs[index] = replace(idef, secret=True)
         outputs = [*config.outputs]
         outputs += [OutputDef(n) for n in DEPLOY_OUTPUTS if n not in {o.name for o in outputs}]
         return Component(

@@ -1,7 +1,7 @@
 """Heat's functions and config bodies, computed the way Heat computes them.
 
-Pure functions of plain values: ``str_replace``, ``list_join``, the path
-selection of ``get_attr``/``get_param``, ``get_input`` substitution of a
+Pure functions of plain values: ``str_replace``, the path
+selection of ``get_attr`` and of ``get_param``, ``get_input`` substitution of a
 StructuredDeployment, the text of a CloudConfig and of a MultipartMime. The
 MIME boundary is derived from the parts' content, never random, so the same
 template always gives the same bytes (and digest).
@@ -30,9 +30,10 @@ def _replacement(value: Any) -> str:
     return str(value)
 
 
-def str_replace(template: str, params: dict[str, Any]) -> str:
+def str_replace(template: str, params: dict[str, Any], found: set[str] | None = None) -> str:
     """Heat's ``str_replace``: longest placeholder first, and a value put in is
-    never searched again for another placeholder."""
+    never searched again for another placeholder. ``found`` collects the
+    placeholders that occurred (``str_replace_strict`` wants every one)."""
     keys = sorted(sorted(params), key=len, reverse=True)
     texts = {k: _replacement(params[k]) for k in keys}
 
@@ -40,22 +41,12 @@ def str_replace(template: str, params: dict[str, Any]) -> str:
         if not rest:
             return text
         key = rest[0]
-        return texts[key].join(replace(part, rest[1:]) for part in text.split(key))
+        parts = text.split(key)
+        if found is not None and len(parts) > 1:
+            found.add(key)
+        return texts[key].join(replace(part, rest[1:]) for part in parts)
 
     return replace(template, keys)
-
-
-def _joined(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def list_join(delimiter: str, lists: list[list[Any]]) -> str:
-    """Heat's ``list_join``: every list's items, in order, joined by ``delimiter``."""
-    return delimiter.join(_joined(item) for items in lists for item in items)
 
 
 def select(value: Any, path: list[Any]) -> Any:
@@ -70,6 +61,21 @@ def select(value: Any, path: list[Any]) -> Any:
             value = value[index] if index < len(value) else None
         else:
             return None
+    return value
+
+
+def param_path(value: Any, path: list[Any]) -> Any:
+    """Heat's ``get_param`` path: keys of maps, indexes of lists (text that reads
+    as an integer too, negative ones from the end); a path that leads nowhere
+    gives ``''``, as in Heat."""
+    for item in path:
+        try:
+            key = int(item) if isinstance(value, list) and isinstance(item, str) else item
+            if not isinstance(value, dict | list):
+                return ""
+            value = value[key]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return ""
     return value
 
 

@@ -1,7 +1,9 @@
 """Heat's intrinsic functions in a template's values: ``get_param``,
 ``get_file`` and ``get_resource`` of a server resolved now; ``get_attr`` of a
-deployment kept as a ``GetAttr``; ``str_replace`` and ``list_join`` computed
-now when their arguments are known, else when rendered (``Computed``)."""
+deployment kept as a ``GetAttr``; ``if`` decided by the template's
+conditions; the data functions of ``builtins`` (``list_join``...) computed now
+when their arguments are known, else when rendered (``Computed``). Which
+functions a template has depends on its version (``versions``)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
-from setpoint.controller.definitions.heat.functions import list_join, select, str_replace
+from setpoint.controller.definitions.heat.builtins import Builtin, builtins_of, call_builtin
+from setpoint.controller.definitions.heat.conditions import Conditions
+from setpoint.controller.definitions.heat.functions import param_path, select
 from setpoint.controller.definitions.heat.resources import (
     DEPLOY_OUTPUTS,
     GROUP_TYPES,
-    INVALID,
     SERVER_TYPES,
     SINGLE_TYPES,
     Resource,
     TemplateScope,
 )
 from setpoint.controller.definitions.heat.servers import ServerBinding
+from setpoint.controller.definitions.heat.versions import (
+    CONDITION_FUNCTIONS,
+    NOT_EVALUATED,
+    since,
+)
+from setpoint.controller.definitions.intrinsics import ABSENT, INVALID, has_deferred, walk
 from setpoint.controller.definitions.model import Computed, GetAttr, OutputDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
@@ -29,24 +38,6 @@ GROUP_ATTRS = {
     "deploy_stderrs": "deploy_stderr",
     "deploy_status_codes": "deploy_status_code",
 }
-# Functions of HOT that setpoint does not evaluate: named in an error, never data.
-UNSUPPORTED_FUNCTIONS = (
-    "repeat", "map_merge", "map_replace", "yaql", "if", "equals", "not", "and", "or",
-    "contains", "digest", "str_split", "resource_facade", "filter", "make_url",
-    "list_concat", "list_concat_unique", "str_replace_strict", "str_replace_vstrict",
-    "get_resource_facade", "Fn::GetAtt", "Ref", "Fn::Join", "Fn::Base64",
-)  # fmt: skip
-
-
-def has_deferred(value: Any) -> bool:
-    """Whether ``value`` is known only once an upstream reported."""
-    if isinstance(value, GetAttr | Computed):
-        return True
-    if isinstance(value, dict):
-        return any(has_deferred(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_deferred(v) for v in value)
-    return False
 
 
 def _computed(label: str, fn: Callable[[Any], Any], args: Any) -> Any:
@@ -61,6 +52,8 @@ class Evaluator:
 
     ``config_outputs(res)`` gives the outputs the config of deployment ``res``
     declares (``None`` when it has no config to read): ``get_attr`` names one.
+    ``conditions`` is the template's ``conditions:`` section (``if`` and the
+    ``condition:`` of resources and outputs read it).
     """
 
     def __init__(
@@ -68,48 +61,90 @@ class Evaluator:
         scope: TemplateScope,
         server_map: dict[str, tuple[str, Where]],
         config_outputs: Callable[[Resource], tuple[OutputDef, ...] | None],
+        conditions: tuple[YMap, Where],
     ) -> None:
         self.scope = scope
         self.checks = scope.checks
+        self.version = scope.version
         self.config_outputs = config_outputs
         self.servers = ServerBinding(scope, server_map, self.evaluate)
+        self.conditions = Conditions(self.checks, self.version, *conditions, self.get_param)
+        self.builtins: dict[str, Builtin] = builtins_of(self.version)
         self.functions: dict[str, Callable[[Any, Where], Any]] = {
             "get_param": self.get_param,
             "get_file": self.get_file,
             "get_resource": self.get_resource,
             "get_attr": self.get_attr,
-            "str_replace": self.str_replace,
-            "list_join": self.list_join,
         }
+        if self.version.has("if"):
+            self.functions["if"] = self.if_
+        self.seen_as_data: set[tuple[str, int]] = set()
 
     def evaluate(self, value: Any, c: Where) -> Any:
         """Resolve a snippet: get_param, get_file, get_resource (of a server) now;
-        get_attr of a deployment as ``GetAttr``; str_replace and list_join."""
-        if isinstance(value, YMap) and len(value) == 1:
-            fn, arg = next(iter(value.items()))
-            function = self.functions.get(fn)
-            if function is not None:
-                return function(arg, c.at(value, fn))
-            if fn in UNSUPPORTED_FUNCTIONS:
-                self.checks.error(c.at(value, fn), f"{fn} is not supported by setpoint")
-                return INVALID
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                got = self.evaluate(item, c.at(value, key))
-                if got is INVALID:
-                    return INVALID
-                out[str(key)] = got
-            return out
-        if isinstance(value, list):
-            items = []
-            for index, item in enumerate(value):
-                got = self.evaluate(item, c.at(value, index))
-                if got is INVALID:
-                    return INVALID
-                items.append(got)
-            return items
-        return value
+        get_attr of a deployment as ``GetAttr``; the other functions computed."""
+        return walk(value, c, self.call)
+
+    def call(self, fn: str, arg: Any, c: Where) -> Any:
+        """One function call; ``NotImplemented`` when ``fn`` is data here."""
+        function = self.functions.get(fn)
+        if function is not None:
+            return function(arg, c)
+        builtin = self.builtins.get(fn)
+        if builtin is not None:
+            return call_builtin(fn, builtin, arg, c, self.checks, self.evaluate, _computed)
+        if fn in NOT_EVALUATED:
+            self.checks.error(c, f"{fn} is not supported by setpoint")
+            return INVALID
+        self.warn_if_data(fn, c)
+        return NotImplemented
+
+    def warn_if_data(self, fn: str, c: Where) -> None:
+        """A one-key mapping named as a function this version lacks is data, as in
+        Heat; said once per place, since it is rarely what the author meant."""
+        introduced = since(fn)
+        if introduced is None and fn in CONDITION_FUNCTIONS:
+            message = f"{fn} is a function of conditions only: kept here as data, as Heat does"
+        elif introduced is not None:
+            message = (
+                f"{fn} is a function from heat_template_version {introduced} on (this "
+                f"template: {self.version.date}): kept as data, as Heat does"
+            )
+        else:
+            return
+        if (c.file, c.line) not in self.seen_as_data:
+            self.seen_as_data.add((c.file, c.line))
+            self.checks.warn(c, message)
+
+    def if_(self, arg: Any, c: Where) -> Any:
+        """``if: [condition, value_if_true, value_if_false]``: only the branch
+        taken is evaluated (Heat's macro), so the other may name anything."""
+        sizes = (2, 3) if self.version.if_without_else else (3,)
+        if not isinstance(arg, YList) or len(arg) not in sizes:
+            form = "value_if_false" if len(sizes) == 1 else "(value_if_false)"
+            self.checks.error(
+                c, f'Arguments to "if" must be of the form: [condition_name, value_if_true, {form}]'
+            )
+            return INVALID
+        truth = self.conditions.truth(arg[0], c.at(arg, 0))
+        if truth is None:
+            return INVALID
+        index = 1 if truth else 2
+        if index >= len(arg):
+            return ABSENT
+        return self.evaluate(arg[index], c.at(arg, index))
+
+    def branch(self, arg: Any) -> Any:
+        """The branch an ``if`` takes, for collecting references (quietly: the
+        ``if`` itself reports its problems when evaluated); ``None``: unknown."""
+        if not self.version.has("if") or not isinstance(arg, list) or len(arg) not in (2, 3):
+            return None
+        where = Where(self.scope.path, 0, "")
+        with self.checks.quiet():
+            truth = self.conditions.truth(arg[0], where)
+        if truth is None:
+            return None
+        return arg[1] if truth else (arg[2] if len(arg) == 3 else [])
 
     def get_param(self, arg: Any, c: Where) -> Any:
         """``{get_param: name}`` or ``{get_param: [name, key or index, ...]}``."""
@@ -142,7 +177,7 @@ class Evaluator:
                 "the environment file's parameter_defaults)",
             )
             return INVALID
-        return select(param.default, path) if path else param.default
+        return param_path(param.default, path)
 
     def get_file(self, arg: Any, c: Where) -> Any:
         text = self.scope.files.read_text(self.scope.path, arg, c)
@@ -151,7 +186,7 @@ class Evaluator:
     def get_resource(self, arg: Any, c: Where) -> Any:
         resources = self.scope.resources
         if not isinstance(arg, str) or arg not in resources:
-            self.checks.error(c, f"get_resource: unknown resource {arg!r}")
+            self.checks.error(c, f"get_resource: {self.scope.unknown_resource(arg)}")
             return INVALID
         if resources[arg].type in SERVER_TYPES:
             return self.servers.server_of(arg, c)
@@ -161,43 +196,6 @@ class Evaluator:
             "known to setpoint here",
         )
         return INVALID
-
-    def str_replace(self, arg: Any, c: Where) -> Any:
-        if not isinstance(arg, YMap) or set(arg) != {"template", "params"}:
-            self.checks.error(c, "str_replace takes {template: ..., params: {...}}")
-            return INVALID
-        got = self.evaluate(arg, c)
-        if got is INVALID:
-            return INVALID
-        if not isinstance(got["params"], dict):
-            self.checks.error(c.at(arg, "params"), "str_replace params must be a mapping")
-            return INVALID
-        if not isinstance(got["template"], str | Computed):
-            self.checks.error(c.at(arg, "template"), "str_replace template must be a string")
-            return INVALID
-
-        def apply(args: Any) -> Any:
-            return str_replace(str(args["template"]), args["params"])
-
-        return _computed("str_replace", apply, got)
-
-    def list_join(self, arg: Any, c: Where) -> Any:
-        if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
-            self.checks.error(c, "list_join takes [delimiter, list, ...]")
-            return INVALID
-        got = self.evaluate(arg, c)
-        if got is INVALID:
-            return INVALID
-        for index, item in enumerate(got[1:], start=1):
-            if not isinstance(item, list | GetAttr | Computed):
-                self.checks.error(c.at(arg, index), "list_join joins lists")
-                return INVALID
-
-        def apply(args: Any) -> Any:
-            lists = [a if isinstance(a, list) else [a] for a in args[1:]]
-            return list_join(args[0], lists)
-
-        return _computed("list_join", apply, got)
 
     def get_attr(self, arg: Any, c: Where) -> Any:  # noqa: C901 -- Heat's get_attr forms, one branch each
         if not isinstance(arg, YList) or len(arg) < 2 or not isinstance(arg[0], str):
@@ -214,7 +212,7 @@ class Evaluator:
             return INVALID
         res = self.scope.resources.get(rname)
         if res is None:
-            self.checks.error(c, f"get_attr: unknown resource {rname!r}")
+            self.checks.error(c, f"get_attr: {self.scope.unknown_resource(rname)}")
             return INVALID
         if res.type in SERVER_TYPES:
             return self.server_attr(rname, attribute, c)

@@ -4,11 +4,13 @@ template reader shares."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.files import CommitFiles
+from setpoint.controller.definitions.heat.versions import DATES, TemplateVersion
 from setpoint.controller.definitions.model import Inventory, ParamDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
@@ -30,12 +32,9 @@ RESOURCE_KEYS = (
 DEPLOY_OUTPUTS = ("deploy_stdout", "deploy_stderr", "deploy_status_code")
 
 
-class _Invalid:
-    pass
-
-
-# What a snippet that could not be evaluated gives (its problem is reported).
-INVALID: Any = _Invalid()
+# Decides an ``if`` while references are collected: the arguments of ``if``
+# give the branch taken (``None``: not known, both count).
+ChooseBranch = Callable[[Any], Any]
 
 
 @dataclass
@@ -64,14 +63,24 @@ class TemplateScope:
     params: dict[str, ParamDef] = field(default_factory=dict)
     # Parameters declared ``hidden: true``: the inputs they feed are secret.
     hidden: set[str] = field(default_factory=set)
+    version: TemplateVersion = field(default_factory=lambda: TemplateVersion(DATES[-1]))
+    # Resources a false ``condition:`` leaves out, with that condition as written.
+    disabled: dict[str, str] = field(default_factory=dict)
 
     @property
     def checks(self) -> Checks:
         return self.files.checks
 
+    def unknown_resource(self, name: Any) -> str:
+        """Why resource ``name`` is not there, for a reference to it."""
+        if isinstance(name, str) and name in self.disabled:
+            return f"resource {name!r} is left out by its condition {self.disabled[name]}"
+        return f"unknown resource {name!r}"
 
-def walk_refs(value: Any) -> set[str]:
-    """Resources a snippet names with get_resource or get_attr (Heat's implicit deps)."""
+
+def walk_refs(value: Any, choose: ChooseBranch | None = None) -> set[str]:
+    """Resources a snippet names with get_resource or get_attr (Heat's implicit
+    deps); of an ``if``, only the branch ``choose`` takes, when it knows."""
     out: set[str] = set()
     if isinstance(value, dict):
         if len(value) == 1:
@@ -80,16 +89,23 @@ def walk_refs(value: Any) -> set[str]:
                 out.add(arg)
             elif fn == "get_attr" and isinstance(arg, list) and arg and isinstance(arg[0], str):
                 out.add(arg[0])
+            elif fn == "if" and choose is not None and isinstance(arg, list):
+                taken = choose(arg)
+                if taken is not None:
+                    return walk_refs(taken, choose)
         for v in value.values():
-            out |= walk_refs(v)
+            out |= walk_refs(v, choose)
     elif isinstance(value, list):
         for v in value:
-            out |= walk_refs(v)
+            out |= walk_refs(v, choose)
     return out
 
 
-def read_resources(checks: Checks, raw: YMap, rwhere: Where) -> dict[str, Resource]:
-    """The resources of a template that parse (type given, properties a mapping)."""
+def read_resources(
+    checks: Checks, raw: YMap, rwhere: Where, choose: ChooseBranch | None = None
+) -> dict[str, Resource]:
+    """The resources of a template that parse (type given, properties a mapping);
+    ``choose`` decides each ``if`` that references pass through."""
     resources: dict[str, Resource] = {}
     for rname, body in raw.items():
         c = rwhere.at(raw, rname)
@@ -97,8 +113,6 @@ def read_resources(checks: Checks, raw: YMap, rwhere: Where) -> dict[str, Resour
         if bm is None:
             continue
         checks.check_keys(bm, c, RESOURCE_KEYS, ("type",))
-        if "condition" in bm:
-            checks.error(c.at(bm, "condition"), "conditions are not supported by setpoint")
         props = bm.get("properties") or YMap()
         if not isinstance(props, YMap):
             checks.error(c.at(bm, "properties"), "expected properties (a mapping)")
@@ -107,14 +121,14 @@ def read_resources(checks: Checks, raw: YMap, rwhere: Where) -> dict[str, Resour
         if not isinstance(rtype, str):
             continue
         res = Resource(str(rname), rtype, bm, props, c)
-        res.refs = walk_refs(props)
+        res.refs = walk_refs(props, choose)
         for dep, dwhere in _depends_on(checks, bm, c):
             res.refs.add(dep)
             if dep not in raw:
                 checks.error(dwhere, f"depends_on: unknown resource {dep!r}")
         resources[res.name] = res
     for res in resources.values():
-        for ref in sorted(walk_refs(res.props)):
+        for ref in sorted(walk_refs(res.props, choose)):
             if ref not in resources and ref in raw:
                 continue  # a resource that did not parse: already reported
             if ref not in resources:

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
-from setpoint.controller.definitions.heat.resources import INVALID, Resource, TemplateScope
+from setpoint.controller.definitions.heat.resources import Resource, TemplateScope
+from setpoint.controller.definitions.intrinsics import INVALID
+from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YMap
 
 # Evaluates a snippet at its position (``intrinsics.Evaluator.evaluate``).
@@ -50,7 +52,9 @@ class ServerBinding:
             return None
         if isinstance(got, str) and got in self.scope.inventory.servers:
             return got
-        self.checks.error(c, f"expected a server (get_resource of a server resource), got {got!r}")
+        self.checks.error(
+            c, f"expected a server (get_resource of a server resource), got {kind_of(got)}"
+        )
         return None
 
     def single_server(self, res: Resource, quiet: bool = False) -> str | None:

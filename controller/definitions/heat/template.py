@@ -17,16 +17,19 @@ StructuredDeployment or deployment group, and the stack's parameters.
 - Ordering is Heat's: ``depends_on`` and every ``get_resource``/``get_attr``
   reference, followed through resources that are not deployments.
 - ``get_attr`` of a deployment names an output its server reports; of a group,
-  a map keyed as the group's ``servers`` map is. ``str_replace`` and
-  ``list_join`` over such values are computed when the values are known.
+  a map keyed as the group's ``servers`` map is. The data functions
+  (``builtins``) over such values are computed when the values are known.
+- ``conditions:`` are decided when the template is read (``conditions``): a
+  resource whose ``condition:`` is false is left out; ``outputs:`` are
+  computed (``outputs``).
 
-The parts: ``resources``, ``environment_file``, ``parameters``, ``intrinsics``
-(with ``servers``), ``configs`` and ``deployments``.
+The parts: ``versions``, ``resources``, ``environment_file``, ``parameters``,
+``intrinsics`` (with ``servers``, ``conditions`` and ``builtins``), ``configs``,
+``deployments`` and ``outputs``.
 """
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 
 from setpoint.controller.definitions.checks import NAME_RE, Where
@@ -36,6 +39,7 @@ from setpoint.controller.definitions.heat.configs import ConfigReader
 from setpoint.controller.definitions.heat.deployments import HeatDeploymentReader
 from setpoint.controller.definitions.heat.environment_file import read_environment_file
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
+from setpoint.controller.definitions.heat.outputs import read_outputs
 from setpoint.controller.definitions.heat.parameters import read_parameters
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
@@ -45,8 +49,8 @@ from setpoint.controller.definitions.heat.resources import (
     Resource,
     TemplateScope,
     read_resources,
-    walk_refs,
 )
+from setpoint.controller.definitions.heat.versions import known_versions, template_version
 from setpoint.controller.definitions.model import (
     Component,
     Deployment,
@@ -64,8 +68,9 @@ TEMPLATE_KEYS = (
 
 
 def is_heat_template(raw: bytes) -> bool:
-    """Whether a file's first meaningful line starts with ``heat_template_version``."""
-    for line in raw.decode("utf-8", "replace").splitlines():
+    """Whether a file's first meaningful line starts with ``heat_template_version``
+    (after a UTF-8 byte-order mark, which editors on some systems write)."""
+    for line in raw.decode("utf-8-sig", "replace").splitlines():
         text = line.strip()
         if not text or text.startswith("#") or text == "---":
             continue
@@ -114,16 +119,21 @@ class HeatTemplate:
         rwhere = where.at(m, "resources")
         if checks.mapping(raw, rwhere, "resources") is None:
             return None
-        scope.resources = read_resources(checks, raw, rwhere)
-        evaluator = Evaluator(scope, env_file.server_map, self.config_outputs)
+        evaluator = Evaluator(
+            scope, env_file.server_map, self.config_outputs, self.conditions_section(m, where)
+        )
+        evaluator.conditions.check_all()
+        scope.resources = read_resources(checks, raw, rwhere, evaluator.branch)
+        self.leave_out_disabled(evaluator)
         self.configs = ConfigReader(scope, evaluator)
         reader = HeatDeploymentReader(
             scope, evaluator, self.configs, self.sources.components, env_file.state
         )
-        deployments = self.deployments(reader)
-        self.check_outputs(m, where)
+        deployments = self.by_config_name(self.deployments(reader))
+        outputs = read_outputs(scope, evaluator, m, where)
         for name, (_server, swhere) in env_file.server_map.items():
-            if name not in scope.resources or scope.resources[name].type not in SERVER_TYPES:
+            is_server = name in scope.resources and scope.resources[name].type in SERVER_TYPES
+            if not is_server and name not in scope.disabled:
                 checks.error(swhere, f"setpoint.servers: no server resource {name!r}")
         description = m.get("description")
         return Stack(
@@ -132,30 +142,71 @@ class HeatTemplate:
             description=description if isinstance(description, str) else "",
             parameters=scope.params,
             deployments=deployments,
+            outputs=outputs,
         )
 
     def check_template(self, m: YMap, where: Where) -> None:
         """The template's top-level keys, version and name."""
         checks = self.checks
         checks.check_keys(m, where, TEMPLATE_KEYS, ("resources",))
-        version = m.get(HEAT_MARK)
-        if not isinstance(version, str | datetime.date):
-            checks.error(where.at(m, HEAT_MARK), "expected a template version (a date or a name)")
-        if m.get("conditions"):
-            checks.error(where.at(m, "conditions"), "conditions are not supported by setpoint")
+        written = m.get(HEAT_MARK)
+        version = template_version(written)
+        if version is None:
+            checks.error(
+                where.at(m, HEAT_MARK),
+                f"unknown heat_template_version {written!r} (Heat knows {known_versions()})",
+            )
+        else:
+            self.scope.version = version
         stem = self.scope.stem
         if not NAME_RE.match(stem):
             checks.error(where, f"invalid stack name {stem!r} (letters, digits, '_', '.', '-')")
 
+    def conditions_section(self, m: YMap, where: Where) -> tuple[YMap, Where]:
+        """The ``conditions:`` section (from 2016-10-14 on), empty when absent."""
+        cwhere = where.at(m, "conditions")
+        raw = m.get("conditions")
+        if raw is None:
+            return YMap(), cwhere
+        if not self.scope.version.conditions:
+            self.checks.error(
+                cwhere,
+                "conditions need heat_template_version 2016-10-14 or later "
+                f"(this template: {self.scope.version.date})",
+            )
+            return YMap(), cwhere
+        return (self.checks.mapping(raw, cwhere, "conditions") or YMap()), cwhere
+
+    def leave_out_disabled(self, evaluator: Evaluator) -> None:
+        """Resources whose ``condition:`` is false are not in the stack, as in
+        Heat: no deployment, no warning, and a reference to one is an error."""
+        scope = self.scope
+        for res in list(scope.resources.values()):
+            if "condition" not in res.body:
+                continue
+            c = res.where.at(res.body, "condition")
+            if not scope.version.conditions:
+                self.checks.error(c, "condition: needs heat_template_version 2016-10-14 or later")
+                continue
+            written = res.body["condition"]
+            if evaluator.conditions.truth(written, c) is False:
+                scope.disabled[res.name] = repr(written) if isinstance(written, str) else "(false)"
+                del scope.resources[res.name]
+        for res in scope.resources.values():
+            res.refs -= set(scope.disabled)  # depends_on one is dropped, as Heat does
+
     def deployments(self, reader: HeatDeploymentReader) -> dict[str, Deployment]:
-        """Every deployment resource read; configs read (and checked) even when unused."""
+        """Every deployment resource read, with the configs they run (through
+        MultipartMime parts too). A config no deployment runs (a server's
+        ``user_data``, say) is Heat's to evaluate, not setpoint's: it is warned
+        about like any resource setpoint does not manage, and parameters only it
+        uses need no value."""
         deployments: dict[str, Deployment] = {}
+        unmanaged: list[Resource] = []
         for res in self.scope.resources.values():
-            if res.type in SERVER_TYPES:
-                continue  # bound when a deployment targets it
-            if res.type in CONFIG_TYPES:
-                self.configs.config(res.name)
-            elif res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
+            if res.type in SERVER_TYPES or res.type in CONFIG_TYPES:
+                continue  # bound when a deployment targets it; configs: below
+            if res.type in SINGLE_TYPES or res.type in GROUP_TYPES:
                 if not NAME_RE.match(res.name):
                     self.checks.error(res.where, f"invalid deployment name {res.name!r}")
                     continue
@@ -163,26 +214,31 @@ class HeatTemplate:
                 if made is not None:
                     deployments[res.name] = made
             else:
-                self.checks.warn(
-                    res.where.at(res.body, "type"), f"{res.type} is not managed by setpoint"
-                )
+                unmanaged.append(res)
+        for res in self.scope.resources.values():
+            if res.type in CONFIG_TYPES and not self.configs.was_read(res.name):
+                unmanaged.append(res)
+        for res in sorted(unmanaged, key=lambda r: r.where.line):
+            self.checks.warn(
+                res.where.at(res.body, "type"), f"{res.type} is not managed by setpoint"
+            )
         return deployments
+
+    def by_config_name(self, deployments: dict[str, Deployment]) -> dict[str, Deployment]:
+        """Heat's order where nothing else orders deployments: by the name of the
+        derived config (the deployment's ``name``, else ``<stack>-<config>``);
+        file order among equal names. Data flow and ``depends_on`` still come
+        first (``ordering``)."""
+        components = self.sources.components
+
+        def config_name(item: tuple[int, Deployment]) -> tuple[str, int]:
+            index, dep = item
+            return components[dep.component].name, index
+
+        ranked = sorted(enumerate(deployments.values()), key=config_name)
+        return {dep.name: dep for _index, dep in ranked}
 
     def config_outputs(self, res: Resource) -> tuple[OutputDef, ...] | None:
         """The outputs the config of deployment ``res`` declares."""
         config = self.configs.of_deployment(res)
         return None if config is None else config.outputs
-
-    def check_outputs(self, m: YMap, where: Where) -> None:
-        """Stack outputs are checked for references; their values are Heat's, not setpoint's."""
-        raw = m.get("outputs")
-        if raw is None:
-            return
-        ow = where.at(m, "outputs")
-        if self.checks.mapping(raw, ow, "outputs") is None:
-            return
-        for oname, body in raw.items():
-            c = ow.at(raw, oname)
-            for ref in sorted(walk_refs(body)):
-                if ref not in self.scope.resources:
-                    self.checks.error(c, f"output {oname!r} refers to unknown resource {ref!r}")
