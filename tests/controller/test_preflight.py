@@ -19,6 +19,8 @@ from setpoint.controller.converge.status import fleet_status
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord
 from setpoint.controller.gitops.recording import update_record
+from setpoint.controller.observe.events import pass_events
+from setpoint.controller.observe.metrics import exposition
 from setpoint.store.memory import MemoryStore
 
 SERVERS = ("s1", "s2", "s3")
@@ -150,6 +152,12 @@ def test_a_check_failing_on_one_server_halts_with_nothing_applied(site: Site) ->
         "(nothing of it applied)"
     ]
     assert not outcome.converged
+    failed = [e for e in pass_events(outcome, site.now) if e.kind == "preflight_failed"]
+    assert [(e.deployment, e.server) for e in failed] == [("site/app", "s2")]
+    assert failed[0].summary == "site/app: preflight failed on s2: script exited with status 1"
+    body = exposition(site.store, outcome, now=site.now)[0].decode()
+    assert 'setpoint_preflight{deployment="site/app",state="FAILED"} 1.0' in body
+    assert 'setpoint_preflight{deployment="site/app",state="PASSED"} 2.0' in body
     site.step()
     assert site.written() == {"broken-s2": "", **dict.fromkeys(SERVERS, "v1\n")}
     status = {s.server: s for s in fleet_status(site.store, now=site.now)}
@@ -183,6 +191,13 @@ def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
         outcome = site.reconciler.run_pass()
         assert outcome.servers["s3"].drifted == ["site/app"]
         assert "1 drifted" in outcome.summary()
+        drifted = [e for e in pass_events(outcome, site.now) if e.kind == "drifted"]
+        assert [(e.deployment, e.server, e.details["count"]) for e in drifted] == [
+            ("site/app", "s3", 1)
+        ]
+        body = exposition(site.store, outcome, now=site.now)[0].decode()
+        assert 'setpoint_drift{deployment="site/app",state="drifted"} 1.0' in body
+        assert 'setpoint_drift{deployment="site/app",state="unknown"} 0.0' in body
         update_record(record, outcome, site.now)
         assert record.drifted == {"s3": ["site/app"]}
         assert record.summary().endswith("; 1 servers drifted")
