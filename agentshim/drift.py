@@ -59,11 +59,9 @@ class DriftWatch:
         for entry in manifest.deployments:
             if ctx.stop.is_set():
                 return
-            dep = state.deployments.get(entry.name)
-            if not applied(dep, entry):
+            if not applied(state.deployments.get(entry.name), entry):
                 continue
-            assert dep is not None
-            result = self._check(entry, dep)
+            result = self._check(entry)
             if result is None:
                 return
             found[entry.name] = result
@@ -75,7 +73,7 @@ class DriftWatch:
             state.drift = found
             ctx.commit()
 
-    def _check(self, entry: ManifestEntry, dep: DeploymentState) -> CheckReport | None:
+    def _check(self, entry: ManifestEntry) -> CheckReport | None:
         ctx = self.ctx
         try:
             derived = load_config(ctx.store, ctx.layout, entry.config)
@@ -99,9 +97,9 @@ class DriftWatch:
     ) -> CheckReport:
         """The result, numbered: one more drift when it turns drifted."""
         before = self.ctx.state.drift.get(entry.name)
-        count = before.count if before is not None and before.config == entry.config else 0
-        was_drifted = before is not None and before.status == "drifted"
-        if status == "drifted" and not (was_drifted and before and before.config == entry.config):
+        same = before is not None and before.config == entry.config
+        count = before.count if before is not None and same else 0
+        if status == "drifted" and not (before is not None and same and before.status == status):
             count += 1
         return CheckReport(entry.config, status, changes, reason, count)
 
