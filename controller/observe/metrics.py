@@ -213,26 +213,27 @@ def _fleet_families(snap: FleetSnapshot) -> Iterator[Any]:
 
 
 def _check_families(snap: FleetSnapshot) -> Iterator[Any]:
-    drift = GaugeMetricFamily(
-        "setpoint_drift",
-        "Servers per deployment by the drift their agent reports for the digest given "
-        "(clean, drifted, unknown; agents run with --drift-interval).",
-        labels=["deployment", "state"],
-    )
-    for deployment, counts in sorted(snap.drift.items()):
-        for state in DRIFT_STATUSES:
-            drift.add_metric([deployment, state], counts.get(state, 0))
-    yield drift
-    preflight = GaugeMetricFamily(
-        "setpoint_preflight",
-        "Servers per deployment by their answer to the preflight entry they are asked to "
-        "check (PASSED, FAILED).",
-        labels=["deployment", "state"],
-    )
-    for deployment, counts in sorted(snap.preflight.items()):
-        for state in PREFLIGHT_STATUSES:
-            preflight.add_metric([deployment, state], counts.get(state, 0))
-    yield preflight
+    for name, text, by_deployment, states in (
+        (
+            "setpoint_drift",
+            "Servers per deployment by the drift their agent reports for the digest given "
+            "(clean, drifted, unknown; agents run with --drift-interval).",
+            snap.drift,
+            DRIFT_STATUSES,
+        ),
+        (
+            "setpoint_preflight",
+            "Servers per deployment by their answer to the preflight entry they are asked "
+            "to check (PASSED, FAILED).",
+            snap.preflight,
+            PREFLIGHT_STATUSES,
+        ),
+    ):
+        family = GaugeMetricFamily(name, text, labels=["deployment", "state"])
+        for deployment, counts in sorted(by_deployment.items()):
+            for state in states:
+                family.add_metric([deployment, state], counts.get(state, 0))
+        yield family
 
 
 def _rollout_families(snap: FleetSnapshot) -> Iterator[Any]:
