@@ -82,6 +82,23 @@ def add_parsers(sub: Any) -> None:
         metavar="CHARS",
         help="markdown: cut diffs beyond this size, with a note (default: 60000)",
     )
+    p.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also check HEAD's changes on every server (needs --store): publish them as "
+        "preflight entries beside what each server runs, nothing applied, and show what "
+        "each tool says would change; exits 1 when a check fails or does not answer",
+    )
+    p.add_argument(
+        "--preflight-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for the servers' answers (default: 120)",
+    )
+    signing_args(p)
+    trust_args(p)
+    replicas.reconcile_args(p)
 
     p = add_command(
         sub,
@@ -301,7 +318,13 @@ def _plan(args: argparse.Namespace) -> int:
     plan.deployed = deployed
     if args.out and pointers is not None:
         save_plan(args.out, plan.to_dict(), PlanBasis(head.commit, args.env, pointers))
-    _print_plan(args, plan)
+    answers = _preflight(args, store, head_rev) if args.preflight else None
+    _write_plan(args, plan, answers, head.commit)
+    if answers is not None:
+        from setpoint.controller.converge.preflight import preflight_passed
+
+        if not preflight_passed(answers):
+            return PLAN_ERROR
     if not args.exit_code:
         return OK
     return PLAN_CHANGES if plan.has_changes else PLAN_NO_CHANGES
@@ -319,7 +342,11 @@ def _reports(store: Store, head: Model, base: Model | None) -> dict[str, Report]
     return reports
 
 
-def _print_plan(args: argparse.Namespace, plan: Plan) -> None:
+def _write_plan(
+    args: argparse.Namespace, plan: Plan, answers: dict[str, Any] | None, commit: str
+) -> None:
+    """The plan in the format asked for, with the preflight's answers when given."""
+    from setpoint.controller.converge.preflight import answers_json, format_answers
     from setpoint.controller.rollout.plan_format import (
         MARKDOWN_LIMIT,
         format_json,
@@ -328,11 +355,34 @@ def _print_plan(args: argparse.Namespace, plan: Plan) -> None:
     )
 
     if args.format == "json":
-        sys.stdout.write(format_json(plan))
-    elif args.format == "markdown":
+        extra = {"preflight": answers_json(answers)} if answers is not None else None
+        sys.stdout.write(format_json(plan, extra))
+        return
+    if args.format == "markdown":
         sys.stdout.write(format_markdown(plan, args.max_size or MARKDOWN_LIMIT))
     else:
         sys.stdout.write(format_text(plan, diffs=not args.no_diff))
+    if answers is not None:
+        sys.stdout.write("\n" + format_answers(answers, commit, args.preflight_timeout))
+
+
+def _preflight(args: argparse.Namespace, store: Any, head_rev: str) -> dict[str, Any]:
+    """Publish HEAD's changes to check on every server (under the store's lease),
+    then wait for the answers."""
+    from setpoint.controller.converge.preflight import await_answers
+    from setpoint.controller.gitops.environments import EnvironmentReconciler
+
+    if store is None:
+        raise SetpointError("--preflight needs --store: the servers answer through it")
+    try:
+        with replicas.reconcile_lease(args, store) as lease, GitRepo.open(args.repo) as repo:
+            reconciler = EnvironmentReconciler(
+                repo, store, rev=head_rev, policy=pointer_policy(args), env=args.env, lease=lease
+            )
+            checks = reconciler.publish_preflight()
+    except (replicas.LeaseBusy, replicas.LeaseLost) as exc:
+        raise SetpointError(f"cannot publish the preflight: {exc}") from exc
+    return await_answers(store, checks, args.preflight_timeout)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from setpoint.controller.converge import heat_agent
+from setpoint.controller.converge.preflight import preflight_publication
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
 from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
@@ -47,6 +48,8 @@ class ServerProgress:
     pending: list[str]
     # The generation the server's report answers (None: no valid report).
     reported_generation: int | None = None
+    # Deployments whose applied digest the agent reports drifted (a drift check).
+    drifted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +103,9 @@ class PassOutcome:
         failed = sum(1 for s in self.servers.values() if s.failed)
         if failed:
             parts.append(f"{failed} failed")
+        drifted = sum(1 for s in self.servers.values() if s.drifted)
+        if drifted:
+            parts.append(f"{drifted} drifted")
         if self.desired.failures:
             parts.append(f"{len(self.desired.failures)} rollouts stopped")
         if self.invalid:
@@ -137,7 +143,12 @@ class PassOutcome:
             "rollouts": self.rollouts,
             "invalid": dict(sorted(self.invalid.items())),
             "servers": {
-                s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
+                s.server: {
+                    "converged": s.converged,
+                    "failed": s.failed,
+                    "pending": s.pending,
+                    "drifted": s.drifted,
+                }
                 for s in self.servers.values()
             },
         }
@@ -178,12 +189,20 @@ def assess(
             failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
         else:
             pending.append(f"{name}: being deleted")
+    drift = report.drift if report else {}
     return ServerProgress(
         server,
         not failed and not pending,
         failed,
         pending,
         reported_generation=report.generation if report else None,
+        drifted=[
+            e.name
+            for e in manifest.deployments
+            if (d := drift.get(e.name)) is not None
+            and d.config == e.config
+            and d.status == "drifted"
+        ],
     )
 
 
@@ -312,6 +331,31 @@ class Reconciler:
         )
         return outcome
 
+    def publish_preflight(self) -> dict[str, tuple[ManifestEntry, ...]]:
+        """``plan --preflight``: the commit's changed entries published to check
+        beside what each server runs, nothing else changed (``converge.preflight``);
+        returns what each server was asked to check."""
+        model = self.load()
+        fleet = self._read_fleet(model)
+
+        def previous(server: str) -> Manifest | None:
+            return fleet.previous(server, self._manifests)
+
+        head = compute_desired(model, fleet.reports, previous)
+        trusted = {s: p for s, p in fleet.pointers.items() if s not in fleet.bad_pointers}
+        token = f"plan-{int(self.clock() * 1000)}"
+        request = preflight_publication(head, previous, trusted, token)
+        fence: dict[str, Any] = {}
+        if self.lease is not None:
+            self.lease.hold()
+            listed = {s: fleet.versions.get(pointer_key(s)) for s in fleet.servers}
+            fence = {"fence": self.lease.hold}
+            fence["versions"] = listed if self.lease.fences_writes else None
+        for group in request.groups.values():
+            current = {s: trusted.get(s) for s in group.manifests}
+            publish(self.store, group, current, self.clock, self.policy, fleet.seen, **fence)
+        return request.checks
+
     def _read_fleet(self, model: Model) -> _Fleet:
         """List ``agents/``, then read what changed: pointers, reports, manifests."""
         versions = self.store.list_versions(AGENTS)
@@ -426,6 +470,7 @@ class Reconciler:
             model.commit,
             unreachable_after=self.unreachable_after,
         )
+        gate.heat_servers = set(fleet.heat_servers)
         gate.behind = {
             s
             for s, pointer in fleet.pointers.items()

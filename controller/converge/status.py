@@ -17,7 +17,14 @@ from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreach
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
-from setpoint.store.documents import DeploymentReport, Manifest, ManifestEntry, Pointer, Report
+from setpoint.store.documents import (
+    CheckReport,
+    DeploymentReport,
+    Manifest,
+    ManifestEntry,
+    Pointer,
+    Report,
+)
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 from setpoint.store.timestamps import parse_timestamp as _parse_time
 
@@ -39,6 +46,8 @@ class DeploymentStatus:
         return self.status.startswith("FAILED")
 
 
+# How many lines of what a check says would change (or differs) ``status`` shows.
+CHECK_LINES = 5
 # An agent that has not answered a generation published this long ago is stale:
 # offline, or its URLs expired (enrolling it again recovers it).
 STALE_AFTER = 600.0
@@ -58,11 +67,14 @@ class ServerStatus:
 
     @property
     def troubled(self) -> bool:
-        """Something here needs a person: a failed deployment, an agent error or
-        no heartbeat, a document that cannot be read. (``status --exit-code``)
-        A retired server's agent is expected to go quiet: only a failed DELETE
-        on it is trouble."""
-        failed = any(d.failed for d in self.deployments)
+        """Something here needs a person: a failed deployment or preflight, drift,
+        an agent error or no heartbeat, a document that cannot be read.
+        (``status --exit-code``) A retired server's agent is expected to go
+        quiet: only a failed DELETE on it is trouble."""
+        checks = [*self._checks("preflight").values(), *self._checks("drift").values()]
+        failed = any(d.failed for d in self.deployments) or any(
+            c.status in ("FAILED", "drifted") for c in checks
+        )
         return failed or (self.agent_troubled and self.retired is None)
 
     @property
@@ -110,6 +122,26 @@ class ServerStatus:
             return "stale"
         return "behind"
 
+    def _checks(self, kind: str) -> dict[str, CheckReport]:
+        """The report's preflight or drift checks, by deployment."""
+        return dict(sorted(getattr(self.report, kind).items())) if self.report else {}
+
+    def check_lines(self) -> list[str]:
+        """Preflight checks and drift as lines: a failed check with its reason,
+        what would change or what differs (first lines), clean drift left out."""
+        out: list[str] = []
+        for name, got in self._checks("preflight").items():
+            head = f"{self.server} {name}: preflight {got.status} ({short(got.config)})"
+            out.append(head + (f": {got.reason}" if got.status == "FAILED" else ""))
+            out.extend(f"  {line}" for line in got.changes.splitlines()[:CHECK_LINES])
+        for name, got in self._checks("drift").items():
+            if got.status == "clean":
+                continue
+            why = f": {got.reason}" if got.reason else ""
+            out.append(f"{self.server} {name}: {got.status} ({short(got.config)}){why}")
+            out.extend(f"  {line}" for line in got.changes.splitlines()[:CHECK_LINES])
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "server": self.server,
@@ -122,6 +154,8 @@ class ServerStatus:
             "agent": self.agent,
             "invalid": list(self.invalid),
             "retired": self.retired,
+            "preflight": {k: v.to_dict() for k, v in self._checks("preflight").items()},
+            "drift": {k: v.to_dict() for k, v in self._checks("drift").items()},
             "deployments": [
                 {
                     "name": d.name,
@@ -366,8 +400,9 @@ DETAIL_LINES = 10
 
 def format_details(statuses: list[ServerStatus], lines: int = DETAIL_LINES) -> str:
     """Each failed or running deployment's reason and the last ``lines`` lines of
-    its stdout and stderr, as the agent reported them (masked)."""
-    out: list[str] = []
+    its stdout and stderr, as the agent reported them (masked); then the
+    preflight checks and the drift found."""
+    out: list[str] = [line for s in statuses for line in s.check_lines()]
     for s in statuses:
         for d in s.deployments:
             if d.run is None:

@@ -28,6 +28,9 @@ DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
 # out first (reading its old outputs), and it follows once they are COMPLETE.
 UPDATE_ORDERS = ("parallel", "serial", "reverse")
 ON_FAILURE = ("halt", "rollback")
+# What the controller does when an agent reports the applied config drifted:
+# show it, or re-run its UPDATE (through the rollout's batches).
+ON_DRIFT = ("report", "correct")
 STATES = ("active", "suspended")
 # Rounds a declared contextualization cycle may take before the controller gives up.
 DEFAULT_CONVERGE_ROUNDS = 5
@@ -202,6 +205,9 @@ class Deployment:
     # Heat's ``signal_transport: NO_SIGNAL``: COMPLETE once delivered, for the
     # groups Heat's agents only deliver (``Heat::Ungrouped``, ``os-apply-config``).
     no_signal: bool = False
+    # Check a change on every server (the tools' check modes) before its first batch.
+    preflight: bool = False
+    on_drift: str = "report"
 
     @property
     def qualified(self) -> str:

@@ -10,6 +10,8 @@ that stays the same as long as the fact holds::
     rollback/<deployment>/<commit>
     converged/<commit>
     agent_unreachable/<server>/<time of its last report>
+    preflight_failed/<deployment>/<server>/<digest>
+    drifted/<deployment>/<server>/<digest>/<drift count>
 
 The ledger's ``notified`` lists the keys already sent. A key leaves it once its
 fact no longer holds (a new failure, or the same agent silent again later, is
@@ -71,6 +73,7 @@ def pass_events(
                 details={"servers": len(outcome.servers)},
             )
         )
+    events += _check_events(outcome)
     for server, report in sorted(outcome.reports.items()):
         if unreachable(report, now, unreachable_after):
             events.append(
@@ -83,6 +86,46 @@ def pass_events(
                     details={"last_report": report.updated_at, "heartbeat": report.heartbeat},
                 )
             )
+    return events
+
+
+def _check_events(outcome: PassOutcome) -> list[Event]:
+    """A preflight check FAILED on an entry the server is asked to check, and a
+    deployment drifted from the digest it was given (each drift is one event)."""
+    events: list[Event] = []
+    commit = outcome.commit
+    for server, report in sorted(outcome.reports.items()):
+        manifest = outcome.desired.manifests.get(server)
+        if manifest is None:
+            continue
+        asked = {e.name: e.config for e in manifest.preflight}
+        given = {e.name: e.config for e in manifest.deployments}
+        for name, got in sorted(report.preflight.items()):
+            if got.status == "FAILED" and asked.get(name) == got.config:
+                events.append(
+                    Event(
+                        f"preflight_failed/{name}/{server}/{got.config}",
+                        "preflight_failed",
+                        commit,
+                        f"{name}: preflight failed on {server}: {got.reason or 'failed'}",
+                        deployment=name,
+                        server=server,
+                        details={"config": got.config, "reason": got.reason},
+                    )
+                )
+        for name, got in sorted(report.drift.items()):
+            if got.status == "drifted" and given.get(name) == got.config:
+                events.append(
+                    Event(
+                        f"drifted/{name}/{server}/{got.config}/{got.count}",
+                        "drifted",
+                        commit,
+                        f"{name}: {server} drifted from what it applied",
+                        deployment=name,
+                        server=server,
+                        details={"config": got.config, "count": got.count, "changes": got.changes},
+                    )
+                )
     return events
 
 

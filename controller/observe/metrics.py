@@ -42,6 +42,7 @@ from setpoint.controller.observe.snapshot import (
 )
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.base import Store
+from setpoint.store.documents import DRIFT_STATUSES, PREFLIGHT_STATUSES
 from setpoint.store.lease import Lease
 
 # ``*_created`` series (when each counter was made) double the output and tell
@@ -203,11 +204,36 @@ def _fleet_families(snap: FleetSnapshot) -> Iterator[Any]:
     yield failed
     yield quarantined
     yield from _rollout_families(snap)
+    yield from _check_families(snap)
     yield GaugeMetricFamily(
         "setpoint_invalid_servers",
         "Servers whose pointer, report or manifest cannot be read.",
         value=snap.invalid,
     )
+
+
+def _check_families(snap: FleetSnapshot) -> Iterator[Any]:
+    for name, text, by_deployment, states in (
+        (
+            "setpoint_drift",
+            "Servers per deployment by the drift their agent reports for the digest given "
+            "(clean, drifted, unknown; agents run with --drift-interval).",
+            snap.drift,
+            DRIFT_STATUSES,
+        ),
+        (
+            "setpoint_preflight",
+            "Servers per deployment by their answer to the preflight entry they are asked "
+            "to check (PASSED, FAILED).",
+            snap.preflight,
+            PREFLIGHT_STATUSES,
+        ),
+    ):
+        family = GaugeMetricFamily(name, text, labels=["deployment", "state"])
+        for deployment, counts in sorted(by_deployment.items()):
+            for state in states:
+                family.add_metric([deployment, state], counts.get(state, 0))
+        yield family
 
 
 def _rollout_families(snap: FleetSnapshot) -> Iterator[Any]:

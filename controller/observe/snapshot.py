@@ -64,6 +64,10 @@ class FleetSnapshot:
     rollouts: dict[str, Rollout] = field(default_factory=dict)
     # Servers whose pointer, report or manifest could not be read.
     invalid: int = 0
+    # deployment -> drift status (clean, drifted, unknown) of the digest given -> servers
+    drift: dict[str, Counter[str]] = field(default_factory=dict)
+    # deployment -> preflight status (PASSED, FAILED) of the entry asked -> servers
+    preflight: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 def snapshot(
@@ -90,9 +94,25 @@ def snapshot(
             counts[state] += 1
             if state == "failed" and got is not None:
                 snap.failed_digests.setdefault(deployment, set()).add(got.config)
+        if report is not None:
+            _count_checks(snap, report, manifest)
     for deployment, held in ledger.quarantine.items():
         snap.quarantined_digests[deployment] = {q.config for q in held.values()}
     return snap
+
+
+def _count_checks(snap: FleetSnapshot, report: Report, manifest: Manifest) -> None:
+    """The drift of each digest given and the answer to each preflight entry asked."""
+    for kind, entries, into in (
+        ("drift", manifest.deployments, snap.drift),
+        ("preflight", manifest.preflight, snap.preflight),
+    ):
+        checks = getattr(report, kind)
+        for entry in entries:
+            got = checks.get(entry.name)
+            if got is not None and got.config == entry.config:
+                deployment = entry.name.split("@", 1)[0]
+                into.setdefault(deployment, Counter())[got.status] += 1
 
 
 def store_snapshot(
