@@ -19,7 +19,6 @@ from setpoint.controller.cli.common import (
     pointer_policy,
     print_json,
     render_secret,
-    render_secret_arg,
     signing_args,
     store_workers_arg,
     trust_args,
@@ -62,7 +61,6 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     env_arg(p)
-    render_secret_arg(p)
     p.add_argument("--store", help="take reported outputs from this store; count uploads")
     p.add_argument(
         "--format", choices=("text", "markdown", "json"), default="text", help="output format"
@@ -96,7 +94,7 @@ def add_parsers(sub: Any) -> None:
         metavar="SECONDS",
         help="how long to wait for the servers' answers (default: 120)",
     )
-    signing_args(p)
+    signing_args(p)  # with --render-secret
     trust_args(p)
     replicas.reconcile_args(p)
 
