@@ -383,6 +383,8 @@ def _print_status(
     ledger = read_ledger(store)
     moved = move_status(store)
     controllers = lease_status(store, time.time())
+    # The text names controllers only when there is something to tell; JSON always does.
+    told = controllers.lines() if controllers and controllers.worth_telling else []
     outputs = _stack_outputs(args, store, statuses) if args.repo else []
     if args.json:
         print_json(
@@ -396,15 +398,15 @@ def _print_status(
         )
     elif not statuses:
         print("nothing matches" if filtered else "no servers in this store yet")
-        if controllers and not filtered:
-            print("\n".join(controllers.lines()))
+        if told and not filtered:
+            print("\n".join(told))
     else:
         print(format_table(statuses))
         details = format_details(statuses)
         if details:
             print("\n" + details)
         lines = [] if filtered else rollouts_summary(ledger) + (moved.lines() if moved else [])
-        lines += controllers.lines() if controllers and not filtered else []
+        lines += told if not filtered else []
         if lines:
             print("\n" + "\n".join(lines))
         if outputs:
