@@ -23,7 +23,12 @@ from setpoint.controller.cli.common import (
     signing_args,
     store_workers_arg,
 )
-from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.definitions.repository import (
+    GitError,
+    GitRepo,
+    NotARepository,
+    RevisionNotFound,
+)
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.controller.wording import counted
 
@@ -76,7 +81,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("server", help="the server's name, as in inventory.yaml")
     p.add_argument("--store", required=True, help="store URL")
     p.add_argument(
-        "--repo", default=".", help="definitions repository whose inventory lists SERVER (.)"
+        "--repo", help="definitions repository whose inventory lists SERVER (default: .)"
     )
     p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
     env_arg(p)
@@ -114,7 +119,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("servers", nargs="+", metavar="SERVER", help="the servers to forget")
     p.add_argument("--store", required=True, help="store URL or path")
-    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--repo", help="definitions repository (default: .)")
     p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
     env_arg(p)
     p.add_argument(
@@ -239,10 +244,36 @@ def _inventory(args: argparse.Namespace) -> tuple[set[str], str, str]:
     from setpoint.controller.definitions.inventory import INVENTORY
     from setpoint.controller.definitions.loader import load_model
 
-    with GitRepo.open(args.repo) as repo:
-        model = load_model(repo.tree(args.branch), env=args.env)
+    try:
+        with GitRepo.open(args.repo or ".") as repo:
+            tree = repo.tree(args.branch)
+            if args.repo is None and args.env is None and not tree.exists(INVENTORY):
+                raise NotDefinitionsHere(f"no {INVENTORY} at {args.branch}")
+            model = load_model(tree, env=args.env)
+    except NotARepository as exc:
+        if args.repo is None:
+            raise NotDefinitionsHere("not a git repository") from exc
+        raise
+    except RevisionNotFound as exc:
+        # A repository with no commit yet has no HEAD; a --branch that names
+        # nothing is a typo in a repository that may well be the right one.
+        if args.repo is None and args.branch == "HEAD":
+            raise NotDefinitionsHere("no commit at HEAD") from exc
+        raise
     where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
     return set(model.inventory.servers), where, model.commit
+
+
+class NotDefinitionsHere(GitError):
+    """--repo was not given and the current directory is not the repository
+    (exit 4, as for any repository that cannot be used)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f". is not a definitions repository ({why}): run this in one or pass --repo DIR, "
+            "the repository whose inventory lists the servers"
+        )
+        self.why = why
 
 
 def _check_inventory(args: argparse.Namespace) -> None:
