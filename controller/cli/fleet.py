@@ -348,6 +348,12 @@ def cmd_move(args: argparse.Namespace) -> int:
         pointer_policy(args),
         args.deadline,
     )
+    for server, why in sorted(result.untrusted.items()):
+        print(
+            f"setpoint: not moved: the pointer of {server} at {result.source} is not trusted "
+            f"({why}); 'setpoint reconcile' there replaces it, then move again",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(result.to_dict())
         return OK
