@@ -451,6 +451,13 @@ class LeaseStatus:
             "standbys": [r.to_dict() for r in self.standbys],
         }
 
+    @property
+    def worth_telling(self) -> bool:
+        """Whether an operator needs the controllers line: a controller holds the
+        lease now (a replica, or a ``reconcile`` in progress) or replicas stand by.
+        A lease an ordinary ``reconcile`` took and released tells nothing."""
+        return self.leader is not None or bool(self.standbys)
+
     def lines(self) -> list[str]:
         if self.leader is None:
             head = f"controllers: no leader (epoch {self.epoch})"

@@ -105,7 +105,11 @@ def add_parsers(sub: Any) -> None:
         "an empty store).",
     )
     p.add_argument("--store", required=True, help="store URL or path")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print as JSON; with --watch, JSON Lines: one object per changed row, with its time",
+    )
     p.add_argument(
         "--server", action="append", metavar="S", help="only this server (may be repeated)"
     )
@@ -309,8 +313,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if store is None:
         return UNAVAILABLE
     if args.watch:
-        if args.json or args.exit_code:
-            print("setpoint: --watch is not for --json or --exit-code", file=sys.stderr)
+        if args.exit_code:
+            print("setpoint: --watch is not for --exit-code", file=sys.stderr)
             return USAGE
         return _watch_status(args, store)
     shown, missing = _statuses(args, store)
@@ -343,30 +347,25 @@ def _watch_status(args: argparse.Namespace, store: Any) -> int:
 
     filtered = bool(args.server or args.deployment or args.failed)
 
-    def view() -> tuple[str, dict[str, str]]:
+    def view() -> tuple[str, dict[str, Any]]:
         shown, _missing = _statuses(args, store)
+        rows = table_rows(shown)
+        if args.json:  # JSON Lines: no screen to draw
+            return "", {r.key: r.to_dict() for r in rows}
         screen = io.StringIO()
         with contextlib.redirect_stdout(screen):
             _print_status(args, store, shown, filtered)
-        rows = table_rows(shown, ages=False)
-        lines = {_row_key(r): "  ".join(c for c in r if c) for r in rows}
+        lines = {r.key: "  ".join(c for c in r.cells(ages=False) if c) for r in rows}
         return screen.getvalue().rstrip("\n"), lines
 
     title = " ".join(["setpoint status", *_watched_filters(args)])
+
+    def run() -> None:
+        follow(view, sys.stdout, args.interval, title, json_lines=args.json)
+
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a follow ends
-        _quiet_on_broken_pipe(lambda: follow(view, sys.stdout, args.interval, title))
+        _quiet_on_broken_pipe(run)
     return OK
-
-
-def _row_key(row: tuple[str, ...]) -> str:
-    """What a status row is about: a server's deployment, or one kind of trouble
-    with its agent or documents (a server may have several at once)."""
-    server, deployment, status = row[0], row[1], row[4]
-    return (
-        f"{server} {deployment} {status}"
-        if deployment.startswith("(")
-        else f"{server} {deployment}"
-    )
 
 
 def _watched_filters(args: argparse.Namespace) -> list[str]:
@@ -387,6 +386,8 @@ def _print_status(
     ledger = read_ledger(store)
     moved = move_status(store)
     controllers = lease_status(store, time.time())
+    # The text names controllers only when there is something to tell; JSON always does.
+    told = controllers.lines() if controllers and controllers.worth_telling else []
     outputs = _stack_outputs(args, store, statuses) if args.repo else []
     if args.json:
         print_json(
@@ -400,15 +401,15 @@ def _print_status(
         )
     elif not statuses:
         print("nothing matches" if filtered else "no servers in this store yet")
-        if controllers and not filtered:
-            print("\n".join(controllers.lines()))
+        if told and not filtered:
+            print("\n".join(told))
     else:
         print(format_table(statuses))
         details = format_details(statuses)
         if details:
             print("\n" + details)
         lines = [] if filtered else rollouts_summary(ledger) + (moved.lines() if moved else [])
-        lines += controllers.lines() if controllers and not filtered else []
+        lines += told if not filtered else []
         if lines:
             print("\n" + "\n".join(lines))
         if outputs:

@@ -25,7 +25,12 @@ from setpoint.controller.cli.common import (
     signing_args,
     store_workers_arg,
 )
-from setpoint.controller.definitions.repository import GitRepo
+from setpoint.controller.definitions.repository import (
+    GitError,
+    GitRepo,
+    NotARepository,
+    RevisionNotFound,
+)
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.controller.wording import counted
 
@@ -80,7 +85,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("server", help="the server's name, as in inventory.yaml")
     p.add_argument("--store", required=True, help="store URL")
     p.add_argument(
-        "--repo", default=".", help="definitions repository whose inventory lists SERVER (.)"
+        "--repo", help="definitions repository whose inventory lists SERVER (default: .)"
     )
     p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
     env_arg(p)
@@ -118,7 +123,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("servers", nargs="+", metavar="SERVER", help="the servers to forget")
     p.add_argument("--store", required=True, help="store URL or path")
-    p.add_argument("--repo", default=".", help="definitions repository (default: .)")
+    p.add_argument("--repo", help="definitions repository (default: .)")
     p.add_argument("--branch", default="HEAD", help="branch whose inventory counts (HEAD)")
     env_arg(p)
     render_secret_arg(p)
@@ -250,10 +255,36 @@ def _inventory(args: argparse.Namespace) -> tuple[set[str], str, str]:
     from setpoint.controller.definitions.inventory import INVENTORY
     from setpoint.controller.definitions.loader import load_model
 
-    with GitRepo.open(args.repo) as repo:
-        model = load_model(repo.tree(args.branch), env=args.env, render_secret=render_secret(args))
+    try:
+        with GitRepo.open(args.repo or ".") as repo:
+            tree = repo.tree(args.branch)
+            if args.repo is None and args.env is None and not tree.exists(INVENTORY):
+                raise NotDefinitionsHere(f"no {INVENTORY} at {args.branch}")
+            model = load_model(tree, env=args.env, render_secret=render_secret(args))
+    except NotARepository as exc:
+        if args.repo is None:
+            raise NotDefinitionsHere("not a git repository") from exc
+        raise
+    except RevisionNotFound as exc:
+        # A repository with no commit yet has no HEAD; a --branch that names
+        # nothing is a typo in a repository that may well be the right one.
+        if args.repo is None and args.branch == "HEAD":
+            raise NotDefinitionsHere("no commit at HEAD") from exc
+        raise
     where = INVENTORY if args.env is None else f"the inventory of environment {args.env}"
     return set(model.inventory.servers), where, model.commit
+
+
+class NotDefinitionsHere(GitError):
+    """--repo was not given and the current directory is not the repository
+    (exit 4, as for any repository that cannot be used)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f". is not a definitions repository ({why}): run this in one or pass --repo DIR, "
+            "the repository whose inventory lists the servers"
+        )
+        self.why = why
 
 
 def _check_inventory(args: argparse.Namespace) -> None:
@@ -332,6 +363,12 @@ def cmd_move(args: argparse.Namespace) -> int:
         pointer_policy(args),
         args.deadline,
     )
+    for server, why in sorted(result.untrusted.items()):
+        print(
+            f"setpoint: not moved: the pointer of {server} at {result.source} is not trusted "
+            f"({why}); 'setpoint reconcile' there replaces it, then move again",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(result.to_dict())
         return OK

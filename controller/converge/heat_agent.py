@@ -25,12 +25,17 @@ new signal URL: the run number grows on every run of the server, so a revert
 to a digest that ran before is a new run, and a stale signal is never read as
 the answer to a new one. The bookkeeping lives in ``agents/<server>/heat-runs``
 (controller only; no URL reaches it).
+
+Both steps read every server side by side on the store's pool, decide what to
+write, and only then write, on the pool too, after ``fence`` (a controller
+holding the lease passes ``Lease.hold``, as for the pointer wave): a deposed
+leader writes no Heat-agent document.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -245,38 +250,74 @@ def _report(server: str, pointer: Pointer | None, book: dict[str, Any], now: flo
     )
 
 
-def _write_runs(store: Store, server: str, book: dict[str, Any]) -> None:
-    store.write_agent_object(server, RUNS, canonical_json(book))
+@dataclass
+class _Writes:
+    """What one pass writes for one Heat-agent server, in this order: the
+    documents first, then the record of them (``heat-runs``), so a crash in
+    between makes the next pass compute (and write) the same documents again."""
+
+    server: str
+    report: Report | None = None
+    metadata: bytes | None = None
+    book: bytes | None = None
+
+    def __bool__(self) -> bool:
+        return self.report is not None or self.metadata is not None or self.book is not None
+
+    def write(self, store: Store) -> None:
+        if self.report is not None:
+            store.write_report(self.report)
+        if self.metadata is not None:
+            store.write_agent_object(self.server, METADATA, self.metadata)
+        if self.book is not None:
+            store.write_agent_object(self.server, RUNS, self.book)
+
+
+def _write_all(store: Store, writes: list[_Writes], fence: Callable[[], object] | None) -> None:
+    """Every server's writes side by side, once ``fence`` (the lease's hold) let them."""
+    todo = [w for w in writes if w]
+    if todo and fence is not None:
+        fence()
+    store.pool.map(lambda w: w.write(store), todo)
 
 
 def sync_reports(
-    store: Store, servers: Iterable[str], pointers: dict[str, Pointer | None], now: float
+    store: Store,
+    servers: Iterable[str],
+    pointers: dict[str, Pointer | None],
+    now: float,
+    fence: Callable[[], object] | None = None,
 ) -> list[str]:
     """Signals of in-flight runs → each Heat-agent server's report. Returns the
     servers whose report was rewritten."""
-    changed = []
-    for server in servers:
-        book = _read_runs(store, server)
-        before = canonical_json(book)
-        for run in book["runs"].values():
-            if run.get("status") != "IN_PROGRESS" or not run.get("signal"):
-                continue
-            data = store.read_agent_object(server, run["signal"])
-            if data is None:
-                continue
-            _settle(run, _parse_signal(data), now)
-            log.info("heat_signal_read", server=server, run=run["id"], status=run["status"])
-        for name in [n for n, r in book["runs"].items() if _forgotten(r)]:
-            del book["runs"][name]
-        report = _report(server, pointers.get(server), book, now)
-        seen = digest_bytes(canonical_json({k: v.to_dict() for k, v in report.deployments.items()}))
-        if seen != book.get("report"):
-            store.write_report(report)
-            book["report"] = seen
-            changed.append(server)
-        if canonical_json(book) != before:
-            _write_runs(store, server, book)
-    return changed
+    writes = store.pool.map(lambda s: _synced(store, s, pointers.get(s), now), list(servers))
+    _write_all(store, writes, fence)
+    return [w.server for w in writes if w.report is not None]
+
+
+def _synced(store: Store, server: str, pointer: Pointer | None, now: float) -> _Writes:
+    """One server's report from its signals, and its book, when they changed."""
+    book = _read_runs(store, server)
+    before = canonical_json(book)
+    for run in book["runs"].values():
+        if run.get("status") != "IN_PROGRESS" or not run.get("signal"):
+            continue
+        data = store.read_agent_object(server, run["signal"])
+        if data is None:
+            continue
+        _settle(run, _parse_signal(data), now)
+        log.info("heat_signal_read", server=server, run=run["id"], status=run["status"])
+    for name in [n for n, r in book["runs"].items() if _forgotten(r)]:
+        del book["runs"][name]
+    writes = _Writes(server)
+    report = _report(server, pointer, book, now)
+    seen = digest_bytes(canonical_json({k: v.to_dict() for k, v in report.deployments.items()}))
+    if seen != book.get("report"):
+        writes.report = report
+        book["report"] = seen
+    after = canonical_json(book)
+    writes.book = after if after != before else None
+    return writes
 
 
 def _forgotten(run: dict[str, Any]) -> bool:
@@ -448,44 +489,50 @@ def publish_metadata(
     servers: Iterable[str],
     now: float,
     ttl: int = DEFAULT_TTL,
+    fence: Callable[[], object] | None = None,
 ) -> list[str]:
-    """Write each Heat-agent server's metadata document if it changed."""
-    written = []
-    for server in servers:
-        manifest = desired.manifests.get(server, Manifest(deployments=()))
-        book = _read_runs(store, server)
-        before = canonical_json(book)
-        _plan_runs(store, desired, manifest, book, now)
-        renew = int(book.get("expires_at") or 0) - now < min(ttl, S3_MAX_TTL) / 2
-        expires = int(book.get("expires_at") or 0)
-        deployments = []
-        for name, run in book["runs"].items():
-            if not run.get("signal") and not run.get("delivered"):
-                continue  # decided by the controller: nothing for the server to run
-            derived = _derived(store, desired, run["config"])
-            chosen = config_for_action(derived, run["action"])
-            if chosen is None:
-                continue
-            if run.get("signal") and (renew or "signal_url" not in run):
-                run["signal_url"], expires = signed_url(
-                    store, "PUT", agent_key(server, run["signal"]), now, ttl
-                )
-            url = run.get("signal_url") if run.get("signal") else None
-            deployments.append(_heat_config(server, name, run, derived, *chosen, url))
-        if renew:
-            book["expires_at"] = expires
-        order = {e.name: i for i, e in enumerate(manifest.deployments)}
-        deployments.sort(key=lambda d: (order.get(d["name"], len(order)), d["name"]))
-        metadata = canonical_json({"deployments": deployments})
-        digest = digest_bytes(metadata)
-        if digest == book.get("metadata") and canonical_json(book) == before:
+    """Write each Heat-agent server's metadata document if it changed; the
+    servers whose document was written."""
+    writes = store.pool.map(lambda s: _metadata(store, desired, s, now, ttl), list(servers))
+    _write_all(store, writes, fence)
+    for w in writes:
+        if w.metadata is not None:
+            log.info("heat_metadata_published", server=w.server)
+    return [w.server for w in writes if w.metadata is not None]
+
+
+def _metadata(store: Store, desired: DesiredState, server: str, now: float, ttl: int) -> _Writes:
+    """One server's metadata document and book, when they changed."""
+    manifest = desired.manifests.get(server, Manifest(deployments=()))
+    book = _read_runs(store, server)
+    before = canonical_json(book)
+    _plan_runs(store, desired, manifest, book, now)
+    renew = int(book.get("expires_at") or 0) - now < min(ttl, S3_MAX_TTL) / 2
+    expires = int(book.get("expires_at") or 0)
+    deployments = []
+    for name, run in book["runs"].items():
+        if not run.get("signal") and not run.get("delivered"):
+            continue  # decided by the controller: nothing for the server to run
+        derived = _derived(store, desired, run["config"])
+        chosen = config_for_action(derived, run["action"])
+        if chosen is None:
             continue
-        if digest != book.get("metadata"):
-            # The document first, then the record of it: a crash in between
-            # makes the next pass compute (and write) the same document again.
-            store.write_agent_object(server, METADATA, metadata)
-            book["metadata"] = digest
-            written.append(server)
-            log.info("heat_metadata_published", server=server, deployments=len(deployments))
-        _write_runs(store, server, book)
-    return written
+        if run.get("signal") and (renew or "signal_url" not in run):
+            run["signal_url"], expires = signed_url(
+                store, "PUT", agent_key(server, run["signal"]), now, ttl
+            )
+        url = run.get("signal_url") if run.get("signal") else None
+        deployments.append(_heat_config(server, name, run, derived, *chosen, url))
+    if renew:
+        book["expires_at"] = expires
+    order = {e.name: i for i, e in enumerate(manifest.deployments)}
+    deployments.sort(key=lambda d: (order.get(d["name"], len(order)), d["name"]))
+    metadata = canonical_json({"deployments": deployments})
+    digest = digest_bytes(metadata)
+    writes = _Writes(server)
+    if digest != book.get("metadata"):
+        writes.metadata = metadata
+        book["metadata"] = digest
+    after = canonical_json(book)
+    writes.book = after if after != before else None
+    return writes

@@ -369,7 +369,7 @@ class Reconciler:
         fleet.heat_servers = [s for s in heat_agent.enrolled(self.store) if s in servers]
         # Heat's agent reads no pointer: its report only names the generation as stored.
         rewritten = heat_agent.sync_reports(
-            self.store, fleet.heat_servers, fleet.stored, self.clock()
+            self.store, fleet.heat_servers, fleet.stored, self.clock(), fence=self._hold
         )
         self._read_reports(fleet, rewritten)
         # A new generation passes every one seen: the stored pointer's, trusted
@@ -503,9 +503,15 @@ class Reconciler:
                 # Signed here: the next pass need not verify it again.
                 self._verified[server] = published.pointers[server]
         heat_agent.publish_metadata(
-            self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl
+            self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl, self._hold
         )
         return published
+
+    def _hold(self) -> None:
+        """The fence before a write that is not the ledger's or a pointer's (Heat's
+        agents' documents): with a lease, hold it now or write nothing."""
+        if self.lease is not None:
+            self.lease.hold()
 
     def rewrite_ledger(self, ledger: Ledger) -> bool:
         """Write ``ledger`` again after the pass, fenced as the pass's write was

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from setpoint.controller.converge.runs import Masker, Run, matches, tail_lines
@@ -336,59 +337,118 @@ TABLE_HEADER = (
 )
 
 
-def table_rows(statuses: list[ServerStatus], ages: bool = True) -> list[tuple[str, ...]]:
+@dataclass(frozen=True)
+class StatusRow:
+    """One row of the status table: a server's deployment, or one kind of trouble
+    with its agent or documents (``deployment`` is then ``(agent)``, ``(store)``
+    or ``(inventory)``, and ``note`` says what, in the AGE column)."""
+
+    server: str
+    deployment: str
+    status: str
+    reported_generation: int | None
+    generation: int | None
+    commit: str | None
+    desired: str | None = None
+    reported: str | None = None
+    action: str | None = None
+    age: float | None = None
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What the row is about: a server's deployment, or one kind of trouble
+        (a server may have several at once). ``status --watch`` follows rows by it."""
+        if self.deployment.startswith("("):
+            return f"{self.server} {self.deployment} {self.status}"
+        return f"{self.server} {self.deployment}"
+
+    def cells(self, ages: bool = True) -> tuple[str, ...]:
+        """The table's cells. Without ``ages`` a deployment's AGE cell is empty:
+        what ``status --watch`` compares to tell what changed, as ages change always."""
+        gen = f"{_dash(self.reported_generation)}/{_dash(self.generation)}"
+        last = self.note if self.note is not None else (_age(self.age) if ages else "")
+        return (
+            self.server,
+            self.deployment,
+            short(self.desired),
+            short(self.reported),
+            self.status,
+            self.action or "-",
+            gen,
+            self.commit[:12] if self.commit else "-",
+            last,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row for a machine (``status --watch --json``): full digests and
+        commit, no age (it changes at every look)."""
+        return {
+            "server": self.server,
+            "deployment": self.deployment,
+            "desired": self.desired,
+            "reported": self.reported,
+            "status": self.status,
+            "action": self.action,
+            "reported_generation": self.reported_generation,
+            "generation": self.generation,
+            "commit": self.commit,
+            "note": self.note,
+        }
+
+
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def table_rows(statuses: list[ServerStatus]) -> list[StatusRow]:
     """The rows of ``format_table``, one per deployment and one per agent or
-    store problem. Without ``ages`` a deployment's AGE cell is empty: what
-    ``status --watch`` compares to tell what changed, as ages change always."""
-    rows: list[tuple[str, ...]] = []
+    store problem."""
+    rows: list[StatusRow] = []
     for s in statuses:
-        reported_gen = s.report.generation if s.report else "-"
-        gen = f"{reported_gen}/{s.pointer.generation if s.pointer else '-'}"
-        commit = s.pointer.commit[:12] if s.pointer else "-"
+        row = partial(
+            StatusRow,
+            s.server,
+            reported_generation=s.report.generation if s.report else None,
+            generation=s.pointer.generation if s.pointer else None,
+            commit=s.pointer.commit if s.pointer else None,
+        )
         if s.retired is not None:
             why = f"left the inventory; 'setpoint forget {s.server}' removes it"
-            rows.append((s.server, "(inventory)", "-", "-", "RETIRED", "-", gen, commit, why))
+            rows.append(row("(inventory)", "RETIRED", note=why))
         elif not s.deployments and not s.troubled:
-            rows.append((s.server, "-", "-", "-", "NO DEPLOYMENTS", "-", gen, commit, "-"))
+            rows.append(row("-", "NO DEPLOYMENTS", note="-"))
         for d in s.deployments:
             rows.append(
-                (
-                    s.server,
+                row(
                     d.name,
-                    short(d.desired),
-                    short(d.reported),
                     d.status,
-                    d.action or "-",
-                    gen,
-                    commit,
-                    _age(d.age) if ages else "",
+                    desired=d.desired,
+                    reported=d.reported,
+                    action=d.action,
+                    age=d.age,
                 )
             )
-        rows += _agent_rows(s, gen, commit)
+        rows += [row(subject, status, note=note) for subject, status, note in _troubles(s)]
     return rows
 
 
-def _agent_rows(s: ServerStatus, gen: str, commit: str) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for problem in s.invalid:
-        rows.append((s.server, "(store)", "-", "-", "INVALID", "-", gen, commit, problem))
+def _troubles(s: ServerStatus) -> list[tuple[str, str, str]]:
+    """(subject, status, note) of each problem with a server's agent or documents."""
+    found = [("(store)", "INVALID", problem) for problem in s.invalid]
     if s.report and s.report.error:
-        rows.append((s.server, "(agent)", "-", "-", "ERROR", "-", gen, commit, s.report.error))
+        found.append(("(agent)", "ERROR", s.report.error))
     if s.agent == "never-reported" and s.pointer is not None:
-        rows.append(
-            (s.server, "(agent)", "-", "-", "NEVER REPORTED", "-", gen, commit, "no report yet")
-        )
+        found.append(("(agent)", "NEVER REPORTED", "no report yet"))
     if s.agent == "stale":
-        rows.append((s.server, "(agent)", "-", "-", "STALE", "-", gen, commit, "not answering"))
+        found.append(("(agent)", "STALE", "not answering"))
     if s.agent == "unreachable":
-        rows.append(
-            (s.server, "(agent)", "-", "-", "UNREACHABLE", "-", gen, commit, "no heartbeat")
-        )
-    return rows
+        found.append(("(agent)", "UNREACHABLE", "no heartbeat"))
+    return found
 
 
 def format_table(statuses: list[ServerStatus]) -> str:
-    rows = [TABLE_HEADER, *table_rows(statuses)]
+    rows = [TABLE_HEADER, *(r.cells() for r in table_rows(statuses))]
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)

@@ -81,12 +81,17 @@ def _signed(pointer: Pointer | None) -> bool:
     return pointer is not None and bool(pointer.key or pointer.signature)
 
 
+RECOMPUTED = "absent: its entries are recomputed from git and the reports"
+
+
 def trusted_pointers(
     stored: dict[str, Pointer | None],
     policy: PointerPolicy,
     verified: Callable[[str, Pointer], bool] | None = None,
+    treated_as: str = RECOMPUTED,
 ) -> dict[str, Pointer | None]:
-    """The pointers a pass may build on: ``stored`` with every unverified one absent.
+    """The pointers a pass may build on: ``stored`` with every unverified one absent
+    (logged as ``treated_as``: what the caller does instead).
 
     ``verified(server, pointer)`` says a pointer is known good already (this
     controller wrote it, or verified the very same document before): its
@@ -127,7 +132,7 @@ def trusted_pointers(
             generation=pointer.generation,
             key=pointer.key,
             reason=reason,
-            treated_as="absent: its entries are recomputed from git and the reports",
+            treated_as=treated_as,
         )
         out[server] = None
     return out

@@ -20,6 +20,11 @@ In this order, so that an agent never follows a redirect to something missing:
    A verified ``moved_to`` makes the agent switch for good. ``controller/moved``
    at the old store says where the fleet went.
 
+Only pointers whose signature verifies with a key the controller trusts are
+moved (``converge.trust``, as a reconcile pass builds only on those): a pointer
+someone with write access to the old store planted is not copied, and its
+server gets no redirect signed over it; the move names it.
+
 The signing key is the controller's, so trust does not change. Handing a
 fleet to another controller is: reconcile with ``--announce-key`` of the new
 controller's key until agents have it, then move (also with
@@ -41,6 +46,7 @@ import structlog
 
 from setpoint.controller.converge.capabilities import issue
 from setpoint.controller.converge.publish import PointerPolicy
+from setpoint.controller.converge.trust import refusal, trusted_pointers
 from setpoint.controller.errors import SetpointError
 from setpoint.controller.rollout.ledger import LEDGER
 from setpoint.controller.wording import counted
@@ -52,6 +58,7 @@ from setpoint.store.timestamps import format_timestamp as iso
 
 log = structlog.get_logger("setpoint.move")
 
+NOT_MOVED = "not moved: nothing of it is copied, and its server gets no redirect"
 MOVE = "move"  # controller/move at the new store
 MOVED = "moved"  # controller/moved at the old store
 DEFAULT_DEADLINE = 3600.0
@@ -72,6 +79,8 @@ class MoveResult:
     copied: list[str] = field(default_factory=list)
     # Blobs the ledger names that the old store no longer holds (rollback targets lost).
     lost: list[str] = field(default_factory=list)
+    # server -> why its pointer at the source is not trusted: not moved.
+    untrusted: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +91,7 @@ class MoveResult:
             "already_moved": self.already_moved,
             "copied": len(self.copied),
             "lost": self.lost,
+            "untrusted": dict(sorted(self.untrusted.items())),
         }
 
 
@@ -153,8 +163,15 @@ def _pointers_to_move(
     """The pointers of ``source`` not moved yet; those already moved noted in ``result``."""
     pointers: dict[str, Pointer] = {}
     listed = source.list_servers()
-    for server, pointer in zip(listed, source.pool.map(source.read_pointer, listed), strict=True):
+    stored = dict(zip(listed, source.pool.map(source.read_pointer, listed), strict=True))
+    trusted = stored
+    if policy.signing_key is not None:
+        trusted = trusted_pointers(stored, policy, treated_as=NOT_MOVED)
+    for server, pointer in sorted(stored.items()):
         if pointer is None:
+            continue
+        if trusted[server] is None:
+            result.untrusted[server] = refusal(pointer, policy.verifier()) or "not verified"
             continue
         if pointer.moved_to is not None:
             result.already_moved.append(server)

@@ -73,6 +73,23 @@ def complete_output(reports: dict[str, Report], server: str, deployment: str, ou
     raise Missing()
 
 
+def output_reads(model: Model, dep: Deployment) -> frozenset[tuple[str, str | None]]:
+    """Where ``dep``'s inputs read reported outputs, as ``InputResolver.value``
+    resolves them: ``(upstream, server)`` for one server's value, ``(upstream,
+    None)`` for the upstream's whole map. The same on each of ``dep``'s servers.
+    (``depends_on`` only waits: it reads nothing.)"""
+    reads: set[tuple[str, str | None]] = set()
+    for ref in dep.attr_refs():
+        target = model.deployment(ref.deployment)
+        if ref.server is not None:
+            reads.add((ref.deployment, ref.server))
+        elif target.reports_a_map:
+            reads.add((ref.deployment, None))
+        else:
+            reads.add((ref.deployment, target.servers[0]))
+    return frozenset(reads)
+
+
 class InputResolver:
     """A deployment's input values on a server, from what its upstreams reported."""
 

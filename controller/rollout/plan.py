@@ -44,6 +44,7 @@ from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
 from setpoint.controller.rollout.desired import compute_desired, entry_of
+from setpoint.controller.rollout.inputs import output_reads
 from setpoint.controller.rollout.outputs import OutputChange, output_changes, outputs_from_reports
 from setpoint.controller.rollout.plan_members import JOINS, EntryChange, entry_changes
 from setpoint.controller.wording import counted
@@ -89,7 +90,8 @@ class Side:
     body: dict[str, Any]
     secrets: frozenset[str]
     replace_inputs: frozenset[str]
-    upstreams: frozenset[str]
+    # Where its inputs read reported outputs (``inputs.output_reads``).
+    reads: frozenset[tuple[str, str | None]]
     state: str = "active"
     run: tuple[str, str] | None = None  # (action, token)
 
@@ -123,7 +125,7 @@ def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, st
         component = model.components[dep.component]
         secrets = frozenset(i.name for i in component.inputs if i.secret)
         replace = frozenset(i.name for i in component.inputs if i.replace_on_change)
-        upstreams = frozenset(dep.upstreams())
+        reads = output_reads(model, dep)
         # Placeholders do not depend on the server: one symbolic body per deployment.
         symbolic_body: dict[str, Any] | None = None
         for server in dep.servers:
@@ -143,7 +145,7 @@ def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, st
                 body=body,
                 secrets=secrets,
                 replace_inputs=replace,
-                upstreams=upstreams,
+                reads=reads,
                 state=dep.state,
                 run=(dep.run.action, dep.run.token) if dep.run else None,
             )
@@ -204,7 +206,8 @@ class ServerChange:
     new: str | None
     known_after_apply: bool = False
     diff: str = ""
-    # Why a pair without a digest may change: the upstreams it reads that change.
+    # Why a pair without a digest may change: the upstreams it reads that change
+    # where it reads them.
     reads_changed: list[str] = field(default_factory=list)
     # The same config already converged in another environment: (environment, commit).
     promoted_from: tuple[str, str] | None = None
@@ -400,8 +403,26 @@ def rollout_batches(
 _Texts = dict[tuple[Any, ...], str]
 
 
+# deployment -> the servers on which its pair changes
+ChangedOn = dict[str, set[str]]
+
+
+def _reads_changed(old: Side, new: Side, changed_on: ChangedOn) -> list[str]:
+    """The upstreams ``new`` reads outputs of that change where it reads them:
+    on the server it reads (a change elsewhere is not read), anywhere in a map
+    it reads, or a read that moved (another server, a map instead of a value)."""
+
+    def changes(upstream: str, server: str | None) -> bool:
+        on = changed_on.get(upstream, set())
+        return bool(on) if server is None else server in on
+
+    both = {u for u, _ in old.reads} & {u for u, _ in new.reads}
+    moved = {u for u, _ in old.reads ^ new.reads if u in both}
+    return sorted(moved | {u for u, s in new.reads if changes(u, s)})
+
+
 def _compare(
-    old: Side | None, new: Side | None, changed_deps: set[str], texts: _Texts | None = None
+    old: Side | None, new: Side | None, changed_on: ChangedOn, texts: _Texts | None = None
 ) -> ServerChange:
     side = new or old
     assert side is not None
@@ -428,7 +449,7 @@ def _compare(
     known = old.digest is not None and new.digest is not None
     # Without digests, compare the configs rendered with placeholders.
     same = old.digest == new.digest if known else old.body == new.body
-    reads_changed = sorted(new.upstreams & changed_deps) if not known else []
+    reads_changed = _reads_changed(old, new, changed_on) if not known else []
     state = (old.state, new.state) if old.state != new.state else None
     run = new.run if new.run is not None and new.run != old.run else None
     if same and not reads_changed:
@@ -510,7 +531,7 @@ def make_plan(
     new_sides = render_sides(head, reports)
     env_name = head.environment or "default"
     changes: list[DeploymentChange] = []
-    changed_deps: set[str] = set()
+    changed_on: ChangedOn = {}
     texts: _Texts = {}
     servers_of: dict[str, set[str]] = {}
     for d, s in (*old_sides, *new_sides):
@@ -522,7 +543,7 @@ def make_plan(
         assert dep is not None
         servers = sorted(servers_of.get(name, ()))
         server_changes = [
-            _compare(old_sides.get((name, s)), new_sides.get((name, s)), changed_deps, texts)
+            _compare(old_sides.get((name, s)), new_sides.get((name, s)), changed_on, texts)
             for s in servers
         ]
         for change in server_changes:
@@ -538,8 +559,8 @@ def make_plan(
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if base is not None:
             item.reorders = update_reorder(base, head, name)
+        changed_on[name] = {s.server for s in server_changes if s.changes}
         if item.changes:
-            changed_deps.add(name)
             item.batches = _change_batches(head, name, server_changes)
         changes.append(item)
     return Plan(

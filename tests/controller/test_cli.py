@@ -180,6 +180,35 @@ def test_reconcile_while_another_controller_holds_the_lease(
     assert controllers["epoch"] == 2
 
 
+def test_status_names_controllers_only_when_an_operator_needs_them(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from setpoint.store.lease import Lease, write_heartbeat
+    from setpoint.store.local import LocalStore
+
+    path = tmp_path / "store"
+    store_args = ["--store", str(path)]
+    # An ordinary reconcile took and released the lease: nothing to tell.
+    assert main(["reconcile", "--repo", str(example_repo), *store_args]) == OK
+    capsys.readouterr()
+    assert main(["status", *store_args]) == OK
+    assert "controllers" not in capsys.readouterr().out
+    # A reconcile in progress holds the lease.
+    running = Lease(LocalStore(path), "reconcile-host-1")
+    assert running.try_acquire()
+    assert main(["status", *store_args]) == OK
+    assert "controllers: reconcile-host-1 leading (epoch 2); no standbys" in (
+        capsys.readouterr().out
+    )
+    running.release()
+    # Replicas standing by are worth knowing even while none leads.
+    write_heartbeat(LocalStore(path), "ctl-b", "standby", time.time(), 15.0)
+    assert main(["status", *store_args]) == OK
+    assert "controllers: no leader (epoch 2); standbys: ctl-b" in capsys.readouterr().out
+
+
 def test_watch_replica_refuses_a_store_without_conditional_writes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

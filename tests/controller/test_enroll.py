@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,33 @@ def test_enroll_refuses_a_server_the_inventory_does_not_list(
     code = main(["enroll", "web-1", "--repo", str(tmp_path), *args])
     assert code == UNAVAILABLE
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_enroll_run_outside_a_definitions_repository_says_to_pass_repo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SigningKey.generate("k").save(tmp_path / "k.key")
+    args = ["--store", str(tmp_path / "store"), "--signing-key", str(tmp_path / "k.key")]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+
+    def refused(why: str) -> None:
+        assert main(["enroll", "web-1", *args]) == UNAVAILABLE
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert f"setpoint: . is not a definitions repository ({why}):" in captured.err
+        assert "run this in one or pass --repo DIR" in captured.err
+
+    refused("not a git repository")
+    subprocess.run(["git", "init", "-q", "-b", "main", "."], check=True)
+    refused("no commit at HEAD")
+    (here / "app.py").write_text("")
+    subprocess.run(["git", "add", "app.py"], check=True)
+    git_commit = ["git", "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "-m", "x"]
+    subprocess.run(git_commit, check=True)
+    refused("no inventory.yaml at HEAD")
+    assert not (tmp_path / "store").exists()
 
 
 def test_pointers_are_signed_and_an_announced_key_rewrites_them_once(

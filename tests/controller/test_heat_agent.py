@@ -209,3 +209,61 @@ def test_preflight_on_a_heat_server_fails_its_check_instead_of_waiting(
         "web/backend: preflight failed on db-1 (Heat's agent runs it, which cannot check a "
         "change first); rollout halted (nothing of it applied)"
     ) in outcome.failed
+
+
+def _heat_objects(store: SwiftishStore) -> dict[str, str]:
+    """Every object of the Heat-agent server db-1 (report, metadata, runs), by version."""
+    return store.list_versions("agents/db-1/")
+
+
+def test_a_deposed_leader_writes_no_heat_agent_document(
+    example_repo: Path, store: SwiftishStore
+) -> None:
+    from setpoint.store.lease import Lease, LeaseLost
+
+    old_clock, new_clock = [NOW], [NOW]
+    heat_agent.enroll(store, "db-1")
+    heat = FakeHeatConfig(store, "db-1")
+    with GitRepo.open(example_repo) as repo:
+        old_lease = Lease(store, "old", ttl=30.0, clock=lambda: old_clock[0])
+        old = Reconciler(repo, store, clock=lambda: old_clock[0], lease=old_lease)
+        assert old_lease.try_acquire()
+        old.run_pass()
+        assert heat.poll(), "heat-config had nothing to run"  # its signals wait to be read
+        # old pauses; the standby sees the lease go unrenewed and takes it.
+        new_clock[0] += 30.0
+        new_lease = Lease(store, "new", ttl=30.0, clock=lambda: new_clock[0])
+        assert new_lease.try_acquire()
+        before = _heat_objects(store)
+        old_clock[0] += 30.0  # old wakes, still believing it leads
+        with pytest.raises(LeaseLost):
+            old.run_pass()
+        assert _heat_objects(store) == before, "the deposed leader wrote a Heat-agent document"
+        # The leader reads the signals into db-1's report.
+        new = Reconciler(repo, store, clock=lambda: new_clock[0], lease=new_lease)
+        new.run_pass()
+        report = store.read_report("db-1")
+        assert report is not None
+        assert report.deployments["web/backend"].status == "COMPLETE"
+
+
+def test_metadata_is_written_only_while_the_lease_holds(
+    example_repo: Path, store: SwiftishStore
+) -> None:
+    from setpoint.store.lease import Lease, LeaseLost
+
+    heat_agent.enroll(store, "db-1")
+    with GitRepo.open(example_repo) as repo:
+        desired = Reconciler(repo, store, clock=lambda: NOW).run_pass().desired
+    store._delete("agents/db-1/heat-metadata")
+    store._delete("agents/db-1/heat-runs")
+    lease = Lease(store, "ctl", ttl=30.0, clock=lambda: NOW)
+    assert lease.try_acquire()
+    deposed = Lease(store, "gone", ttl=30.0, clock=lambda: NOW)
+    deposed.epoch = 1  # believes it leads; the lease says ctl does
+    with pytest.raises(LeaseLost):
+        heat_agent.publish_metadata(store, desired, ["db-1"], NOW, fence=deposed.hold)
+    assert _heat_objects(store).keys() == {"agents/db-1/pointer", "agents/db-1/report"}
+    written = heat_agent.publish_metadata(store, desired, ["db-1"], NOW, fence=lease.hold)
+    assert written == ["db-1"]
+    assert store.read_agent_object("db-1", heat_agent.METADATA) is not None

@@ -238,3 +238,34 @@ def test_moving_again_leaves_moved_servers_alone(fleet: MovingFleet) -> None:
         pointer = fleet.old.read_pointer(server)
         assert pointer is not None
         assert pointer.moved_to == {"url": fleet.new.url}
+
+
+def test_an_untrusted_source_pointer_is_not_moved(
+    fleet: MovingFleet, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fleet.converge(fleet.old)
+    # Someone with write access to the old store plants m2 a pointer to a
+    # manifest of their own, signed by another key of the controller's name.
+    planted = fleet.old.put_json_blob({"deployments": [], "bundles": {}})
+    current = fleet.old.read_pointer("m2")
+    assert current is not None
+    forged = dataclasses.replace(
+        current, generation=current.generation + 1, manifest=planted, signature=None
+    )
+    forged = dataclasses.replace(
+        forged, signature=SigningKey.generate("ctl").sign(forged.payload())
+    )
+    fleet.old.write_pointer(forged, current)
+    key_file = tmp_path / "ctl.key"
+    fleet.key.save(key_file)
+    args = ["move", "--from", fleet.old.url, "--to", fleet.new.url, "--signing-key"]
+    assert main([*args, str(key_file)]) == OK
+    captured = capsys.readouterr()
+    assert "moved 2 servers" in captured.out
+    assert "not moved: the pointer of m2 at" in captured.err
+    assert "is not trusted (signature by key 'ctl' does not verify)" in captured.err
+    assert fleet.new.read_pointer("m2") is None, "the forged pointer was copied"
+    assert fleet.new.find_missing([planted]) == {planted}
+    assert fleet.old.read_pointer("m2") == forged  # no redirect signed over a forgery
+    for server in ("m1", "m3"):
+        assert fleet.new.read_pointer(server) is not None

@@ -257,6 +257,38 @@ def test_outputs_only_agents_report_are_known_after_apply(
     assert "<known after apply: web/app.address@s2>" in out
 
 
+def test_a_dependent_is_known_after_apply_only_when_what_it_reads_changes(
+    repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # app leaves s3 (its DELETE runs there); one client reads app on s2 only,
+    # one reads app's map {s2, s3}, one only waits for app (depends_on).
+    reads = (
+        "  one:\n    component: client\n    servers: [s1]\n"
+        "    input_values: {address: {get_attr: [app, address, s2]}}\n"
+        "  map:\n    component: client\n    servers: [s1]\n"
+        "    input_values: {address: {get_attr: [app, address]}}\n"
+        "  after:\n    component: client\n    servers: [s1]\n    depends_on: [app]\n"
+        "    input_values: {address: {get_attr: [other, address, s1]}}\n"
+        "  other:\n    component: app\n    servers: [s1]\n"
+        "    input_values: {version: '1'}\n"
+    )
+    listed = STACK.replace("{group: pair}", "[s2, s3]")
+    commit_files(repo, {"stacks/web.yaml": listed + reads})
+    commit_files(repo, {"stacks/web.yaml": listed.replace("[s2, s3]", "[s2]") + reads})
+    result = plan_json(capsys, repo, "HEAD~1", "HEAD")
+    assert servers(result, "web/app")["s3"]["action"] == "DELETE"
+    assert servers(result, "web/app")["s2"]["action"] == "unchanged"
+    one = servers(result, "web/one")["s1"]
+    assert (one["action"], one["reads_changed"]) == ("unchanged", [])
+    assert servers(result, "web/after")["s1"]["action"] == "unchanged"
+    mapped = servers(result, "web/map")["s1"]
+    assert (mapped["action"], mapped["reads_changed"]) == ("UPDATE", ["web/app"])
+    _code, out = plan(capsys, repo, "HEAD~1", "HEAD")
+    assert "reads outputs of web/app, which changes" in out
+    assert "UPDATE (known after apply) s1" in out.split("web/map")[1]
+    assert "web/one (component" not in out
+
+
 def test_invalid_head_fails_the_plan_like_validate(
     repo: Path, commit_files: CommitFiles, capsys: pytest.CaptureFixture[str]
 ) -> None:

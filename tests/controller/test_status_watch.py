@@ -4,8 +4,10 @@ ended by Ctrl-C with exit 0."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -71,6 +73,17 @@ def read_until(fd: int, wanted: str, seen: bytearray, timeout: float = 20.0) -> 
     return seen.decode(errors="replace")
 
 
+def read_lines_until(fd: int, wanted: str, seen: bytearray) -> str:
+    """``read_until``, then on to the end of the line being written."""
+    text = read_until(fd, wanted, seen)
+    while not text.endswith("\n"):
+        ready, _, _ = select.select([fd], [], [], 20.0)
+        assert ready, f"the line never ended: {text!r}"
+        seen += os.read(fd, 65536)
+        text = seen.decode(errors="replace")
+    return text
+
+
 def interrupt(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGINT)
     return proc.wait(timeout=20)
@@ -130,6 +143,42 @@ def test_watch_on_a_terminal_redraws_and_ctrl_c_exits_0(store_dir: Path) -> None
     assert code == 0
 
 
-def test_watch_is_not_for_json_or_exit_code(store_dir: Path) -> None:
-    for extra in ("--json", "--exit-code"):
-        assert main(["status", "--store", str(store_dir), "--watch", extra]) == 64
+def test_watch_json_prints_one_object_per_changed_row(store_dir: Path) -> None:
+    proc = subprocess.Popen(
+        watch_command(store_dir, "--server", "s1", "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        fd, seen = proc.stdout.fileno(), bytearray()
+        first = read_lines_until(fd, '"NEVER REPORTED"', seen)
+        records = [json.loads(line) for line in first.splitlines()]
+        by_status = {r["status"]: r for r in records}
+        assert set(by_status) == {"PENDING", "NEVER REPORTED"}, records
+        app = by_status["PENDING"]
+        assert (app["server"], app["deployment"], app["gone"]) == ("s1", "web/app", False)
+        assert re.fullmatch(r"blake3:[0-9a-f]{64}", app["desired"])  # the full digest
+        assert (app["generation"], app["reported_generation"]) == (1, None)
+        assert by_status["NEVER REPORTED"]["note"] == "no report yet"
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["time"]) for r in records)
+        time.sleep(0.5)  # several looks at an unchanged store print nothing more
+        ready, _, _ = select.select([fd], [], [], 0)
+        assert not ready, os.read(fd, 65536)
+
+        report_every_entry(LocalStore(store_dir), "s1")
+        text = read_lines_until(fd, '"gone": true', seen)
+        later = [json.loads(line) for line in text[len(first) :].splitlines()]
+        assert len(later) == 2, later
+        complete, gone = sorted(later, key=lambda r: r["gone"])
+        assert (complete["status"], complete["reported"]) == ("COMPLETE", app["desired"])
+        assert (gone["status"], gone["deployment"]) == ("NEVER REPORTED", "(agent)")
+    finally:
+        code = interrupt(proc)
+        _out, err = proc.communicate()  # and closes the pipes
+    assert code == 0
+    assert b"Traceback" not in err
+
+
+def test_watch_is_not_for_exit_code(store_dir: Path) -> None:
+    assert main(["status", "--store", str(store_dir), "--watch", "--exit-code"]) == 64
