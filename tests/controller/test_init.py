@@ -12,6 +12,8 @@ from setpoint.controller.cli.main import main
 from setpoint.controller.definitions.repository import commit_all
 from setpoint.store.bootstrap import Bootstrap
 from setpoint.store.signing import SigningKey
+from tests.controller.test_heat_randomstring import TEMPLATE as RANDOM_STRING_TEMPLATE
+from tests.controller.test_heat_templates import dedent
 
 
 def test_init_writes_a_valid_repository_and_a_local_fleet(
@@ -52,38 +54,16 @@ def test_init_refuses_a_directory_in_use_or_bad_names_and_writes_nothing(
     assert not (tmp_path / "new").exists()
 
 
-RANDOM_STRING_STACK = """\
-heat_template_version: 2016-10-14
-resources:
-  a-1:
-    type: OS::Nova::Server
-  password:
-    type: OS::Heat::RandomString
-  config:
-    type: OS::Heat::SoftwareConfig
-    properties:
-      group: script
-      config: "#!/bin/sh\\n"
-  deployment:
-    type: OS::Heat::SoftwareDeployment
-    properties:
-      config: {get_resource: config}
-      server: {get_resource: a-1}
-      input_values:
-        password: {get_attr: [password, value]}
-"""
-
-
 def test_the_key_init_writes_has_the_render_secret_beside_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The commands init prints name its signing key only: a Heat template with
     a RandomString validates and deploys with them, as with 'setpoint keygen'."""
     fleet = tmp_path / "fleet"
-    assert main(["init", str(fleet), "--servers", "a-1"]) == OK
+    assert main(["init", str(fleet), "--servers", "server1"]) == OK
     secret = fleet / ".setpoint/keys/controller.render-secret"
     assert secret.stat().st_mode & 0o777 == 0o600
-    (fleet / "stacks/secret.yaml").write_text(RANDOM_STRING_STACK)
+    (fleet / "stacks/secret.yaml").write_text(dedent(RANDOM_STRING_TEMPLATE))
     commit_all(fleet, "A Heat template with a RandomString")
     monkeypatch.setenv("SETPOINT_SIGNING_KEY", str(fleet / ".setpoint/keys/controller.key"))
     capsys.readouterr()
