@@ -19,6 +19,10 @@ One cycle (``Agent.run_once``):
    (``agentshim.converge``, ``agentshim.due``, ``agentshim.running``).
 4. Deployments gone from the manifest run their DELETE config (from the kept
    copy), in reverse of their previous order, and are then forgotten.
+5. The manifest's preflight entries are checked, never applied
+   (``agentshim.preflight``); with a drift interval, the applied configs are
+   checked again when a drift check is due (``agentshim.drift``). Both run the
+   tools' check modes (``agentshim.checking``).
 
 The state on disk is written before a run (in-flight marker) and after it
 (result), and the report is rewritten after every change of state
@@ -35,13 +39,16 @@ from pathlib import Path
 
 import structlog
 
+from setpoint.agentshim.checking import Checker
 from setpoint.agentshim.context import AgentContext
 from setpoint.agentshim.converge import Converger
 from setpoint.agentshim.cycle import CycleResult
+from setpoint.agentshim.drift import DriftWatch
 from setpoint.agentshim.due import next_retry_at
 from setpoint.agentshim.hooks import HookRunner
 from setpoint.agentshim.ledger import Ledger
 from setpoint.agentshim.pointer import PointerFollower
+from setpoint.agentshim.preflight import Preflight
 from setpoint.agentshim.relocate import resume_location
 from setpoint.agentshim.renewal import resume_capabilities
 from setpoint.agentshim.reporting import DEFAULT_HEARTBEAT, Reporter
@@ -76,9 +83,11 @@ class Agent:
         trust: Trust | None = None,
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         rng: random.Random | None = None,
+        drift_interval: float | None = None,
     ) -> None:
         """``trust`` None accepts unsigned pointers (tests, development); the CLI
-        always passes one. ``rng`` draws the jitter of the loop's delays."""
+        always passes one. ``rng`` draws the jitter of the loop's delays and of
+        the drift checks, every ``drift_interval`` seconds (None: never)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.layout = Layout(Path(state_dir).absolute())
@@ -111,6 +120,9 @@ class Agent:
         self.converger = Converger(
             self.ctx, self.ledger, Attempts(self.ctx, self.runner, self.ledger)
         )
+        checker = Checker(self.ctx, self.runner)
+        self.preflight = Preflight(self.ctx, checker, retry_backoff)
+        self.drift = DriftWatch(self.ctx, checker, drift_interval, self.rng)
 
     @property
     def store(self) -> Store:
@@ -187,6 +199,8 @@ class Agent:
             ctx.log.warning("store_error", error=str(exc))
         if state.manifest_doc is not None:
             self.converger.converge(state.manifest_doc)
+            self.preflight.run(state.manifest_doc)
+            self.drift.run(state.manifest_doc)
         ctx.reporter.publish(ctx.store, state)
         return self._summary(result)
 

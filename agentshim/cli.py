@@ -159,6 +159,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "controller can tell a silent agent from an idle one (default: 300)",
     )
     parser.add_argument(
+        "--drift-interval",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="check the applied configs for drift (the tools' check modes, the attached "
+        "files' digests) at the first cycle, then every SECONDS jittered by ±10%% "
+        "(default: never)",
+    )
+    parser.add_argument(
         "--hooks-dir",
         type=Path,
         metavar="DIR",
@@ -249,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stop_event=stop,
                 trust=trust,
                 heartbeat=args.heartbeat,
+                drift_interval=args.drift_interval,
             )
             if not args.once:
                 agent.run_forever(args.interval, stop)

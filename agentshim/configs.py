@@ -60,10 +60,11 @@ def load_config(store: Store, layout: Layout, digest: str) -> dict[str, Any]:
 def fetch(
     store: Store, layout: Layout, pointer: Pointer
 ) -> tuple[Manifest, dict[str, dict[str, Any]]]:
-    """The manifest and every config it names, verified, cached, files in place."""
+    """The manifest and every config it names (its preflight entries' too),
+    verified, cached, files in place."""
     manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
     configs: dict[str, dict[str, Any]] = {}
-    for entry in manifest.deployments:
+    for entry in manifest.fetched:
         if entry.config not in configs:
             configs[entry.config] = load_config(store, layout, entry.config)
     for digest, derived in configs.items():
@@ -75,7 +76,7 @@ def prune(layout: Layout, state: AgentState) -> None:
     """Drop cached configs and files no deployment can need any more."""
     keep = set()
     if state.manifest_doc is not None:
-        keep |= {e.config for e in state.manifest_doc.deployments}
+        keep |= {e.config for e in state.manifest_doc.fetched}
     for dep in state.deployments.values():
         keep.add(dep.entry.config)
         if dep.succeeded:

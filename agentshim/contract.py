@@ -41,6 +41,9 @@ class HookResult:
     exit_code: int | None = None
     reason: str | None = None
     aborted: bool = False
+    # A run in check mode: the tool's summary of what it would change ("" for
+    # nothing); None from a run that applied, or when the tool cannot tell.
+    changes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class ToolCall:
     deadline: float  # time.monotonic() by which everything the tool runs has ended
     stop: threading.Event | None = None
     on_start: Callable[[int], None] | None = None
+    # Check mode: the tool says what it would change and changes nothing
+    # (ansible --check --diff, puppet --noop, salt test=True, chef --why-run,
+    # docker compose config). Only tools in ``tools.CHECK_MODES`` get it.
+    check: bool = False
 
     def execute(
         self,

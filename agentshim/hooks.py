@@ -56,23 +56,32 @@ class HookRunner:
         deployment: str,
         timeout: float,
         on_start: Callable[[int], None] | None = None,
+        check: bool = False,
     ) -> HookResult:
+        """Run ``document``; with ``check``, in the built-in tool's check mode (an
+        external hook has none: it is never run for a check)."""
         tool = str(document["group"])
         external = self.find_external(tool)
         if external is not None:
+            if check:
+                return HookResult(False, reason=f"hook {tool!r} ({external}) has no check mode")
             return self._run_external(external, tool, document, deployment, timeout, on_start)
         builtin = builtin_tool(tool)
         if builtin is not None:
-            self.layout.outputs.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # A check's output files go apart: they must not replace the outputs
+            # of the run that applied the same config.
+            outputs = self.layout.check_outputs if check else self.layout.outputs
+            outputs.mkdir(parents=True, exist_ok=True, mode=0o700)
             call = ToolCall(
                 tool=tool,
                 document=document,
                 work=self._work_dir(deployment),
-                outputs_dir=self.layout.outputs,
+                outputs_dir=outputs,
                 timeout=timeout,
                 deadline=time.monotonic() + timeout,
                 stop=self.stop,
                 on_start=on_start,
+                check=check,
             )
             return builtin(call)
         return HookResult(

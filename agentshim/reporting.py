@@ -86,6 +86,8 @@ class Reporter:
             heartbeat=self.heartbeat,
             instance=self.instance,
             conflict=self.conflict,
+            preflight=dict(state.preflight),
+            drift=dict(state.drift),
         )
 
     def publish(self, store: Store, state: AgentState) -> None:

@@ -18,15 +18,14 @@ from typing import Any
 
 from setpoint.agentshim.context import AgentContext
 from setpoint.agentshim.contract import HookResult
-from setpoint.agentshim.errors import AgentError
-from setpoint.agentshim.files import materialize
+from setpoint.agentshim.files import files_or_reason
 from setpoint.agentshim.hooks import HookRunner
 from setpoint.agentshim.ledger import Ledger
 from setpoint.agentshim.limits import MAX_OUTPUT_BYTES, bounded_outputs, tail
 from setpoint.agentshim.processes import process_start
 from setpoint.agentshim.reporting import iso
 from setpoint.agentshim.state import DeploymentState, Failure
-from setpoint.store import ManifestEntry, StoreError
+from setpoint.store import ManifestEntry
 from setpoint.store.documents import DEPLOY_OUTPUTS
 from setpoint.store.masking import mask_text, mask_values, secret_values
 
@@ -91,11 +90,9 @@ class Attempts:
     ) -> HookResult:
         ctx = self.ctx
         tool, config = tool_config
-        try:
-            bundles = ctx.state.manifest_doc.bundles if ctx.state.manifest_doc else {}
-            files_dir = materialize(ctx.store, ctx.layout, entry.config, derived, bundles)
-        except (StoreError, AgentError) as exc:
-            return HookResult(False, reason=f"cannot materialize the config's files: {exc}")
+        files_dir, why = files_or_reason(ctx, entry.config, derived, verify=True)
+        if why is not None:
+            return HookResult(False, reason=why)
         document = hook_document(ctx.server, entry, action, derived, tool, config, files_dir)
 
         def on_start(pid: int) -> None:
@@ -158,7 +155,7 @@ def hook_document(
 
 def masked(derived: dict[str, Any], result: HookResult) -> HookResult:
     """The result with the values of the config's hidden inputs masked in its
-    streams, outputs and reason."""
+    streams, outputs, reason and (a check's) changes."""
     secrets = secret_values(derived)
     if not secrets:
         return result
@@ -168,6 +165,7 @@ def masked(derived: dict[str, Any], result: HookResult) -> HookResult:
         stdout=mask_text(result.stdout, secrets),
         stderr=mask_text(result.stderr, secrets),
         reason=None if result.reason is None else mask_text(result.reason, secrets),
+        changes=None if result.changes is None else mask_text(result.changes, secrets),
     )
 
 

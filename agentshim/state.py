@@ -8,6 +8,7 @@ Everything lives under the state dir::
     files/<hex>/<name>      a config's attached files and directories
     work/<stack>/<deployment>/   a deployment's working dir (name parts quoted: path_segment)
     outputs/<hex>.<output>  the script hook's output files
+    check-outputs/<hex>.<output>  output files of check-mode runs (never read back)
     logs/<stack>/<deployment>.stdout|.stderr   full output of the last run
 
 Every write of ``state.json`` goes to a temporary file that is fsynced, renamed
@@ -31,7 +32,12 @@ from setpoint.agentshim.errors import StateError
 from setpoint.store import DeploymentReport, Manifest, ManifestEntry, StoreError, digest_bytes
 from setpoint.store.atomic_files import write_atomic
 from setpoint.store.digest import hex_of
-from setpoint.store.documents import path_segment
+from setpoint.store.documents import (
+    DRIFT_STATUSES,
+    PREFLIGHT_STATUSES,
+    CheckReport,
+    path_segment,
+)
 
 STATE_VERSION = 1
 
@@ -69,6 +75,10 @@ class Layout:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def check_outputs(self) -> Path:
+        return self.root / "check-outputs"
 
     def config_path(self, digest: str) -> Path:
         return self.configs / f"{hex_of(digest)}.json"
@@ -176,6 +186,10 @@ class AgentState:
     # Where the fleet moved (a verified pointer's ``moved_to``): overrides
     # --store and --bootstrap from then on.
     location: dict[str, Any] | None = None
+    # The check-mode runs reported: the manifest's preflight entries (by name,
+    # while listed) and the drift checks of applied configs.
+    preflight: dict[str, CheckReport] = field(default_factory=dict)
+    drift: dict[str, CheckReport] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,6 +216,8 @@ class AgentState:
             "trusted_keys": self.trusted_keys,
             "capabilities": self.capabilities,
             "location": self.location,
+            "preflight": {k: v.to_dict() for k, v in sorted(self.preflight.items())},
+            "drift": {k: v.to_dict() for k, v in sorted(self.drift.items())},
         }
 
     @classmethod
@@ -236,6 +252,14 @@ class AgentState:
             trusted_keys=doc.get("trusted_keys"),
             capabilities=doc.get("capabilities"),
             location=doc.get("location"),
+            preflight={
+                k: CheckReport.from_dict(v, PREFLIGHT_STATUSES)
+                for k, v in (doc.get("preflight") or {}).items()
+            },
+            drift={
+                k: CheckReport.from_dict(v, DRIFT_STATUSES)
+                for k, v in (doc.get("drift") or {}).items()
+            },
         )
 
 

@@ -8,6 +8,7 @@ from setpoint.store.base import Store, StoreStats, blob_key, pointer_key, report
 from setpoint.store.digest import canonical_json, digest_bytes, digest_json, is_digest, short
 from setpoint.store.documents import (
     LIFECYCLE_ACTIONS,
+    CheckReport,
     DeploymentReport,
     Manifest,
     ManifestEntry,
@@ -34,6 +35,7 @@ from setpoint.store.url import open_store
 __all__ = [
     "LIFECYCLE_ACTIONS",
     "BundleError",
+    "CheckReport",
     "DeploymentReport",
     "DigestMismatch",
     "GenerationRegression",

@@ -18,7 +18,8 @@ from __future__ import annotations
 import abc
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -26,6 +27,7 @@ from setpoint.store.digest import canonical_json, check_digest, digest_bytes, he
 from setpoint.store.documents import Pointer, Report, is_server_name, loads_object
 from setpoint.store.errors import (
     ConditionalWriteUnsupported,
+    ConditionFailed,
     DigestMismatch,
     GenerationRegression,
     InvalidDocument,
@@ -94,6 +96,11 @@ class StoreStats:
     ones as ``retries``): ``total`` is the logical operations, ``http`` the
     requests that reached the network.
 
+    ``outcomes`` counts how logical operations ended other than well, by
+    (operation, outcome): ``not_modified`` (a 304), ``not_found``, ``conflict``
+    (a conditional write lost) or ``error`` (anything else raised); the rest
+    of ``requests[op]`` ended ``ok`` (``outcome_counts``).
+
     Calls run side by side on ``Store.pool``, so every change goes through
     ``count``, under a lock (``requests[op] += 1`` is a read then a write: two
     threads would lose a count). Read the fields once the calls are done.
@@ -103,6 +110,7 @@ class StoreStats:
     bytes_read: int = 0
     bytes_written: int = 0
     not_modified: int = 0
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
@@ -117,6 +125,52 @@ class StoreStats:
             self.bytes_read += read
             self.bytes_written += written
             self.not_modified += not_modified
+
+    @contextmanager
+    def request(self, op: str, *, written: int = 0) -> Iterator[None]:
+        """Count one ``op`` (and the bytes it writes), and how it ended if not well."""
+        self.count(op, written=written)
+        try:
+            yield
+        except NotFound:
+            self.ended(op, "not_found")
+            raise
+        except ConditionFailed:
+            self.ended(op, "conflict")
+            raise
+        except BaseException:
+            self.ended(op, "error")
+            raise
+
+    def ended(self, op: str, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[op, outcome] += 1
+            if outcome == "not_modified":
+                self.not_modified += 1
+
+    def outcome_counts(self) -> dict[tuple[str, str], int]:
+        """(operation, outcome) -> count, ``ok`` included, for every logical operation."""
+        with self._lock:
+            requests = dict(self.requests)
+            outcomes = dict(self.outcomes)
+        out: dict[tuple[str, str], int] = {}
+        for op, n in requests.items():
+            if _is_wire(op):
+                continue
+            other = sum(c for (o, _), c in outcomes.items() if o == op)
+            out[op, "ok"] = n - other
+        out.update(outcomes)
+        return dict(sorted(out.items()))
+
+    def wire_counts(self) -> dict[str, int]:
+        """Requests that reached the network by method (``http.GET`` -> ``GET``), and
+        ``retries``: what a backend that speaks HTTP counted."""
+        with self._lock:
+            return {
+                op.removeprefix("http."): n
+                for op, n in sorted(self.requests.items())
+                if _is_wire(op)
+            }
 
     @property
     def writes(self) -> int:
@@ -138,6 +192,7 @@ class StoreStats:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.outcomes.clear()
             self.bytes_read = self.bytes_written = self.not_modified = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -237,20 +292,20 @@ class Store(abc.ABC):
     # -- accounting wrappers ----------------------------------------------------
 
     def _read(self, key: str) -> bytes:
-        self.stats.count("get")
-        data = self._get(key)
+        with self.stats.request("get"):
+            data = self._get(key)
         self.stats.count(read=len(data))
         return data
 
     def _write(self, key: str, data: bytes) -> str | None:
-        self.stats.count("put", written=len(data))
-        return self._put(key, data)
+        with self.stats.request("put", written=len(data)):
+            return self._put(key, data)
 
     def _read_versioned(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and their version (one GET), or None if absent."""
-        self.stats.count("get")
         try:
-            data, version = self._get_if_changed(key, None) or (b"", "")
+            with self.stats.request("get"):
+                data, version = self._get_if_changed(key, None) or (b"", "")
         except NotFound:
             return None
         self.stats.count(read=len(data))
@@ -261,8 +316,9 @@ class Store(abc.ABC):
     def put_blob(self, data: bytes) -> str:
         """Store ``data`` under its digest (create-if-absent) and return the digest."""
         digest = digest_bytes(data)
-        self.stats.count("put_if_absent")
-        if self._put_if_absent(blob_key(digest), data):
+        with self.stats.request("put_if_absent"):
+            created = self._put_if_absent(blob_key(digest), data)
+        if created:
             self.stats.count(written=len(data))
         return digest
 
@@ -285,14 +341,14 @@ class Store(abc.ABC):
         wanted = sorted({check_digest(d) for d in digests})
         if not wanted:
             return set()
-        self.stats.count("exists")
-        present = self._exists([blob_key(d) for d in wanted])
+        with self.stats.request("exists"):
+            present = self._exists([blob_key(d) for d in wanted])
         return {d for d in wanted if blob_key(d) not in present}
 
     def delete_blob(self, digest: str) -> None:
         """Only for garbage collection and tests: blobs are otherwise immutable."""
-        self.stats.count("delete")
-        self._delete(blob_key(digest))
+        with self.stats.request("delete"):
+            self._delete(blob_key(digest))
 
     # -- pointers ---------------------------------------------------------------
 
@@ -308,10 +364,10 @@ class Store(abc.ABC):
 
         Raises ``NotFound`` when the server has no pointer yet.
         """
-        self.stats.count("get_if_changed")
-        got = self._get_if_changed(pointer_key(server), etag)
+        with self.stats.request("get_if_changed"):
+            got = self._get_if_changed(pointer_key(server), etag)
         if got is None:
-            self.stats.count(not_modified=1)
+            self.stats.ended("get_if_changed", "not_modified")
             return None
         data, new_etag = got
         self.stats.count(read=len(data))
@@ -406,28 +462,29 @@ class Store(abc.ABC):
         absent); its new version. ``ConditionFailed`` if another writer came first,
         ``ConditionalWriteUnsupported`` if the backend cannot tell."""
         data = canonical_json(doc)
-        self.stats.count("put_if_match", written=len(data))
-        return self._put_if_match(_controller_key(name), data, version)
+        with self.stats.request("put_if_match", written=len(data)):
+            return self._put_if_match(_controller_key(name), data, version)
 
     def create_controller_doc(self, name: str, doc: dict[str, Any]) -> bool:
         """Create the document unless it exists; True when this call wrote it."""
         data = canonical_json(doc)
-        self.stats.count("put_if_absent")
-        created = self._put_if_absent(_controller_key(name), data)
+        with self.stats.request("put_if_absent"):
+            created = self._put_if_absent(_controller_key(name), data)
         if created:
             self.stats.count(written=len(data))
         return created
 
     def list_controller_docs(self, prefix: str) -> list[str]:
         """Names of the controller documents whose name starts with ``prefix``."""
-        self.stats.count("list")
+        with self.stats.request("list"):
+            listed = self._list(CONTROLLER)
         # The whole folder, filtered here: a backend lists by folder or by prefix.
-        names = [k[len(CONTROLLER) :] for k in self._list(CONTROLLER)]
+        names = [k[len(CONTROLLER) :] for k in listed]
         return [n for n in names if n.startswith(prefix) and "/" not in n]
 
     def delete_controller_doc(self, name: str) -> None:
-        self.stats.count("delete")
-        self._delete(_controller_key(name))
+        with self.stats.request("delete"):
+            self._delete(_controller_key(name))
 
     def write_pointer_if(
         self, pointer: Pointer, current: Pointer | None, version: str | None
@@ -439,28 +496,30 @@ class Store(abc.ABC):
         if pointer.generation <= floor:
             raise GenerationRegression(pointer.server, floor, pointer.generation)
         data = canonical_json(pointer.to_dict())
-        self.stats.count("put_if_match", written=len(data))
-        return self._put_if_match(pointer_key(pointer.server), data, version)
+        with self.stats.request("put_if_match", written=len(data)):
+            return self._put_if_match(pointer_key(pointer.server), data, version)
 
     # -- listing ----------------------------------------------------------------
 
     def list_servers(self) -> list[str]:
         """Servers that have a pointer or a report in this store."""
-        self.stats.count("list")
-        names = {k[len(AGENTS) :].split("/", 1)[0] for k in self._list(AGENTS)}
+        with self.stats.request("list"):
+            listed = self._list(AGENTS)
+        names = {k[len(AGENTS) :].split("/", 1)[0] for k in listed}
         return sorted(n for n in names if is_server_name(n))
 
     def list_versions(self, prefix: str) -> dict[str, str]:
         """Every key under ``prefix`` with its version, in one listing (counted as
         one ``list``; an HTTP backend pages it). The version is the etag
         ``_get_if_changed`` compares: equal versions mean the bytes are the same."""
-        self.stats.count("list")
-        return self._list_versions(prefix)
+        with self.stats.request("list"):
+            return self._list_versions(prefix)
 
     def list_blobs(self) -> list[str]:
-        self.stats.count("list")
+        with self.stats.request("list"):
+            listed = self._list(BLOBS)
         out = []
-        for key in self._list(BLOBS):
+        for key in listed:
             digest = digest_of_blob_key(key)
             if digest is not None:
                 out.append(digest)

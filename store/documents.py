@@ -26,6 +26,10 @@ from setpoint.store.errors import InvalidDocument
 LIFECYCLE_ACTIONS = ("CREATE", "UPDATE", "DELETE", "SUSPEND", "RESUME")
 STATUSES = ("IN_PROGRESS", "COMPLETE", "FAILED")
 ENTRY_STATES = ("active", "suspended")
+# What a preflight (check mode of a config not yet applied) found, and what a
+# drift check (check mode of the applied config) found.
+PREFLIGHT_STATUSES = ("PASSED", "FAILED")
+DRIFT_STATUSES = ("clean", "drifted", "unknown")
 COMPONENT_GROUP = "component"
 # Groups whose configs Heat's agents hand to os-apply-config instead of a hook.
 DELIVERED_GROUPS = ("Heat::Ungrouped", "os-apply-config")
@@ -280,11 +284,24 @@ class Manifest:
 
     It names no server, so servers with the same desired state share one blob.
     ``bundles`` maps a directory's tree digest (its identity inside a derived
-    config) to the digest of the zip blob that carries it.
+    config) to the digest of the zip blob that carries it. ``preflight`` lists
+    entries the agent only checks (the tool's check mode), never applies: the
+    configs a rollout waits to see pass everywhere before its first batch. It
+    is a key of the manifest, not of the pointer, because an agent that does
+    not know it ignores a manifest's unknown keys, while a pointer's unknown
+    key would fail its signature check; it is left out when empty, so other
+    manifests keep their digests.
     """
 
     deployments: tuple[ManifestEntry, ...]
     bundles: dict[str, str] = field(default_factory=dict)
+    preflight: tuple[ManifestEntry, ...] = ()
+
+    @property
+    def fetched(self) -> tuple[ManifestEntry, ...]:
+        """Every entry whose config an agent fetches: the deployments, then the
+        preflight entries."""
+        return (*self.deployments, *self.preflight)
 
     def entry(self, name: str) -> ManifestEntry | None:
         for e in self.deployments:
@@ -293,11 +310,14 @@ class Manifest:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "kind": "Manifest",
             "deployments": [e.to_dict() for e in self.deployments],
             "bundles": dict(sorted(self.bundles.items())),
         }
+        if self.preflight:
+            doc["preflight"] = [e.to_dict() for e in self.preflight]
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any) -> Manifest:
@@ -309,7 +329,14 @@ class Manifest:
         bundles = _need(doc, what, "bundles", dict)
         if not all(is_digest(k) and is_digest(v) for k, v in bundles.items()):
             raise InvalidDocument(what, "bundles must map digests to digests")
-        return cls(deployments=entries, bundles=dict(bundles))
+        preflight: tuple[ManifestEntry, ...] = ()
+        if doc.get("preflight") is not None:
+            listed = _need(doc, what, "preflight", list)
+            preflight = tuple(ManifestEntry.from_dict(e) for e in listed)
+            checked = [e.name for e in preflight]
+            if len(set(checked)) != len(checked):
+                raise InvalidDocument(what, "a deployment is listed twice in 'preflight'")
+        return cls(deployments=entries, bundles=dict(bundles), preflight=preflight)
 
 
 @dataclass(frozen=True)
@@ -363,6 +390,60 @@ _REQUIRED_REPORT_FIELDS = {"name", "config", "action", "status"}
 
 
 @dataclass(frozen=True)
+class CheckReport:
+    """A run of a deployment's config in check mode: nothing applied.
+
+    In a report's ``preflight``, ``config`` is the digest checked before it is
+    applied and ``status`` PASSED or FAILED; in its ``drift``, ``config`` is
+    the digest applied and ``status`` clean, drifted or unknown (nothing can
+    tell: a script without a CHECK config). ``changes`` is the tool's summary
+    of what would change (preflight) or what differs (drift), masked and
+    bounded; ``reason`` says why a check failed or could not tell; ``count``
+    numbers the drifts found on this digest (each time it turns drifted), so
+    a correction can be asked for once per drift. ``token`` is the run token of
+    the preflight entry answered (``plan --preflight`` asks for a fresh check
+    with a new one).
+    """
+
+    config: str
+    status: str
+    changes: str = ""
+    reason: str | None = None
+    count: int = 0
+    token: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Any, statuses: tuple[str, ...]) -> CheckReport:
+        what = "check report"
+        status = _need(doc, what, "status", str)
+        if status not in statuses:
+            raise InvalidDocument(what, f"unknown status {status!r}")
+        count = doc.get("count", 0)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise InvalidDocument(what, "field 'count' must be a whole number >= 0")
+        return cls(
+            config=_need_digest(doc, what, "config"),
+            status=status,
+            changes=str(doc.get("changes") or ""),
+            reason=_text_or_none(doc.get("reason")),
+            count=count,
+            token=_text_or_none(doc.get("token")),
+        )
+
+
+def _checks(doc: dict[str, Any], key: str, statuses: tuple[str, ...]) -> dict[str, CheckReport]:
+    found = doc.get(key)
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise InvalidDocument("report", f"field {key!r} is not a JSON object")
+    return {str(k): CheckReport.from_dict(v, statuses) for k, v in found.items()}
+
+
+@dataclass(frozen=True)
 class Report:
     """An agent's whole view, rewritten after each deployment it runs.
 
@@ -374,7 +455,9 @@ class Report:
     idle one; None from agents that do not beat. ``instance`` is a random id
     each agent process makes at start, and ``conflict`` says that another
     instance also writes this server's report (two agents with one server
-    name); both None from older agents.
+    name); both None from older agents. ``preflight`` and ``drift`` hold the
+    check-mode runs of each deployment (``CheckReport``): empty from agents
+    that do not check, and left out of the document when empty.
     """
 
     server: str
@@ -387,6 +470,8 @@ class Report:
     heartbeat: float | None = None
     instance: str | None = None
     conflict: str | None = None
+    preflight: dict[str, CheckReport] = field(default_factory=dict)
+    drift: dict[str, CheckReport] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         doc = self._to_dict()
@@ -395,6 +480,10 @@ class Report:
             value = getattr(self, name)
             if value is not None:
                 doc[name] = value
+        for name in ("preflight", "drift"):
+            checks: dict[str, CheckReport] = getattr(self, name)
+            if checks:
+                doc[name] = {k: v.to_dict() for k, v in sorted(checks.items())}
         return doc
 
     def _to_dict(self) -> dict[str, Any]:
@@ -433,6 +522,8 @@ class Report:
             heartbeat=None if heartbeat is None else float(heartbeat),
             instance=_text_or_none(doc.get("instance")),
             conflict=_text_or_none(doc.get("conflict")),
+            preflight=_checks(doc, "preflight", PREFLIGHT_STATUSES),
+            drift=_checks(doc, "drift", DRIFT_STATUSES),
         )
 
 

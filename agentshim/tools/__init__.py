@@ -1,7 +1,9 @@
 """The built-in tools: one module per tool, each following its heat-agents hook.
 
 A tool module has ``run(call: ToolCall) -> HookResult`` and a one-line
-``PASSES`` summary of what it hands the tool. Modules are imported on first use,
+``PASSES`` summary of what it hands the tool; one that can run in check mode
+(``ToolCall.check``: say what would change, change nothing) says how in
+``CHECK_MODE``. Modules are imported on first use,
 so the agent only loads the tools it runs, and none imports more than the
 standard library: every tool itself runs as a subprocess.
 
@@ -40,6 +42,16 @@ def builtin_tool(tool: str) -> Tool | None:
     return cast("Tool", importlib.import_module(f"{__name__}.{module}").run)
 
 
+def check_mode(tool: str) -> str | None:
+    """How the built-in tool runs in check mode (its ``CHECK_MODE``), or None when
+    it has none (``script``: a component gives it a CHECK config instead)."""
+    module = BUILTIN_TOOLS.get(tool)
+    if module is None:
+        return None
+    found = getattr(importlib.import_module(f"{__name__}.{module}"), "CHECK_MODE", None)
+    return str(found) if found is not None else None
+
+
 def summaries() -> dict[str, str]:
     """Each built-in tool's one-line summary of what it passes to the tool."""
     return {
@@ -48,4 +60,4 @@ def summaries() -> dict[str, str]:
     }
 
 
-__all__ = ["BUILTIN_TOOLS", "builtin_tool", "summaries"]
+__all__ = ["BUILTIN_TOOLS", "builtin_tool", "check_mode", "summaries"]

@@ -47,6 +47,7 @@ PASSES = (
     "unless options.inventory; options tags, skip_tags, modulepath, callback_plugins, "
     "verbosity/debug"
 )
+CHECK_MODE = "--check --diff"
 COMMAND = "ansible-playbook"
 INSTALL = "install ansible-core"
 LOCALHOST = {
@@ -104,6 +105,8 @@ def run(call: ToolCall) -> HookResult:
     if verbosity:
         argv.append("-" + "v" * verbosity)
     argv += [str(playbook_file), "--extra-vars", f"@{vars_file}"]
+    if call.check:
+        argv += ["--check", "--diff"]
     if options.get("callback_plugins"):
         env["ANSIBLE_CALLBACK_PLUGINS"] = resolve(str(options["callback_plugins"]), prepared, call)
 
@@ -112,7 +115,22 @@ def run(call: ToolCall) -> HookResult:
     if result.ok and _no_host_ran(result.stdout):
         reason = f"{COMMAND} ran nothing: no host of the inventory matched the plays"
         return replace(result, ok=False, reason=reason)
-    return result
+    return replace(result, changes=_changes(result.stdout)) if call.check else result
+
+
+def _changes(stdout: str) -> str:
+    """The tasks a check run reported changed, each with its diff: ansible prints a
+    task's ``--diff`` between its ``TASK [...]`` banner and its ``changed:`` line."""
+    found: list[str] = []
+    task, diff = "", list[str]()
+    for line in stdout.splitlines():
+        if line.startswith("TASK ["):
+            task, diff = line.split("[", 1)[1].rsplit("]", 1)[0], []
+        elif line.startswith("changed: ["):
+            found.append("\n".join([f"changed: {task}", *diff]))
+        elif task and line.startswith(("---", "+++", "@@", "+", "-")):
+            diff.append(line)
+    return "\n".join(found)
 
 
 def _verbosity(options: dict[str, Any]) -> int:

@@ -182,6 +182,13 @@ def finish(
     return HookResult(ok, read_outputs(prepared), stdout, stderr, code, reason)
 
 
+def changed_lines(text: str, pattern: str) -> str:
+    """The lines of a check-mode run that say what would change (matching
+    ``pattern``, a regex), stripped, one per line; "" when none does."""
+    regex = re.compile(pattern)
+    return "\n".join(line.strip() for line in text.splitlines() if regex.search(line))
+
+
 def guarded(run: Callable[[ToolCall], HookResult]) -> Callable[[ToolCall], HookResult]:
     """A tool's ``run`` where a ``BadDocument``, or a file it cannot write, becomes a
     failed result (never an exception out of the runner)."""

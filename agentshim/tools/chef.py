@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from setpoint.agentshim.contract import HookResult, ToolCall
@@ -34,6 +35,7 @@ from setpoint.agentshim.tools.base import (
     FILES_INPUT,
     BadDocument,
     base_env,
+    changed_lines,
     find_command,
     finish,
     first_line,
@@ -49,6 +51,7 @@ PASSES = (
     "input as the client's environment), a generated client.rb (local mode, kitchen paths) "
     "for chef-client -z, heat_outputs_path in its environment"
 )
+CHECK_MODE = "--why-run"
 COMMANDS = ("chef-client", "cinc-client")
 INSTALL = "install Chef Infra Client or Cinc Client"
 _LOG_LEVEL = re.compile(r"^(trace|debug|info|warn|error|fatal)$")
@@ -104,8 +107,14 @@ def run(call: ToolCall) -> HookResult:
     argv = [command, "-z", "--no-color", "--config", str(client_file), "-j", str(node_file)]
     if options.get("chef_license"):
         argv += ["--chef-license", str(options["chef_license"])]
+    if call.check:
+        argv.append("--why-run")
     outcome = call.execute(argv, env)
-    return finish(call, prepared, command.rsplit("/", 1)[-1], outcome, detail=_detail)
+    result = finish(call, prepared, command.rsplit("/", 1)[-1], outcome, detail=_detail)
+    if not call.check:
+        return result
+    # Why-run says each change it skipped as "- Would ...".
+    return replace(result, changes=changed_lines(result.stdout, r"^\s*- [Ww]ould "))
 
 
 def _run_list(config: Any) -> list[str]:

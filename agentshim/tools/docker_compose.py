@@ -51,6 +51,7 @@ PASSES = (
     "--env-file (also $setpoint_env_file); up -d --no-build (down on DELETE), "
     "options project_name, remove_orphans"
 )
+CHECK_MODE = "config --quiet, then pull --quiet"
 INSTALL = "install docker with the compose plugin, or docker-compose"
 PROBE_LIMIT = 30.0
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -95,6 +96,9 @@ def run(call: ToolCall) -> HookResult:
     if compose_file.exists():
         argv += ["--file", str(compose_file)]
     argv += ["--env-file", str(env_file)]
+    what = " ".join(b.rsplit("/", 1)[-1] for b in base)
+    if call.check:
+        return _check(call, prepared, what, argv, env)
     if deleting:
         argv.append("down")
     else:
@@ -102,8 +106,22 @@ def run(call: ToolCall) -> HookResult:
         if options.get("remove_orphans"):
             argv.append("--remove-orphans")
     outcome = call.execute(argv, env)
-    what = " ".join(b.rsplit("/", 1)[-1] for b in base)
     return finish(call, prepared, what, outcome, detail=_detail)
+
+
+def _check(
+    call: ToolCall, prepared: Prepared, what: str, argv: list[str], env: dict[str, str]
+) -> HookResult:
+    """Check mode: the compose file and its interpolation (``config``), then that
+    every image is there to run (``pull``: the images are fetched, nothing is
+    started). What ``up`` would change compose cannot say: ``changes`` stays None."""
+    checked = call.execute([*argv, "config", "--quiet"], env)
+    result = finish(call, prepared, f"{what} config", checked, detail=_detail)
+    if not result.ok:
+        return result
+    pulled = call.execute([*argv, "pull", "--quiet"], env)
+    return finish(call, prepared, f"{what} pull", pulled, detail=_detail)
+    return result
 
 
 def _project_name(options: dict[str, Any], prepared: Prepared) -> str:

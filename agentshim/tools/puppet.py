@@ -23,6 +23,7 @@ reason.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from setpoint.agentshim.contract import HookResult, ToolCall, input_as_env
@@ -46,6 +47,7 @@ PASSES = (
     "facts and/or (enable_hiera) a hiera JSON data file with its own --hiera_config, "
     "heat_outputs_path as a fact; options modulepath, tags, enable_debug, enable_verbose"
 )
+CHECK_MODE = "--noop --show_diff"
 COMMAND = "puppet"
 INSTALL = "install puppet or puppet-agent"
 MEANING = {1: "error", 4: "failures", 6: "changes and failures"}
@@ -86,10 +88,12 @@ def run(call: ToolCall) -> HookResult:
         argv.append("--debug")
     if options.get("enable_verbose"):
         argv.append("--verbose")
+    if call.check:
+        argv += ["--noop", "--show_diff"]
     argv.append(str(manifest_file))
 
     outcome = call.execute(argv, env)
-    return finish(
+    result = finish(
         call,
         prepared,
         "puppet apply",
@@ -98,6 +102,31 @@ def run(call: ToolCall) -> HookResult:
         meaning=MEANING,
         detail=_detail,
     )
+    if not call.check:
+        return result
+    # --noop exits 0 whether or not something would change: its notices say.
+    return replace(result, changes=_changes(result.stdout))
+
+
+def _changes(stdout: str) -> str:
+    """What a --noop --show_diff run would change: each resource's ``(noop)``
+    notice after the diff of its file. The diff's headers lose their times and
+    puppet's temporary file name, so an unchanged drift reads the same twice."""
+    out: list[str] = []
+    in_diff = False
+    for line in stdout.splitlines():
+        if line.startswith("Notice: "):
+            in_diff = False
+            if line.startswith("Notice: /Stage[") and line.endswith("(noop)"):
+                out.append(line.strip())
+        elif line.startswith("--- "):
+            in_diff = True
+            out.append("--- " + line[4:].split("\t", 1)[0])
+        elif in_diff and line.startswith("+++ "):
+            out.append("+++ (what the manifest says)")
+        elif in_diff and line[:1] in ("@", "-", "+", " ", "\\"):
+            out.append(line)
+    return "\n".join(out)
 
 
 def _hiera_config(data_file: str) -> str:

@@ -43,6 +43,7 @@ PASSES = (
     "under the working dir), inputs + heat_outputs_path as pillar (a #!json pillar file); "
     "per-state results from --out json"
 )
+CHECK_MODE = "test=True"
 COMMAND = "salt-call"
 INSTALL = "install salt"
 
@@ -83,6 +84,8 @@ def run(call: ToolCall) -> HookResult:
     level = options.get("log_level") or ("debug" if options.get("debug") else "warning")
     argv = [command, "--local", "--config-dir", str(top), "--out", "json"]
     argv += ["--retcode-passthrough", "--log-level", str(level), "state.sls", name]
+    if call.check:
+        argv.append("test=True")
     outcome = call.execute(argv, env)
     failed = interrupted(outcome, COMMAND, call.timeout)
     if failed is not None:
@@ -90,7 +93,22 @@ def run(call: ToolCall) -> HookResult:
     stdout, stderr = decode(outcome.stdout), decode(outcome.stderr)
     reason = _failure(stdout, stderr, outcome.returncode)
     outputs = read_outputs(prepared)
-    return HookResult(reason is None, outputs, stdout, stderr, outcome.returncode, reason)
+    changes = _changes(stdout) if call.check and reason is None else None
+    code = outcome.returncode
+    return HookResult(reason is None, outputs, stdout, stderr, code, reason, changes=changes)
+
+
+def _changes(stdout: str) -> str:
+    """The states a ``test=True`` run would change: salt gives them a result of
+    None (neither done nor failed), with a comment saying what would change."""
+    result = json.loads(stdout)["local"]
+    pending = [s for s in result.values() if isinstance(s, dict) and s.get("result") is None]
+    pending.sort(key=lambda s: s.get("__run_num__", 0))
+    lines = []
+    for state in pending:
+        comment = str(state.get("comment") or "").split("\n", 1)[0].strip()
+        lines.append(f"{state.get('__id__') or state.get('name')}: {comment}")
+    return "\n".join(lines)
 
 
 def _failure(stdout: str, stderr: str, returncode: int | None) -> str | None:

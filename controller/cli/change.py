@@ -7,7 +7,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from setpoint.controller.cli import replicas
+from setpoint.controller.cli import observing, replicas
 from setpoint.controller.cli.common import (
     INVALID,
     OK,
@@ -19,7 +19,6 @@ from setpoint.controller.cli.common import (
     pointer_policy,
     print_json,
     render_secret,
-    render_secret_arg,
     signing_args,
     store_workers_arg,
     trust_args,
@@ -62,7 +61,6 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--repo", default=".", help="definitions repository (default: .)")
     env_arg(p)
-    render_secret_arg(p)
     p.add_argument("--store", help="take reported outputs from this store; count uploads")
     p.add_argument(
         "--format", choices=("text", "markdown", "json"), default="text", help="output format"
@@ -82,6 +80,23 @@ def add_parsers(sub: Any) -> None:
         metavar="CHARS",
         help="markdown: cut diffs beyond this size, with a note (default: 60000)",
     )
+    p.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also check HEAD's changes on every server (needs --store): publish them as "
+        "preflight entries beside what each server runs, nothing applied, and show what "
+        "each tool says would change; exits 1 when a check fails or does not answer",
+    )
+    p.add_argument(
+        "--preflight-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long to wait for the servers' answers (default: 120)",
+    )
+    signing_args(p)  # with --render-secret
+    trust_args(p)
+    replicas.reconcile_args(p)
 
     p = add_command(
         sub,
@@ -94,7 +109,10 @@ def add_parsers(sub: Any) -> None:
         "seconds, moving to the newest acceptable head at the next pass. A force push is "
         "refused unless --allow-force-push; with --require-signed, only heads signed by a key "
         "in --keyring deploy. The outcome of each deployed commit is recorded as a git note "
-        "under refs/notes/setpoint (git log --notes=setpoint).",
+        "under refs/notes/setpoint (git log --notes=setpoint). --metrics-port serves "
+        "Prometheus metrics; events (rollout started, batch failed, rollback, commit "
+        "converged, agent unreachable) go to --notify webhooks and the commit's "
+        "notifications.yaml, each once, recorded in the store's ledger.",
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
     p.add_argument(
@@ -118,6 +136,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--passes", type=int, help="stop after this many passes")
     replicas.watch_args(p)
+    observing.notify_args(p)
+    observing.metrics_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
@@ -296,7 +316,13 @@ def _plan(args: argparse.Namespace) -> int:
     plan.deployed = deployed
     if args.out and pointers is not None:
         save_plan(args.out, plan.to_dict(), PlanBasis(head.commit, args.env, pointers))
-    _print_plan(args, plan)
+    answers = _preflight(args, store, head_rev) if args.preflight else None
+    _write_plan(args, plan, answers, head.commit)
+    if answers is not None:
+        from setpoint.controller.converge.preflight import preflight_passed
+
+        if not preflight_passed(answers):
+            return PLAN_ERROR
     if not args.exit_code:
         return OK
     return PLAN_CHANGES if plan.has_changes else PLAN_NO_CHANGES
@@ -314,7 +340,11 @@ def _reports(store: Store, head: Model, base: Model | None) -> dict[str, Report]
     return reports
 
 
-def _print_plan(args: argparse.Namespace, plan: Plan) -> None:
+def _write_plan(
+    args: argparse.Namespace, plan: Plan, answers: dict[str, Any] | None, commit: str
+) -> None:
+    """The plan in the format asked for, with the preflight's answers when given."""
+    from setpoint.controller.converge.preflight import answers_json, format_answers
     from setpoint.controller.rollout.plan_format import (
         MARKDOWN_LIMIT,
         format_json,
@@ -323,11 +353,34 @@ def _print_plan(args: argparse.Namespace, plan: Plan) -> None:
     )
 
     if args.format == "json":
-        sys.stdout.write(format_json(plan))
-    elif args.format == "markdown":
+        extra = {"preflight": answers_json(answers)} if answers is not None else None
+        sys.stdout.write(format_json(plan, extra))
+        return
+    if args.format == "markdown":
         sys.stdout.write(format_markdown(plan, args.max_size or MARKDOWN_LIMIT))
     else:
         sys.stdout.write(format_text(plan, diffs=not args.no_diff))
+    if answers is not None:
+        sys.stdout.write("\n" + format_answers(answers, commit, args.preflight_timeout))
+
+
+def _preflight(args: argparse.Namespace, store: Any, head_rev: str) -> dict[str, Any]:
+    """Publish HEAD's changes to check on every server (under the store's lease),
+    then wait for the answers."""
+    from setpoint.controller.converge.preflight import await_answers
+    from setpoint.controller.gitops.environments import EnvironmentReconciler
+
+    if store is None:
+        raise SetpointError("--preflight needs --store: the servers answer through it")
+    try:
+        with replicas.reconcile_lease(args, store) as lease, GitRepo.open(args.repo) as repo:
+            reconciler = EnvironmentReconciler(
+                repo, store, rev=head_rev, policy=pointer_policy(args), env=args.env, lease=lease
+            )
+            checks = reconciler.publish_preflight()
+    except (replicas.LeaseBusy, replicas.LeaseLost) as exc:
+        raise SetpointError(f"cannot publish the preflight: {exc}") from exc
+    return await_answers(store, checks, args.preflight_timeout)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -366,6 +419,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         interval=args.interval,
         converge_rounds=args.converge_rounds,
         unreachable_after=args.unreachable_after,
+        notifier=observing.notifier(args),
+        metrics=observing.metrics(args, store, lease),
     )
     try:
         watcher.run(max_passes=1 if args.once else args.passes)
@@ -374,6 +429,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         if verifier is not None:
             verifier.close()
+        if watcher.notifier is not None:
+            watcher.notifier.sender.drain()  # a stopping daemon waits a little, no more
     if watcher.record is not None:
         print(watcher.record.summary())
     return OK

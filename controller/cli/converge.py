@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from setpoint.controller.cli import replicas
+from setpoint.controller.cli import observing, replicas
 from setpoint.controller.cli.common import (
     FAILED,
     OK,
@@ -81,6 +81,7 @@ def add_parsers(sub: Any) -> None:
         "'setpoint plan --out FILE' was made from (else exit 6, nothing published)",
     )
     replicas.reconcile_args(p)
+    observing.notify_args(p)
     tuning_args(p)
     signing_args(p)
     store_workers_arg(p)
@@ -233,9 +234,19 @@ def _reconcile_in(args: argparse.Namespace, store: Any, lease: Any) -> int:
 
 
 def _reconcile(args: argparse.Namespace, reconciler: Any, recorder: Any = None) -> int:
+    notifier = observing.notifier(args, reconciler.clock)
+    try:
+        return _passes(args, reconciler, recorder, notifier)
+    finally:
+        # The passes never waited for a notification; the process waits a little.
+        notifier.sender.drain()
+
+
+def _passes(args: argparse.Namespace, reconciler: Any, recorder: Any, notifier: Any) -> int:
     from setpoint.controller.converge.reconcile import wait_for_convergence
 
     def record(outcome: Any) -> None:
+        notifier.after_pass(reconciler, outcome)
         if recorder is not None:
             from setpoint.controller.gitops.notes import NotesError
 

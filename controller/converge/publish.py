@@ -108,7 +108,7 @@ def _blobs_needed(
     """Every blob an agent fetches for ``manifest``: configs and their files.
     ``kept`` holds the bodies of configs not rendered this pass, read from the store."""
     needs: set[str] = set()
-    for entry in manifest.deployments:
+    for entry in manifest.fetched:
         needs.add(entry.config)
         rendered = desired.configs.get(entry.config)
         body = rendered.body if rendered else kept[entry.config]
@@ -126,7 +126,7 @@ def _read_kept(
         {
             entry.config
             for manifest in manifests
-            for entry in manifest.deployments
+            for entry in manifest.fetched
             if entry.config not in desired.configs
         }
     )
@@ -173,7 +173,7 @@ class _Publication:
         candidates: list[tuple[str, Manifest, bytes, str]] = []
         for server in servers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
-            key = (manifest.deployments, *manifest.bundles.items())
+            key = (manifest.deployments, manifest.preflight, *manifest.bundles.items())
             if key not in encoded:
                 blob = canonical_json(manifest.to_dict())
                 encoded[key] = (blob, digest_bytes(blob))
@@ -230,7 +230,7 @@ class _Publication:
         """The configs and files the new manifests reference that this pass rendered."""
         content: dict[str, bytes] = {}
         for plan in planned.values():
-            for entry in plan.manifest.deployments:
+            for entry in plan.manifest.fetched:
                 rendered = self.desired.configs.get(entry.config)
                 if rendered is None:
                     continue  # kept from an earlier manifest: already in the store

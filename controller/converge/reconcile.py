@@ -18,10 +18,11 @@ from typing import Any
 import structlog
 
 from setpoint.controller.converge import heat_agent
+from setpoint.controller.converge.preflight import preflight_publication
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
 from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
-from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model
+from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model, NotifyTarget
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, entry_result
 from setpoint.controller.rollout.contextualize import Rounds
@@ -47,6 +48,8 @@ class ServerProgress:
     pending: list[str]
     # The generation the server's report answers (None: no valid report).
     reported_generation: int | None = None
+    # Deployments whose applied digest the agent reports drifted (a drift check).
+    drifted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +61,10 @@ class PassOutcome:
     ledger: Ledger = field(default_factory=Ledger)
     # server -> why its pointer or report could not be read ("invalid report: ...")
     invalid: dict[str, str] = field(default_factory=dict)
+    # The reports this pass read (metrics and notifications look at them again).
+    reports: dict[str, Report] = field(default_factory=dict)
+    # Who the commit's notifications.yaml tells of events.
+    notifications: tuple[NotifyTarget, ...] = ()
 
     @property
     def waiting(self) -> list[Waiting]:
@@ -96,6 +103,9 @@ class PassOutcome:
         failed = sum(1 for s in self.servers.values() if s.failed)
         if failed:
             parts.append(f"{failed} failed")
+        drifted = sum(1 for s in self.servers.values() if s.drifted)
+        if drifted:
+            parts.append(f"{drifted} drifted")
         if self.desired.failures:
             parts.append(f"{len(self.desired.failures)} rollouts stopped")
         if self.invalid:
@@ -133,7 +143,12 @@ class PassOutcome:
             "rollouts": self.rollouts,
             "invalid": dict(sorted(self.invalid.items())),
             "servers": {
-                s.server: {"converged": s.converged, "failed": s.failed, "pending": s.pending}
+                s.server: {
+                    "converged": s.converged,
+                    "failed": s.failed,
+                    "pending": s.pending,
+                    "drifted": s.drifted,
+                }
                 for s in self.servers.values()
             },
         }
@@ -174,12 +189,20 @@ def assess(
             failed.append(f"{name}: delete failed: {got.reason or 'failed'}")
         else:
             pending.append(f"{name}: being deleted")
+    drift = report.drift if report else {}
     return ServerProgress(
         server,
         not failed and not pending,
         failed,
         pending,
         reported_generation=report.generation if report else None,
+        drifted=[
+            e.name
+            for e in manifest.deployments
+            if (d := drift.get(e.name)) is not None
+            and d.config == e.config
+            and d.status == "drifted"
+        ],
     )
 
 
@@ -288,6 +311,8 @@ class Reconciler:
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
         outcome.invalid = invalid
+        outcome.reports = fleet.reports
+        outcome.notifications = model.notifications
         for server in published.pointers:
             manifest = desired.manifests.get(server, Manifest(deployments=()))
             progress = assess(
@@ -305,6 +330,31 @@ class Reconciler:
             converged=outcome.converged,
         )
         return outcome
+
+    def publish_preflight(self) -> dict[str, tuple[ManifestEntry, ...]]:
+        """``plan --preflight``: the commit's changed entries published to check
+        beside what each server runs, nothing else changed (``converge.preflight``);
+        returns what each server was asked to check."""
+        model = self.load()
+        fleet = self._read_fleet(model)
+
+        def previous(server: str) -> Manifest | None:
+            return fleet.previous(server, self._manifests)
+
+        head = compute_desired(model, fleet.reports, previous)
+        trusted = {s: p for s, p in fleet.pointers.items() if s not in fleet.bad_pointers}
+        token = f"plan-{int(self.clock() * 1000)}"
+        request = preflight_publication(head, previous, trusted, token)
+        fence: dict[str, Any] = {}
+        if self.lease is not None:
+            self.lease.hold()
+            listed = {s: fleet.versions.get(pointer_key(s)) for s in fleet.servers}
+            fence = {"fence": self.lease.hold}
+            fence["versions"] = listed if self.lease.fences_writes else None
+        for group in request.groups.values():
+            current = {s: trusted.get(s) for s in group.manifests}
+            publish(self.store, group, current, self.clock, self.policy, fleet.seen, **fence)
+        return request.checks
 
     def _read_fleet(self, model: Model) -> _Fleet:
         """List ``agents/``, then read what changed: pointers, reports, manifests."""
@@ -420,6 +470,7 @@ class Reconciler:
             model.commit,
             unreachable_after=self.unreachable_after,
         )
+        gate.heat_servers = set(fleet.heat_servers)
         gate.behind = {
             s
             for s, pointer in fleet.pointers.items()
@@ -455,6 +506,13 @@ class Reconciler:
             self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl
         )
         return published
+
+    def rewrite_ledger(self, ledger: Ledger) -> bool:
+        """Write ``ledger`` again after the pass, fenced as the pass's write was
+        (what notifications were sent is recorded this way); whether it changed."""
+        signing = self.policy.signing_key
+        ledger_fence, _ = self._fencing(ledger, signing, [], {})
+        return write_ledger(self.store, ledger, signing, **ledger_fence)
 
     def _fencing(
         self,

@@ -17,7 +17,14 @@ from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreach
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
-from setpoint.store.documents import Manifest, Pointer, Report
+from setpoint.store.documents import (
+    CheckReport,
+    DeploymentReport,
+    Manifest,
+    ManifestEntry,
+    Pointer,
+    Report,
+)
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 from setpoint.store.timestamps import parse_timestamp as _parse_time
 
@@ -39,6 +46,8 @@ class DeploymentStatus:
         return self.status.startswith("FAILED")
 
 
+# How many lines of what a check says would change (or differs) ``status`` shows.
+CHECK_LINES = 5
 # An agent that has not answered a generation published this long ago is stale:
 # offline, or its URLs expired (enrolling it again recovers it).
 STALE_AFTER = 600.0
@@ -58,11 +67,14 @@ class ServerStatus:
 
     @property
     def troubled(self) -> bool:
-        """Something here needs a person: a failed deployment, an agent error or
-        no heartbeat, a document that cannot be read. (``status --exit-code``)
-        A retired server's agent is expected to go quiet: only a failed DELETE
-        on it is trouble."""
-        failed = any(d.failed for d in self.deployments)
+        """Something here needs a person: a failed deployment or preflight, drift,
+        an agent error or no heartbeat, a document that cannot be read.
+        (``status --exit-code``) A retired server's agent is expected to go
+        quiet: only a failed DELETE on it is trouble."""
+        checks = [*self._checks("preflight").values(), *self._checks("drift").values()]
+        failed = any(d.failed for d in self.deployments) or any(
+            c.status in ("FAILED", "drifted") for c in checks
+        )
         return failed or (self.agent_troubled and self.retired is None)
 
     @property
@@ -110,6 +122,26 @@ class ServerStatus:
             return "stale"
         return "behind"
 
+    def _checks(self, kind: str) -> dict[str, CheckReport]:
+        """The report's preflight or drift checks, by deployment."""
+        return dict(sorted(getattr(self.report, kind).items())) if self.report else {}
+
+    def check_lines(self) -> list[str]:
+        """Preflight checks and drift as lines: a failed check with its reason,
+        what would change or what differs (first lines), clean drift left out."""
+        out: list[str] = []
+        for name, got in self._checks("preflight").items():
+            head = f"{self.server} {name}: preflight {got.status} ({short(got.config)})"
+            out.append(head + (f": {got.reason}" if got.status == "FAILED" else ""))
+            out.extend(f"  {line}" for line in got.changes.splitlines()[:CHECK_LINES])
+        for name, got in self._checks("drift").items():
+            if got.status == "clean":
+                continue
+            why = f": {got.reason}" if got.reason else ""
+            out.append(f"{self.server} {name}: {got.status} ({short(got.config)}){why}")
+            out.extend(f"  {line}" for line in got.changes.splitlines()[:CHECK_LINES])
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "server": self.server,
@@ -122,6 +154,8 @@ class ServerStatus:
             "agent": self.agent,
             "invalid": list(self.invalid),
             "retired": self.retired,
+            "preflight": {k: v.to_dict() for k, v in self._checks("preflight").items()},
+            "drift": {k: v.to_dict() for k, v in self._checks("drift").items()},
             "deployments": [
                 {
                     "name": d.name,
@@ -141,7 +175,31 @@ class ServerStatus:
         }
 
 
-def _read_server(
+def deployment_state(
+    server: str, entry: ManifestEntry | None, got: DeploymentReport | None, ledger: Ledger
+) -> str:
+    """What ``status`` shows for one deployment on one server: PENDING, IN_PROGRESS,
+    COMPLETE, FAILED, FAILED (quarantined), FAILED (timeout), or a reported status
+    of an ``(old config)`` or one ``(deleting)``. ``entry``: what the server was
+    given (None: the deployment left its manifest); ``got``: what it reported."""
+    if got is None:
+        state = "PENDING"
+    elif entry is not None and got.config != entry.config:
+        state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
+    elif entry is None:
+        state = f"{got.status} (deleting)"
+    else:
+        state = got.status
+    held = ledger.quarantined(entry.qualified, server) if entry else None
+    if entry is not None and held is not None and held.config == entry.config:
+        if held.reason.startswith("timeout") and state != "FAILED":
+            state = "FAILED (timeout)"
+        elif state == "FAILED":
+            state = "FAILED (quarantined)"
+    return state
+
+
+def read_server(
     store: Store, server: str
 ) -> tuple[Pointer | None, Report | None, Manifest, list[str]]:
     """A server's pointer, report and manifest; a bad one is left out and named,
@@ -187,7 +245,7 @@ def fleet_status(
     listed = store.list_servers()
     wanted = listed if servers is None else [s for s in listed if s in servers]
     # Each server's documents are read side by side with the others' on the pool.
-    read = store.pool.map(lambda server: _read_server(store, server), wanted)
+    read = store.pool.map(lambda server: read_server(store, server), wanted)
     for server, (pointer, report, manifest, invalid) in zip(wanted, read, strict=True):
         status = ServerStatus(
             server,
@@ -203,20 +261,7 @@ def fleet_status(
         for name in names:
             entry = manifest.entry(name)
             got = reported.get(name)
-            if got is None:
-                state = "PENDING"
-            elif entry is not None and got.config != entry.config:
-                state = f"{got.status} (old config)" if got.status != "IN_PROGRESS" else "PENDING"
-            elif entry is None:
-                state = f"{got.status} (deleting)"
-            else:
-                state = got.status
-            held = ledger.quarantined(entry.qualified, server) if entry else None
-            if entry is not None and held is not None and held.config == entry.config:
-                if held.reason.startswith("timeout") and state != "FAILED":
-                    state = "FAILED (timeout)"
-                elif state == "FAILED":
-                    state = "FAILED (quarantined)"
+            state = deployment_state(server, entry, got, ledger)
             when = _parse_time(got.finished_at or got.started_at) if got else None
             desired = entry.config if entry else None
             run = None
@@ -355,8 +400,9 @@ DETAIL_LINES = 10
 
 def format_details(statuses: list[ServerStatus], lines: int = DETAIL_LINES) -> str:
     """Each failed or running deployment's reason and the last ``lines`` lines of
-    its stdout and stderr, as the agent reported them (masked)."""
-    out: list[str] = []
+    its stdout and stderr, as the agent reported them (masked); then the
+    preflight checks and the drift found."""
+    out: list[str] = [line for s in statuses for line in s.check_lines()]
     for s in statuses:
         for d in s.deployments:
             if d.run is None:

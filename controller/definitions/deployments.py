@@ -11,6 +11,7 @@ from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_deferred
 from setpoint.controller.definitions.model import (
     DEFAULT_DEPLOYMENT_ACTIONS,
+    ON_DRIFT,
     ON_FAILURE,
     STATES,
     UPDATE_ORDERS,
@@ -26,6 +27,7 @@ from setpoint.store.documents import LIFECYCLE_ACTIONS
 
 ROLLOUT_KEYS = (
     "update_policy", "batch_create", "update_order", "on_failure", "state", "run", "converge",
+    "preflight", "on_drift",
 )  # fmt: skip
 DEPLOYMENT_KEYS = (
     "component", "servers", "actions", "input_values", "depends_on", "timeout", *ROLLOUT_KEYS,
@@ -55,10 +57,11 @@ class DeploymentReader:
         body: Any,
         where: Where,
         intrinsics: NativeIntrinsics,
-        defaults: dict[str, str],
+        defaults: dict[str, Any],
     ) -> Deployment | None:
         """Deployment ``name`` of the stack ``intrinsics`` resolves values for;
-        ``defaults`` are the stack's ``on_failure`` and ``state``."""
+        ``defaults`` are the stack's ``on_failure``, ``state``, ``preflight`` and
+        ``on_drift``."""
         checks = self.checks
         stack = intrinsics.stack
         dm = checks.mapping(body, where, "a deployment")
@@ -183,10 +186,10 @@ class DeploymentReader:
     # -- rollout and lifecycle keys of a deployment -------------------------------------
 
     def rollout_keys(
-        self, dm: YMap, where: Where, component: Component | None, defaults: dict[str, str]
+        self, dm: YMap, where: Where, component: Component | None, defaults: dict[str, Any]
     ) -> dict[str, Any]:
         """``update_policy``, ``batch_create``, ``update_order``, ``on_failure``,
-        ``state``, ``run`` and ``converge`` of a deployment."""
+        ``state``, ``run``, ``converge``, ``preflight`` and ``on_drift`` of a deployment."""
         checks = self.checks
         servers = dm.get("servers")
         count = len(servers) if isinstance(servers, YList) else 0
@@ -201,6 +204,14 @@ class DeploymentReader:
             "state": checks.choice(dm, "state", where, STATES, defaults.get("state", "active")),
             "run": run,
             "converge": checks.boolean(dm, "converge", where),
+            "preflight": (
+                checks.boolean(dm, "preflight", where)
+                if "preflight" in dm
+                else bool(defaults.get("preflight", False))
+            ),
+            "on_drift": checks.choice(
+                dm, "on_drift", where, ON_DRIFT, defaults.get("on_drift", "report")
+            ),
         }
 
     def run_request(self, dm: YMap, where: Where, component: Component | None) -> RunRequest | None:

@@ -11,6 +11,7 @@ directory):
 - ``environments/<name>.yaml``: ``kind: Environment``, read only when an
   environment is asked for: parameter values for the stacks and, optionally,
   the environment's own inventory in place of ``inventory.yaml`` (``environments``)
+- ``notifications.yaml`` (optional): who is told of rollouts (``notifications``)
 
 Every problem found is collected with its file, line and field (``checks``);
 if there is any, ``InvalidDefinitions`` carries all of them and nothing may
@@ -27,6 +28,7 @@ from setpoint.controller.definitions.environments import EnvironmentValues
 from setpoint.controller.definitions.files import CommitFiles, Tree
 from setpoint.controller.definitions.inventory import read_inventory
 from setpoint.controller.definitions.model import Model
+from setpoint.controller.definitions.notifications import read_notifications
 from setpoint.controller.definitions.ordering import Ordering
 from setpoint.controller.definitions.references import References
 from setpoint.controller.definitions.stacks import StackReader
@@ -59,6 +61,7 @@ def load_model(
     ).stacks()
     environment.check_unused(stacks)
     references.check(stacks, components)
+    notifications = read_notifications(files)
     ordering = Ordering(checks, stacks)
     order = ordering.order() if not _errors(checks) else ()
     errors = _errors(checks)
@@ -76,6 +79,7 @@ def load_model(
         order=order,
         environment=env,
         cycles=tuple(ordering.cycles),
+        notifications=notifications,
     )
 
 

@@ -28,6 +28,9 @@ DEFAULT_DEPLOYMENT_ACTIONS = ("CREATE", "UPDATE")
 # out first (reading its old outputs), and it follows once they are COMPLETE.
 UPDATE_ORDERS = ("parallel", "serial", "reverse")
 ON_FAILURE = ("halt", "rollback")
+# What the controller does when an agent reports the applied config drifted:
+# show it, or re-run its UPDATE (through the rollout's batches).
+ON_DRIFT = ("report", "correct")
 STATES = ("active", "suspended")
 # Rounds a declared contextualization cycle may take before the controller gives up.
 DEFAULT_CONVERGE_ROUNDS = 5
@@ -202,6 +205,9 @@ class Deployment:
     # Heat's ``signal_transport: NO_SIGNAL``: COMPLETE once delivered, for the
     # groups Heat's agents only deliver (``Heat::Ungrouped``, ``os-apply-config``).
     no_signal: bool = False
+    # Check a change on every server (the tools' check modes) before its first batch.
+    preflight: bool = False
+    on_drift: str = "report"
 
     @property
     def qualified(self) -> str:
@@ -284,6 +290,28 @@ class Inventory:
     groups: dict[str, tuple[str, ...]]
 
 
+# The events a notification target may be told of (``notifications.yaml``).
+EVENT_KINDS = ("rollout_started", "batch_failed", "rollback", "converged", "agent_unreachable")
+TARGET_TYPES = ("webhook", "slack")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where notifications go: a generic JSON webhook or a Slack incoming webhook.
+
+    The HMAC secret of a webhook is never in git: ``secret_env`` names the
+    environment variable and ``secret_file`` the file the controller reads it
+    from when it sends.
+    """
+
+    name: str
+    type: str
+    url: str
+    events: tuple[str, ...] = EVENT_KINDS
+    secret_env: str | None = None
+    secret_file: str | None = None
+
+
 @dataclass(frozen=True)
 class Model:
     commit: str
@@ -294,6 +322,7 @@ class Model:
     # Declared contextualization cycles (``converge: true``), each a tuple of deployments.
     cycles: tuple[tuple[str, ...], ...] = field(default=())
     environment: str | None = None  # environments/<name>.yaml the model was loaded with
+    notifications: tuple[NotifyTarget, ...] = field(default=())  # notifications.yaml
 
     def deployment(self, qualified: str) -> Deployment:
         stack, name = qualified.split("/", 1)

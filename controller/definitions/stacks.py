@@ -3,6 +3,8 @@ line starts with ``heat_template_version``) read by ``heat``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from setpoint.controller.definitions.checks import NAME_RE, Where
 from setpoint.controller.definitions.deployments import DeploymentReader
 from setpoint.controller.definitions.environments import EnvironmentValues
@@ -17,6 +19,7 @@ from setpoint.controller.definitions.heat.template import (
 )
 from setpoint.controller.definitions.intrinsics import NativeIntrinsics
 from setpoint.controller.definitions.model import (
+    ON_DRIFT,
     ON_FAILURE,
     STATES,
     Component,
@@ -29,7 +32,10 @@ from setpoint.controller.definitions.references import References
 from setpoint.controller.definitions.yamlsource import YMap
 
 STACKS = "stacks"
-STACK_KEYS = ("kind", "name", "description", "parameters", "deployments", "on_failure", "state")
+STACK_KEYS = (
+    "kind", "name", "description", "parameters", "deployments", "on_failure", "state",
+    "preflight", "on_drift",
+)  # fmt: skip
 
 
 class StackReader:
@@ -98,9 +104,11 @@ class StackReader:
         if m is None:
             return None
         checks.check_keys(m, where, STACK_KEYS, ("kind",))
-        defaults = {
+        defaults: dict[str, Any] = {
             "on_failure": checks.choice(m, "on_failure", where, ON_FAILURE, "halt"),
             "state": checks.choice(m, "state", where, STATES, "active"),
+            "preflight": checks.boolean(m, "preflight", where),
+            "on_drift": checks.choice(m, "on_drift", where, ON_DRIFT, "report"),
         }
         if "kind" in m and m["kind"] != "Stack":
             checks.error(where.at(m, "kind"), f"expected kind: Stack, got {m['kind']!r}")

@@ -202,7 +202,7 @@ class _Checker:
                 pointer.manifest, f"manifest of {server}", pointer.commit, "manifest"
             )
             if isinstance(manifest, Manifest):
-                for entry in manifest.deployments:
+                for entry in manifest.fetched:
                     self.config_and_files(
                         entry.config,
                         manifest.bundles,

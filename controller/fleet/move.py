@@ -100,7 +100,7 @@ def manifest_blobs(store: Store, digest: str) -> set[str]:
     """Every blob an agent fetches for the manifest ``digest``, the manifest included."""
     manifest = Manifest.from_dict(store.get_json_blob(digest, "manifest"))
     out = {digest}
-    for entry in manifest.deployments:
+    for entry in manifest.fetched:
         out |= _config_blobs(store, entry.config, manifest.bundles)
     return out
 

@@ -65,6 +65,9 @@ class DeployRecord:
     # deployment -> config digests the servers ran successfully
     configs: dict[str, list[str]] = field(default_factory=dict)
     superseded_by: str | None = None
+    # server -> deployments its agent reports drifted from the digest applied
+    # (kept up to date after the commit converged, until another replaces it)
+    drifted: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def seconds_to_converge(self) -> float | None:
@@ -88,10 +91,11 @@ class DeployRecord:
             f"; {name} rolled back on {counted(len(servers), 'server')}"
             for name, servers in sorted(self.rolled_back.items())
         )
+        drift = f"; {len(self.drifted)} servers drifted" if self.drifted else ""
         return (
             f"setpoint {self.environment}: {head}: {self.count('converged')} converged, "
             f"{self.count('failed')} failed, {self.count('pending')} pending; "
-            f"{self.rollbacks} rollbacks{back}"
+            f"{self.rollbacks} rollbacks{back}{drift}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +117,7 @@ class DeployRecord:
             },
             configs={str(k): [str(d) for d in v] for k, v in (doc.get("configs") or {}).items()},
             superseded_by=doc.get("superseded_by"),
+            drifted={str(k): [str(d) for d in v] for k, v in (doc.get("drifted") or {}).items()},
         )
 
 

@@ -56,8 +56,12 @@ def rolled_back(outcome: PassOutcome, commit: str) -> dict[str, list[str]]:
 
 
 def update_record(record: DeployRecord, outcome: PassOutcome, now: float) -> None:
-    """Fold one pass into ``record`` (a record already converged or superseded is final)."""
-    if record.outcome in (CONVERGED, SUPERSEDED) or record.superseded_by is not None:
+    """Fold one pass into ``record`` (a record already converged or superseded is
+    final, but for the drift its servers report until another commit replaces it)."""
+    if record.outcome == SUPERSEDED or record.superseded_by is not None:
+        return
+    record.drifted = {s: p.drifted for s, p in sorted(outcome.servers.items()) if p.drifted}
+    if record.outcome == CONVERGED:
         return
     servers: dict[str, str] = {}
     configs: dict[str, set[str]] = {}

@@ -10,7 +10,10 @@ Each pass:
    far keeps converging;
 3. run one reconcile pass for the commit being deployed;
 4. record the outcome in the commit's note (``controller.recording``, the
-   code ``reconcile --notes`` uses too), and push the notes when asked.
+   code ``reconcile --notes`` uses too), and push the notes when asked;
+5. with notification targets, record the pass's new events in the ledger and
+   hand them to the sender thread (``controller.observe.notifier``); with
+   ``--metrics-port``, count the pass and keep the fleet it saw for ``/metrics``.
 
 A newer head is taken at the start of the next pass, so a rollout in progress
 moves to the newest commit at its next pass (batch) boundary and never waits
@@ -49,6 +52,8 @@ from setpoint.controller.gitops.environments import EnvironmentReconciler
 from setpoint.controller.gitops.notes import DeployRecord, Notebook, NotesError
 from setpoint.controller.gitops.recording import Recorder, deployed_commit
 from setpoint.controller.gitops.source import FetchError, LocalSource, RemoteSource
+from setpoint.controller.observe.metrics import Metrics
+from setpoint.controller.observe.notifier import Notifier
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.base import Store
 from setpoint.store.errors import StoreError
@@ -68,6 +73,17 @@ class WatchPass:
     record: DeployRecord | None = None
     # Another replica holds the lease: this one only stood by.
     standby: bool = False
+    # Why the pass ran but did not finish: "failed" (the store), "refused" (pointers).
+    failure: str | None = None
+
+    @property
+    def result(self) -> str:
+        """ok, failed, refused, standby, or idle (nothing to deploy yet)."""
+        if self.standby:
+            return "standby"
+        if self.failure is not None:
+            return self.failure
+        return "ok" if self.outcome is not None else "idle"
 
 
 @dataclass
@@ -87,6 +103,10 @@ class Watcher:
     lease: Lease | None = None
     # Heads already refused, with why: each is reported once, not every pass.
     refused: dict[str, Verdict] = field(default_factory=dict)
+    # Told of each pass's new events (``--notify``, notifications.yaml).
+    notifier: Notifier | None = None
+    # Counts each pass and keeps the fleet it saw for ``/metrics`` (``--metrics-port``).
+    metrics: Metrics | None = None
     _heartbeat_at: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -163,6 +183,13 @@ class Watcher:
         return held
 
     def step(self) -> WatchPass:
+        started = time.monotonic()
+        result = self._step()
+        if self.metrics is not None:
+            self.metrics.record_pass(time.monotonic() - started, result.result, result.outcome)
+        return result
+
+    def _step(self) -> WatchPass:
         if not self._lead():
             return WatchPass(head=None, deploying=None, standby=True)
         try:
@@ -203,13 +230,17 @@ class Watcher:
             except StoreError as exc:
                 # The daemon outlives a store outage: the next pass tries again.
                 log.warning("pass_failed", commit=self.current[:12], error=str(exc))
+                result.failure = "failed"
                 return result
             except UntrustedPointers as exc:
                 # Nothing was published; the fleet keeps what it runs. The daemon
                 # stays up, so an operator who restarts it with the right key
                 # (or --trusted-key during a rotation) loses no history.
                 log.error("pass_refused", commit=self.current[:12], error=str(exc))
+                result.failure = "refused"
                 return result
+            if self.notifier is not None:
+                self.notifier.after_pass(reconciler, result.outcome)
         try:
             self.recorder.update(result.outcome)
         except (NotesError, OSError) as exc:

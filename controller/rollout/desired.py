@@ -13,7 +13,7 @@ This is a pure function of (model, reports, previously published manifests).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from setpoint.controller.definitions.model import Component, Deployment, Model
@@ -56,12 +56,12 @@ def instance_name(dep: Deployment, component: Component, values: dict[str, Any])
     is a new instance, created next to the old one, which is deleted once the
     new one succeeded (create before delete).
     """
-    replace = {
+    replacing = {
         i.name: values.get(i.name, i.default) for i in component.inputs if i.replace_on_change
     }
-    if not replace:
+    if not replacing:
         return dep.qualified
-    return f"{dep.qualified}@{hex_of(digest_json(replace))[:8]}"
+    return f"{dep.qualified}@{hex_of(digest_json(replacing))[:8]}"
 
 
 def entry_of(manifest: Manifest | None, qualified: str) -> ManifestEntry | None:
@@ -78,6 +78,21 @@ def _older_instances(manifest: Manifest | None, entry: ManifestEntry) -> list[Ma
     return [
         e for e in manifest.deployments if e.qualified == entry.qualified and e.name != entry.name
     ]
+
+
+def correction(dep: Deployment, entry: ManifestEntry, report: Report | None) -> ManifestEntry:
+    """``on_drift: correct``: the entry asks the agent to run UPDATE of the digest
+    it applied once more, once per drift it reported (the token names the digest
+    and the drift's count). The entry changes, so the gate admits it in batches
+    like any other change. A deployment's own ``run`` request comes first."""
+    if dep.on_drift != "correct" or entry.run is not None or "UPDATE" not in entry.actions:
+        return entry
+    if report is None:
+        return entry
+    found = report.drift.get(entry.name)
+    if found is None or found.config != entry.config or not found.count:
+        return entry
+    return replace(entry, run=("UPDATE", f"drift-{hex_of(entry.config)[:12]}-{found.count}"))
 
 
 def compute_desired(
@@ -129,6 +144,8 @@ class _DesiredPass:
             s: [] for s in sorted(model.servers_in_use())
         }
         self.bundles: dict[str, dict[str, str]] = {s: {} for s in self.entries}
+        # The entries each server checks before it is given them (``preflight``).
+        self.preflight: dict[str, list[ManifestEntry]] = {s: [] for s in self.entries}
         self.previous_cache: dict[str, Manifest | None] = {}
         # A deployment's inputs do not depend on the server it is rendered for
         # (the server only appears in Waiting): resolved and rendered once per
@@ -243,7 +260,7 @@ class _DesiredPass:
                 self.state.waiting.append(result)
                 self.keep_waiting_entries(qualified, server)
                 continue
-            targets[server] = result
+            targets[server] = correction(dep, result, self.reports.get(server))
         return targets
 
     def keep_waiting_entries(self, qualified: str, server: str) -> None:
@@ -259,7 +276,9 @@ class _DesiredPass:
         self, dep: Deployment, targets: dict[str, ManifestEntry]
     ) -> tuple[dict[str, ManifestEntry | None], dict[str, dict[str, str]]]:
         """The entry each server gets this pass (batches, halts, rollbacks), and the
-        bundles of entries the gate carried over; every target without a gate."""
+        bundles of entries the gate carried over; every target without a gate.
+        The entries servers check first (preflight) are placed here, with the
+        bundles their configs need."""
         if self.gate is None:
             return dict(targets), {}
         state = self.state
@@ -270,6 +289,9 @@ class _DesiredPass:
             return entry_of(manifest, qualified), manifest.bundles if manifest else {}
 
         decision = self.gate.decide(dep, targets, before)
+        for server, entry in decision.preflight.items():
+            self.preflight[server].append(entry)
+            self.add_component_bundles(server, dep)
         state.failures += decision.failures
         for server, why in decision.waiting.items():
             state.waiting.append(Waiting(qualified, server, qualified, None, None, why))
@@ -287,8 +309,6 @@ class _DesiredPass:
     ) -> None:
         """Put each chosen entry in its server's manifest, with its bundles: the
         component's zips for a fresh render, the carried-over ones otherwise."""
-        component = self.model.components[dep.component]
-        zipped = [(a.digest, a.zip_digest) for a in component.files if a.zip_digest is not None]
         for server in dep.servers:
             target = targets.get(server)
             if target is None:
@@ -297,15 +317,20 @@ class _DesiredPass:
             if entry is None:
                 continue
             if entry is target:
-                server_bundles = self.bundles[server]
-                for digest, zip_digest in zipped:
-                    server_bundles[digest] = zip_digest
+                self.add_component_bundles(server, dep)
             else:
                 manifest = self.prior(server)
                 self.bundles[server].update(
                     extra.get(server) or (manifest.bundles if manifest else {})
                 )
             self.replace_instance(server, entry)
+
+    def add_component_bundles(self, server: str, dep: Deployment) -> None:
+        """The zips of the directories ``dep``'s component attaches, in the
+        server's manifest: a fresh render of it names them."""
+        for attached in self.model.components[dep.component].files:
+            if attached.zip_digest is not None:
+                self.bundles[server][attached.digest] = attached.zip_digest
 
     def replace_instance(self, server: str, entry: ManifestEntry) -> None:
         """Add ``entry``; older instances of its deployment stay until it succeeded."""
@@ -327,6 +352,8 @@ class _DesiredPass:
             # Bundles come from the components rendered for this server and, for
             # entries kept while waiting, from the manifest they were kept from.
             self.state.manifests[server] = Manifest(
-                deployments=tuple(server_entries), bundles=self.bundles[server]
+                deployments=tuple(server_entries),
+                bundles=self.bundles[server],
+                preflight=tuple(self.preflight[server]),
             )
         return self.state

@@ -36,6 +36,7 @@ from setpoint.controller.rollout.batches import (
     UNREACHABLE_AFTER_BEATS,
     Batches,
     entry_result,
+    unreachable,
 )
 from setpoint.controller.rollout.ledger import Ledger, Rollout
 from setpoint.store.documents import DeploymentReport, ManifestEntry, Report
@@ -53,6 +54,9 @@ class Decision:
     # server -> the entry dependents read this pass instead of the fresh render
     # (``update_order: reverse``: the old one, while the dependents go first)
     reads: dict[str, ManifestEntry] = field(default_factory=dict)
+    # server -> the new entry it checks, not applies, before it is given it
+    # (``preflight: true``: the manifest's preflight entries)
+    preflight: dict[str, ManifestEntry] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Gate:
     # asks to try again, so it is judged once the agent answers (the timeout
     # still counts).
     behind: set[str] = field(default_factory=set)
+    # Servers run by Heat's own agent (os-collect-config), which has no check mode.
+    heat_servers: set[str] = field(default_factory=set)
 
     def _got(self, server: str, name: str) -> DeploymentReport | None:
         report = self.reports.get(server)
@@ -193,6 +199,8 @@ class Gate:
         if not seen.pending:
             self._no_change_left(dep, rollout, seen)
             return decision
+        if dep.preflight and self._preflight_holds(dep, targets, seen, decision):
+            return decision
 
         rollout = rollout or self._new_rollout(name)
         rollout.commit = self.commit
@@ -215,6 +223,55 @@ class Gate:
         admitted = [s for s in seen.pending if s not in still]
         self._progress(dep, rollout, seen.done, seen.running + admitted, seen.failed, still)
         return decision
+
+    def _preflight_holds(
+        self, dep: Deployment, targets: dict[str, ManifestEntry], seen: _Sorted, decision: Decision
+    ) -> bool:
+        """``preflight: true``: every server not yet given its new digest checks it
+        first (a preflight entry); no batch starts until each one PASSED. A
+        FAILED check halts the rollout, naming the servers and why. Held while
+        checks are out or failed, True; False once every check passed. An entry
+        whose digest the server already has (a state, a run token, a drift
+        correction) needs no check."""
+        name = dep.qualified
+        failed: dict[str, str] = {}
+        checking: list[str] = []
+        changing = [
+            s
+            for s in seen.pending
+            if (prior := seen.before.get(s)) is None or prior.config != targets[s].config
+        ]
+        if not changing:
+            return False
+        for server in changing:
+            target = targets[server]
+            decision.preflight[server] = target
+            report = self.reports.get(server)
+            got = report.preflight.get(target.name) if report else None
+            if got is not None and got.config == target.config:
+                if got.status == "FAILED":
+                    failed[server] = got.reason or "failed"
+            elif server in self.heat_servers:
+                failed[server] = "Heat's agent runs it, which cannot check a change first"
+            elif unreachable(report, self.now, self.unreachable_after):
+                # Its answer may never come: halt rather than wait for ever.
+                failed[server] = "the agent is unreachable (no heartbeat): no answer"
+            else:
+                checking.append(server)
+        if failed:
+            what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
+            untouched = "" if seen.done or seen.running else " (nothing of it applied)"
+            decision.failures.append(
+                f"{name}: preflight failed on {what}; rollout halted{untouched}"
+            )
+            why = f"preflight failed on {', '.join(sorted(failed))}"
+        elif checking:
+            why = f"preflight: waiting for the check on {', '.join(sorted(checking))}"
+        else:
+            return False
+        for server in seen.pending:
+            decision.waiting[server] = why
+        return True
 
     def _apply_ledger(self, name: str, targets: dict[str, ManifestEntry]) -> None:
         """Quarantines a new render lifts, and the retry counts each target carries."""

@@ -20,6 +20,9 @@ document, ``controller/ledger`` in the store, written by the controller only:
 - ``retired``: servers the store holds that the inventory no longer lists, and
   the commit they left it at: ``setpoint status`` shows them apart, and
   ``setpoint forget`` removes them.
+- ``notified``: the events (rollout started, batch failed, ...) notifications
+  were sent for, by key (``controller.observe.events``), so that a restarted
+  controller never sends one again.
 
 It is rewritten only when its content changes, so an idle pass writes nothing.
 A controller holding the lease (``store.lease``) writes it with the lease's
@@ -133,6 +136,8 @@ class Ledger:
     reverse: dict[str, dict[str, Any]] = field(default_factory=dict)
     # server -> the commit at which it left the inventory (still in the store)
     retired: dict[str, str] = field(default_factory=dict)
+    # Keys of the events notifications went out for (``controller.observe.events``).
+    notified: list[str] = field(default_factory=list)
     # The lease epoch of the controller that wrote it (None: written without a lease).
     epoch: int | None = None
     # What was read from the store, to write only on change, and its version.
@@ -187,6 +192,7 @@ class Ledger:
             "retries": {d: dict(sorted(r.items())) for d, r in sorted(self.retries.items()) if r},
             **({"reverse": dict(sorted(self.reverse.items()))} if self.reverse else {}),
             **({"retired": dict(sorted(self.retired.items()))} if self.retired else {}),
+            **({"notified": sorted(self.notified)} if self.notified else {}),
             **({"epoch": self.epoch} if self.epoch is not None else {}),
         }
 
@@ -211,6 +217,7 @@ class Ledger:
             retries={str(d): dict(r) for d, r in (doc.get("retries") or {}).items()},
             reverse={str(d): dict(r) for d, r in (doc.get("reverse") or {}).items()},
             retired={str(s): str(c) for s, c in (doc.get("retired") or {}).items()},
+            notified=[str(k) for k in doc.get("notified") or []],
             epoch=int(doc["epoch"]) if isinstance(doc.get("epoch"), int) else None,
             loaded=copy.deepcopy(doc),
         )
@@ -220,7 +227,16 @@ class Ledger:
         now = self.to_dict()
         if self.loaded is None:
             # Nothing stored yet: an empty ledger need not be written.
-            kinds = ("rollouts", "quarantine", "waiting", "cycles", "retries", "reverse", "retired")
+            kinds = (
+                "rollouts",
+                "quarantine",
+                "waiting",
+                "cycles",
+                "retries",
+                "reverse",
+                "retired",
+                "notified",
+            )
             return any(now.get(k) for k in kinds)
         return bool(json.loads(canonical_json(now)) != self.loaded)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from setpoint.controller.rollout.plan import (
     EMPTY_TREE,
@@ -268,5 +269,6 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     return text
 
 
-def format_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2, sort_keys=True) + "\n"
+def format_json(plan: Plan, extra: dict[str, Any] | None = None) -> str:
+    """The plan as JSON, with ``extra`` keys beside its own (``preflight``)."""
+    return json.dumps({**plan.to_dict(), **(extra or {})}, indent=2, sort_keys=True) + "\n"

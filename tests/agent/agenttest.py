@@ -78,24 +78,12 @@ class Publisher:
         deployments: Mapping[str, dict[str, Any] | Deploy],
         bundles: Mapping[str, str] | None = None,
         generation: int | None = None,
+        preflight: Mapping[str, dict[str, Any] | Deploy] | None = None,
     ) -> Pointer:
-        entries = []
-        for name, spec in deployments.items():
-            deploy = spec if isinstance(spec, Deploy) else Deploy(spec)
-            digest = self.store.put_json_blob(deploy.derived)
-            self.digests[name] = digest
-            entries.append(
-                ManifestEntry(
-                    name,
-                    digest,
-                    deploy.actions,
-                    deploy.timeout,
-                    state=deploy.state,
-                    run=deploy.run,
-                    retry=deploy.retry,
-                )
-            )
-        manifest = Manifest(tuple(entries), dict(bundles or {}))
+        """``deployments`` to apply and ``preflight`` entries to check only."""
+        entries = [self._entry(name, spec) for name, spec in deployments.items()]
+        checks = tuple(self._entry(name, spec) for name, spec in (preflight or {}).items())
+        manifest = Manifest(tuple(entries), dict(bundles or {}), checks)
         manifest_digest = self.store.put_json_blob(manifest.to_dict())
         gen = generation if generation is not None else self.generation + 1
         pointer = Pointer(self.server, gen, manifest_digest, "c0ffee", "2024-01-01T00:00:00Z")
@@ -105,6 +93,20 @@ class Publisher:
         self.store.write_pointer(pointer, self.current if generation is None else None)
         self.current = pointer
         return pointer
+
+    def _entry(self, name: str, spec: dict[str, Any] | Deploy) -> ManifestEntry:
+        deploy = spec if isinstance(spec, Deploy) else Deploy(spec)
+        digest = self.store.put_json_blob(deploy.derived)
+        self.digests[name] = digest
+        return ManifestEntry(
+            name,
+            digest,
+            deploy.actions,
+            deploy.timeout,
+            state=deploy.state,
+            run=deploy.run,
+            retry=deploy.retry,
+        )
 
     @property
     def generation(self) -> int:

@@ -192,3 +192,20 @@ def test_a_removed_deployment_gets_a_delete_run(
 
 def _iv(c: dict[str, Any]) -> dict[str, Any]:
     return {i["name"]: i["value"] for i in c["inputs"]}
+
+
+def test_preflight_on_a_heat_server_fails_its_check_instead_of_waiting(
+    reconciler: Reconciler,
+    store: SwiftishStore,
+    example_repo: Path,
+    commit_files: Callable[..., str],
+) -> None:
+    heat_agent.enroll(store, "db-1")
+    text = (example_repo / "stacks/web.yaml").read_text()
+    stack = text.replace("kind: Stack\n", "kind: Stack\npreflight: true\n", 1)
+    commit_files(example_repo, {"stacks/web.yaml": stack}, "Check every change first")
+    outcome = reconciler.run_pass()
+    assert (
+        "web/backend: preflight failed on db-1 (Heat's agent runs it, which cannot check a "
+        "change first); rollout halted (nothing of it applied)"
+    ) in outcome.failed

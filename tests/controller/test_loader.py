@@ -320,3 +320,37 @@ def test_hot_lowercase_types_are_accepted_in_native_definitions(
     assert app.input_values == {"size": 3, "label": "hello"}
     component_inputs = {i.name: i.type for i in model.components["app"].inputs}
     assert component_inputs == {"size": "Number", "label": "String"}
+
+
+def test_preflight_and_on_drift_from_the_stack_or_the_deployment(
+    make_repo: Callable[..., Path],
+) -> None:
+    stack = (
+        "kind: Stack\npreflight: true\non_drift: correct\ndeployments:\n"
+        "  a:\n    component: c\n    servers: [s1]\n    input_values: {label: x}\n"
+        "  b:\n    component: c\n    servers: [s1]\n    input_values: {label: x}\n"
+        "    preflight: false\n    on_drift: report\n"
+    )
+    model = load(make_repo, {"components/c/component.yaml": COMPONENT, "stacks/s.yaml": stack})
+    a, b = model.deployment("s/a"), model.deployment("s/b")
+    assert (a.preflight, a.on_drift) == (True, "correct")
+    assert (b.preflight, b.on_drift) == (False, "report")
+
+
+def test_a_wrong_preflight_or_on_drift_names_file_line_and_field(
+    make_repo: Callable[..., Path],
+) -> None:
+    stack = (
+        "kind: Stack\ndeployments:\n"
+        "  a:\n    component: c\n    servers: [s1]\n    input_values: {label: x}\n"
+        "    preflight: sometimes\n    on_drift: fix\n"
+    )
+    found = problems(make_repo, {"components/c/component.yaml": COMPONENT, "stacks/s.yaml": stack})
+    preflight = find(found, "expected true or false")
+    assert (preflight.file, preflight.line, preflight.field) == (
+        "stacks/s.yaml",
+        7,
+        "deployments.a.preflight",
+    )
+    drift = find(found, "expected one of report, correct")
+    assert (drift.line, drift.field) == (8, "deployments.a.on_drift")

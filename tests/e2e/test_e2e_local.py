@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,18 +12,9 @@ from setpoint.controller.cli.demo import run_demo
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo, commit_all
 from setpoint.store.local import LocalStore
+from tests.e2e.cli import setpoint
 
 pytestmark = pytest.mark.e2e
-
-
-def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 def test_demo_story_converges_step_by_step(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,18 +12,9 @@ import pytest
 
 from setpoint.controller.definitions.repository import commit_all
 from setpoint.store.local import LocalStore
+from tests.e2e.cli import setpoint
 
 pytestmark = pytest.mark.e2e
-
-
-def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 def test_fleet_of_agent_processes_moves_and_converges_there(

@@ -27,21 +27,12 @@ from setpoint.store.lease import lease_status
 from setpoint.store.local import LocalStore
 from setpoint.store.signing import SigningKey
 from setpoint.store.url import open_store
+from tests.e2e.cli import setpoint
 
 pytestmark = pytest.mark.e2e
 
 SERVERS = ("db-1", "web-1", "web-2")
 TTL = 3.0
-
-
-def setpoint(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
 
 
 def wait_until(what: str, condition: Callable[[], object], seconds: float) -> float:

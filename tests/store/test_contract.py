@@ -197,6 +197,23 @@ def test_generation_must_grow(store: Store) -> None:
     assert store.read_pointer("web-1") == p2
 
 
+def test_stats_count_how_each_operation_ended(store: Store) -> None:
+    store.stats.reset()
+    with pytest.raises(NotFound):
+        store.get_blob(digest_bytes(b"absent"))
+    assert store.read_pointer("web-1") is None
+    store.write_pointer(pointer(), None)
+    got = store.poll_pointer("web-1", None)
+    assert got is not None
+    assert store.poll_pointer("web-1", got[1]) is None
+    counts = store.stats.outcome_counts()
+    assert counts[("get", "not_found")] == 2
+    assert counts[("get", "ok")] == 0
+    assert counts[("get_if_changed", "ok")] == 1
+    assert counts[("get_if_changed", "not_modified")] == 1
+    assert store.stats.not_modified == 1
+
+
 def test_poll_pointer_missing_raises_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         store.poll_pointer("web-1", None)

@@ -14,7 +14,7 @@ from setpoint.store import atomic_files, local
 from setpoint.store.base import blob_key, pointer_key, report_key
 from setpoint.store.digest import digest_bytes
 from setpoint.store.documents import Pointer, Report
-from setpoint.store.errors import TransientError
+from setpoint.store.errors import ConditionFailed, TransientError
 from setpoint.store.local import LocalStore
 
 
@@ -151,3 +151,19 @@ def test_etag_and_bytes_come_from_the_same_file(
         assert fresh[0] == _pointer(2)
     else:
         assert store.poll_pointer("web-1", etag) is None
+
+
+def test_stats_count_a_lost_conditional_write_and_a_failed_one(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    version = store.write_controller_doc_if("ledger", {"n": 1}, None)
+    store.write_controller_doc_if("ledger", {"n": 2}, version)
+    with pytest.raises(ConditionFailed):
+        store.write_controller_doc_if("ledger", {"n": 3}, version)  # another writer came first
+    digest = digest_bytes(b"blob")
+    (tmp_path / "store" / blob_key(digest)).mkdir(parents=True)  # a folder where a blob goes
+    with pytest.raises(TransientError):
+        store.get_blob(digest)
+    counts = store.stats.outcome_counts()
+    assert counts[("put_if_match", "ok")] == 2
+    assert counts[("put_if_match", "conflict")] == 1
+    assert counts[("get", "error")] == 1

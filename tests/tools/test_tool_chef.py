@@ -193,3 +193,28 @@ def test_timeout_kills_the_tool_s_process_group(
     make_agent().run_once()
     assert time.monotonic() - began < 5
     assert report(store).reason == "chef-client timed out after 0.5s: killed its process group"
+
+
+def test_preflight_runs_why_run_and_reports_what_chef_would_do(
+    chef: StandIn, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
+) -> None:
+    chef.behave(
+        stdout="Recipe: motd::default\n"
+        "  * template[/etc/motd] action create\n"
+        "    - Would update content in file /etc/motd from 1a2b to 3c4d\n"
+        "Chef Infra Client finished, 1/1 resources would have been updated\n"
+    )
+    derived = tool_config("chef", ["recipe[motd]"], values={"motd": "hello"})
+    publisher.publish({}, preflight={"app/web": derived})
+    agent = make_agent()
+    assert agent.run_once().exit_code == 0
+    got = store.read_report("web1")
+    assert got is not None
+    check = got.preflight["app/web"]
+    assert (check.status, check.changes) == (
+        "PASSED",
+        "- Would update content in file /etc/motd from 1a2b to 3c4d",
+    )
+    (call,) = chef.calls
+    assert call["argv"][-1] == "--why-run"
+    assert got.deployments == {}

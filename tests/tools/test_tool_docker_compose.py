@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agenttest import Publisher
+from agenttest import SERVER, Publisher
 from tooltest import StandIn, put_tool_on_path, report, tool_config
 
 from setpoint.agentshim.agent import Agent
@@ -198,3 +198,42 @@ def test_refused_documents(
     make_agent().run_once()
     assert (report(store).status, report(store).reason) == ("FAILED", reason)
     assert docker.calls == []
+
+
+def test_preflight_checks_the_file_then_pulls_the_images_and_starts_nothing(
+    docker: StandIn, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
+) -> None:
+    config = tool_config("docker-compose", COMPOSE, values={"tag": "1.25", "port": 8080})
+    publisher.publish({}, preflight={"app/web": config})
+    agent = make_agent()
+    assert agent.run_once().exit_code == 0
+    got = store.read_report(SERVER)
+    assert got is not None
+    assert got.preflight["app/web"].status == "PASSED"
+    assert got.preflight["app/web"].reason == (
+        "docker-compose checked the config but cannot say what would change"
+    )
+    steps = [c["argv"][-2:] for c in compose_calls(docker)]
+    assert steps == [["config", "--quiet"], ["pull", "--quiet"]]
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_preflight(
+    docker: StandIn, store: MemoryStore, publisher: Publisher, make_agent: Callable[..., Agent]
+) -> None:
+    agent = make_agent()
+    work = agent.layout.work_dir("app/web")
+    pull = (
+        f"compose --project-name app-web --project-directory {work} "
+        f"--file {work / 'docker-compose.yaml'} --env-file {work / 'setpoint.env'} pull"
+    )
+    docker.behave(when={pull: {"exit": 18, "stderr": "Error response: manifest unknown\n"}})
+    config = tool_config("docker-compose", COMPOSE, values={"tag": "no-such", "port": 8080})
+    publisher.publish({}, preflight={"app/web": config})
+    assert agent.run_once().exit_code == 0
+    got = store.read_report(SERVER)
+    assert got is not None
+    check = got.preflight["app/web"]
+    assert check.status == "FAILED"
+    assert check.reason == (
+        "docker compose pull exited with status 18: Error response: manifest unknown"
+    )

@@ -1,0 +1,233 @@
+"""Preflight and drift through the controller, with real in-process agents.
+
+The component is a script with its own CHECK config (the standard action a
+script checks with): it fails where a ``broken-<server>`` marker exists, and
+otherwise says what it would write. Agents are ``Agent`` objects over a memory
+store, each cycle run by the test; the controller is a ``Reconciler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from setpoint.agentshim.agent import Agent
+from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
+from setpoint.controller.converge.status import fleet_status
+from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.gitops.notes import CONVERGED, DeployRecord
+from setpoint.controller.gitops.recording import update_record
+from setpoint.controller.observe.events import pass_events
+from setpoint.controller.observe.metrics import exposition
+from setpoint.store.memory import MemoryStore
+
+SERVERS = ("s1", "s2", "s3")
+COMPONENT = """\
+kind: Component
+inputs:
+  - name: root
+    type: String
+  - name: content
+    type: String
+configs:
+  - tool: script
+    actions: [CREATE, UPDATE]
+    config: |
+      #!/bin/sh
+      printf '%s\\n' "$content" > "$root/$deploy_server_id"
+  - tool: script
+    actions: [CHECK]
+    config: |
+      #!/bin/sh
+      if [ -e "$root/broken-$deploy_server_id" ]; then echo "disk full" >&2; exit 1; fi
+      if [ "$(cat "$root/$deploy_server_id" 2>/dev/null)" != "$content" ]; then
+        echo "$root/$deploy_server_id would hold $content"
+      fi
+"""
+
+
+def stack(root: Path, content: str, extra: str = "") -> str:
+    return (
+        "kind: Stack\n"
+        "deployments:\n"
+        "  app:\n"
+        "    component: app\n"
+        "    servers: [s1, s2, s3]\n"
+        "    preflight: true\n"
+        f"{extra}"
+        "    input_values:\n"
+        f'      root: "{root}"\n'
+        f'      content: "{content}"\n'
+    )
+
+
+class Site:
+    """A repository, a memory store, a reconciler and an agent per server."""
+
+    def __init__(self, tmp_path: Path, extra: str = "") -> None:
+        self.root = tmp_path / "managed"
+        self.root.mkdir()
+        self.extra = extra
+        src = tmp_path / "src"
+        (src / "components/app").mkdir(parents=True)
+        (src / "stacks").mkdir()
+        (src / "inventory.yaml").write_text(
+            "kind: Inventory\nservers:\n" + "".join(f"  {s}: {{}}\n" for s in SERVERS)
+        )
+        (src / "components/app/component.yaml").write_text(COMPONENT)
+        (src / "stacks/site.yaml").write_text(stack(self.root, "v1", extra))
+        self.repo_path = tmp_path / "repo"
+        init_repo_from_dir(src, self.repo_path, "v1")
+        self.repo = GitRepo.open(self.repo_path)
+        self.store = MemoryStore("site")
+        self.now = 1_700_000_000.0
+        self.reconciler = Reconciler(self.repo, self.store, clock=lambda: self.now)
+        self.agents = {
+            s: Agent(
+                self.store,
+                s,
+                tmp_path / "agents" / s,
+                max_attempts=1,
+                clock=lambda: self.now,
+                drift_interval=60.0,
+            )
+            for s in SERVERS
+        }
+
+    def change(self, content: str) -> None:
+        (self.repo_path / "stacks/site.yaml").write_text(stack(self.root, content, self.extra))
+        commit_all(self.repo_path, content)
+
+    def step(self) -> PassOutcome:
+        """A controller pass, then a cycle of every agent."""
+        outcome = self.reconciler.run_pass()
+        for agent in self.agents.values():
+            agent.run_once()
+        self.now += 1
+        return outcome
+
+    def generations(self) -> dict[str, int]:
+        pointers = {s: self.store.read_pointer(s) for s in SERVERS}
+        return {s: p.generation for s, p in pointers.items() if p is not None}
+
+    def written(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted(self.root.iterdir())}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path)
+    yield s
+    s.repo.close()
+
+
+def test_no_batch_starts_before_every_server_passed_its_check(site: Site) -> None:
+    first = site.step()
+    # The first pass only asks for checks: nothing is applied yet.
+    assert all("preflight: waiting for the check" in w.reason for w in first.waiting)
+    assert site.written() == {}
+    for server in SERVERS:
+        got = site.store.read_report(server)
+        assert got is not None
+        check = got.preflight["site/app"]
+        assert check.status == "PASSED"
+        assert check.changes == f"{site.root}/{server} would hold v1"
+    site.step()
+    assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+    assert site.step().converged
+
+
+def test_a_check_failing_on_one_server_halts_with_nothing_applied(site: Site) -> None:
+    site.step()
+    site.step()
+    assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+    (site.root / "broken-s2").write_text("")
+    site.change("v2")
+    site.step()
+    outcome = site.step()
+    assert outcome.failed == [
+        "site/app: preflight failed on s2 (script exited with status 1); rollout halted "
+        "(nothing of it applied)"
+    ]
+    assert not outcome.converged
+    failed = [e for e in pass_events(outcome, site.now) if e.kind == "preflight_failed"]
+    assert [(e.deployment, e.server) for e in failed] == [("site/app", "s2")]
+    assert failed[0].summary == "site/app: preflight failed on s2: script exited with status 1"
+    body = exposition(site.store, outcome, now=site.now)[0].decode()
+    assert 'setpoint_preflight{deployment="site/app",state="FAILED"} 1.0' in body
+    assert 'setpoint_preflight{deployment="site/app",state="PASSED"} 2.0' in body
+    site.step()
+    assert site.written() == {"broken-s2": "", **dict.fromkeys(SERVERS, "v1\n")}
+    status = {s.server: s for s in fleet_status(site.store, now=site.now)}
+    assert status["s2"].troubled
+    assert status["s2"].check_lines()[0].startswith("s2 site/app: preflight FAILED (")
+
+    # Once the server is fixed, the failed check passes when it is checked again
+    # (after a backoff), and the rollout goes on.
+    (site.root / "broken-s2").unlink()
+    site.now += 10
+    for _ in range(4):
+        site.step()
+    assert site.written() == dict.fromkeys(SERVERS, "v2\n")
+
+
+def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
+    site = Site(tmp_path, "    on_drift: correct\n")
+    try:
+        for _ in range(3):
+            site.step()
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+        (site.root / "s3").write_text("edited by hand\n")
+        site.now += 70  # a drift check is due
+        site.step()
+        got = site.store.read_report("s3")
+        assert got is not None
+        assert (got.drift["site/app"].status, got.drift["site/app"].count) == ("drifted", 1)
+        assert site.written()["s3"] == "edited by hand\n"  # reported, not yet corrected
+        # The commit's record keeps the drift its servers report, after it converged.
+        record = DeployRecord("c", "default", CONVERGED, started_at=0.0, finished_at=1.0)
+        outcome = site.reconciler.run_pass()
+        assert outcome.servers["s3"].drifted == ["site/app"]
+        assert "1 drifted" in outcome.summary()
+        drifted = [e for e in pass_events(outcome, site.now) if e.kind == "drifted"]
+        assert [(e.deployment, e.server, e.details["count"]) for e in drifted] == [
+            ("site/app", "s3", 1)
+        ]
+        body = exposition(site.store, outcome, now=site.now)[0].decode()
+        assert 'setpoint_drift{deployment="site/app",state="drifted"} 1.0' in body
+        assert 'setpoint_drift{deployment="site/app",state="unknown"} 0.0' in body
+        update_record(record, outcome, site.now)
+        assert record.drifted == {"s3": ["site/app"]}
+        assert record.summary().endswith("; 1 servers drifted")
+        for agent in site.agents.values():
+            agent.run_once()
+
+        # That pass asked s3 for the UPDATE once more, and s3 ran it.
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+        site.now += 70
+        site.step()
+        got = site.store.read_report("s3")
+        assert got is not None
+        assert got.drift["site/app"].status == "clean"
+        # Clean again: the correction asked for stays asked, nothing is republished.
+        generations = site.generations()
+        site.step()
+        assert site.generations() == generations
+    finally:
+        site.repo.close()
+
+
+def test_an_agent_without_a_heartbeat_fails_its_check_rather_than_stall(site: Site) -> None:
+    for _ in range(3):
+        site.step()
+    site.change("v2")
+    site.now += 1000  # more than three of the agents' 300 s heartbeats
+    for server in ("s1", "s2"):  # s3 has gone silent
+        site.agents[server].run_once()
+    outcome = site.reconciler.run_pass()
+    assert outcome.failed == [
+        "site/app: preflight failed on s3 (the agent is unreachable (no heartbeat): no answer); "
+        "rollout halted (nothing of it applied)"
+    ]
