@@ -199,8 +199,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_keygen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from setpoint.controller.definitions.render_secret import SUFFIX as RENDER_SECRET_SUFFIX
-    from setpoint.controller.definitions.render_secret import create_render_secret
+    from setpoint.controller.definitions.render_secret import create_beside_signing_key
     from setpoint.store.signing import SigningKey
 
     key = SigningKey.generate(args.name)
@@ -213,10 +212,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         print(f"setpoint: {secret} exists; not overwriting a key", file=sys.stderr)
         return FAILED
     (out / f"{args.name}.pub").write_text(f"{key.public()}\n")
-    # Beside the key, where the controller looks for it (``render_secret``).
-    render = out / f"{args.name}{RENDER_SECRET_SUFFIX}"
-    if not render.exists():
-        create_render_secret(render)
+    create_beside_signing_key(secret)
     print(key.public())
     return OK
 

@@ -40,6 +40,16 @@ def create_render_secret(path: Path) -> None:
         f.write(base64.b64encode(secrets.token_bytes(SIZE)).decode("ascii") + "\n")
 
 
+def create_beside_signing_key(key_path: Path) -> Path:
+    """The render secret beside signing key ``NAME.key`` (``NAME.render-secret``,
+    where the controller looks for it), created unless it exists: a new key
+    keeps the secret, or every config that uses a RandomString would run again."""
+    beside = key_path.with_suffix(SUFFIX)
+    if not beside.exists():
+        create_render_secret(beside)
+    return beside
+
+
 def load_render_secret(path: Path) -> bytes:
     try:
         text = path.read_text()

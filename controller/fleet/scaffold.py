@@ -3,7 +3,8 @@ a controller and its agents need to deploy it on this machine.
 
 In DIR, committed: an inventory (servers and a group), one component (a
 script and an attached file), one stack. In ``DIR/.setpoint/``, ignored by
-git because it holds a secret: a pointer signing key, a local store, each
+git because it holds secrets: a pointer signing key (and the render secret
+beside it, as ``setpoint keygen`` writes them), a local store, each
 server's agent bootstrap (as ``setpoint enroll`` prints it) and a script that
 runs the agents as local processes standing in for the servers. The commands
 that deploy it are the ones an operator runs for a real fleet, on real
@@ -18,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from setpoint.controller.definitions.render_secret import create_beside_signing_key
 from setpoint.controller.definitions.repository import init_repo_from_dir
 from setpoint.controller.errors import SetpointError
 from setpoint.controller.fleet.enroll import bootstrap_for
@@ -159,6 +161,7 @@ def scaffold(root: Path, servers: tuple[str, ...]) -> Scaffold:
     key_path.parent.mkdir(parents=True)
     key.save(key_path)
     (local / "keys" / f"{KEY_NAME}.pub").write_text(f"{key.public()}\n")
+    create_beside_signing_key(key_path)  # as 'setpoint keygen' does
     store_dir = local / "store"
     store_dir.mkdir()
     store = LocalStore(store_dir)

@@ -9,8 +9,11 @@ import pytest
 
 from setpoint.controller.cli.common import FAILED, OK
 from setpoint.controller.cli.main import main
+from setpoint.controller.definitions.repository import commit_all
 from setpoint.store.bootstrap import Bootstrap
 from setpoint.store.signing import SigningKey
+from tests.controller.test_heat_randomstring import TEMPLATE as RANDOM_STRING_TEMPLATE
+from tests.controller.test_heat_templates import dedent
 
 
 def test_init_writes_a_valid_repository_and_a_local_fleet(
@@ -49,3 +52,19 @@ def test_init_refuses_a_directory_in_use_or_bad_names_and_writes_nothing(
     assert main(["init", str(tmp_path / "new"), "--servers", "ok-1,not/ok"]) == FAILED
     assert "not valid server names: 'not/ok'" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_the_key_init_writes_has_the_render_secret_beside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands init prints name its signing key only: a Heat template with
+    a RandomString validates and deploys with them, as with 'setpoint keygen'."""
+    fleet = tmp_path / "fleet"
+    assert main(["init", str(fleet), "--servers", "server1"]) == OK
+    secret = fleet / ".setpoint/keys/controller.render-secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    (fleet / "stacks/secret.yaml").write_text(dedent(RANDOM_STRING_TEMPLATE))
+    commit_all(fleet, "A Heat template with a RandomString")
+    monkeypatch.setenv("SETPOINT_SIGNING_KEY", str(fleet / ".setpoint/keys/controller.key"))
+    capsys.readouterr()
+    assert main(["validate", "--repo", str(fleet)]) == OK, capsys.readouterr().out
