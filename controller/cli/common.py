@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from setpoint.controller.converge.capabilities import DEFAULT_TTL
@@ -206,6 +207,19 @@ def open_pass_store(args: argparse.Namespace, url: str) -> Store:
 
     workers = getattr(args, "store_workers", None)
     return open_store(url, workers=int(workers) if workers is not None else None)
+
+
+def open_existing_store(args: argparse.Namespace, url: str) -> Store | None:
+    """The store at ``url`` (with ``--store-workers`` where the command takes it);
+    None (having said why) when it is a local path that does not exist: a typo
+    must not read as a store with no servers yet."""
+    from setpoint.store.local import LocalStore
+
+    store = open_pass_store(args, url)
+    if isinstance(store, LocalStore) and not Path(store.root).is_dir():
+        print(f"setpoint: no store at {store.root} (no such directory)", file=sys.stderr)
+        return None
+    return store
 
 
 def print_json(value: Any) -> None:

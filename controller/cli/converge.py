@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,6 +23,7 @@ from setpoint.controller.cli.common import (
     add_command,
     env_arg,
     invalid,
+    open_existing_store,
     open_pass_store,
     pointer_policy,
     print_json,
@@ -263,7 +263,7 @@ def _print_outcome(args: argparse.Namespace, outcome: Any, code: int) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from setpoint.controller.converge.status import fleet_status
 
-    store = _open_existing_store(args, args.store)
+    store = open_existing_store(args, args.store)
     if store is None:
         return UNAVAILABLE
     statuses = fleet_status(store, unreachable_after=args.unreachable_after, servers=args.server)
@@ -316,7 +316,7 @@ def _print_status(
 def cmd_logs(args: argparse.Namespace) -> int:
     from setpoint.controller.converge.runs import server_runs
 
-    store = _open_existing_store(args, args.store)
+    store = open_existing_store(args, args.store)
     if store is None:
         return UNAVAILABLE
     report = store.read_report(args.server)
@@ -363,19 +363,6 @@ def _print_runs(args: argparse.Namespace, report: Any, runs: list[Any]) -> None:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
-
-
-def _open_existing_store(args: argparse.Namespace, url: str) -> Any:
-    """The store at ``url`` (with ``--store-workers`` where the command takes it);
-    None (having said why) when it is a local path that does not exist: a typo
-    must not read as a store with no servers yet."""
-    from setpoint.store.local import LocalStore
-
-    store = open_pass_store(args, url)
-    if isinstance(store, LocalStore) and not Path(store.root).is_dir():
-        print(f"setpoint: no store at {store.root} (no such directory)", file=sys.stderr)
-        return None
-    return store
 
 
 def _quiet_on_broken_pipe(show: Callable[[], None]) -> None:

@@ -231,7 +231,7 @@ def fleet_status(
     return out
 
 
-def _age(seconds: float | None) -> str:
+def format_age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 120:
@@ -273,7 +273,7 @@ def format_table(statuses: list[ServerStatus]) -> str:
                     d.action or "-",
                     gen,
                     commit,
-                    _age(d.age),
+                    format_age(d.age),
                 )
             )
         for problem in s.invalid:

@@ -16,7 +16,7 @@ kept, not recounted: passes that see the same rollback again change nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -32,18 +32,21 @@ from setpoint.controller.gitops.notes import (
     Notebook,
 )
 from setpoint.store.base import Store
+from setpoint.store.documents import Pointer
 
 log = structlog.get_logger("setpoint.recording")
 
 
 def deployed_commit(store: Store) -> str | None:
     """The commit the store's most recently published pointer names (None: nothing yet)."""
-    newest: tuple[str, str] | None = None
-    for server in store.list_servers():
-        pointer = store.read_pointer(server)
-        if pointer is not None and (newest is None or pointer.published_at > newest[0]):
-            newest = (pointer.published_at, pointer.commit)
-    return newest[1] if newest else None
+    return newest_commit(store.read_pointer(server) for server in store.list_servers())
+
+
+def newest_commit(pointers: Iterable[Pointer | None]) -> str | None:
+    """The commit of the most recently published of ``pointers`` (None: none)."""
+    published = (p for p in pointers if p is not None)
+    newest = max(published, key=lambda p: p.published_at, default=None)
+    return newest.commit if newest else None
 
 
 def rolled_back(outcome: PassOutcome, commit: str) -> dict[str, list[str]]:

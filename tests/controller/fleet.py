@@ -13,6 +13,7 @@ from typing import Any
 from bench.simulate import SimAgent, input_values
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.store.base import Store
 from setpoint.store.documents import Manifest, ManifestEntry
 from setpoint.store.memory import MemoryStore
 
@@ -56,7 +57,7 @@ def version_outputs(server: str, digest: str, body: dict[str, Any]) -> dict[str,
 class Fleet:
     """A definitions repository, a store, a reconciler and one agent per server."""
 
-    def __init__(self, root: Path, files: dict[str, str]) -> None:
+    def __init__(self, root: Path, files: dict[str, str], store: Store | None = None) -> None:
         self.now = T0
         self.src = root / "src"
         for rel, text in files.items():
@@ -66,7 +67,7 @@ class Fleet:
         self.repo_path = root / "repo"
         init_repo_from_dir(self.src, self.repo_path, "initial")
         self.repo = GitRepo.open(self.repo_path)
-        self.store = MemoryStore("fleet")
+        self.store = store if store is not None else MemoryStore("fleet")
         self.reconciler = Reconciler(self.repo, self.store, clock=self.clock)
         self.agents: dict[str, SimAgent] = {}
 

@@ -63,9 +63,8 @@ def signed_fleet(
             "components/app/component.yaml": component(),
             "stacks/s.yaml": stack("1", policy),
         },
+        store=store,
     )
-    if store is not None:
-        fleet.store = store  # type: ignore[assignment]
     fleet.reconciler = Reconciler(
         fleet.repo, fleet.store, clock=fleet.clock, policy=PointerPolicy(key)
     )

@@ -1,0 +1,72 @@
+"""One read of the fleet, shared by every page until it is ``refresh`` seconds old.
+
+A page (and each live update of it) would otherwise read every pointer and
+report of the fleet again; browsers polling a 10,000-server store must cost the
+store one read per ``refresh`` seconds, not one per browser.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from setpoint.controller.converge.status import ServerStatus, fleet_status
+from setpoint.controller.gitops.recording import newest_commit
+from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
+from setpoint.controller.rollout.ledger import Ledger, read_ledger
+from setpoint.store.base import Store
+
+
+@dataclass
+class Snapshot:
+    """The fleet as one read found it: every server's status and the ledger."""
+
+    statuses: list[ServerStatus]
+    ledger: Ledger
+    read_at: float
+    by_server: dict[str, ServerStatus] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_server = {s.server: s for s in self.statuses}
+
+    @property
+    def deployed_commit(self) -> str | None:
+        """The commit of the most recently published pointer (None: nothing yet)."""
+        return newest_commit(s.pointer for s in self.statuses)
+
+
+def read_snapshot(
+    store: Store, now: float, unreachable_after: float = UNREACHABLE_AFTER_BEATS
+) -> Snapshot:
+    # The ledger first: a server it names is then already in the statuses read after it.
+    ledger = read_ledger(store)
+    statuses = fleet_status(store, now=now, unreachable_after=unreachable_after)
+    return Snapshot(statuses, ledger, now)
+
+
+class SnapshotCache:
+    """The last snapshot, read again when older than ``refresh`` seconds; one
+    reader at a time, the others wait for its result."""
+
+    def __init__(
+        self,
+        store: Store,
+        refresh: float = 2.0,
+        unreachable_after: float = UNREACHABLE_AFTER_BEATS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.refresh = refresh
+        self.unreachable_after = unreachable_after
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last: Snapshot | None = None
+
+    def get(self) -> Snapshot:
+        with self._lock:
+            now = self.clock()
+            if self._last is None or now - self._last.read_at >= self.refresh:
+                self._last = read_snapshot(self.store, now, self.unreachable_after)
+            return self._last
