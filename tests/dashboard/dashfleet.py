@@ -21,6 +21,7 @@ from setpoint.controller.gitops.notes import Notebook
 from setpoint.controller.gitops.recording import Recorder
 from setpoint.store.base import Store
 from setpoint.store.local import LocalStore
+from setpoint.store.timestamps import format_timestamp
 from tests.controller.fleet import Fleet, component, inventory
 
 SECRET = "s3cr3t-Tr0ub4dor-and-3"
@@ -128,6 +129,9 @@ def _unmasked_report(store: Store, server: str) -> None:
         stderr_tail=f"error: authentication failed for {SECRET}\n",
         reason=f"script exited with status 3 (password {SECRET})",
         exit_code=3,
+        attempts=1,
+        started_at=format_timestamp(time.time() - 65.0, digits=3),
+        finished_at=format_timestamp(time.time() - 62.5, digits=3),
     )
     store.write_report(
         dataclasses.replace(report, deployments={**report.deployments, "shop/db": leaked})
