@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from setpoint.controller.converge.runs import matches
 from setpoint.controller.converge.status import DeploymentStatus
-from setpoint.controller.dashboard.overview import pair_state, waits
+from setpoint.controller.dashboard.overview import held_back, pair_state
 from setpoint.controller.dashboard.snapshot import Snapshot
 from setpoint.controller.rollout.ledger import Rollout
 from setpoint.controller.rollout.plan import describe_stored, stored_diff
@@ -75,7 +75,7 @@ def _batches(rollout: Rollout | None) -> dict[str, int]:
 
 
 def _rows(snapshot: Snapshot, name: str, rollout: Rollout | None) -> list[ServerRow]:
-    held = waits(snapshot.ledger)
+    held = held_back(snapshot)
     batch_of = _batches(rollout)
     rows: list[ServerRow] = []
     for status in snapshot.statuses:

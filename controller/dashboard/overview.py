@@ -127,8 +127,17 @@ def worst(states: set[str]) -> str:
 
 
 def overview(snapshot: Snapshot) -> Overview:
-    """Every deployment's counts, in one walk over the snapshot."""
-    held = waits(snapshot.ledger)
+    """Every deployment's counts, in one walk over the snapshot (once per snapshot)."""
+    return snapshot.once("overview", lambda: _overview(snapshot))
+
+
+def held_back(snapshot: Snapshot) -> dict[tuple[str, str], str]:
+    """``waits`` of the snapshot's ledger, once per snapshot."""
+    return snapshot.once("waits", lambda: waits(snapshot.ledger))
+
+
+def _overview(snapshot: Snapshot) -> Overview:
+    held = held_back(snapshot)
     held_here: dict[str, list[tuple[str, str]]] = {}
     for (name, server_name), why in held.items():
         held_here.setdefault(server_name, []).append((name, why))

@@ -11,12 +11,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from setpoint.controller.converge.status import ServerStatus, fleet_status
 from setpoint.controller.gitops.recording import newest_commit
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.controller.rollout.ledger import Ledger, read_ledger
 from setpoint.store.base import Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,9 +30,18 @@ class Snapshot:
     ledger: Ledger
     read_at: float
     by_server: dict[str, ServerStatus] = field(init=False)
+    # What pages compute from this snapshot (the overview's counts, the waits),
+    # kept with it: every request until the next read reuses them.
+    computed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_server = {s.server: s for s in self.statuses}
+
+    def once(self, name: str, compute: Callable[[], T]) -> T:
+        """``compute()``, computed once per snapshot under ``name``."""
+        if name not in self.computed:
+            self.computed[name] = compute()
+        return cast(T, self.computed[name])
 
     @property
     def deployed_commit(self) -> str | None:
@@ -63,10 +75,15 @@ class SnapshotCache:
         self.clock = clock
         self._lock = threading.Lock()
         self._last: Snapshot | None = None
+        self._next_read = 0.0
 
     def get(self) -> Snapshot:
         with self._lock:
             now = self.clock()
-            if self._last is None or now - self._last.read_at >= self.refresh:
+            if self._last is None or now >= self._next_read:
                 self._last = read_snapshot(self.store, now, self.unreachable_after)
+                done = self.clock()
+                # A fleet that takes long to read is read at most a third of the
+                # time: watching the dashboard must never keep the store busy.
+                self._next_read = max(now + self.refresh, done + 2 * (done - now))
             return self._last

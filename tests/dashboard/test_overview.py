@@ -20,7 +20,9 @@ from tests.dashboard.dashfleet import FleetOnDisk
 
 def test_each_deployment_counts_its_servers_by_state(fleet_on_disk: FleetOnDisk) -> None:
     store = LocalStore(fleet_on_disk.store)
-    view = overview(read_snapshot(store, now=time.time()))
+    snapshot = read_snapshot(store, now=time.time())
+    view = overview(snapshot)
+    assert overview(snapshot) is view  # counted once per snapshot, whatever the requests
     rows = {row.name: row for row in view.rows}
     assert rows["shop/web"].counts == Counter({WAITING: 8, CONVERGED: 4})
     assert rows["shop/web"].waiting_on == Counter({"pause_time: next batch at +3600s": 8})
@@ -44,6 +46,26 @@ def test_the_snapshot_is_read_again_only_when_older_than_refresh(
     cache = SnapshotCache(LocalStore(fleet_on_disk.store), refresh=2.0, clock=lambda: now[0])
     first = cache.get()
     now[0] += 1.9
+    assert cache.get() is first
+    now[0] += 0.1
+    assert cache.get() is not first
+
+
+def test_a_fleet_slow_to_read_is_read_at_most_a_third_of_the_time(
+    fleet_on_disk: FleetOnDisk,
+) -> None:
+    now = [1000.0]
+    store = LocalStore(fleet_on_disk.store)
+    slow = store.list_servers
+
+    def list_servers() -> list[str]:
+        now[0] += 5.0  # the read takes 5 s
+        return slow()
+
+    store.list_servers = list_servers  # type: ignore[method-assign]
+    cache = SnapshotCache(store, refresh=2.0, clock=lambda: now[0])
+    first = cache.get()
+    now[0] += 9.9
     assert cache.get() is first
     now[0] += 0.1
     assert cache.get() is not first
