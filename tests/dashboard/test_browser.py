@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from setpoint.store.local import LocalStore
 from setpoint.store.timestamps import format_timestamp
-from tests.dashboard.conftest import ServeFactory
+from tests.browser_fixtures import ServeFactory
 from tests.dashboard.dashfleet import SECRET, FleetOnDisk, build_fleet
 
 PNG = b"\x89PNG\r\n\x1a\n"

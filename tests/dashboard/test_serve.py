@@ -24,8 +24,8 @@ from setpoint.controller.cli.serve import TOKEN_ENV, listen
 from setpoint.controller.dashboard.app import METRICS_PATH, create_app
 from setpoint.store.documents import Report
 from setpoint.store.local import LocalStore
+from tests.browser_fixtures import ServeFactory
 from tests.controller.test_status_logs import publish, run, script
-from tests.dashboard.conftest import ServeFactory
 from tests.dashboard.dashfleet import SECRET, FleetOnDisk
 
 
