@@ -92,6 +92,13 @@ class Masker:
                 self._secrets[digest] = secret_values(body)
         return self._secrets[digest]
 
+    def text(self, digest: str, text: str) -> str | None:
+        """``text`` (what an agent said about config ``digest``: a failure's
+        reason, kept in the ledger) masked with that config's secrets; None when
+        they are unknown, and the text must be withheld."""
+        secrets = self.secrets(digest)
+        return None if secrets is None else mask_text(text, secrets)
+
     def run(self, server: str, got: DeploymentReport, desired: str | None = None) -> Run:
         """``got`` masked with the secrets of the config it ran (and of the one
         desired now, which may share them)."""

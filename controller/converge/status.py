@@ -14,7 +14,7 @@ from typing import Any
 
 from setpoint.controller.converge.runs import Masker, Run, matches, tail_lines
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreachable
-from setpoint.controller.rollout.ledger import Ledger, read_ledger
+from setpoint.controller.rollout.ledger import Ledger, Quarantined, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, Pointer, Report
@@ -331,7 +331,31 @@ def stream_lines(run: Run, lines: int | None) -> list[str]:
     return out
 
 
-def rollouts_summary(ledger: Ledger) -> list[str]:
+def quarantine_reason(masker: Masker, held: Quarantined) -> str:
+    """Why a digest is quarantined, masked: the reason came from the agent's report."""
+    masked = masker.text(held.config, held.reason)
+    if masked is None:
+        return f"reason withheld: derived config {short(held.config)} cannot be read"
+    return masked
+
+
+def masked_reasons(ledger: Ledger, masker: Masker) -> Ledger:
+    """A copy of ``ledger`` to show: the failure reasons it keeps (from agents'
+    reports, as an agent that does not mask wrote them) masked."""
+    shown = Ledger.from_dict(ledger.to_dict())
+    for held in shown.quarantine.values():
+        for server, q in held.items():
+            held[server] = Quarantined(q.config, quarantine_reason(masker, q))
+    for rollout in shown.rollouts.values():
+        failed = rollout.progress.get("failed") or {}
+        for server, reason in failed.items():
+            target = rollout.targets.get(server)
+            masked = masker.text(target, str(reason)) if target else None
+            failed[server] = masked if masked is not None else "reason withheld"
+    return shown
+
+
+def rollouts_summary(ledger: Ledger, masker: Masker) -> list[str]:
     """Rollouts in flight, quarantines and waits, as lines for operators."""
     lines: list[str] = []
     for name, rollout in sorted(ledger.rollouts.items()):
@@ -352,7 +376,8 @@ def rollouts_summary(ledger: Ledger) -> list[str]:
     for name, held in sorted(ledger.quarantine.items()):
         for server, q in sorted(held.items()):
             lines.append(
-                f"quarantined: {name} on {server}: {short(q.config)} ({q.reason}); "
+                f"quarantined: {name} on {server}: {short(q.config)} "
+                f"({quarantine_reason(masker, q)}); "
                 f"'setpoint retry {name} --server {server}' lifts it"
             )
     for w in ledger.waiting:
@@ -361,4 +386,4 @@ def rollouts_summary(ledger: Ledger) -> list[str]:
 
 
 def format_rollouts(store: Store) -> str:
-    return "\n".join(rollouts_summary(read_ledger(store)))
+    return "\n".join(rollouts_summary(read_ledger(store), Masker(store)))
