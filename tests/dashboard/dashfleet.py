@@ -105,7 +105,10 @@ def _deploy(fleet: Fleet, root: Path) -> FleetOnDisk:
     fleet.agent("cache-01").heartbeat = 30.0
     recorder = Recorder(Notebook(str(fleet.repo_path)), None, fleet.clock)
     first = fleet.repo.resolve("HEAD")
-    for _ in range(4):
+    recorder.update(fleet.step(5.0))
+    # db-02's failure, as its agent reports it, reaches the ledger (quarantine, rollout).
+    _unmasked_report(fleet.store, "db-02")
+    for _ in range(3):
         recorder.update(fleet.step(5.0))
     fleet.agents["cache-01"].silent = True  # its agent stops: no more heartbeats
     second = fleet.commit({"stacks/shop.yaml": stack("2")}, "web: version 2")
