@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from setpoint.controller.converge.runs import matches
-from setpoint.controller.converge.status import DeploymentStatus
+from setpoint.controller.converge.runs import Masker, matches
+from setpoint.controller.converge.status import DeploymentStatus, quarantine_reason
 from setpoint.controller.dashboard.overview import held_back, pair_state
 from setpoint.controller.dashboard.snapshot import Snapshot
 from setpoint.controller.rollout.ledger import Rollout
@@ -27,7 +27,8 @@ class ServerRow:
     state: str
     status: DeploymentStatus | None
     batch: int | None = None  # the rollout's batch that took it (None: not taken)
-    waits: str | None = None
+    # Why it waits, failed or is quarantined (a failure's reason masked).
+    why: str | None = None
 
 
 @dataclass
@@ -74,16 +75,31 @@ def _batches(rollout: Rollout | None) -> dict[str, int]:
     return {server: number[t] for server, t in rollout.started.items()}
 
 
-def _rows(snapshot: Snapshot, name: str, rollout: Rollout | None) -> list[ServerRow]:
+def _why(
+    snapshot: Snapshot, masker: Masker, name: str, server: str, dep: DeploymentStatus | None
+) -> str | None:
+    """Why the pair is not converged: the quarantine's reason, the run's, or the wait."""
+    held = snapshot.ledger.quarantined(name, server)
+    if held is not None and dep is not None and held.config == dep.desired:
+        return f"quarantined: {quarantine_reason(masker, held)}"
+    if dep is not None and dep.run is not None and dep.failed:
+        return dep.run.reason or dep.run.withheld  # masked by fleet_status
+    return held_back(snapshot).get((name, server))
+
+
+def _rows(
+    snapshot: Snapshot, masker: Masker, name: str, rollout: Rollout | None
+) -> list[ServerRow]:
     held = held_back(snapshot)
     batch_of = _batches(rollout)
     rows: list[ServerRow] = []
     for status in snapshot.statuses:
         dep = next((d for d in status.deployments if d.name == name), None)
-        why = held.get((name, status.server))
-        if dep is None and why is None:
+        waits = held.get((name, status.server))
+        if dep is None and waits is None:
             continue
-        state = pair_state(status, dep, why)
+        state = pair_state(status, dep, waits)
+        why = _why(snapshot, masker, name, status.server, dep)
         rows.append(ServerRow(status.server, state, dep, batch_of.get(status.server), why))
     following = {
         s: i for i, s in enumerate((rollout.progress.get("waiting") if rollout else []) or [])
@@ -151,7 +167,7 @@ def deployment_view(
     if name is None:
         return None
     rollout = snapshot.ledger.rollouts.get(name)
-    view = DeploymentView(name, _rows(snapshot, name, rollout), rollout)
+    view = DeploymentView(name, _rows(snapshot, Masker(dashboard.store), name, rollout), rollout)
     desired: Counter[str] = Counter()
     for row in view.servers:
         view.counts[row.state] += 1

@@ -22,11 +22,12 @@ import uvicorn
 from setpoint.controller.cli.common import UNAVAILABLE, USAGE
 from setpoint.controller.cli.serve import TOKEN_ENV, listen
 from setpoint.controller.dashboard.app import METRICS_PATH, create_app
+from setpoint.controller.rollout.ledger import read_ledger, write_ledger
 from setpoint.store.documents import Report
 from setpoint.store.local import LocalStore
 from tests.browser_fixtures import ServeFactory
 from tests.controller.test_status_logs import publish, run, script
-from tests.dashboard.dashfleet import SECRET, FleetOnDisk
+from tests.dashboard.dashfleet import SECRET, FleetOnDisk, build_fleet
 
 
 class Links(HTMLParser):
@@ -101,6 +102,21 @@ def test_every_page_links_resolve_and_no_secret_shows(
     history = pages["/history"][1]
     assert fleet_on_disk.first[:12] in history
     assert fleet_on_disk.second[:12] in history
+
+
+def test_a_reason_an_older_controller_kept_unmasked_is_shown_masked(
+    tmp_path: Path, serve: ServeFactory
+) -> None:
+    fleet = build_fleet(tmp_path)
+    store = LocalStore(fleet.store)
+    ledger = read_ledger(store)
+    held = ledger.quarantine["shop/db"]["db-02"]
+    ledger.quarantine_add("shop/db", "db-02", held.config, f"exited 3 (password {SECRET})")
+    write_ledger(store, ledger)
+    served = serve("--store", str(fleet.store))
+    pages = crawl(served.url)
+    assert not [path for path, (_, html) in pages.items() if SECRET in html]
+    assert "quarantined: exited 3 (password ********)" in pages["/deployments/shop/db"][1]
 
 
 def test_serving_writes_nothing_to_the_store_or_the_repository(
