@@ -68,6 +68,8 @@ class DeploymentRow:
     # Why servers wait, and how many wait for each reason.
     waiting_on: Counter[str] = field(default_factory=Counter)
     rollout: Rollout | None = None
+    # commit -> how many of its servers' pointers name it
+    commits: Counter[str] = field(default_factory=Counter)
 
     @property
     def stack(self) -> str:
@@ -147,17 +149,19 @@ def _overview(snapshot: Snapshot) -> Overview:
     agents: Counter[str] = Counter()
     for server in snapshot.statuses:
         agents[server.agent] += 1
-        if server.pointer is not None:
-            commits[server.pointer.commit] += 1
+        commit = server.pointer.commit if server.pointer is not None else None
+        if commit is not None:
+            commits[commit] += 1
         seen: set[str] = set()
         states: set[str] = set()
         for dep in server.deployments:
             seen.add(dep.name)
             held_for = held.get((dep.name, server.server))
-            states.add(_count(rows, dep.name, pair_state(server, dep, held_for), held_for))
+            state = pair_state(server, dep, held_for)
+            states.add(_count(rows, dep.name, state, held_for, commit))
         for name, on in held_here.get(server.server, ()):
             if name not in seen:  # held back before its first publication here
-                states.add(_count(rows, name, pair_state(server, None, on), on))
+                states.add(_count(rows, name, pair_state(server, None, on), on, commit))
         if server.agent == "unreachable":
             states.add(UNREACHABLE)
         server_states[server.server] = worst(states)
@@ -174,11 +178,15 @@ def _overview(snapshot: Snapshot) -> Overview:
     )
 
 
-def _count(rows: dict[str, DeploymentRow], name: str, state: str, why: str | None) -> str:
+def _count(
+    rows: dict[str, DeploymentRow], name: str, state: str, why: str | None, commit: str | None
+) -> str:
     row = rows.get(name)
     if row is None:
         row = rows[name] = DeploymentRow(name)
     row.counts[state] += 1
+    if commit is not None:
+        row.commits[commit] += 1
     if state == WAITING and why is not None:
         row.waiting_on[why] += 1
     return state

@@ -28,6 +28,7 @@ def test_each_deployment_counts_its_servers_by_state(fleet_on_disk: FleetOnDisk)
     assert rows["shop/web"].waiting_on == Counter({"pause_time: next batch at +3600s": 8})
     assert rows["shop/db"].counts == Counter({QUARANTINED: 1, WAITING: 2})
     assert rows["shop/cache"].counts == Counter({UNREACHABLE: 1})
+    assert rows["shop/web"].commits == Counter({fleet_on_disk.second: 4, fleet_on_disk.first: 8})
     assert view.servers_in(frozenset({QUARANTINED, UNREACHABLE})) == [
         ("cache-01", UNREACHABLE),
         ("db-02", QUARANTINED),
