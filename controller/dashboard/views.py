@@ -7,7 +7,7 @@ fetches the same URL again and swaps the page's ``<main>`` in place.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,12 +20,16 @@ from setpoint.controller.dashboard.overview import STATES, TROUBLE, overview
 from setpoint.controller.dashboard.paging import page_number, paginate
 from setpoint.controller.dashboard.repository import desired_commit, history_rows, pending_plan
 
+if TYPE_CHECKING:
+    from setpoint.controller.dashboard.app import Dashboard
+
 # ``/servers?state=``: one state, "trouble" (failed, quarantined, unreachable), or all.
 TROUBLE_FILTER = "trouble"
 
 
-def _dashboard(request: Request) -> Any:
-    return request.app.state.dashboard
+def _dashboard(request: Request) -> Dashboard:
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard
 
 
 def _render(
@@ -51,7 +55,8 @@ async def overview_page(request: Request) -> HTMLResponse:
     dashboard = _dashboard(request)
     snapshot = await run_in_threadpool(dashboard.snapshots.get)
     desired = await run_in_threadpool(desired_commit, dashboard)
-    view = overview(snapshot)
+    # Off the event loop: the first request after a read walks every pair.
+    view = await run_in_threadpool(overview, snapshot)
     trouble = view.servers_in(TROUBLE)
     return _render(
         request,
@@ -73,7 +78,7 @@ async def servers_page(request: Request) -> HTMLResponse:
         wanted = TROUBLE
     elif state is not None:
         wanted = frozenset({state})
-    view = overview(snapshot)
+    view = await run_in_threadpool(overview, snapshot)
     page = paginate(view.servers_in(wanted), page_number(request.query_params.get("page")))
     rows = [(snapshot.by_server[name], state_of) for name, state_of in page.items]
     return _render(
