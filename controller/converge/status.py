@@ -135,15 +135,12 @@ class ServerStatus:
         }
 
 
-def _read_server(
-    store: Store, server: str
-) -> tuple[Pointer | None, Report | None, Manifest, list[str]]:
-    """A server's pointer, report and manifest; a bad one is left out and named,
-    so one bad document marks one server and never hides the others."""
+def _read_documents(store: Store, server: str) -> tuple[Pointer | None, Report | None, list[str]]:
+    """A server's pointer and report; a bad one is left out and named, so one
+    bad document marks one server and never hides the others."""
     invalid: list[str] = []
     pointer: Pointer | None = None
     report: Report | None = None
-    manifest = Manifest(deployments=())
     try:
         pointer = store.read_pointer(server)
     except InvalidDocument as exc:
@@ -158,12 +155,35 @@ def _read_server(
     if report is not None and report.server != server:
         invalid.append(f"invalid report: names server {report.server!r}")
         report = None
-    if pointer is not None:
-        try:
-            manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
-        except (InvalidDocument, DigestMismatch, NotFound) as exc:
-            invalid.append(f"invalid manifest {short(pointer.manifest)}: {exc}")
-    return pointer, report, manifest, invalid
+    return pointer, report, invalid
+
+
+def _read_manifest(store: Store, digest: str) -> Manifest | str:
+    """The manifest ``digest`` names, or why it cannot be read."""
+    try:
+        return Manifest.from_dict(store.get_json_blob(digest, "manifest"))
+    except (InvalidDocument, DigestMismatch, NotFound) as exc:
+        return f"invalid manifest {short(digest)}: {exc}"
+
+
+def _read_servers(
+    store: Store, servers: list[str]
+) -> list[tuple[Pointer | None, Report | None, Manifest, list[str]]]:
+    """Each server's pointer, report, manifest and unreadable documents. Pointers
+    and reports are read side by side on the pool, then the manifests they name,
+    each once: a group of servers given the same manifest costs one read."""
+    documents = store.pool.map(lambda server: _read_documents(store, server), servers)
+    digests = sorted({p.manifest for p, _, _ in documents if p is not None})
+    read = store.pool.map(lambda digest: _read_manifest(store, digest), digests)
+    manifests = dict(zip(digests, read, strict=True))
+    out: list[tuple[Pointer | None, Report | None, Manifest, list[str]]] = []
+    for pointer, report, invalid in documents:
+        manifest = manifests[pointer.manifest] if pointer is not None else Manifest(())
+        if isinstance(manifest, str):
+            invalid.append(manifest)
+            manifest = Manifest(())
+        out.append((pointer, report, manifest, invalid))
+    return out
 
 
 def fleet_status(
@@ -180,8 +200,7 @@ def fleet_status(
     out: list[ServerStatus] = []
     listed = store.list_servers()
     wanted = listed if servers is None else [s for s in listed if s in servers]
-    # Each server's documents are read side by side with the others' on the pool.
-    read = store.pool.map(lambda server: _read_server(store, server), wanted)
+    read = _read_servers(store, wanted)
     for server, (pointer, report, manifest, invalid) in zip(wanted, read, strict=True):
         status = ServerStatus(
             server,

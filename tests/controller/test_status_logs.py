@@ -13,6 +13,7 @@ import pytest
 
 from setpoint.controller.cli.common import FAILED, OK, UNAVAILABLE
 from setpoint.controller.cli.main import main
+from setpoint.controller.converge.status import fleet_status
 from setpoint.controller.rollout.ledger import Ledger, Rollout, write_ledger
 from setpoint.store.digest import short
 from setpoint.store.documents import DeploymentReport, Manifest, ManifestEntry, Pointer, Report
@@ -167,6 +168,18 @@ def test_status_masks_the_reason_the_ledger_keeps_for_a_quarantine(
     assert json.loads(out)["rollouts"]["app/db"]["progress"]["failed"] == {
         "web-1": f"exited 3 ({MASK})"
     }
+
+
+def test_status_reads_a_manifest_many_servers_share_once(tmp_path: Path) -> None:
+    """Pointer, report and manifest per server, except that a group given one
+    manifest costs one read of it, not one per server."""
+    path, _ = fleet(tmp_path, {f"web-{i}": "COMPLETE" for i in range(1, 6)})
+    store = LocalStore(path)
+    statuses = fleet_status(store)
+    assert [len(s.deployments) for s in statuses] == [2] * 5
+    # 5 pointers, 5 reports, the ledger, the one manifest and the config blobs
+    # the masker reads (none: nothing failed or runs).
+    assert store.stats.requests["get"] == 5 + 5 + 1 + 1
 
 
 def test_status_shows_a_running_deployment_and_its_output_so_far(
