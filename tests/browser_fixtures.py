@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,16 @@ def unavailable(reason: str) -> None:
 
 
 class Served:
-    """A ``setpoint serve`` process and the URL it printed."""
+    """A ``setpoint serve`` process and the URL it printed. Its stderr goes to a
+    file (a pipe nobody reads would stall the server once full), and is read
+    into ``stderr`` when it stops."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self._errors = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "setpoint.controller.cli", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._errors,
             text=True,
             env={**os.environ, **(env or {})},
         )
@@ -58,11 +62,11 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        assert self.proc.stderr is not None
-        self.stderr = self.proc.stderr.read()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._errors.seek(0)
+        self.stderr = self._errors.read()
+        self._errors.close()
 
 
 ServeFactory = Callable[..., Served]
