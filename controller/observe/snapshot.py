@@ -20,7 +20,7 @@ from setpoint.controller.converge.status import (
     STALE_AFTER,
     ServerStatus,
     deployment_state,
-    read_server,
+    read_servers,
 )
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.controller.rollout.ledger import Ledger, Rollout, read_ledger
@@ -98,10 +98,11 @@ def snapshot(
 def store_snapshot(
     store: Store, now: float, unreachable_after: float = UNREACHABLE_AFTER_BEATS
 ) -> FleetSnapshot:
-    """Read every server's documents and the ledger (the pool reads them side by side)."""
+    """Read every server's documents and the ledger (as ``status`` reads them:
+    side by side on the pool, each manifest once)."""
     ledger = read_ledger(store)
     names = store.list_servers()
-    read = store.pool.map(lambda server: read_server(store, server), names)
+    read = read_servers(store, names)
     rows: list[ServerDocs] = []
     invalid = 0
     for server, (pointer, report, manifest, problems) in zip(names, read, strict=True):
