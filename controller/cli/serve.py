@@ -32,7 +32,8 @@ def add_parsers(sub: Any) -> None:
         "deployment: converged, in progress, waiting and on what, failed, quarantined, "
         "unreachable; rollouts in flight), each server's deployments and last runs, each "
         "deployment's servers in rollout order and its derived config, and, with --repo, "
-        "the history of deployed commits and the pending change. Pages work without "
+        "the history of deployed commits and the pending change; /metrics in Prometheus' text "
+        "format, as 'watch --metrics-port' serves it. Pages work without "
         "JavaScript and update in place with it. It only reads: the store and the "
         "repository are never written, and secret inputs are masked everywhere.",
         epilog="It listens on 127.0.0.1 unless --host says otherwise, and refuses another "
@@ -89,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from setpoint.controller.dashboard.access import BindRefused, check_bind
     from setpoint.controller.dashboard.app import create_app
     from setpoint.controller.definitions.repository import GitRepo
+    from setpoint.controller.observe.metrics import Metrics
 
     try:
         check_bind(args.host, args.token, args.insecure_no_auth)
@@ -101,6 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.repo:
         with GitRepo.open(args.repo) as repo:  # a wrong path fails now, not on a page
             repo_path = repo.path
+    # /metrics counts the fleet as the store has it at each scrape, with the same
+    # --unreachable-after as the pages, and this process's store requests.
+    metrics = Metrics(store, unreachable_after=args.unreachable_after)
     app = create_app(
         store,
         repo=repo_path if args.repo else None,
@@ -110,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         refresh=args.refresh,
         live_every=args.live_every,
         unreachable_after=args.unreachable_after,
+        metrics=metrics.exposition,
     )
     try:
         sock = listen(args.host, args.port)

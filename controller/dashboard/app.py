@@ -29,10 +29,10 @@ from setpoint.store.base import Store
 HERE = Path(__file__).parent
 
 # Where Prometheus metrics mount: ``create_app(metrics=...)`` takes a function
-# that returns the exposition bytes (``prometheus_client.generate_latest``).
+# that returns the body and its content type (``observe.metrics.Metrics.exposition``),
+# so that the content type always matches the format the body was made in.
 METRICS_PATH = "/metrics"
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MetricsSource = Callable[[], bytes]
+MetricsSource = Callable[[], tuple[bytes, str]]
 
 
 @dataclass
@@ -102,6 +102,7 @@ def create_app(
 
 def _metrics_route(metrics: MetricsSource) -> Callable[[Request], Response]:
     def route(_request: Request) -> Response:
-        return Response(metrics(), media_type=METRICS_CONTENT_TYPE)
+        body, content_type = metrics()
+        return Response(body, media_type=content_type)
 
     return route
