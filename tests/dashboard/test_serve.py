@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import os
 import re
 import subprocess
@@ -230,3 +231,24 @@ def test_metrics_mount_where_the_app_is_given_them(in_thread: str) -> None:
     code, text = get(in_thread + METRICS_PATH)
     assert (code, text) == (200, "setpoint_up 1\n")
     assert re.search(r"no servers|Nothing published", get(in_thread + "/")[1])
+
+
+def test_the_pending_change_is_what_plan_against_the_store_prints(
+    fleet_on_disk: FleetOnDisk, serve: ServeFactory
+) -> None:
+    store, repo = str(fleet_on_disk.store), str(fleet_on_disk.repo)
+    served = serve("--store", store, "--repo", repo)
+    page = get(served.url + "/pending?branch=HEAD")[1]
+    block = re.search(r'<pre class="plan">(.*?)</pre>', page, re.S)
+    assert block is not None, page
+    shown = html.unescape(block[1])
+    printed = subprocess.run(
+        [sys.executable, "-m", "setpoint.controller.cli", "plan", "HEAD", "--store", store,
+         "--repo", repo],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert shown == printed
+    # Planned against what the store deployed, naming who has not converged on it.
+    assert f"deployed: {fleet_on_disk.second[:12]} (the store's newest pointers)" in shown
+    assert "db-02 (shop/db FAILED (quarantined))" in shown
+    assert "setpoint plan HEAD --store" in page
