@@ -75,14 +75,15 @@ deployments:
 @dataclass(frozen=True)
 class FleetOnDisk:
     repo: Path
-    store: Path
+    store: Path  # the local store's directory (nothing there when built in another store)
     first: str  # the commit of version 1
     second: str  # the commit of version 2, rolling out
     third: str  # a commit on the branch, not deployed yet
 
 
-def build_fleet(root: Path) -> FleetOnDisk:
-    store = LocalStore(root / "store")
+def build_fleet(root: Path, store: Store | None = None) -> FleetOnDisk:
+    """The fleet, in ``store`` (default: a local store at ``root/store``)."""
+    store = store if store is not None else LocalStore(root / "store")
     fleet = Fleet(
         root,
         {
@@ -138,4 +139,17 @@ def _unmasked_report(store: Store, server: str) -> None:
     )
     store.write_report(
         dataclasses.replace(report, deployments={**report.deployments, "shop/db": leaked})
+    )
+
+
+def fail_now(store: Store, server: str, deployment: str) -> None:
+    """``server``'s agent reports its current config of ``deployment`` FAILED and
+    will try again: a failure no pass has quarantined."""
+    report = store.read_report(server)
+    assert report is not None
+    failed = dataclasses.replace(
+        report.deployments[deployment], status="FAILED", exit_code=1, reason="exit status 1"
+    )
+    store.write_report(
+        dataclasses.replace(report, deployments={**report.deployments, deployment: failed})
     )
