@@ -103,6 +103,8 @@ def test_every_page_links_resolve_and_no_secret_shows(
     history = pages["/history"][1]
     assert fleet_on_disk.first[:12] in history
     assert fleet_on_disk.second[:12] in history
+    # Each commit's failures, as its note records them: the reason masked.
+    assert "shop/db: failed on db-02 (script exited with status 3 (password ********))" in history
 
 
 def test_a_reason_an_older_controller_kept_unmasked_is_shown_masked(
