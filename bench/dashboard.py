@@ -32,6 +32,7 @@ import uvicorn
 
 from setpoint.controller.cli.serve import listen
 from setpoint.controller.dashboard.app import create_app
+from setpoint.controller.dashboard.metrics import fleet_metrics
 from setpoint.controller.dashboard.overview import overview
 from setpoint.controller.dashboard.snapshot import Snapshot, read_snapshot
 from setpoint.controller.rollout.ledger import Ledger, Rollout, write_ledger
@@ -120,7 +121,7 @@ def fill(store: Store, servers: int, deployments: int) -> None:
 
 @contextmanager
 def serving(store: Store, refresh: float) -> Iterator[str]:
-    app = create_app(store, refresh=refresh)
+    app = create_app(store, refresh=refresh, metrics=fleet_metrics(store))
     sock = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -149,6 +150,7 @@ PAGES = (
     ("servers in trouble, page 1", "/servers?state=trouble"),
     ("a server", "/servers/node-00097"),
     ("a rolling deployment, page 1", "/deployments/stack0/dep00"),
+    ("/metrics", "/metrics"),
 )
 
 

@@ -89,8 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from setpoint.controller.dashboard.access import BindRefused, check_bind
     from setpoint.controller.dashboard.app import create_app
+    from setpoint.controller.dashboard.metrics import fleet_metrics
     from setpoint.controller.definitions.repository import GitRepo
-    from setpoint.controller.observe.metrics import Metrics
 
     try:
         check_bind(args.host, args.token, args.insecure_no_auth)
@@ -103,9 +103,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.repo:
         with GitRepo.open(args.repo) as repo:  # a wrong path fails now, not on a page
             repo_path = repo.path
-    # /metrics counts the fleet as the store has it at each scrape, with the same
-    # --unreachable-after as the pages, and this process's store requests.
-    metrics = Metrics(store, unreachable_after=args.unreachable_after)
     app = create_app(
         store,
         repo=repo_path if args.repo else None,
@@ -115,7 +112,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         refresh=args.refresh,
         live_every=args.live_every,
         unreachable_after=args.unreachable_after,
-        metrics=metrics.exposition,
+        # /metrics: the fleet of the snapshot the pages read, as fresh as --refresh.
+        metrics=fleet_metrics(store, args.unreachable_after),
     )
     try:
         sock = listen(args.host, args.port)

@@ -22,17 +22,18 @@ from starlette.staticfiles import StaticFiles
 from setpoint.controller.dashboard import views
 from setpoint.controller.dashboard.access import TokenRequired
 from setpoint.controller.dashboard.filters import FILTERS
-from setpoint.controller.dashboard.snapshot import SnapshotCache
+from setpoint.controller.dashboard.snapshot import Snapshot, SnapshotCache
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.base import Store
 
 HERE = Path(__file__).parent
 
-# Where Prometheus metrics mount: ``create_app(metrics=...)`` takes a function
-# that returns the body and its content type (``observe.metrics.Metrics.exposition``),
-# so that the content type always matches the format the body was made in.
+# Where Prometheus metrics mount: ``create_app(metrics=...)`` takes a function of
+# the snapshot every page reads (so that a scrape costs the store nothing more)
+# that returns the body and its content type, so that the content type always
+# matches the format the body was made in.
 METRICS_PATH = "/metrics"
-MetricsSource = Callable[[], tuple[bytes, str]]
+MetricsSource = Callable[[Snapshot], tuple[bytes, str]]
 
 
 @dataclass
@@ -93,16 +94,19 @@ def create_app(
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     if metrics is not None:
-        routes.append(Route(METRICS_PATH, _metrics_route(metrics), name="metrics"))
+        route = _metrics_route(metrics, dashboard.snapshots)
+        routes.append(Route(METRICS_PATH, route, name="metrics"))
     middleware = [Middleware(TokenRequired, token=token)] if token else []
     app = Starlette(routes=routes, middleware=middleware)
     app.state.dashboard = dashboard
     return app
 
 
-def _metrics_route(metrics: MetricsSource) -> Callable[[Request], Response]:
-    def route(_request: Request) -> Response:
-        body, content_type = metrics()
+def _metrics_route(
+    metrics: MetricsSource, snapshots: SnapshotCache
+) -> Callable[[Request], Response]:
+    def route(_request: Request) -> Response:  # a plain function: Starlette runs it off the loop
+        body, content_type = metrics(snapshots.get())
         return Response(body, media_type=content_type)
 
     return route

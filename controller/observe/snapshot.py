@@ -2,8 +2,9 @@
 
 A ``FleetSnapshot`` is built from each server's pointer, report and manifest
 and the ledger, either as one reconcile pass already read them
-(``pass_snapshot``: no request at all) or by reading the store
-(``store_snapshot``, for a process that runs no passes, like the dashboard).
+(``pass_snapshot``: no request at all), by reading the store
+(``store_snapshot``, for a process that runs no passes), or from the statuses
+a dashboard already read for its pages (``status_snapshot``).
 Both count with ``status``'s own words for a deployment's state
 (``converge.status.deployment_state``), so ``setpoint status`` and the metrics
 never disagree.
@@ -74,22 +75,48 @@ def snapshot(
     invalid: int = 0,
 ) -> FleetSnapshot:
     """Count ``servers`` with the ledger's quarantine and rollouts."""
-    snap = FleetSnapshot(rollouts=dict(ledger.rollouts), invalid=invalid)
-    for server, pointer, report, manifest in servers:
+
+    def counted(docs: ServerDocs) -> CountedServer:
+        server, pointer, report, manifest = docs
         agent = ServerStatus.agent_state(pointer, report, now, STALE_AFTER, unreachable_after)
-        snap.agents[agent] += 1
         reported = report.deployments if report else {}
         given = {e.name: e for e in manifest.deployments}
+        deployments = []
         for name in [*given, *sorted(n for n in reported if n not in given)]:
             got = reported.get(name)
-            state = metric_state(deployment_state(server, given.get(name), got, ledger))
+            state = deployment_state(server, given.get(name), got, ledger)
+            deployments.append((name, state, got.config if got else None))
+        return agent, deployments
+
+    return _tally(map(counted, servers), ledger, invalid)
+
+
+def status_snapshot(statuses: Iterable[ServerStatus], ledger: Ledger) -> FleetSnapshot:
+    """Count what ``fleet_status`` already made of the store (a dashboard's shared
+    read): no request, the same numbers as reading the store again."""
+    statuses = list(statuses)
+    counted = ((s.agent, [(d.name, d.status, d.reported) for d in s.deployments]) for s in statuses)
+    return _tally(counted, ledger, sum(1 for s in statuses if s.invalid))
+
+
+# One server as counted: its agent's state, and per deployment its name, the
+# word ``status`` shows for it, and the digest the agent reported (None: none).
+CountedServer = tuple[str, list[tuple[str, str, str | None]]]
+
+
+def _tally(servers: Iterable[CountedServer], ledger: Ledger, invalid: int) -> FleetSnapshot:
+    snap = FleetSnapshot(rollouts=dict(ledger.rollouts), invalid=invalid)
+    for agent, deployments in servers:
+        snap.agents[agent] += 1
+        for name, status, reported in deployments:
+            state = metric_state(status)
             deployment = name.split("@", 1)[0]
             counts = snap.servers.get(deployment)
             if counts is None:
                 counts = snap.servers[deployment] = Counter()
             counts[state] += 1
-            if state == "failed" and got is not None:
-                snap.failed_digests.setdefault(deployment, set()).add(got.config)
+            if state == "failed" and reported is not None:
+                snap.failed_digests.setdefault(deployment, set()).add(reported)
     for deployment, held in ledger.quarantine.items():
         snap.quarantined_digests[deployment] = {q.config for q in held.values()}
     return snap

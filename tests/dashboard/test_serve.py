@@ -217,7 +217,7 @@ def test_long_lists_come_a_page_at_a_time(tmp_path: Path, serve: ServeFactory) -
 def in_thread(tmp_path: Path) -> Iterator[str]:
     """The app with a metrics source, served by uvicorn in a thread."""
     exposition = (b"setpoint_up 1\n", "text/plain; version=0.0.4; charset=utf-8")
-    app = create_app(LocalStore(tmp_path), metrics=lambda: exposition)
+    app = create_app(LocalStore(tmp_path), metrics=lambda _snapshot: exposition)
     sock = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
