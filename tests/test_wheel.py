@@ -71,6 +71,9 @@ def test_wheel_holds_only_the_setpoint_namespace(wheel: Path) -> None:
     assert {name.split("/")[0] for name in names} == {"setpoint", "setpoint-0.1.0.dist-info"}
     assert "setpoint/examples/inventory.yaml" in names
     assert "setpoint/examples/components/frontend/site/index.html" in names
+    # setpoint serve's templates and static files, read from the package at run time.
+    assert "setpoint/controller/dashboard/templates/overview.html" in names
+    assert "setpoint/controller/dashboard/static/live.js" in names
 
 
 def test_installed_demo_runs_outside_the_checkout(venv: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +23,12 @@ from setpoint.controller.cli.common import (
     trust_args,
     tuning_args,
 )
-from setpoint.controller.definitions.repository import GitError, GitRepo, RevisionNotFound
-from setpoint.controller.errors import InvalidDefinitions, Problem, SetpointError
+from setpoint.controller.definitions.repository import GitError, GitRepo
+from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.store.errors import StoreError
 
 if TYPE_CHECKING:
-    from setpoint.controller.definitions.model import Model
-    from setpoint.controller.rollout.plan import Deployed, Plan, Retries
-    from setpoint.store.base import Store
-    from setpoint.store.documents import Report
+    from setpoint.controller.rollout.plan import Deployed, Plan
 
 # `setpoint plan --exit-code`: what a CI job branches on.
 PLAN_NO_CHANGES, PLAN_ERROR, PLAN_CHANGES = 0, 1, 2
@@ -178,79 +174,6 @@ def _revs(revs: list[str], store: bool) -> tuple[str | None, str]:
     return (None if store else f"{base}~1"), base
 
 
-def _base_commit(repo: GitRepo, base_rev: str) -> str:
-    """The commit BASE names, or the empty tree when BASE goes back past the first commit.
-
-    The first commit of a repository has no parent, so ``HEAD~1`` (what a CI
-    job plans against) names nothing: everything is new, and the commit is
-    planned against the empty tree, as when BASE is the empty tree itself. A
-    BASE whose name (before ``~``/``^``) names nothing is still an error.
-    """
-    from setpoint.controller.rollout.plan import EMPTY_TREE
-
-    if base_rev == EMPTY_TREE:
-        return EMPTY_TREE
-    try:
-        return repo.resolve(base_rev)
-    except RevisionNotFound:
-        name = re.sub(r"([~^][0-9]*)+$", "", base_rev)
-        if name == base_rev:
-            raise
-        repo.resolve(name)  # a name that names nothing is an error, not an empty fleet
-        return EMPTY_TREE  # its ancestry runs out: the first commit came after it
-
-
-def _deployed(store: Store) -> Deployed:
-    """What ``store`` deployed: its newest pointer's commit, and who has not
-    converged on their pointers yet (read as ``setpoint status`` reads them)."""
-    from setpoint.controller.converge.status import deployed_state, fleet_status
-    from setpoint.controller.rollout.plan import Deployed
-
-    commit, behind = deployed_state(fleet_status(store))
-    return Deployed(commit, behind)
-
-
-def _deployed_commit(repo: GitRepo, commit: str | None) -> str:
-    """The commit a store deployed, as BASE; the empty tree when nothing is."""
-    from setpoint.controller.rollout.plan import EMPTY_TREE
-
-    if commit is None:
-        return EMPTY_TREE
-    try:
-        return repo.resolve(commit)
-    except RevisionNotFound:
-        raise GitError(
-            f"the store's pointers name commit {commit}, which {repo.path} does not have "
-            "(fetch it, or give BASE)"
-        ) from None
-
-
-def _retries_to_publish(store: Store, head: Model) -> Retries:
-    """``setpoint retry`` counts in the store's ledger that no pointer carries yet.
-
-    Read as ``setpoint status`` reads them, unverified: the plan only shows
-    them. A server whose pointer or manifest cannot be read is left out.
-    """
-    from setpoint.controller.rollout.ledger import read_ledger
-    from setpoint.controller.rollout.plan import retries_to_publish
-    from setpoint.store.documents import Manifest
-
-    in_use = head.servers_in_use()
-
-    def published(server: str) -> Manifest | None:
-        if server not in in_use:
-            return None
-        try:
-            pointer = store.read_pointer(server)
-            if pointer is None:
-                return None
-            return Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
-        except StoreError:
-            return None  # one bad document, one server
-
-    return retries_to_publish(read_ledger(store).retries, published)
-
-
 def _invalid_head(exc: InvalidDefinitions, fmt: str) -> None:
     if fmt == "json":
         print_json(
@@ -276,9 +199,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from setpoint.controller.definitions.loader import load_model
-    from setpoint.controller.gitops.notes import Notebook, converged_configs
-    from setpoint.controller.rollout.plan import EMPTY_TREE, blobs_to_upload, make_plan
+    from setpoint.controller.gitops.change_plan import deployed, plan_change
     from setpoint.controller.rollout.saved_plan import PlanBasis, pointers_digest, save_plan
 
     base_rev, head_rev = _revs(args.revs, store=bool(args.store))
@@ -290,34 +211,18 @@ def _plan(args: argparse.Namespace) -> int:
     # Read before anything else: a pointer that moves while the plan is made
     # makes the saved plan refused, never silently out of date.
     pointers = pointers_digest(store) if store is not None and args.out else None
-    deployed = _deployed(store) if store is not None and base_rev is None else None
+    base: str | Deployed
+    if base_rev is not None:
+        base = base_rev
+    else:
+        assert store is not None  # _revs leaves BASE out only when there is a store
+        base = deployed(store)
     with GitRepo.open(args.repo) as repo:
-        secret = render_secret(args)
-        head = load_model(repo.tree(head_rev), env=args.env, render_secret=secret)
-        if deployed is not None:
-            base_commit = _deployed_commit(repo, deployed.commit)
-        else:
-            assert base_rev is not None
-            base_commit = _base_commit(repo, base_rev)
-        base: Model | None = None
-        base_problems: list[Problem] = []
-        if base_commit != EMPTY_TREE:
-            try:
-                base = load_model(repo.tree(base_commit), env=args.env, render_secret=secret)
-            except InvalidDefinitions as exc:
-                # Nothing was deployed from an invalid commit: plan as from an empty fleet.
-                base_problems = exc.problems
-        history = converged_configs(Notebook(repo.path))
-    reports = _reports(store, head, base) if store is not None else {}
-    retries = _retries_to_publish(store, head) if store is not None else None
-    plan = make_plan(base, head, reports, history, base_commit, base_problems, retries)
-    if store is not None:
-        plan.uploads = blobs_to_upload(head, reports, store.find_missing)
-    plan.deployed = deployed
+        plan = plan_change(repo, base, head_rev, args.env, store, render_secret(args))
     if args.out and pointers is not None:
-        save_plan(args.out, plan.to_dict(), PlanBasis(head.commit, args.env, pointers))
+        save_plan(args.out, plan.to_dict(), PlanBasis(plan.head, args.env, pointers))
     answers = _preflight(args, store, head_rev) if args.preflight else None
-    _write_plan(args, plan, answers, head.commit)
+    _write_plan(args, plan, answers, plan.head)
     if answers is not None:
         from setpoint.controller.converge.preflight import preflight_passed
 
@@ -326,18 +231,6 @@ def _plan(args: argparse.Namespace) -> int:
     if not args.exit_code:
         return OK
     return PLAN_CHANGES if plan.has_changes else PLAN_NO_CHANGES
-
-
-def _reports(store: Store, head: Model, base: Model | None) -> dict[str, Report]:
-    """The reports of the servers either commit deploys to (their outputs fill
-    in what only agents report)."""
-    servers = head.servers_in_use() | (base.servers_in_use() if base else set())
-    reports = {}
-    for server in sorted(servers):
-        report = store.read_report(server)
-        if report is not None:
-            reports[server] = report
-    return reports
 
 
 def _write_plan(

@@ -224,7 +224,7 @@ def open_pass_store(args: argparse.Namespace, url: str) -> Store:
     return open_store(url, workers=int(workers) if workers is not None else None)
 
 
-def open_existing_store(args: argparse.Namespace, url: str) -> Any:
+def open_existing_store(args: argparse.Namespace, url: str) -> Store | None:
     """The store at ``url`` (with ``--store-workers`` where the command takes it);
     None (having said why) when it is a local path that does not exist: a typo
     must not read as a store with no servers yet."""

@@ -377,6 +377,7 @@ def _watched_filters(args: argparse.Namespace) -> list[str]:
 def _print_status(
     args: argparse.Namespace, store: Any, statuses: list[Any], filtered: bool
 ) -> None:
+    from setpoint.controller.converge.runs import Masker
     from setpoint.controller.converge.status import format_details, format_table, rollouts_summary
     from setpoint.controller.fleet.move import move_status
     from setpoint.controller.rollout.ledger import read_ledger
@@ -393,7 +394,7 @@ def _print_status(
         print_json(
             {
                 "servers": [s.to_dict() for s in statuses],
-                **ledger_json(ledger.to_dict()),
+                **ledger_json(ledger, Masker(store)),
                 "move": moved.to_dict() if moved else None,
                 "controllers": controllers.to_dict() if controllers else None,
                 **({"outputs": [o.to_dict() for o in outputs]} if args.repo else {}),
@@ -408,7 +409,9 @@ def _print_status(
         details = format_details(statuses)
         if details:
             print("\n" + details)
-        lines = [] if filtered else rollouts_summary(ledger) + (moved.lines() if moved else [])
+        lines: list[str] = []
+        if not filtered:
+            lines = rollouts_summary(ledger, Masker(store)) + (moved.lines() if moved else [])
         lines += told if not filtered else []
         if lines:
             print("\n" + "\n".join(lines))
@@ -501,8 +504,12 @@ def _quiet_on_broken_pipe(show: Callable[[], None]) -> None:
         os.close(devnull)
 
 
-def ledger_json(doc: dict[str, Any]) -> dict[str, Any]:
-    """The parts of the controller's ledger that ``status --json`` shows."""
+def ledger_json(ledger: Any, masker: Any) -> dict[str, Any]:
+    """The parts of the controller's ledger that ``status --json`` shows, with
+    the agents' failure reasons it keeps masked."""
+    from setpoint.controller.converge.status import masked_reasons
+
+    doc = masked_reasons(ledger, masker).to_dict()
     return {k: doc[k] for k in ("rollouts", "quarantine", "waiting")}
 
 

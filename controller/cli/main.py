@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from setpoint.controller import logs
-from setpoint.controller.cli import change, converge, definitions, demo, fleet, maintenance
+from setpoint.controller.cli import (
+    change,
+    converge,
+    definitions,
+    demo,
+    fleet,
+    maintenance,
+    serve,
+)
 from setpoint.controller.cli.common import FAILED, UNAVAILABLE, Parser, formatter, log_args
 from setpoint.controller.converge.capabilities import CapabilityError
 from setpoint.controller.converge.trust import UntrustedPointers
@@ -42,7 +50,7 @@ story on a throwaway repository and store.
 """
 
 # In the order 'setpoint --help' lists their commands.
-FAMILIES = (definitions, converge, fleet, maintenance, demo, change)
+FAMILIES = (definitions, converge, fleet, maintenance, demo, change, serve)
 
 
 def build_parser() -> Parser:

@@ -20,6 +20,7 @@ import structlog
 from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.preflight import preflight_publication
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
+from setpoint.controller.converge.runs import Masker, masked_reasons
 from setpoint.controller.converge.trust import trusted_pointers
 from setpoint.controller.definitions.loader import load_model
 from setpoint.controller.definitions.model import DEFAULT_CONVERGE_ROUNDS, Model, NotifyTarget
@@ -413,8 +414,11 @@ class Reconciler:
     def _read_reports(self, fleet: _Fleet, rewritten: Collection[str]) -> None:
         """Every server's report side by side; ``rewritten`` ones are read as they are now."""
         # One written by this pass, after the listing, is read as it is now.
+        # Reasons are masked as reports are read: the ledger, the outcome and the
+        # notes carry them on, and an agent that does not mask wrote them.
+        masker = Masker(self.store)
         read = self.store.pool.map(
-            lambda s: self._report(s, fleet.versions.get(report_key(s)), s in rewritten),
+            lambda s: self._report(s, fleet.versions.get(report_key(s)), masker, s in rewritten),
             fleet.servers,
         )
         for s, (report, problem) in zip(fleet.servers, read, strict=True):
@@ -630,7 +634,7 @@ class Reconciler:
             return self.store.read_pointer_versioned(server)
 
     def _report(
-        self, server: str, version: str | None, fresh: bool = False
+        self, server: str, version: str | None, masker: Masker, fresh: bool = False
     ) -> tuple[Report | None, str | None]:
         """The server's report (read only if its listed version is not the cached
         one; always with ``fresh``), or None and why it cannot be used."""
@@ -652,6 +656,7 @@ class Reconciler:
             # An agent writes only its own report: one naming another server
             # is a copy, and would answer for a server that said nothing.
             return None, f"invalid report: names server {report.server!r}"
+        report = masked_reasons(report, masker)
         if not fresh:
             self._reports[server] = (read_version, report)
         return report, None

@@ -14,7 +14,7 @@ rather than shown unmasked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from setpoint.store.base import Store
@@ -92,6 +92,13 @@ class Masker:
                 self._secrets[digest] = secret_values(body)
         return self._secrets[digest]
 
+    def text(self, digest: str, text: str) -> str | None:
+        """``text`` (what an agent said about config ``digest``: a failure's
+        reason, kept in the ledger) masked with that config's secrets; None when
+        they are unknown, and the text must be withheld."""
+        secrets = self.secrets(digest)
+        return None if secrets is None else mask_text(text, secrets)
+
     def run(self, server: str, got: DeploymentReport, desired: str | None = None) -> Run:
         """``got`` masked with the secrets of the config it ran (and of the one
         desired now, which may share them)."""
@@ -104,7 +111,7 @@ class Masker:
         stdout, stderr = mask_text(got.stdout_tail, secrets), mask_text(got.stderr_tail, secrets)
         reason = None if got.reason is None else mask_text(got.reason, secrets)
         if ran is None and (stdout or stderr or reason):
-            withheld = f"derived config {short(got.config)} cannot be read: its secrets are unknown"
+            withheld = _unknown(got.config)
             stdout = stderr = ""
             reason = None
         return Run(
@@ -122,6 +129,23 @@ class Masker:
             stderr_tail=stderr,
             withheld=withheld,
         )
+
+
+def masked_reasons(report: Report, masker: Masker) -> Report:
+    """``report`` with each failure reason masked with the secrets of the config
+    it names (withheld when they are unknown): what the controller carries on
+    from a report (into its ledger, its outcome, the git notes) is masked."""
+    deployments = dict(report.deployments)
+    for name, got in report.deployments.items():
+        if got.reason:
+            masked = masker.text(got.config, got.reason)
+            reason = masked if masked is not None else f"reason withheld: {_unknown(got.config)}"
+            deployments[name] = replace(got, reason=reason)
+    return replace(report, deployments=deployments)
+
+
+def _unknown(digest: str) -> str:
+    return f"derived config {short(digest)} cannot be read: its secrets are unknown"
 
 
 def server_runs(

@@ -9,13 +9,14 @@ and stderr as the agent reported them, masked (``converge.runs``).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from setpoint.controller.converge.runs import Masker, Run, matches, tail_lines
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreachable
-from setpoint.controller.rollout.ledger import Ledger, read_ledger
+from setpoint.controller.rollout.ledger import Ledger, Quarantined, read_ledger
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import (
@@ -200,15 +201,12 @@ def deployment_state(
     return state
 
 
-def read_server(
-    store: Store, server: str
-) -> tuple[Pointer | None, Report | None, Manifest, list[str]]:
-    """A server's pointer, report and manifest; a bad one is left out and named,
-    so one bad document marks one server and never hides the others."""
+def _read_documents(store: Store, server: str) -> tuple[Pointer | None, Report | None, list[str]]:
+    """A server's pointer and report; a bad one is left out and named, so one
+    bad document marks one server and never hides the others."""
     invalid: list[str] = []
     pointer: Pointer | None = None
     report: Report | None = None
-    manifest = Manifest(deployments=())
     try:
         pointer = store.read_pointer(server)
     except InvalidDocument as exc:
@@ -223,12 +221,35 @@ def read_server(
     if report is not None and report.server != server:
         invalid.append(f"invalid report: names server {report.server!r}")
         report = None
-    if pointer is not None:
-        try:
-            manifest = Manifest.from_dict(store.get_json_blob(pointer.manifest, "manifest"))
-        except (InvalidDocument, DigestMismatch, NotFound) as exc:
-            invalid.append(f"invalid manifest {short(pointer.manifest)}: {exc}")
-    return pointer, report, manifest, invalid
+    return pointer, report, invalid
+
+
+def _read_manifest(store: Store, digest: str) -> Manifest | str:
+    """The manifest ``digest`` names, or why it cannot be read."""
+    try:
+        return Manifest.from_dict(store.get_json_blob(digest, "manifest"))
+    except (InvalidDocument, DigestMismatch, NotFound) as exc:
+        return f"invalid manifest {short(digest)}: {exc}"
+
+
+def read_servers(
+    store: Store, servers: list[str]
+) -> list[tuple[Pointer | None, Report | None, Manifest, list[str]]]:
+    """Each server's pointer, report, manifest and unreadable documents. Pointers
+    and reports are read side by side on the pool, then the manifests they name,
+    each once: a group of servers given the same manifest costs one read."""
+    documents = store.pool.map(lambda server: _read_documents(store, server), servers)
+    digests = sorted({p.manifest for p, _, _ in documents if p is not None})
+    read = store.pool.map(lambda digest: _read_manifest(store, digest), digests)
+    manifests = dict(zip(digests, read, strict=True))
+    out: list[tuple[Pointer | None, Report | None, Manifest, list[str]]] = []
+    for pointer, report, invalid in documents:
+        manifest = manifests[pointer.manifest] if pointer is not None else Manifest(())
+        if isinstance(manifest, str):
+            invalid.append(manifest)
+            manifest = Manifest(())
+        out.append((pointer, report, manifest, invalid))
+    return out
 
 
 def fleet_status(
@@ -245,8 +266,7 @@ def fleet_status(
     out: list[ServerStatus] = []
     listed = store.list_servers()
     wanted = listed if servers is None else [s for s in listed if s in servers]
-    # Each server's documents are read side by side with the others' on the pool.
-    read = store.pool.map(lambda server: read_server(store, server), wanted)
+    read = read_servers(store, wanted)
     for server, (pointer, report, manifest, invalid) in zip(wanted, read, strict=True):
         status = ServerStatus(
             server,
@@ -284,15 +304,17 @@ def fleet_status(
     return out
 
 
+def newest_commit(pointers: Iterable[Pointer | None]) -> str | None:
+    """The commit of the most recently published of ``pointers`` (None: none)."""
+    published = (p for p in pointers if p is not None)
+    newest = max(published, key=lambda p: p.published_at, default=None)
+    return newest.commit if newest else None
+
+
 def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, str]]:
     """What is deployed: the commit the newest pointer names (None: nothing
     published yet), and server -> why it has not converged on what its own
     pointer names (retired servers left out)."""
-    newest = max(
-        (s.pointer for s in statuses if s.pointer is not None),
-        key=lambda p: p.published_at,
-        default=None,
-    )
     behind: dict[str, str] = {}
     for s in statuses:
         if s.pointer is None or s.retired is not None:
@@ -309,10 +331,10 @@ def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, 
             pending = [f"{d.name} {d.status}" for d in s.deployments if d.status != "COMPLETE"]
             if pending:
                 behind[s.server] = ", ".join(pending)
-    return (newest.commit if newest else None), behind
+    return newest_commit(s.pointer for s in statuses), behind
 
 
-def _age(seconds: float | None) -> str:
+def format_age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     if seconds < 120:
@@ -367,7 +389,7 @@ class StatusRow:
         """The table's cells. Without ``ages`` a deployment's AGE cell is empty:
         what ``status --watch`` compares to tell what changed, as ages change always."""
         gen = f"{_dash(self.reported_generation)}/{_dash(self.generation)}"
-        last = self.note if self.note is not None else (_age(self.age) if ages else "")
+        last = self.note if self.note is not None else (format_age(self.age) if ages else "")
         return (
             self.server,
             self.deployment,
@@ -488,7 +510,31 @@ def stream_lines(run: Run, lines: int | None) -> list[str]:
     return out
 
 
-def rollouts_summary(ledger: Ledger) -> list[str]:
+def quarantine_reason(masker: Masker, held: Quarantined) -> str:
+    """Why a digest is quarantined, masked: the reason came from the agent's report."""
+    masked = masker.text(held.config, held.reason)
+    if masked is None:
+        return f"reason withheld: derived config {short(held.config)} cannot be read"
+    return masked
+
+
+def masked_reasons(ledger: Ledger, masker: Masker) -> Ledger:
+    """A copy of ``ledger`` to show: the failure reasons it keeps (from agents'
+    reports, as an agent that does not mask wrote them) masked."""
+    shown = Ledger.from_dict(ledger.to_dict())
+    for held in shown.quarantine.values():
+        for server, q in held.items():
+            held[server] = Quarantined(q.config, quarantine_reason(masker, q))
+    for rollout in shown.rollouts.values():
+        failed = rollout.progress.get("failed") or {}
+        for server, reason in failed.items():
+            target = rollout.targets.get(server)
+            masked = masker.text(target, str(reason)) if target else None
+            failed[server] = masked if masked is not None else "reason withheld"
+    return shown
+
+
+def rollouts_summary(ledger: Ledger, masker: Masker) -> list[str]:
     """Rollouts in flight, quarantines and waits, as lines for operators."""
     lines: list[str] = []
     for name, rollout in sorted(ledger.rollouts.items()):
@@ -509,7 +555,8 @@ def rollouts_summary(ledger: Ledger) -> list[str]:
     for name, held in sorted(ledger.quarantine.items()):
         for server, q in sorted(held.items()):
             lines.append(
-                f"quarantined: {name} on {server}: {short(q.config)} ({q.reason}); "
+                f"quarantined: {name} on {server}: {short(q.config)} "
+                f"({quarantine_reason(masker, q)}); "
                 f"'setpoint retry {name} --server {server}' lifts it"
             )
     for w in ledger.waiting:
@@ -518,4 +565,4 @@ def rollouts_summary(ledger: Ledger) -> list[str]:
 
 
 def format_rollouts(store: Store) -> str:
-    return "\n".join(rollouts_summary(read_ledger(store)))
+    return "\n".join(rollouts_summary(read_ledger(store), Masker(store)))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from setpoint.controller.converge.reconcile import PassOutcome
+from setpoint.controller.converge.status import newest_commit
 from setpoint.controller.gitops.environments import record_name
 from setpoint.controller.gitops.notes import (
     CONVERGED,
@@ -38,12 +39,7 @@ log = structlog.get_logger("setpoint.recording")
 
 def deployed_commit(store: Store) -> str | None:
     """The commit the store's most recently published pointer names (None: nothing yet)."""
-    newest: tuple[str, str] | None = None
-    for server in store.list_servers():
-        pointer = store.read_pointer(server)
-        if pointer is not None and (newest is None or pointer.published_at > newest[0]):
-            newest = (pointer.published_at, pointer.commit)
-    return newest[1] if newest else None
+    return newest_commit(store.read_pointer(server) for server in store.list_servers())
 
 
 def rolled_back(outcome: PassOutcome, commit: str) -> dict[str, list[str]]:

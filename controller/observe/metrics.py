@@ -112,6 +112,12 @@ class Metrics:
         with self._lock:
             self._outcome, self._latest = outcome, None
 
+    def show(self, fleet: FleetSnapshot) -> None:
+        """Expose ``fleet``, counted by the caller from what it already read (a
+        dashboard's shared read of the store), at the next scrapes."""
+        with self._lock:
+            self._outcome, self._latest = None, fleet
+
     def fleet(self) -> FleetSnapshot | None:
         """The last pass's fleet, else the store's as it is now (None: not read)."""
         with self._lock:

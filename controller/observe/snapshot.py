@@ -2,8 +2,9 @@
 
 A ``FleetSnapshot`` is built from each server's pointer, report and manifest
 and the ledger, either as one reconcile pass already read them
-(``pass_snapshot``: no request at all) or by reading the store
-(``store_snapshot``, for a process that runs no passes, like the dashboard).
+(``pass_snapshot``: no request at all), by reading the store
+(``store_snapshot``, for a process that runs no passes), or from the statuses
+a dashboard already read for its pages (``status_snapshot``).
 Both count with ``status``'s own words for a deployment's state
 (``converge.status.deployment_state``), so ``setpoint status`` and the metrics
 never disagree.
@@ -20,7 +21,7 @@ from setpoint.controller.converge.status import (
     STALE_AFTER,
     ServerStatus,
     deployment_state,
-    read_server,
+    read_servers,
 )
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.controller.rollout.ledger import Ledger, Rollout, read_ledger
@@ -78,50 +79,98 @@ def snapshot(
     invalid: int = 0,
 ) -> FleetSnapshot:
     """Count ``servers`` with the ledger's quarantine and rollouts."""
-    snap = FleetSnapshot(rollouts=dict(ledger.rollouts), invalid=invalid)
-    for server, pointer, report, manifest in servers:
+
+    def counted(docs: ServerDocs) -> CountedServer:
+        server, pointer, report, manifest = docs
         agent = ServerStatus.agent_state(pointer, report, now, STALE_AFTER, unreachable_after)
-        snap.agents[agent] += 1
         reported = report.deployments if report else {}
         given = {e.name: e for e in manifest.deployments}
+        deployments = []
         for name in [*given, *sorted(n for n in reported if n not in given)]:
             got = reported.get(name)
-            state = metric_state(deployment_state(server, given.get(name), got, ledger))
+            state = deployment_state(server, given.get(name), got, ledger)
+            deployments.append((name, state, got.config if got else None))
+        return agent, deployments, _checks(report, manifest)
+
+    return _tally(map(counted, servers), ledger, invalid)
+
+
+def status_snapshot(statuses: Iterable[ServerStatus], ledger: Ledger) -> FleetSnapshot:
+    """Count what ``fleet_status`` already made of the store (a dashboard's shared
+    read): no request, the same numbers as reading the store again."""
+    statuses = list(statuses)
+    counted = (
+        (s.agent, [(d.name, d.status, d.reported) for d in s.deployments], _status_checks(s))
+        for s in statuses
+    )
+    return _tally(counted, ledger, sum(1 for s in statuses if s.invalid))
+
+
+# One server as counted: its agent's state; per deployment its name, the word
+# ``status`` shows for it, and the digest the agent reported (None: none); and
+# its checks as (``drift`` or ``preflight``, deployment name, status).
+CountedServer = tuple[str, list[tuple[str, str, str | None]], list[tuple[str, str, str]]]
+
+
+def _tally(servers: Iterable[CountedServer], ledger: Ledger, invalid: int) -> FleetSnapshot:
+    snap = FleetSnapshot(rollouts=dict(ledger.rollouts), invalid=invalid)
+    for agent, deployments, checks in servers:
+        snap.agents[agent] += 1
+        for name, status, reported in deployments:
+            state = metric_state(status)
             deployment = name.split("@", 1)[0]
             counts = snap.servers.get(deployment)
             if counts is None:
                 counts = snap.servers[deployment] = Counter()
             counts[state] += 1
-            if state == "failed" and got is not None:
-                snap.failed_digests.setdefault(deployment, set()).add(got.config)
-        if report is not None:
-            _count_checks(snap, report, manifest)
+            if state == "failed" and reported is not None:
+                snap.failed_digests.setdefault(deployment, set()).add(reported)
+        for kind, name, status in checks:
+            into = snap.drift if kind == "drift" else snap.preflight
+            into.setdefault(name.split("@", 1)[0], Counter())[status] += 1
     for deployment, held in ledger.quarantine.items():
         snap.quarantined_digests[deployment] = {q.config for q in held.values()}
     return snap
 
 
-def _count_checks(snap: FleetSnapshot, report: Report, manifest: Manifest) -> None:
+def _checks(report: Report | None, manifest: Manifest) -> list[tuple[str, str, str]]:
     """The drift of each digest given and the answer to each preflight entry asked."""
-    for kind, entries, into in (
-        ("drift", manifest.deployments, snap.drift),
-        ("preflight", manifest.preflight, snap.preflight),
-    ):
+    if report is None:
+        return []
+    found = []
+    for kind, entries in (("drift", manifest.deployments), ("preflight", manifest.preflight)):
         checks = getattr(report, kind)
         for entry in entries:
             got = checks.get(entry.name)
             if got is not None and got.config == entry.config:
-                deployment = entry.name.split("@", 1)[0]
-                into.setdefault(deployment, Counter())[got.status] += 1
+                found.append((kind, entry.name, got.status))
+    return found
+
+
+def _status_checks(s: ServerStatus) -> list[tuple[str, str, str]]:
+    """``_checks`` from what ``status`` read: drift of the digest each deployment
+    is given; the preflight answers the report holds (``status`` keeps no
+    manifest, so an answer is not matched with the entry asked)."""
+    if s.report is None:
+        return []
+    desired = {d.name: d.desired for d in s.deployments}
+    found = [
+        ("drift", name, got.status)
+        for name, got in sorted(s.report.drift.items())
+        if desired.get(name) == got.config
+    ]
+    found += [("preflight", name, got.status) for name, got in sorted(s.report.preflight.items())]
+    return found
 
 
 def store_snapshot(
     store: Store, now: float, unreachable_after: float = UNREACHABLE_AFTER_BEATS
 ) -> FleetSnapshot:
-    """Read every server's documents and the ledger (the pool reads them side by side)."""
+    """Read every server's documents and the ledger (as ``status`` reads them:
+    side by side on the pool, each manifest once)."""
     ledger = read_ledger(store)
     names = store.list_servers()
-    read = store.pool.map(lambda server: read_server(store, server), names)
+    read = read_servers(store, names)
     rows: list[ServerDocs] = []
     invalid = 0
     for server, (pointer, report, manifest, problems) in zip(names, read, strict=True):

@@ -195,6 +195,33 @@ def unified_diff(old: str, new: str, label: str) -> str:
     )
 
 
+def _changed(names: frozenset[str], old: dict[str, Any], new: dict[str, Any]) -> frozenset[str]:
+    return frozenset(n for n in names if old.get(n, _MISSING) != new.get(n, _MISSING))
+
+
+def _hidden(body: dict[str, Any] | None) -> frozenset[str]:
+    """The secret inputs of a derived config as stored: those marked hidden."""
+    inputs = body.get("inputs", []) if body else []
+    return frozenset(i["name"] for i in inputs if i.get("hidden") is True)
+
+
+def describe_stored(body: dict[str, Any]) -> str:
+    """A derived config read from the store, as the plan describes one (secrets masked)."""
+    return describe(body, _hidden(body), frozenset())
+
+
+def stored_diff(old: dict[str, Any] | None, new: dict[str, Any], label: str) -> str:
+    """What changed from derived config ``old`` (None: nothing before) to ``new``,
+    both read from the store, as the plan shows a change: secret inputs masked."""
+    secrets = _hidden(old) | _hidden(new)
+    if old is None:
+        return unified_diff("", describe(new, secrets, frozenset()), label)
+    values = {i["name"]: i["value"] for i in old["inputs"]}
+    new_values = {i["name"]: i["value"] for i in new["inputs"]}
+    changed = _changed(secrets, values, new_values)
+    return unified_diff(describe(old, secrets, frozenset()), describe(new, secrets, changed), label)
+
+
 # -- the plan ---------------------------------------------------------------------------------
 
 
@@ -461,9 +488,7 @@ def _compare(
         return ServerChange(server, action, old.digest, new.digest, not known, state=state, run=run)
     old_values, new_values = old.values(), new.values()
     secrets = old.secrets | new.secrets
-    changed_secrets = frozenset(
-        n for n in secrets if old_values.get(n, _MISSING) != new_values.get(n, _MISSING)
-    )
+    changed_secrets = _changed(secrets, old_values, new_values)
     key = (UPDATE, label, id(old.body), id(new.body), secrets, changed_secrets)
     diff = texts.get(key)
     if diff is None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.render import leader_reports, render_pass
 from bench.synth import FleetShape, change_one_component, change_parameter, init_fleet, rename_file
 from setpoint.controller.definitions.loader import load_model
@@ -58,3 +60,14 @@ def test_cluster_scenario_bring_up_join_and_leave_converge(tmp_path: Path) -> No
         ("leave", 3, True, 1),
     ]
     assert [r["runs"] for r in rows] == [6, 5, 4]  # 2 each; newcomer 2 + 3; 3 + a DELETE
+
+
+def test_dashboard_scenario_fetches_every_page(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.dashboard import PAGES, main
+
+    main(["--servers", "120", "--deployments", "3", "--runs", "1"])
+    printed = capsys.readouterr().out
+    assert "120 servers x 3 deployments (360 pairs)" in printed
+    assert "overview, first (reads the fleet, then renders)" in printed
+    for label, _ in PAGES:
+        assert f"{label} (median)" in printed

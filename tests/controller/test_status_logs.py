@@ -13,6 +13,9 @@ import pytest
 
 from setpoint.controller.cli.common import FAILED, OK, UNAVAILABLE
 from setpoint.controller.cli.main import main
+from setpoint.controller.converge.status import fleet_status
+from setpoint.controller.rollout.ledger import Ledger, Rollout, write_ledger
+from setpoint.store.digest import short
 from setpoint.store.documents import DeploymentReport, Manifest, ManifestEntry, Pointer, Report
 from setpoint.store.local import LocalStore
 from setpoint.store.masking import MASK
@@ -136,6 +139,47 @@ def test_status_shows_why_a_deployment_failed_with_secrets_masked(
     servers = {s["server"]: s for s in json.loads(out)["servers"]}
     db = next(d for d in servers["web-1"]["deployments"] if d["name"] == "app/db")
     assert (db["exit_code"], db["stderr_tail"]) == (3, f"error: password {MASK} refused\n")
+
+
+def test_status_masks_the_reason_the_ledger_keeps_for_a_quarantine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The controller quarantines a digest with the reason the agent reported,
+    as an agent that does not mask wrote it; status shows that reason masked."""
+    path, digests = fleet(tmp_path, {"web-1": "FAILED"})
+    ledger = Ledger()
+    ledger.quarantine_add("app/db", "web-1", digests["app/db"], f"exited 3 ({SECRET})")
+    ledger.rollouts["app/db"] = Rollout(
+        "app/db",
+        "c0ffee",
+        targets={"web-1": digests["app/db"]},
+        progress={"batch": 1, "batches": 1, "failed": {"web-1": f"exited 3 ({SECRET})"}},
+    )
+    write_ledger(LocalStore(path), ledger)
+    code, out = status(capsys, "--store", str(path))
+    assert code == OK
+    assert f"quarantined: app/db on web-1: {short(digests['app/db'])} (exited 3 ({MASK}))" in out
+    assert SECRET not in out
+
+    code, out = status(capsys, "--store", str(path), "--json")
+    assert SECRET not in out
+    held = json.loads(out)["quarantine"]["app/db"]["web-1"]
+    assert held["reason"] == f"exited 3 ({MASK})"
+    assert json.loads(out)["rollouts"]["app/db"]["progress"]["failed"] == {
+        "web-1": f"exited 3 ({MASK})"
+    }
+
+
+def test_status_reads_a_manifest_many_servers_share_once(tmp_path: Path) -> None:
+    """Pointer, report and manifest per server, except that a group given one
+    manifest costs one read of it, not one per server."""
+    path, _ = fleet(tmp_path, {f"web-{i}": "COMPLETE" for i in range(1, 6)})
+    store = LocalStore(path)
+    statuses = fleet_status(store)
+    assert [len(s.deployments) for s in statuses] == [2] * 5
+    # 5 pointers, 5 reports, the ledger, the one manifest and the config blobs
+    # the masker reads (none: nothing failed or runs).
+    assert store.stats.requests["get"] == 5 + 5 + 1 + 1
 
 
 def test_status_shows_a_running_deployment_and_its_output_so_far(

@@ -63,7 +63,7 @@ def signed_fleet(
             "components/app/component.yaml": component(),
             "stacks/s.yaml": stack("1", policy),
         },
-        store,
+        store=store,
     )
     fleet.reconciler = Reconciler(
         fleet.repo, fleet.store, clock=fleet.clock, policy=PointerPolicy(key)

@@ -1,0 +1,57 @@
+"""``setpoint serve`` watched in chromium while agent processes converge the
+example fleet: the overview updates in place from nothing published to every
+deployment converged, and history shows the commit converged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser_fixtures import ServeFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def card(driver: Any, state: str) -> int:
+    return int(driver.find_element(By.CSS_SELECTOR, f".card.st-{state} .big").text)
+
+
+def test_the_overview_follows_agents_converging_the_fleet(
+    example_repo: Path,
+    tmp_path: Path,
+    start_agents: Callable[..., object],
+    serve: ServeFactory,
+    browser: Any,
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    served = serve(
+        "--store", str(store), "--repo", str(example_repo),
+        "--refresh", "0.2", "--live-every", "0.5",
+    )  # fmt: skip
+    browser.get(served.url + "/")
+    assert "Nothing published yet." in browser.find_element(By.TAG_NAME, "main").text
+    start_agents(store)
+    reconcile = subprocess.run(
+        [sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning", "reconcile",
+         "--repo", str(example_repo), "--store", str(store), "--notes",
+         "--wait", "--timeout", "90", "--interval", "0.1"],
+        capture_output=True, text=True, check=False, timeout=180,
+    )  # fmt: skip
+    assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
+    WebDriverWait(browser, 30).until(
+        lambda d: card(d, "converged") > 0 and card(d, "in-progress") + card(d, "waiting") == 0
+    )
+    assert "Nothing published yet." not in browser.find_element(By.TAG_NAME, "main").text
+    assert card(browser, "failed") + card(browser, "quarantined") == 0
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.deployments tbody tr")
+    assert len(rows) >= 3
+    browser.find_element(By.LINK_TEXT, "History").click()
+    assert "converged" in browser.find_element(By.CSS_SELECTOR, "main table tbody").text
