@@ -36,6 +36,8 @@ exit codes:
   4   the repository or the store could not be used, or reconcile refused to
       replace signed pointers it cannot verify (nothing was published)
   5   another controller holds the store's lease (reconcile; see --lease-wait)
+  6   reconcile --plan: the branch head or the store's pointers moved since
+      'setpoint plan --out' made that plan (nothing was published)
   64  wrong usage
 
 how it fits together:
