@@ -73,7 +73,7 @@ class PassOutcome:
 
     @property
     def failed(self) -> list[str]:
-        stopped = list(self.desired.failures)
+        stopped = list(self.desired.failures) + self.desired.left_out
         return stopped + [f"{s.server}: {f}" for s in self.servers.values() for f in s.failed]
 
     @property
@@ -108,7 +108,12 @@ class PassOutcome:
         if drifted:
             parts.append(f"{drifted} drifted")
         if self.desired.failures:
-            parts.append(f"{len(self.desired.failures)} rollouts stopped")
+            parts.append(f"{counted(len(self.desired.failures), 'rollout')} stopped")
+        if self.desired.left_out:
+            parts.append(
+                f"{counted(len(self.desired.left_out), 'rollout')} without servers "
+                "whose preflight failed"
+            )
         if self.invalid:
             parts.append(f"{len(self.invalid)} invalid")
         return ", ".join(parts)
@@ -128,7 +133,7 @@ class PassOutcome:
         agent did before it saw that pointer, not what it will do with it."""
         awaiting = self.awaiting(published)
         answering = [s for s in self.servers.values() if s.server not in awaiting]
-        failed = list(self.desired.failures)
+        failed = list(self.desired.failures) + self.desired.left_out
         failed += [f"{s.server}: {f}" for s in answering for f in s.failed]
         converged = self.desired.complete and not awaiting and all(s.converged for s in answering)
         return failed, converged

@@ -48,14 +48,14 @@ configs:
 """
 
 
-def stack(root: Path, content: str, extra: str = "") -> str:
+def stack(root: Path, content: str, extra: str = "", preflight: str = "true") -> str:
     return (
         "kind: Stack\n"
         "deployments:\n"
         "  app:\n"
         "    component: app\n"
         "    servers: [s1, s2, s3]\n"
-        "    preflight: true\n"
+        f"    preflight: {preflight}\n"
         f"{extra}"
         "    input_values:\n"
         f'      root: "{root}"\n'
@@ -66,10 +66,11 @@ def stack(root: Path, content: str, extra: str = "") -> str:
 class Site:
     """A repository, a memory store, a reconciler and an agent per server."""
 
-    def __init__(self, tmp_path: Path, extra: str = "") -> None:
+    def __init__(self, tmp_path: Path, extra: str = "", preflight: str = "true") -> None:
         self.root = tmp_path / "managed"
         self.root.mkdir()
         self.extra = extra
+        self.preflight = preflight
         src = tmp_path / "src"
         (src / "components/app").mkdir(parents=True)
         (src / "stacks").mkdir()
@@ -77,7 +78,7 @@ class Site:
             "kind: Inventory\nservers:\n" + "".join(f"  {s}: {{}}\n" for s in SERVERS)
         )
         (src / "components/app/component.yaml").write_text(COMPONENT)
-        (src / "stacks/site.yaml").write_text(stack(self.root, "v1", extra))
+        (src / "stacks/site.yaml").write_text(stack(self.root, "v1", extra, preflight))
         self.repo_path = tmp_path / "repo"
         init_repo_from_dir(src, self.repo_path, "v1")
         self.repo = GitRepo.open(self.repo_path)
@@ -97,7 +98,9 @@ class Site:
         }
 
     def change(self, content: str) -> None:
-        (self.repo_path / "stacks/site.yaml").write_text(stack(self.root, content, self.extra))
+        (self.repo_path / "stacks/site.yaml").write_text(
+            stack(self.root, content, self.extra, self.preflight)
+        )
         commit_all(self.repo_path, content)
 
     def step(self) -> PassOutcome:
@@ -171,6 +174,69 @@ def test_a_check_failing_on_one_server_halts_with_nothing_applied(site: Site) ->
     for _ in range(4):
         site.step()
     assert site.written() == dict.fromkeys(SERVERS, "v2\n")
+
+
+def test_min_pass_starts_the_rollout_without_the_servers_whose_check_failed(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path, preflight="{min_pass: 60%}")
+    try:
+        site.step()
+        site.step()
+        (site.root / "broken-s2").write_text("")
+        site.change("v2")
+        site.step()  # the checks are asked for
+        outcome = site.step()  # 2 of 3 passed: 60% is 2, the rollout starts without s2
+        left_out = (
+            "site/app: preflight failed on s2 (script exited with status 1); "
+            "left out of the rollout (min_pass 60%: 2 of 3 servers passed)"
+        )
+        assert outcome.failed == [left_out]
+        assert not outcome.desired.failures  # no rollout stopped
+        why = {w.server: w.reason for w in outcome.waiting}
+        assert (
+            why["s2"] == "preflight failed (script exited with status 1): left out of the rollout"
+        )
+        site.step()
+        assert site.written() == {"broken-s2": "", "s1": "v2\n", "s2": "v1\n", "s3": "v2\n"}
+        outcome = site.step()
+        assert not outcome.converged
+        assert outcome.failed == [left_out]
+        assert "1 rollout without servers whose preflight failed" in outcome.summary()
+        status = {s.server: s for s in fleet_status(site.store, now=site.now)}
+        assert status["s2"].troubled
+        assert status["s2"].check_lines()[0].startswith("s2 site/app: preflight FAILED (")
+
+        # Fixed by hand, s2 passes its check again (after a backoff) and is given v2.
+        (site.root / "broken-s2").unlink()
+        site.now += 10
+        for _ in range(4):
+            outcome = site.step()
+        assert site.written() == dict.fromkeys(SERVERS, "v2\n")
+        assert site.step().converged
+    finally:
+        site.repo.close()
+
+
+def test_min_pass_halts_when_fewer_servers_can_pass(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="{min_pass: 2}")
+    try:
+        site.step()
+        site.step()
+        for server in ("s1", "s3"):
+            (site.root / f"broken-{server}").write_text("")
+        site.change("v2")
+        site.step()
+        outcome = site.step()
+        assert outcome.failed == [
+            "site/app: preflight failed on s1 (script exited with status 1), "
+            "s3 (script exited with status 1); rollout halted (nothing of it applied; "
+            "min_pass 2: 1 of 3 servers passed)"
+        ]
+        site.step()
+        assert [site.written()[s] for s in SERVERS] == ["v1\n"] * 3
+    finally:
+        site.repo.close()
 
 
 def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
