@@ -14,14 +14,23 @@ from pathlib import Path
 import pytest
 
 from setpoint.agentshim.agent import Agent
+from setpoint.controller.converge.preflight import await_answers, preflight_passed
+from setpoint.controller.converge.preflight_requests import (
+    delete_request,
+    live_requests,
+    write_request,
+)
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.converge.status import fleet_status
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.fleet.gc import gc
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord
 from setpoint.controller.gitops.recording import update_record
 from setpoint.controller.observe.events import pass_events
 from setpoint.controller.observe.metrics import exposition
+from setpoint.store.documents import Manifest
 from setpoint.store.memory import MemoryStore
+from setpoint.store.signing import SigningKey
 
 SERVERS = ("s1", "s2", "s3")
 COMPONENT = """\
@@ -297,3 +306,97 @@ def test_an_agent_without_a_heartbeat_fails_its_check_rather_than_stall(site: Si
         "site/app: preflight failed on s3 (the agent is unreachable (no heartbeat): no answer); "
         "rollout halted (nothing of it applied)"
     ]
+
+
+def published_checks(site: Site) -> dict[str, tuple[str, ...]]:
+    """Each server's preflight entries as its pointer's manifest names them."""
+    out = {}
+    for server in SERVERS:
+        pointer = site.store.read_pointer(server)
+        assert pointer is not None
+        manifest = Manifest.from_dict(site.store.get_json_blob(pointer.manifest, "manifest"))
+        out[server] = tuple(e.name for e in manifest.preflight)
+    return out
+
+
+def plan_beside_a_watch(site: Site) -> Reconciler:
+    """The site converged on v1 under a controller that stays on v1 (the branch
+    it watches), and a commit v2 (a pull request's head) for a plan to check."""
+    for _ in range(3):
+        site.step()
+    watched = site.repo.resolve("HEAD")
+    site.reconciler = Reconciler(site.repo, site.store, rev=watched, clock=lambda: site.now)
+    site.change("v2")
+    return Reconciler(site.repo, site.store, clock=lambda: site.now)
+
+
+@pytest.mark.parametrize("pointers", [True, False], ids=["plan-publishes", "watch-publishes"])
+def test_a_plan_preflight_stays_published_through_a_running_controller(
+    tmp_path: Path, pointers: bool
+) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=pointers)
+        # The running controller's pass comes before any agent answered.
+        site.reconciler.run_pass()
+        assert published_checks(site) == dict.fromkeys(SERVERS, ("site/app",))
+        for agent in site.agents.values():
+            agent.run_once()
+        answers = await_answers(site.store, request.checks, timeout=0)
+        assert preflight_passed(answers)
+        changes = {s: a["site/app"].changes for s, a in answers.items() if a["site/app"]}
+        assert changes == {s: f"{site.root}/{s} would hold v2" for s in SERVERS}
+
+        # The plan is done: its request goes, and the next pass drops the checks.
+        delete_request(site.store, request)
+        assert site.reconciler.run_pass().converged
+        assert published_checks(site) == dict.fromkeys(SERVERS, ())
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+    finally:
+        site.repo.close()
+
+
+def test_an_expired_or_forged_request_is_not_published(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        site.now += 30 + 61  # the plan was killed: its request outlived its margin
+        site.reconciler.run_pass()
+        assert published_checks(site) == dict.fromkeys(SERVERS, ())
+        assert [r.token for r in live_requests(site.store, None, site.now - 60)] == [request.token]
+        # A signing controller merges only a request a key it trusts signed.
+        key, other = SigningKey.generate("ctl"), SigningKey.generate("intruder")
+        trusted = {"ctl": key.public()}
+        write_request(site.store, request, other)
+        assert live_requests(site.store, trusted, site.now - 60) == []
+        write_request(site.store, request, key)
+        assert [r.token for r in live_requests(site.store, trusted, site.now - 60)] == [
+            request.token
+        ]
+    finally:
+        site.repo.close()
+
+
+def test_gc_keeps_what_a_plan_asks_to_check_until_its_request_goes(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        (asked,) = {e.config for entries in request.checks.values() for e in entries}
+        site.reconciler.run_pass()
+        delete_request(site.store, request)
+        site.reconciler.run_pass()  # no pointer names the v2 config any more
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        gc(site.store, grace=0, clock=lambda: site.now)  # mark
+        gc(site.store, grace=0, clock=lambda: site.now)  # sweep
+        assert not site.store.find_missing([asked])
+        # Expired (its plan was killed): gc deletes the request, then its blobs.
+        site.now += 30 + 61
+        gc(site.store, grace=0, clock=lambda: site.now)
+        assert site.store.read_controller_doc(request.name) is None
+        gc(site.store, grace=0, clock=lambda: site.now)
+        assert site.store.find_missing([asked]) == {asked}
+    finally:
+        site.repo.close()
