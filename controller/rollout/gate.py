@@ -221,6 +221,7 @@ class Gate:
 
         rollout = rollout or self._new_rollout(name)
         rollout.commit = self.commit
+        rollout.outcome = "rolling"  # nothing stops it (any more): batches go on
         batches = Batches(self.reports, self.now, self.unreachable_after)
         why = batches.admit(
             dep,
@@ -255,8 +256,6 @@ class Gate:
         correction) needs no check."""
         assert dep.preflight is not None
         name = dep.qualified
-        failed: dict[str, str] = {}
-        checking: list[str] = []
         changing = [
             s
             for s in seen.pending
@@ -270,6 +269,44 @@ class Gate:
             for s, config in given.items()
             if s in targets and s not in changing and targets[s].config == config
         ]
+        failed, checking = self._answers(changing, targets, decision)
+        checked = len(changing) + len(admitted)
+        need = dep.preflight.required(checked)
+        passed = checked - len(failed) - len(checking)
+        share = f"{dep.preflight.describe()}: {passed} of {counted(checked, 'server')} passed"
+        what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
+        if failed and checked - len(failed) < need:
+            untouched = "" if seen.done or seen.running else "nothing of it applied"
+            notes = [n for n in (untouched, "" if dep.preflight.everywhere else share) if n]
+            decision.failures.append(
+                f"{name}: preflight failed on {what}; rollout halted"
+                + (f" ({'; '.join(notes)})" if notes else "")
+            )
+            why = f"preflight failed on {', '.join(sorted(failed))}"
+            if seen.rollout is not None:
+                # A rollout under way (an earlier commit's) stops here: its
+                # progress is as it stands, no batch of it goes on.
+                seen.rollout.outcome = "halted"
+                self._progress(dep, seen.rollout, seen.done, seen.running, failed, [])
+        elif checking:
+            why = f"preflight: waiting for the check on {', '.join(sorted(checking))}"
+        else:
+            if failed:
+                decision.left_out.append(
+                    f"{name}: preflight failed on {what}; left out of the rollout ({share})"
+                )
+            return failed
+        for server in seen.pending:
+            decision.waiting[server] = why
+        return None
+
+    def _answers(
+        self, changing: list[str], targets: dict[str, ManifestEntry], decision: Decision
+    ) -> tuple[dict[str, str], list[str]]:
+        """Ask each server in ``changing`` to check its new entry; the servers
+        whose check failed (and why), and those still checking."""
+        failed: dict[str, str] = {}
+        checking: list[str] = []
         for server in changing:
             target = targets[server]
             decision.preflight[server] = target
@@ -285,30 +322,7 @@ class Gate:
                 failed[server] = "the agent is unreachable (no heartbeat): no answer"
             else:
                 checking.append(server)
-        checked = len(changing) + len(admitted)
-        need = dep.preflight.required(checked)
-        passed = checked - len(failed) - len(checking)
-        share = f"{dep.preflight.describe()}: {passed} of {counted(checked, 'server')} passed"
-        what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
-        if failed and checked - len(failed) < need:
-            untouched = "" if seen.done or seen.running else "nothing of it applied"
-            notes = [n for n in (untouched, "" if dep.preflight.everywhere else share) if n]
-            decision.failures.append(
-                f"{name}: preflight failed on {what}; rollout halted"
-                + (f" ({'; '.join(notes)})" if notes else "")
-            )
-            why = f"preflight failed on {', '.join(sorted(failed))}"
-        elif checking:
-            why = f"preflight: waiting for the check on {', '.join(sorted(checking))}"
-        else:
-            if failed:
-                decision.left_out.append(
-                    f"{name}: preflight failed on {what}; left out of the rollout ({share})"
-                )
-            return failed
-        for server in seen.pending:
-            decision.waiting[server] = why
-        return None
+        return failed, checking
 
     def _apply_ledger(self, name: str, targets: dict[str, ManifestEntry]) -> None:
         """Quarantines a new render lifts, and the retry counts each target carries."""

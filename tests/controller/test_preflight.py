@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from setpoint.agentshim.agent import Agent
+from setpoint.controller.cli.common import FAILED
+from setpoint.controller.cli.main import main
 from setpoint.controller.converge.preflight import await_answers, preflight_passed
 from setpoint.controller.converge.preflight_requests import (
     delete_request,
@@ -28,7 +30,9 @@ from setpoint.controller.gitops.notes import CONVERGED, DeployRecord
 from setpoint.controller.gitops.recording import update_record
 from setpoint.controller.observe.events import pass_events
 from setpoint.controller.observe.metrics import exposition
+from setpoint.store.base import Store
 from setpoint.store.documents import Manifest
+from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
 from setpoint.store.signing import SigningKey
 
@@ -75,7 +79,9 @@ def stack(root: Path, content: str, extra: str = "", preflight: str = "true") ->
 class Site:
     """A repository, a memory store, a reconciler and an agent per server."""
 
-    def __init__(self, tmp_path: Path, extra: str = "", preflight: str = "true") -> None:
+    def __init__(
+        self, tmp_path: Path, extra: str = "", preflight: str = "true", store: Store | None = None
+    ) -> None:
         self.root = tmp_path / "managed"
         self.root.mkdir()
         self.extra = extra
@@ -91,7 +97,7 @@ class Site:
         self.repo_path = tmp_path / "repo"
         init_repo_from_dir(src, self.repo_path, "v1")
         self.repo = GitRepo.open(self.repo_path)
-        self.store = MemoryStore("site")
+        self.store = store or MemoryStore("site")
         self.now = 1_700_000_000.0
         self.reconciler = Reconciler(self.repo, self.store, clock=lambda: self.now)
         self.agents = {
@@ -398,5 +404,34 @@ def test_gc_keeps_what_a_plan_asks_to_check_until_its_request_goes(tmp_path: Pat
         assert site.store.read_controller_doc(request.name) is None
         gc(site.store, grace=0, clock=lambda: site.now)
         assert site.store.find_missing([asked]) == {asked}
+    finally:
+        site.repo.close()
+
+
+def test_reconcile_once_exits_failed_on_a_preflight_halt_without_a_stale_batch_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = "    update_policy: {max_batch_size: 1}\n"
+    site = Site(tmp_path, policy, store=LocalStore(tmp_path / "store"))
+    try:
+        for _ in range(6):
+            site.step()
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+        site.change("v2")
+        site.step()  # the checks
+        rolling = site.step()  # batch 1 of 3
+        assert "site/app batch 1/3" in rolling.summary()
+        (site.root / "broken-s3").write_text("")
+        site.change("v3")  # before v2 finished: its checks, and s3's fails
+        site.step()
+        capsys.readouterr()
+        code = main(
+            ["reconcile", "--repo", str(site.repo_path), "--store", str(tmp_path / "store")]
+        )
+        out = capsys.readouterr().out
+        assert code == FAILED
+        assert "batch" not in out.splitlines()[0]
+        assert "1 rollout stopped" in out.splitlines()[0]
+        assert "FAILED: site/app: preflight failed on s3 (script exited with status 1)" in out
     finally:
         site.repo.close()
