@@ -28,7 +28,8 @@ from setpoint.store.errors import StoreError
 EPILOG = """\
 exit codes:
   0   success (reconcile --wait: every server converged; fsck: the store is clean)
-  1   a deployment failed (reconcile --wait); fsck found problems (or some are
+  1   a deployment failed (reconcile --wait); a rollout stopped: halted, rolled
+      back, or halted by a failed preflight (reconcile --once); fsck found problems (or some are
       left after --repair); gc refused (the store is broken: run fsck)
   2   timed out before the fleet converged (reconcile --wait)
   3   invalid definitions: every problem is listed with file, line and field;
