@@ -17,6 +17,7 @@ from typing import Any
 from setpoint.controller.converge.runs import Masker, Run, matches, tail_lines
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreachable
 from setpoint.controller.rollout.ledger import Ledger, Quarantined, read_ledger
+from setpoint.controller.rollout.plan import Deployed
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import (
@@ -311,10 +312,10 @@ def newest_commit(pointers: Iterable[Pointer | None]) -> str | None:
     return newest.commit if newest else None
 
 
-def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, str]]:
+def deployed_state(statuses: list[ServerStatus]) -> Deployed:
     """What is deployed: the commit the newest pointer names (None: nothing
-    published yet), and server -> why it has not converged on what its own
-    pointer names (retired servers left out)."""
+    published yet), server -> why it has not converged on what its own
+    pointer names (retired servers left out), and the commit each pointer names."""
     behind: dict[str, str] = {}
     for s in statuses:
         if s.pointer is None or s.retired is not None:
@@ -331,7 +332,8 @@ def deployed_state(statuses: list[ServerStatus]) -> tuple[str | None, dict[str, 
             pending = [f"{d.name} {d.status}" for d in s.deployments if d.status != "COMPLETE"]
             if pending:
                 behind[s.server] = ", ".join(pending)
-    return newest_commit(s.pointer for s in statuses), behind
+    pointers = {s.server: s.pointer.commit for s in statuses if s.pointer is not None}
+    return Deployed(newest_commit(s.pointer for s in statuses), behind, pointers)
 
 
 def format_age(seconds: float | None) -> str:

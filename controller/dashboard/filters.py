@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from setpoint.controller.converge.status import format_age
+from setpoint.controller.wording import commits_named
 from setpoint.store.digest import short
 
 
 def commit(sha: str | None) -> str:
     return sha[:12] if sha else "-"
+
+
+def pointer_commits(counts: Mapping[str, int]) -> Markup:
+    """Which commits the pointers name, in ``setpoint plan --store``'s words,
+    each commit in ``<code>`` (escaped: a pointer is read unverified)."""
+    return Markup(commits_named(counts, lambda sha: f"<code>{escape(sha[:12])}</code>"))
 
 
 def seconds(value: float | None) -> str:
@@ -26,6 +35,7 @@ def state_class(state: str) -> str:
 FILTERS: dict[str, Callable[..., Any]] = {
     "short": short,
     "commit": commit,
+    "pointer_commits": pointer_commits,
     "seconds": seconds,
     "age": format_age,
     "state_class": state_class,

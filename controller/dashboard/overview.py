@@ -145,13 +145,10 @@ def _overview(snapshot: Snapshot) -> Overview:
         held_here.setdefault(server_name, []).append((name, why))
     rows: dict[str, DeploymentRow] = {}
     server_states: dict[str, str] = {}
-    commits: Counter[str] = Counter()
     agents: Counter[str] = Counter()
     for server in snapshot.statuses:
         agents[server.agent] += 1
         commit = server.pointer.commit if server.pointer is not None else None
-        if commit is not None:
-            commits[commit] += 1
         seen: set[str] = set()
         states: set[str] = set()
         for dep in server.deployments:
@@ -170,7 +167,7 @@ def _overview(snapshot: Snapshot) -> Overview:
     return Overview(
         rows=[rows[n] for n in sorted(rows)],
         server_states=server_states,
-        commits=commits,
+        commits=snapshot.deployed.commits,
         deployed=snapshot.deployed_commit,
         rollouts=[r for _, r in sorted(snapshot.ledger.rollouts.items())],
         agents=agents,

@@ -47,7 +47,7 @@ class Snapshot:
     def deployed(self) -> Deployed:
         """What is deployed: the newest pointer's commit and who has not
         converged on their pointers, as ``setpoint plan --store`` finds it."""
-        return self.once("deployed", lambda: Deployed(*deployed_state(self.statuses)))
+        return self.once("deployed", lambda: deployed_state(self.statuses))
 
     @property
     def deployed_commit(self) -> str | None:

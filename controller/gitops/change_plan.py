@@ -19,6 +19,7 @@ from setpoint.controller.rollout.ledger import read_ledger
 from setpoint.controller.rollout.plan import (
     EMPTY_TREE,
     Deployed,
+    Elsewhere,
     Plan,
     Retries,
     blobs_to_upload,
@@ -78,7 +79,7 @@ def _retries_to_publish(store: Store, head: Model) -> Retries:
 def deployed(store: Store) -> Deployed:
     """What ``store`` deployed: its newest pointer's commit, and who has not
     converged on their pointers yet (read as ``setpoint status`` reads them)."""
-    return Deployed(*deployed_state(fleet_status(store)))
+    return deployed_state(fleet_status(store))
 
 
 def deployed_commit(repo: GitRepo, commit: str | None) -> str:
@@ -121,10 +122,17 @@ def plan_change(
         except InvalidDefinitions as exc:
             # Nothing was deployed from an invalid commit: plan as from an empty fleet.
             base_problems = exc.problems
+    elsewhere: Elsewhere = {}
+    if isinstance(base, Deployed):
+        elsewhere = _elsewhere(repo, base, base_sha, head, base_model, env, render_secret)
     history = converged_configs(Notebook(repo.path))
-    reports = _reports(store, head, base_model) if store is not None else {}
+    others = [m for m in elsewhere.values() if m is not None]
+    models = [head, *([base_model] if base_model else []), *others]
+    reports = _reports(store, models) if store is not None else {}
     retries = _retries_to_publish(store, head) if store is not None else None
-    plan = make_plan(base_model, head, reports, history, base_sha, base_problems, retries)
+    plan = make_plan(
+        base_model, head, reports, history, base_sha, base_problems, retries, elsewhere
+    )
     if store is not None:
         plan.uploads = blobs_to_upload(head, reports, store.find_missing)
     if isinstance(base, Deployed):
@@ -132,10 +140,46 @@ def plan_change(
     return plan
 
 
-def _reports(store: Store, head: Model, base: Model | None) -> dict[str, Report]:
-    """The reports of the servers either commit deploys to (their outputs fill
-    in what only agents report)."""
-    servers = head.servers_in_use() | (base.servers_in_use() if base else set())
+def _elsewhere(
+    repo: GitRepo,
+    deployed: Deployed,
+    base_sha: str,
+    head: Model,
+    base: Model | None,
+    env: str | None,
+    render_secret: bytes | None,
+) -> Elsewhere:
+    """The servers not deployed from ``base_sha`` (the newest pointers' commit),
+    with the model of the commit their own pointer names: None for a server
+    with no pointer (nothing deployed there yet) or deployed from a commit
+    with invalid definitions (the controller never published one). Each
+    distinct commit is loaded once; mid-rollout there are two or three."""
+    servers = head.servers_in_use() | set(deployed.pointers)
+    if base is not None:
+        servers |= base.servers_in_use()
+    models: dict[str, Model | None] = {}
+    out: Elsewhere = {}
+    for server in sorted(servers):
+        commit = deployed.pointers.get(server)
+        if commit is None:
+            out[server] = None
+            continue
+        sha = deployed_commit(repo, commit)
+        if sha == base_sha:
+            continue
+        if sha not in models:
+            try:
+                models[sha] = load_model(repo.tree(sha), env=env, render_secret=render_secret)
+            except InvalidDefinitions:
+                models[sha] = None
+        out[server] = models[sha]
+    return out
+
+
+def _reports(store: Store, models: list[Model]) -> dict[str, Report]:
+    """The reports of the servers the commits deploy to (their outputs fill in
+    what only agents report)."""
+    servers = {s for model in models for s in model.servers_in_use()}
     reports = {}
     for server in sorted(servers):
         report = store.read_report(server)

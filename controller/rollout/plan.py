@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,13 +317,29 @@ class DeploymentChange:
 
 @dataclass(frozen=True)
 class Deployed:
-    """What a store says is deployed (``setpoint plan --store URL [HEAD]``)."""
+    """What a store says is deployed (``setpoint plan --store URL [HEAD]``).
+
+    Mid-rollout, or when a commit left some servers' configs alone (their
+    pointers are not rewritten), the pointers name several commits: each
+    server is planned from the commit its own pointer names (``pointers``).
+    """
 
     commit: str | None  # the newest pointer's commit; None: nothing published yet
     not_converged: dict[str, str]  # server -> why it has not converged on its pointer
+    # server -> the commit its pointer names (a server without one: nothing deployed)
+    pointers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def commits(self) -> Counter[str]:
+        """commit -> on how many servers' pointers it is."""
+        return Counter(self.pointers.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"commit": self.commit, "not_converged": dict(sorted(self.not_converged.items()))}
+        return {
+            "commit": self.commit,
+            "not_converged": dict(sorted(self.not_converged.items())),
+            "commits": dict(sorted(self.commits.items())),
+        }
 
 
 @dataclass
@@ -529,12 +546,45 @@ def update_reorder(
     return (old, new) if old != new else None
 
 
-def _deployment_names(base: Model | None, head: Model) -> list[str]:
+def _deployment_names(bases: list[Model], head: Model) -> list[str]:
     """Rollout order: HEAD's (dependencies first), then removed ones, dependents first."""
     names = list(head.order)
-    if base is not None:
+    for base in bases:
         names += [q for q in reversed(base.order) if q not in names]
     return names
+
+
+# server -> the model its own pointer names, when it is not BASE (None: nothing deployed there)
+Elsewhere = dict[str, Model | None]
+
+
+def _bases(base: Model | None, elsewhere: Elsewhere) -> list[Model]:
+    """Every distinct model some server was deployed from, BASE first."""
+    found = {} if base is None else {base.commit: base}
+    for model in elsewhere.values():
+        if model is not None:
+            found.setdefault(model.commit, model)
+    return list(found.values())
+
+
+def deployed_sides(
+    base: Model | None, elsewhere: Elsewhere, reports: dict[str, Report]
+) -> dict[tuple[str, str], Side]:
+    """Every (deployment, server) pair as it is deployed: rendered from BASE,
+    except on the servers of ``elsewhere``, rendered from the model their own
+    pointer names. Each model is rendered once, whatever its number of servers."""
+    servers_of: dict[str, set[str]] = {}
+    for server, model in elsewhere.items():
+        if model is not None:
+            servers_of.setdefault(model.commit, set()).add(server)
+    sides: dict[tuple[str, str], Side] = {}
+    for model in _bases(base, elsewhere):
+        on = servers_of.get(model.commit)
+        for key, side in render_sides(model, reports).items():
+            here = key[1] in on if on is not None else key[1] not in elsewhere
+            if here:
+                sides[key] = side
+    return sides
 
 
 def make_plan(
@@ -545,14 +595,20 @@ def make_plan(
     base_commit: str | None = None,
     base_problems: list[Problem] | None = None,
     retries: Retries | None = None,
+    elsewhere: Elsewhere | None = None,
 ) -> Plan:
     """Compare ``base`` (None: it has invalid definitions) with ``head``.
 
     ``retries`` (from a store, ``retries_to_publish``): the pairs whose failed
     config the next pass publishes again with a new retry count.
+    ``elsewhere`` (from a store's pointers): the servers deployed from another
+    commit than BASE, each compared from that commit. Membership entries,
+    batch order and stack outputs are still BASE's.
     """
     reports = reports or {}
-    old_sides = render_sides(base, reports) if base is not None else {}
+    elsewhere = elsewhere or {}
+    bases = _bases(base, elsewhere)
+    old_sides = deployed_sides(base, elsewhere, reports)
     new_sides = render_sides(head, reports)
     env_name = head.environment or "default"
     changes: list[DeploymentChange] = []
@@ -561,11 +617,8 @@ def make_plan(
     servers_of: dict[str, set[str]] = {}
     for d, s in (*old_sides, *new_sides):
         servers_of.setdefault(d, set()).add(s)
-    for name in _deployment_names(base, head):
-        dep: Deployment | None = (head.deployment(name) if name in head.order else None) or (
-            base.deployment(name) if base is not None else None
-        )
-        assert dep is not None
+    for name in _deployment_names(bases, head):
+        dep: Deployment = next(m.deployment(name) for m in (head, *bases) if name in m.order)
         servers = sorted(servers_of.get(name, ()))
         server_changes = [
             _compare(old_sides.get((name, s)), new_sides.get((name, s)), changed_on, texts)

@@ -8,6 +8,7 @@ thousand.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from setpoint.controller.rollout.plan import (
     ServerChange,
 )
 from setpoint.controller.rollout.plan_members import JOINS
+from setpoint.controller.wording import commits_named
 from setpoint.store.digest import short
 
 # GitHub refuses comments over 65536 characters; leave room for what CI adds.
@@ -131,9 +133,10 @@ def _uploads(plan: Plan) -> str | None:
     return f"uploads: {plan.uploads} blob{'s' if plan.uploads != 1 else ''}"
 
 
-def _base_notes(plan: Plan) -> list[str]:
+def _base_notes(plan: Plan, code: Callable[[str], str] = lambda sha: sha[:12]) -> list[str]:
     """What BASE is, when it is not simply a commit named: the empty tree, or what
-    a store deployed and which servers have not converged on it yet."""
+    a store deployed and which servers have not converged on it yet; when the
+    pointers name several commits, which (each server is planned from its own)."""
     deployed = plan.deployed
     if deployed is not None and deployed.commit is None:
         return ["nothing deployed yet: planned against the empty tree"]
@@ -142,6 +145,9 @@ def _base_notes(plan: Plan) -> list[str]:
         behind = ", ".join(f"{s} ({why})" for s, why in sorted(deployed.not_converged.items()))
         state = f"not converged on it yet: {behind}" if behind else "every server converged"
         notes.append(f"deployed: {deployed.commit[:12]} (the store's newest pointers); {state}")
+        if len(deployed.commits) > 1:
+            named = commits_named(deployed.commits, code)
+            notes.append(f"{named}; each server is planned from its own pointer's commit")
     return notes
 
 
@@ -225,7 +231,7 @@ def format_markdown(plan: Plan, limit: int = MARKDOWN_LIMIT) -> str:
     head = [f"### setpoint plan `{_title(plan)}`", "", f"**{plan.summary()}**", ""]
     if plan.base_problems:
         head += ["> the base has invalid definitions; planned from nothing", ""]
-    for note in _base_notes(plan):
+    for note in _base_notes(plan, lambda sha: f"`{sha[:12]}`"):
         head += [f"> {_markdown_commit(note, plan)}", ""]
     table: list[str] = []
     details: list[str] = []

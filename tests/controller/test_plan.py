@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from setpoint.controller.cli.main import main
-from setpoint.controller.definitions.repository import revert
+from setpoint.controller.definitions.repository import GitRepo, revert
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord, Notebook
 from setpoint.store.local import LocalStore
 from tests.controller.conftest import CommitFiles
@@ -724,7 +724,7 @@ def test_plan_against_what_the_store_deployed(
     store_dir.mkdir()
     result = plan_json(capsys, repo, "--store", store)
     assert result["base"] == EMPTY_TREE
-    assert result["deployed"] == {"commit": None, "not_converged": {}}
+    assert result["deployed"] == {"commit": None, "not_converged": {}, "commits": {}}
     _code, out = plan(capsys, repo, "--store", store)
     assert "nothing deployed yet: planned against the empty tree" in out
 
@@ -742,7 +742,11 @@ def test_plan_against_what_the_store_deployed(
         assert '+  version = "1.2"' in out
     result = plan_json(capsys, repo, "--store", store)
     assert result["base"] == deployed
-    assert result["deployed"] == {"commit": deployed, "not_converged": {"s3": "never reported"}}
+    assert result["deployed"] == {
+        "commit": deployed,
+        "not_converged": {"s3": "never reported"},
+        "commits": {deployed: 2},
+    }
     _code, md = plan(capsys, repo, "--store", store, "--format", "markdown")
     assert f"> deployed: `{deployed[:12]}`; not converged on it yet: s3 (never reported)" in md
 
@@ -753,3 +757,48 @@ def test_plan_against_what_the_store_deployed(
     result = plan_json(capsys, repo, "HEAD~1", "HEAD", "--store", store)
     assert result["deployed"] is None
     assert result["changes"] is False
+
+
+def test_mid_rollout_each_server_is_planned_from_its_own_pointer(
+    make_repo: Callable[..., Path],
+    commit_files: CommitFiles,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """Mid-rollout the pointers name two commits: a server the rollout has not
+    reached yet gets the whole change from what it runs, not from the newest."""
+    stack = STACK.replace("{group: pair}", "[s1, s2, s3]")
+    stack += "    update_policy: {max_batch_size: 1}\n"
+    repo = make_repo({**BASE, "stacks/web.yaml": stack})
+    with GitRepo.open(repo) as opened:
+        first = opened.resolve("HEAD")
+    store_dir = tmp_path / "store"
+    store = str(store_dir)
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    for server in ("s1", "s2", "s3"):
+        report_every_entry(LocalStore(store_dir), server)
+    second = commit_files(repo, {"stacks/web.yaml": stack.replace('"1.0"', '"1.1"')})
+    assert main(["reconcile", "--repo", str(repo), "--store", store]) == 0
+    pointers = {s: LocalStore(store_dir).read_pointer(s) for s in ("s1", "s2", "s3")}
+    # Batch 1 of 3: s2 and s3 still run the first commit.
+    named = {s: p.commit for s, p in pointers.items() if p}
+    assert named == {"s1": second, "s2": first, "s3": first}
+    commit_files(repo, {"stacks/web.yaml": stack.replace('"1.0"', '"1.2"')})
+
+    result = plan_json(capsys, repo, "--store", store)
+    assert result["base"] == second  # the newest pointers' commit titles the plan
+    assert result["deployed"]["commits"] == {first: 2, second: 1}
+    app = servers(result, "web/app")
+    assert '-  version = "1.1"' in app["s1"]["diff"]
+    assert '-  version = "1.0"' in app["s3"]["diff"]  # the full change s3 will get
+    assert '+  version = "1.2"' in app["s3"]["diff"]
+    assert app["s1"]["old"] != app["s2"]["old"] == app["s3"]["old"]
+    assert app["s1"]["new"] == app["s2"]["new"] == app["s3"]["new"]
+
+    _code, out = plan(capsys, repo, "--store", store)
+    words = f"pointers name 2 commits: {first[:12]} on 2 servers, {second[:12]} on 1 server"
+    assert words in out, out
+    assert '-  version = "1.0"' in out
+    assert "UPDATE    s2, s3: " in out
+    _code, md = plan(capsys, repo, "--store", store, "--format", "markdown")
+    assert f"pointers name 2 commits: `{first[:12]}` on 2 servers, `{second[:12]}`" in md, md

@@ -97,6 +97,9 @@ def test_every_page_links_resolve_and_no_secret_shows(
     deployment = get(served.url + "/deployments/shop/db")[1]
     assert "password = ******** (secret)" in deployment  # the derived config, masked
     assert "batch 1 of 3" in pages["/"][1]
+    first, second = fleet_on_disk.first[:12], fleet_on_disk.second[:12]
+    named = f"pointers name 2 commits: <code>{first}</code> on 12 servers, <code>{second}</code>"
+    assert named in pages["/"][1]
     pending = pages["/pending"][1]
     assert "1 deployment change" in pending or "deployments change" in pending
     assert fleet_on_disk.third[:12] in pending
@@ -253,4 +256,8 @@ def test_the_pending_change_is_what_plan_against_the_store_prints(
     # Planned against what the store deployed, naming who has not converged on it.
     assert f"deployed: {fleet_on_disk.second[:12]} (the store's newest pointers)" in shown
     assert "db-02 (shop/db FAILED (quarantined))" in shown
+    # Mid-rollout: the servers still on the first commit get version 1 -> 3.
+    assert f"pointers name 2 commits: {fleet_on_disk.first[:12]} on 12 servers" in shown
+    assert '-  version = "1"' in shown
+    assert '-  version = "2"' in shown
     assert "setpoint plan HEAD --store" in page
