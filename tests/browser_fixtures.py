@@ -55,6 +55,8 @@ class Served:
         self.url = line.split()[2].rstrip("/")
 
     def stop(self) -> None:
+        if self._errors.closed:
+            return  # stopped already (by the test, then by the fixture)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -4,6 +4,7 @@ served by uvicorn."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -68,7 +69,8 @@ def add_parsers(sub: Any) -> None:
         type=float,
         default=2.0,
         metavar="SECONDS",
-        help="read the fleet from the store at most this often (2)",
+        help="read the fleet from the store in the background this often; pages answer "
+        "from the last read and say how old it is (2; a slow read: at most a third of the time)",
     )
     p.add_argument(
         "--live-every",
@@ -127,6 +129,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"setpoint serve: http://{shown}:{port}/ (read only; Ctrl-C stops)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    uvicorn.Server(config).run(sockets=[sock])
+    # Lifespan events start the background read of the fleet and stop it with the server.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    # uvicorn shuts down on Ctrl-C, then raises it again: stopping is the normal
+    # way out (exit 0, as --help says), not an interruption.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
     return 0

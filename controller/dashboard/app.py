@@ -7,12 +7,14 @@ shared snapshot and the optional definitions repository.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +24,8 @@ from starlette.staticfiles import StaticFiles
 from setpoint.controller.dashboard import views
 from setpoint.controller.dashboard.access import TokenRequired
 from setpoint.controller.dashboard.filters import FILTERS
-from setpoint.controller.dashboard.snapshot import Snapshot, SnapshotCache
+from setpoint.controller.dashboard.refresher import FleetUnreadable, SnapshotRefresher
+from setpoint.controller.dashboard.snapshot import Snapshot
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS
 from setpoint.store.base import Store
 
@@ -42,7 +45,7 @@ class Dashboard:
     given, the definitions repository for history and pending changes."""
 
     store: Store
-    snapshots: SnapshotCache
+    snapshots: SnapshotRefresher
     templates: Environment
     repo: str | None = None
     branch: str = "HEAD"
@@ -80,7 +83,7 @@ def create_app(
     """The dashboard over ``store`` (read only); every request needs ``token`` when given."""
     dashboard = Dashboard(
         store=store,
-        snapshots=SnapshotCache(store, refresh=refresh, unreachable_after=unreachable_after),
+        snapshots=SnapshotRefresher(store, refresh=refresh, unreachable_after=unreachable_after),
         templates=templates(),
         repo=repo,
         branch=branch,
@@ -101,13 +104,29 @@ def create_app(
         route = _metrics_route(metrics, dashboard.snapshots)
         routes.append(Route(METRICS_PATH, route, name="metrics"))
     middleware = [Middleware(TokenRequired, token=token)] if token else []
-    app = Starlette(routes=routes, middleware=middleware)
+
+    @asynccontextmanager
+    async def serving(_app: Starlette) -> AsyncIterator[None]:
+        # The fleet is read in the background from the start, and no more once
+        # the server stops.
+        dashboard.snapshots.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(dashboard.snapshots.stop)
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=serving,
+        exception_handlers={FleetUnreadable: views.fleet_unreadable},
+    )
     app.state.dashboard = dashboard
     return app
 
 
 def _metrics_route(
-    metrics: MetricsSource, snapshots: SnapshotCache
+    metrics: MetricsSource, snapshots: SnapshotRefresher
 ) -> Callable[[Request], Response]:
     def route(_request: Request) -> Response:  # a plain function: Starlette runs it off the loop
         body, content_type = metrics(snapshots.get())

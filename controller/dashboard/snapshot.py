@@ -1,4 +1,5 @@
-"""One read of the fleet, shared by every page until it is ``refresh`` seconds old.
+"""One read of the fleet, shared by every page until the next one
+(``dashboard.refresher`` reads it every ``refresh`` seconds).
 
 A page (and each live update of it) would otherwise read every pointer and
 report of the fleet again; browsers polling a 10,000-server store must cost the
@@ -7,8 +8,6 @@ store one read per ``refresh`` seconds, not one per browser.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -62,34 +61,3 @@ def read_snapshot(
     ledger = read_ledger(store)
     statuses = fleet_status(store, now=now, unreachable_after=unreachable_after)
     return Snapshot(statuses, ledger, now)
-
-
-class SnapshotCache:
-    """The last snapshot, read again when older than ``refresh`` seconds; one
-    reader at a time, the others wait for its result."""
-
-    def __init__(
-        self,
-        store: Store,
-        refresh: float = 2.0,
-        unreachable_after: float = UNREACHABLE_AFTER_BEATS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.refresh = refresh
-        self.unreachable_after = unreachable_after
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._last: Snapshot | None = None
-        self._next_read = 0.0
-
-    def get(self) -> Snapshot:
-        with self._lock:
-            now = self.clock()
-            if self._last is None or now >= self._next_read:
-                self._last = read_snapshot(self.store, now, self.unreachable_after)
-                done = self.clock()
-                # A fleet that takes long to read is read at most a third of the
-                # time: watching the dashboard must never keep the store busy.
-                self._next_read = max(now + self.refresh, done + 2 * (done - now))
-            return self._last

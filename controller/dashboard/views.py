@@ -36,12 +36,17 @@ def _render(
     request: Request, template: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     dashboard = _dashboard(request)
+    snapshots = dashboard.snapshots
     html = dashboard.templates.get_template(template).render(
         request=request,
         # Paths, not absolute URLs: links stay right behind a proxy that renames the host.
         url_for=lambda name, **params: str(request.app.url_path_for(name, **params)),
         live_every=dashboard.live_every,
         has_repo=dashboard.repo is not None,
+        # How old the fleet shown is, and why the reads since failed if they did.
+        fleet=snapshots.freshness(),
+        fleet_now=snapshots.clock(),
+        refresh=snapshots.refresh,
         **context,
     )
     return HTMLResponse(html, status_code=status_code)
@@ -49,6 +54,11 @@ def _render(
 
 def _not_found(request: Request, what: str) -> HTMLResponse:
     return _render(request, "not_found.html", status_code=404, what=what)
+
+
+async def fleet_unreadable(request: Request, exc: Exception) -> HTMLResponse:
+    """No read of the fleet ever succeeded: say why (503), until one does."""
+    return _render(request, "unreadable.html", status_code=503, error=str(exc))
 
 
 async def overview_page(request: Request) -> HTMLResponse:

@@ -65,9 +65,10 @@ def test_cluster_scenario_bring_up_join_and_leave_converge(tmp_path: Path) -> No
 def test_dashboard_scenario_fetches_every_page(capsys: pytest.CaptureFixture[str]) -> None:
     from bench.dashboard import PAGES, main
 
-    main(["--servers", "120", "--deployments", "3", "--runs", "1"])
+    main(["--servers", "120", "--deployments", "3", "--runs", "1", "--refresh", "0.1"])
     printed = capsys.readouterr().out
     assert "120 servers x 3 deployments (360 pairs)" in printed
     assert "overview, first (reads the fleet, then renders)" in printed
     for label, _ in PAGES:
         assert f"{label} (median)" in printed
+    assert "overview 0.1 s after the last (slowest)" in printed

@@ -13,7 +13,8 @@ from setpoint.controller.dashboard.overview import (
     WAITING,
     overview,
 )
-from setpoint.controller.dashboard.snapshot import SnapshotCache, read_snapshot
+from setpoint.controller.dashboard.refresher import SnapshotRefresher
+from setpoint.controller.dashboard.snapshot import read_snapshot
 from setpoint.store.local import LocalStore
 from tests.dashboard.dashfleet import FleetOnDisk
 
@@ -40,16 +41,14 @@ def test_each_deployment_counts_its_servers_by_state(fleet_on_disk: FleetOnDisk)
     assert view.commits == Counter({fleet_on_disk.first: 12, fleet_on_disk.second: 4})
 
 
-def test_the_snapshot_is_read_again_only_when_older_than_refresh(
+def test_the_next_read_is_due_refresh_seconds_after_the_last(
     fleet_on_disk: FleetOnDisk,
 ) -> None:
     now = [1000.0]
-    cache = SnapshotCache(LocalStore(fleet_on_disk.store), refresh=2.0, clock=lambda: now[0])
-    first = cache.get()
-    now[0] += 1.9
-    assert cache.get() is first
-    now[0] += 0.1
-    assert cache.get() is not first
+    refresher = SnapshotRefresher(
+        LocalStore(fleet_on_disk.store), refresh=2.0, clock=lambda: now[0]
+    )
+    assert refresher.read() == 1002.0
 
 
 def test_a_fleet_slow_to_read_is_read_at_most_a_third_of_the_time(
@@ -64,9 +63,5 @@ def test_a_fleet_slow_to_read_is_read_at_most_a_third_of_the_time(
         return slow()
 
     store.list_servers = list_servers  # type: ignore[method-assign]
-    cache = SnapshotCache(store, refresh=2.0, clock=lambda: now[0])
-    first = cache.get()
-    now[0] += 9.9
-    assert cache.get() is first
-    now[0] += 0.1
-    assert cache.get() is not first
+    refresher = SnapshotRefresher(store, refresh=2.0, clock=lambda: now[0])
+    assert refresher.read() == 1005.0 + 10.0

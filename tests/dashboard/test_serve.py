@@ -222,7 +222,7 @@ def in_thread(tmp_path: Path) -> Iterator[str]:
     exposition = (b"setpoint_up 1\n", "text/plain; version=0.0.4; charset=utf-8")
     app = create_app(LocalStore(tmp_path), metrics=lambda _snapshot: exposition)
     sock = listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
