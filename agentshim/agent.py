@@ -84,10 +84,14 @@ class Agent:
         heartbeat: float | None = DEFAULT_HEARTBEAT,
         rng: random.Random | None = None,
         drift_interval: float | None = None,
+        once: bool = False,
     ) -> None:
         """``trust`` None accepts unsigned pointers (tests, development); the CLI
         always passes one. ``rng`` draws the jitter of the loop's delays and of
-        the drift checks, every ``drift_interval`` seconds (None: never)."""
+        the drift checks, every ``drift_interval`` seconds (None: never).
+        ``once``: this agent runs one cycle (``--once``, from a timer), so the
+        drift checks that fell due while no agent ran run in it, rather than
+        being spread over the start of a long-running agent."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.layout = Layout(Path(state_dir).absolute())
@@ -122,7 +126,7 @@ class Agent:
         )
         checker = Checker(self.ctx, self.runner)
         self.preflight = Preflight(self.ctx, checker, retry_backoff)
-        self.drift = DriftWatch(self.ctx, checker, drift_interval, self.rng)
+        self.drift = DriftWatch(self.ctx, checker, drift_interval, self.rng, once)
 
     @property
     def store(self) -> Store:

@@ -164,8 +164,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SECONDS",
         help="check the applied configs for drift (the tools' check modes, the attached "
-        "files' digests) at the first cycle, then every SECONDS jittered by ±10%% "
-        "(default: never)",
+        "files' digests) every SECONDS jittered by ±10%%, the first one interval after the "
+        "apply; when each was last checked is kept in the state dir, so a restart (or "
+        "the next --once) checks when due (default: never)",
     )
     parser.add_argument(
         "--hooks-dir",
@@ -259,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trust=trust,
                 heartbeat=args.heartbeat,
                 drift_interval=args.drift_interval,
+                once=args.once,
             )
             if not args.once:
                 agent.run_forever(args.interval, stop)

@@ -4,10 +4,15 @@ With ``--drift-interval`` the agent re-runs, every interval (jittered ±10%),
 the check mode of each deployment whose digest succeeded here and is active
 (``agentshim.checking``: the action is UPDATE, what a correction would run);
 a suspended deployment is not checked and has no drift result. A digest is
-first checked one jittered interval after it was applied, or after the agent
-started, never at start-up: a fleet restarted at once does not run every
-tool's check mode at once, and a config just applied needs no check yet.
-and reports per deployment: ``clean``, ``drifted`` (with the tool's summary
+first checked one jittered interval after it was applied: a config just
+applied needs no check yet. When each was last checked (or applied) is kept
+in the state dir (``agentshim.drift_schedule``), so a restarted agent checks
+when a check is due, not one interval after it started. A check that fell
+due while no agent ran (a long stop) is spread over the first fifth of an
+interval after start-up: a fleet restarted at once does not run every
+tool's check mode at once. An agent run ``--once`` (from a timer) runs the
+checks that are due, overdue ones included. The agent
+reports per deployment: ``clean``, ``drifted`` (with the tool's summary
 of what differs) or ``unknown`` (nothing can tell: a script without a CHECK
 config). The config's attached files and directories are checked first, by
 digest against what was unpacked, without running any tool: a file changed
@@ -26,6 +31,7 @@ import random
 from setpoint.agentshim.checking import Checker
 from setpoint.agentshim.configs import load_config
 from setpoint.agentshim.context import AgentContext
+from setpoint.agentshim.drift_schedule import Checked, load_checks, save_checks
 from setpoint.agentshim.errors import AgentError
 from setpoint.agentshim.files import files_drift
 from setpoint.agentshim.state import DeploymentState
@@ -35,21 +41,40 @@ JITTER = 0.1
 
 
 class DriftWatch:
-    """Checks the applied configs every ``interval`` seconds (None: never)."""
+    """Checks the applied configs every ``interval`` seconds (None: never).
+    ``once``: the agent runs one cycle, and overdue checks run in it."""
 
     def __init__(
-        self, ctx: AgentContext, checker: Checker, interval: float | None, rng: random.Random
+        self,
+        ctx: AgentContext,
+        checker: Checker,
+        interval: float | None,
+        rng: random.Random,
+        once: bool = False,
     ) -> None:
         self.ctx = ctx
         self.checker = checker
         self.interval = interval
         self.rng = rng
-        # deployment -> (the applied digest, when its next check is due)
+        self.once = once
+        # deployment -> (the applied digest, when its next check is due), in this process
         self.due: dict[str, tuple[str, float]] = {}
+        # deployment -> its digest and when it was last checked (or applied), as on disk
+        self.checked: dict[str, Checked] | None = None
 
     def _jittered(self) -> float:
         assert self.interval is not None
         return self.interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
+
+    def _first_due(self, record: Checked, now: float) -> float:
+        """When a digest this process has not scheduled yet is due: one jittered
+        interval after its last check (or apply). Overdue (no agent ran when it
+        fell due): now with ``once``, else spread over the next fifth of an interval."""
+        assert self.interval is not None
+        due = min(record.at, now) + self._jittered()
+        if due > now or self.once:
+            return due
+        return now + self.rng.uniform(0, 2 * JITTER * self.interval)
 
     def run(self, manifest: Manifest) -> None:
         """A drift check of every applied config whose check is due; one report
@@ -62,10 +87,29 @@ class DriftWatch:
         active = {
             e.name: e for e in manifest.deployments if applied(state.deployments.get(e.name), e)
         }
+        if self.checked is None:
+            self.checked = load_checks(ctx.layout)
+        checked = {n: c for n, c in self.checked.items() if n in active}
         for name, entry in active.items():
+            record = checked.get(name)
+            if record is None or record.config != entry.config:
+                checked[name] = record = Checked(entry.config, now)  # just applied
             if self.due.get(name, ("", 0.0))[0] != entry.config:
-                self.due[name] = (entry.config, now + self._jittered())  # applied, or started
+                self.due[name] = (entry.config, self._first_due(record, now))
         self.due = {n: d for n, d in self.due.items() if n in active}
+        try:
+            self._check_due(active, now, checked)
+        finally:
+            if checked != self.checked:  # only when a record changed: an idle cycle writes nothing
+                save_checks(ctx.layout, checked)
+                self.checked = checked
+
+    def _check_due(
+        self, active: dict[str, ManifestEntry], now: float, checked: dict[str, Checked]
+    ) -> None:
+        """Run the checks that are due, recording each in ``checked``; one report
+        write at most, when a result changed."""
+        ctx, state = self.ctx, self.ctx.state
         # Results only for what is applied and active now, each for its digest.
         found = {
             n: r for n, r in state.drift.items() if n in active and r.config == active[n].config
@@ -80,6 +124,7 @@ class DriftWatch:
                 return
             found[name] = result
             self.due[name] = (entry.config, now + self._jittered())
+            checked[name] = Checked(entry.config, now)
         if found != state.drift:
             for name, result in found.items():
                 if result != state.drift.get(name):

@@ -3,6 +3,7 @@
 Everything lives under the state dir::
 
     state.json              the AgentState below (atomic replace)
+    drift-checks.json       when each applied config was last drift-checked (drift_schedule)
     lock                    held (flock) by the one agent working on this dir
     configs/<hex>.json      verified derived configs, kept while a deployment needs them
     files/<hex>/<name>      a config's attached files and directories
@@ -51,6 +52,10 @@ class Layout:
     @property
     def state_file(self) -> Path:
         return self.root / "state.json"
+
+    @property
+    def drift_checks(self) -> Path:
+        return self.root / "drift-checks.json"
 
     @property
     def lock_file(self) -> Path:

@@ -268,6 +268,22 @@ def test_once_exit_codes(tmp_path: Path) -> None:
     assert report.deployments["app/web"].final is True
 
 
+def test_once_with_a_drift_interval_checks_when_due(tmp_path: Path) -> None:
+    """Each ``--once`` is a new process: when a config was applied and last
+    checked is kept in the state dir, so a later run checks once it is due."""
+    store = LocalStore(tmp_path / "store")
+    Publisher(store).publish({"app/web": script("true")})
+    assert once(tmp_path, "--drift-interval", "0.2") == 0  # applies
+    report = store.read_report(SERVER)
+    assert report is not None
+    assert report.drift == {}  # a config just applied needs no check yet
+    time.sleep(0.3)  # past 0.2 s +10%
+    assert once(tmp_path, "--drift-interval", "0.2") == 0
+    report = store.read_report(SERVER)
+    assert report is not None
+    assert report.drift["app/web"].status == "unknown"  # a script without CHECK
+
+
 def test_once_exits_3_when_the_store_cannot_be_read(tmp_path: Path) -> None:
     (tmp_path / "store" / "agents" / SERVER / "pointer").mkdir(parents=True)
     assert once(tmp_path) == 3
