@@ -9,8 +9,10 @@ and the bundles they need, when it expires, signed with the controller's
 key. Every reconcile pass merges the entries of each live request (signature
 verified, not expired) into the manifests it publishes; the plan deletes
 its request once it has its answers or its time is up, and the next pass
-publishes the manifests without them. ``setpoint gc`` keeps the blobs a live
-request names.
+publishes the manifests without them. A plan killed while it waited leaves
+its request behind: the next pass that finds it expired deletes it (one
+delete, fenced by the lease like the pass's other writes), as ``setpoint gc``
+does. ``setpoint gc`` keeps the blobs a live request names.
 
 Sign only what you verified: a controller with a signing key merges only a
 request one of its trusted keys signed (a forged one would make servers
@@ -117,13 +119,21 @@ def drop_expired(store: Store, now: float) -> list[str]:
     return dropped
 
 
-def live_requests(
-    store: Store, trusted: dict[str, PublicKey] | None, now: float
-) -> list[PreflightRequest]:
-    """The requests in the store not expired at ``now``, by token; with ``trusted``
-    (a signing controller), only those one of these keys signed. A request that
-    cannot be used is logged and left out: it never stops a pass."""
-    out = []
+@dataclass
+class Requests:
+    """The request documents one listing found: the live ones, by token, and
+    the names of those expired (their plans were killed while they waited)."""
+
+    live: list[PreflightRequest]
+    expired: list[str]
+
+
+def read_requests(store: Store, trusted: dict[str, PublicKey] | None, now: float) -> Requests:
+    """The requests in the store not expired at ``now``, by token, and the
+    expired ones; with ``trusted`` (a signing controller), only those one of
+    these keys signed. A request that cannot be used is logged and left out
+    (for an operator, or ``gc`` once expired): it never stops a pass."""
+    found = Requests([], [])
     for name in sorted(store.list_controller_docs(PREFIX)):
         try:
             doc = store.read_controller_doc(name)
@@ -145,8 +155,10 @@ def live_requests(
             log.warning("preflight_request_invalid", document=name, reason=str(exc))
             continue
         if request.expires_at > now:
-            out.append(request)
-    return out
+            found.live.append(request)
+        else:
+            found.expired.append(name)
+    return found
 
 
 def merge_requests(

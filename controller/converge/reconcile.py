@@ -22,8 +22,8 @@ from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.preflight import preflight_publication
 from setpoint.controller.converge.preflight_requests import (
     PreflightRequest,
-    live_requests,
     merge_requests,
+    read_requests,
     write_request,
 )
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
@@ -314,9 +314,8 @@ class Reconciler:
         ledger, desired = self._decide(model, fleet)
         # A plan's preflight checks stay published while it waits for the answers.
         verifier = self.policy.verifier() if self.policy.signing_key else None
-        merge_requests(
-            desired.manifests, live_requests(self.store, verifier, self.clock()), fleet.servers
-        )
+        requests = read_requests(self.store, verifier, self.clock())
+        merge_requests(desired.manifests, requests.live, fleet.servers)
         ledger.retired = {
             s: ledger.retired.get(s, model.commit)
             for s in fleet.servers
@@ -329,6 +328,7 @@ class Reconciler:
             desired, fleet.pointers, fleet.stored, fleet.reports, set(fleet.bad_pointers)
         )
         published = self._write(fleet, ledger, desired, held)
+        self._drop_expired(requests.expired)
         outcome = PassOutcome(
             commit=model.commit, desired=desired, published=published, ledger=ledger
         )
@@ -548,6 +548,15 @@ class Reconciler:
             self.store, desired, fleet.heat_servers, self.clock(), self.policy.ttl, self._hold
         )
         return published
+
+    def _drop_expired(self, names: list[str]) -> None:
+        """Delete the preflight requests this pass found expired (their plans were
+        killed while they waited): one delete each, fenced as the pass's other
+        writes, and none when there is none."""
+        for name in names:
+            self._hold()
+            self.store.delete_controller_doc(name)
+            log.info("preflight_request_expired", document=name)
 
     def _hold(self) -> None:
         """The fence before a write that is not the ledger's or a pointer's (Heat's

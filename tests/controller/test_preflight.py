@@ -19,7 +19,7 @@ from setpoint.controller.cli.main import main
 from setpoint.controller.converge.preflight import await_answers, preflight_passed
 from setpoint.controller.converge.preflight_requests import (
     delete_request,
-    live_requests,
+    read_requests,
     write_request,
 )
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
@@ -32,6 +32,7 @@ from setpoint.controller.observe.events import pass_events
 from setpoint.controller.observe.metrics import exposition
 from setpoint.store.base import Store
 from setpoint.store.documents import Manifest
+from setpoint.store.lease import Lease, LeaseLost
 from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
 from setpoint.store.signing import SigningKey
@@ -371,16 +372,36 @@ def test_an_expired_or_forged_request_is_not_published(tmp_path: Path) -> None:
         site.now += 30 + 61  # the plan was killed: its request outlived its margin
         site.reconciler.run_pass()
         assert published_checks(site) == dict.fromkeys(SERVERS, ())
-        assert [r.token for r in live_requests(site.store, None, site.now - 60)] == [request.token]
         # A signing controller merges only a request a key it trusts signed.
         key, other = SigningKey.generate("ctl"), SigningKey.generate("intruder")
         trusted = {"ctl": key.public()}
         write_request(site.store, request, other)
-        assert live_requests(site.store, trusted, site.now - 60) == []
+        assert read_requests(site.store, trusted, site.now - 60).live == []
         write_request(site.store, request, key)
-        assert [r.token for r in live_requests(site.store, trusted, site.now - 60)] == [
-            request.token
-        ]
+        live = read_requests(site.store, trusted, site.now - 60).live
+        assert [r.token for r in live] == [request.token]
+    finally:
+        site.repo.close()
+
+
+def test_the_pass_deletes_an_expired_request_it_skipped(tmp_path: Path) -> None:
+    """A plan killed while it waited leaves its request: the next pass that
+    finds it expired deletes it, with one delete, and an idle pass none."""
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        site.reconciler.run_pass()  # live: merged, kept
+        site.reconciler.run_pass()
+        assert site.store.read_controller_doc(request.name) is not None
+        site.now += 30 + 61
+        deletes = site.store.stats.requests["delete"]
+        site.reconciler.run_pass()
+        assert site.store.stats.requests["delete"] == deletes + 1
+        assert site.store.list_controller_docs("preflight-") == []
+        site.reconciler.run_pass()  # nothing expired: no delete
+        assert site.store.stats.requests["delete"] == deletes + 1
+        assert published_checks(site) == dict.fromkeys(SERVERS, ())
     finally:
         site.repo.close()
 
@@ -433,5 +454,27 @@ def test_reconcile_once_exits_failed_on_a_preflight_halt_without_a_stale_batch_l
         assert "batch" not in out.splitlines()[0]
         assert "1 rollout stopped" in out.splitlines()[0]
         assert "FAILED: site/app: preflight failed on s3 (script exited with status 1)" in out
+    finally:
+        site.repo.close()
+
+
+def test_only_the_leader_deletes_an_expired_request(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        deposed = Lease(site.store, "ctl-a", ttl=10.0, clock=lambda: site.now)
+        assert deposed.try_acquire()
+        site.reconciler.lease = deposed
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        site.reconciler.run_pass()
+        site.now += 30 + 61  # the plan was killed, and ctl-a stopped renewing
+        leader = Lease(site.store, "ctl-b", ttl=10.0, clock=lambda: site.now)
+        assert leader.try_acquire()
+        with pytest.raises(LeaseLost):
+            site.reconciler.run_pass()
+        assert site.store.read_controller_doc(request.name) is not None
+        site.reconciler.lease = leader
+        site.reconciler.run_pass()
+        assert site.store.read_controller_doc(request.name) is None
     finally:
         site.repo.close()
