@@ -11,7 +11,8 @@ reads the nested template's output ``name``.
 A ResourceGroup's members are ``<group>/0`` … ``<group>/<count - 1>``, each
 its ``resource_def`` with ``%index%`` (or ``index_var``) replaced by its
 index; ``get_attr`` of the group gives the list of its members' attributes,
-``[group, resource.<n>, ...]`` one member's.
+``[group, resource.<n>, ...]`` one member's, and ``refs``, ``refs_map``,
+``attributes`` and ``removed_rsrc_list`` as Heat's ResourceGroup gives them.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ OpenTemplate = Callable[[str, Nesting], NestedTemplate | None]
 Evaluate = Callable[[Any, Where], Any]
 # The attribute of one resource (``Evaluator.attr_of``).
 AttrOf = Callable[[Resource, str, list[Any], Where], Any]
+# What ``get_resource`` of one resource gives (``Evaluator.reference``).
+RefOf = Callable[[Resource, Where], Any]
 
 
 def substitute_index(value: Any, index_var: str, index: int) -> Any:
@@ -127,6 +130,7 @@ class NestedStacks:
         self.members: dict[str, list[Resource]] = {}
         self.loading: set[str] = set()  # template resources being read, to find cycles
         self.attr_of: AttrOf | None = None  # set by the evaluator that reads attributes
+        self.ref_of: RefOf | None = None  # ``get_resource`` of a member, set likewise
 
     @property
     def member_names(self) -> set[str]:
@@ -296,25 +300,59 @@ class NestedStacks:
         return None if nested is None else nested.output_names()
 
     def group_attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
-        """``[group, attr]``: every member's; ``[group, resource.<n>, attr]``: member n's."""
-        assert self.attr_of is not None
+        """A ResourceGroup's attributes, as Heat's: ``[group, attr]`` the list of
+        every member's; ``resource.<n>`` member n's (its reference alone);
+        ``refs`` and ``refs_map`` the members' references (what ``get_resource``
+        of each gives); ``attributes`` a map of index to member attribute;
+        ``removed_rsrc_list`` is empty, since setpoint never removes members by
+        name. As in Heat, ``refs_map`` and ``removed_rsrc_list`` take no path."""
         members = self.members[res.name]
         if attribute.startswith("resource."):
-            index = attribute.split(".", 1)[1]
-            if not index.isdigit() or int(index) >= len(members) or not path:
+            parts = attribute.split(".", 2)  # and Heat's resource.<n>.<attr> form
+            return self.member_attr(res, parts[1], [*parts[2:], *path], c)
+        if attribute == "refs":
+            refs = self.member_refs(members, c)
+            return refs if refs is INVALID or not path else self.select(refs, path)
+        if attribute == "refs_map":
+            refs = self.member_refs(members, c)
+            return refs if refs is INVALID else dict(zip(self.indexes(members), refs, strict=True))
+        if attribute == "removed_rsrc_list":
+            return []
+        if attribute == "attributes":
+            if not path or not isinstance(path[0], str):
                 self.checks.error(
                     c,
-                    f"get_attr: {res.name!r} has members 0 to {len(members) - 1}; "
-                    "resource.<n> takes an attribute after it",
+                    f"get_attr: attributes of ResourceGroup {res.name!r} takes the name of "
+                    "the members' attribute after it",
                 )
                 return INVALID
-            member = members[int(index)]
-            return self.attr_of(member, str(path[0]), list(path[1:]), c)
-        if attribute in ("refs", "refs_map", "removed_rsrc_list", "attributes"):
+            values = self.member_attrs(members, str(path[0]), list(path[1:]), c)
+            return (
+                values
+                if values is INVALID
+                else dict(zip(self.indexes(members), values, strict=True))
+            )
+        return self.member_attrs(members, attribute, path, c)
+
+    def member_attr(self, res: Resource, index: str, path: list[Any], c: Where) -> Any:
+        """``resource.<n>``: member n's reference, or its attribute ``path[0]``."""
+        assert self.attr_of is not None
+        assert self.ref_of is not None
+        members = self.members[res.name]
+        if not index.isdigit() or int(index) >= len(members):
             self.checks.error(
-                c, f"get_attr: {attribute!r} of a ResourceGroup is not known to setpoint"
+                c, f"get_attr: {res.name!r} has members 0 to {len(members) - 1}, not {index!r}"
             )
             return INVALID
+        member = members[int(index)]
+        if not path:
+            return self.ref_of(member, c)
+        return self.attr_of(member, str(path[0]), list(path[1:]), c)
+
+    def member_attrs(
+        self, members: list[Resource], attribute: str, path: list[Any], c: Where
+    ) -> Any:
+        assert self.attr_of is not None
         values = []
         for member in members:
             got = self.attr_of(member, attribute, path, c)
@@ -322,6 +360,21 @@ class NestedStacks:
                 return INVALID
             values.append(got)
         return values
+
+    def member_refs(self, members: list[Resource], c: Where) -> Any:
+        assert self.ref_of is not None
+        refs = []
+        for member in members:
+            got = self.ref_of(member, c)
+            if got is INVALID:
+                return INVALID
+            refs.append(got)
+        return refs
+
+    @staticmethod
+    def indexes(members: list[Resource]) -> list[str]:
+        """Each member's index, as Heat names a group's members: "0", "1", ..."""
+        return [m.name.rsplit("/", 1)[1] for m in members]
 
     def select(self, value: Any, path: list[Any]) -> Any:
         if has_deferred(value):

@@ -245,6 +245,7 @@ class HeatTemplate:
             evaluator.branch,
         )
         self.nested.attr_of = evaluator.attr_of
+        self.nested.ref_of = evaluator.reference
         evaluator.attribute_sources += [
             self.nested,
             RandomStrings(scope, self.sources.render_secret, evaluator.evaluate),
