@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.heat.functions import select
 from setpoint.controller.definitions.heat.registry import (
+    NONE_TYPE,
     ResourceRegistry,
     is_template_type,
     template_path,
@@ -129,6 +130,8 @@ class NestedStacks:
         self.templates: dict[str, NestedTemplate | None] = {}
         self.members: dict[str, list[Resource]] = {}
         self.loading: set[str] = set()  # template resources being read, to find cycles
+        # The registries of group members' nested stacks (Heat's, drilled down twice).
+        self.registries: dict[str, ResourceRegistry] = {}
         self.attr_of: AttrOf | None = None  # set by the evaluator that reads attributes
         self.ref_of: RefOf | None = None  # ``get_resource`` of a member, set likewise
 
@@ -174,7 +177,7 @@ class NestedStacks:
             return None
         depends = self.deployments_waited_for(res)
         nesting = Nesting(
-            registry=self.nesting.registry,
+            registry=self.registry_of(res),
             state=self.nesting.state,
             chain=(*chain, template),
             prefix=f"{self.scope.prefix}{res.name}/",
@@ -216,8 +219,15 @@ class NestedStacks:
         rdef = props.get("resource_def")
         if not isinstance(rdef, YMap) or not isinstance(rdef.get("type"), str):
             return None
-        member_type, template = self.resolve_type(rdef["type"], c.at(props, "resource_def"))
-        if member_type not in SINGLE_TYPES and template is None:
+        # As Heat reads a group: its members are resources "0", "1", ... of its
+        # nested stack, each typed through that stack's registry.
+        registry = self.nesting.registry.child(res.name)
+        count = self.count(props, c)
+        types = [
+            self.resolve_type(rdef["type"], c.at(props, "resource_def"), str(index), registry)
+            for index in range(max(count, 1))
+        ]
+        if not any(rtype in SINGLE_TYPES or template for rtype, template in types):
             return None
         self.checks.check_keys(props, c, GROUP_KEYS, ("resource_def",))
         dc = c.at(props, "resource_def")
@@ -228,7 +238,6 @@ class NestedStacks:
                 "removal_policies is not supported by setpoint: a group's members are "
                 "always 0 to count - 1 (lower count to remove the last ones)",
             )
-        count = self.count(props, c)
         index_var = props.get("index_var", "%index%")
         if not isinstance(index_var, str) or not index_var:
             self.checks.error(c.at(props, "index_var"), "expected index_var: a non-empty string")
@@ -239,6 +248,14 @@ class NestedStacks:
             return []
         members: list[Resource] = []
         for index in range(count):
+            member_type, template = types[index]
+            if member_type not in (*SINGLE_TYPES, NONE_TYPE) and template is None:
+                self.checks.error(
+                    dc.at(rdef, "type"),
+                    f"member {index} of {res.name!r} is mapped to {member_type}: setpoint "
+                    "reads groups of deployments or of template resources",
+                )
+                continue
             body = substitute_index(rdef, index_var, index)
             member_props = body.get("properties") or YMap()
             member = Resource(
@@ -246,12 +263,21 @@ class NestedStacks:
             )
             member.refs = walk_refs(member_props, self.choose) | res.refs
             members.append(member)
+            self.registries[member.name] = registry.child(str(index))
         self.members[res.name] = members
         return members
 
-    def resolve_type(self, rtype: str, c: Where) -> tuple[str, str | None]:
-        """A type once mapped by the registry, and the template it names (if any)."""
-        mapped, mapping = self.nesting.registry.resolve(self.checks, rtype, c)
+    def registry_of(self, res: Resource) -> ResourceRegistry:
+        """The registry of the nested stack of template resource ``res``."""
+        return self.registries.get(res.name) or self.nesting.registry.child(res.name)
+
+    def resolve_type(
+        self, rtype: str, c: Where, name: str, registry: ResourceRegistry | None = None
+    ) -> tuple[str, str | None]:
+        """The type of resource ``name`` once mapped by the registry, and the
+        template it names (if any)."""
+        registry = registry or self.nesting.registry
+        mapped, mapping = registry.resolve(self.checks, rtype, c, name)
         if mapping is not None:
             return mapped, mapping.target
         if is_template_type(mapped):
