@@ -180,3 +180,45 @@ def test_the_setpoint_environment_is_merged_after_the_environment_file(
     assert warnings == [
         "stacks/app.yaml:19: resources.wild.type: Site::Greeter is not managed by setpoint"
     ]
+
+
+CORPUS = Path(__file__).parent / "heat_corpus"
+
+
+def test_the_corpus_tiers_render_and_converge(make_fleet: MakeFleet, tmp_path: Path) -> None:
+    """Wildcard, type-to-type, OS::Heat::None and per-resource mappings, a
+    group of template resources read through refs, attributes, resource.<n>
+    and removed_rsrc_list: rendered, then converged by agent processes."""
+    log = tmp_path / "summary.log"
+    files = {
+        "stacks/tiers.yaml": (CORPUS / "tiers.yaml").read_text(),
+        "stacks/tiers.env.yaml": (CORPUS / "tiers.env.yaml").read_text()
+        + f"parameter_defaults:\n  log: {log}\n",
+    }
+    for name in ("tier_member.yaml", "tier_member_loud.yaml"):
+        files[f"stacks/nested/{name}"] = (CORPUS / "nested" / name).read_text()
+    fleet = make_fleet(files)
+    warnings: list[str] = []
+    model = load_model(fleet.repo.tree("HEAD"), on_problem=lambda p: warnings.append(str(p)))
+    assert warnings == [
+        "stacks/tiers.env.yaml:9: resource_registry.resources.members.2.hooks: hooks are "
+        "not used by setpoint (it never pauses on a resource)"
+    ]
+    assert {d.qualified: d.file for d in model.deployments()} == {
+        "tiers/members/0/deployment": "stacks/nested/tier_member.yaml",
+        "tiers/members/1/deployment": "stacks/nested/tier_member.yaml",
+        "tiers/members/2/deployment": "stacks/nested/tier_member_loud.yaml",
+        "tiers/summary": "stacks/tiers.yaml",
+    }
+    summary = model.deployment("tiers/summary")
+    assert summary.input_values["stacks"] == "tiers/members/0,tiers/members/1,tiers/members/2"
+    assert model.stacks["tiers"].outputs["member_stacks"].value == {
+        "0": "tiers/members/0",
+        "1": "tiers/members/1",
+        "2": "tiers/members/2",
+    }
+    fleet.converge()
+    assert log.read_text().splitlines() == [
+        "tiers/members/0,tiers/members/1,tiers/members/2 | member-0 | "
+        '{"0":"member-0","1":"member-1","2":"member-2 (loud)"} | []'
+    ]
