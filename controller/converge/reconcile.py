@@ -97,10 +97,15 @@ class PassOutcome:
         return self.desired.complete and all(s.converged for s in self.servers.values())
 
     def summary(self) -> str:
-        done = sum(s.converged for s in self.servers.values())
+        # A server still waiting for something of this commit (a later batch,
+        # an upstream output) has not converged at it, whatever its report says
+        # about what it was given before.
+        behind = {w.server for w in self.waiting}
+        done = sum(s.converged and name not in behind for name, s in self.servers.items())
         parts = [f"{done}/{counted(len(self.servers), 'server')} converged at {self.commit[:12]}"]
         if self.published.changed:
             parts.append(f"published {len(self.published.changed)}")
+        in_batches: set[tuple[str, str]] = set()
         for name, rollout in sorted(self.ledger.rollouts.items()):
             p = rollout.progress
             if p and rollout.outcome == "rolling":
@@ -108,8 +113,11 @@ class PassOutcome:
                     f"{name} batch {p['batch']}/{p['batches']}: {len(p['done'])} done, "
                     f"{len(p['in_progress'])} in progress, {len(p['waiting'])} waiting"
                 )
-        if self.waiting:
-            parts.append(f"{len(self.waiting)} waiting")
+                in_batches.update((name, server) for server in p["waiting"])
+        # Pairs a rollout holds for a later batch are told in its line above.
+        others = [w for w in self.waiting if (w.deployment, w.server) not in in_batches]
+        if others:
+            parts.append(f"{len(others)} waiting")
         # Servers, not failure lines: a server with two failed deployments is
         # one failed server, and a halted rollout is said apart.
         failed = sum(1 for s in self.servers.values() if s.failed)

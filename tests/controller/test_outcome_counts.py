@@ -82,3 +82,27 @@ deployments:
         assert not any(s.converged for s in outcome.servers.values())
     finally:
         fleet.close()
+
+
+def test_a_rollout_in_batches_counts_each_waiting_server_once(tmp_path: Path) -> None:
+    """Servers held for a later batch are said once (in the rollout's progress),
+    and are not converged at the new commit they have not been given."""
+    one_at_a_time = stack("1").replace("max_batch_size: 3", "max_batch_size: 1")
+    fleet = Fleet(
+        tmp_path,
+        {
+            "inventory.yaml": inventory(SERVERS, {"apps": SERVERS}),
+            "components/app/component.yaml": component(),
+            "stacks/s.yaml": one_at_a_time,
+        },
+    )
+    try:
+        for _ in range(5):
+            fleet.step()
+        fleet.commit({"stacks/s.yaml": one_at_a_time.replace('"1"', '"2"')})
+        summary = fleet.step().summary()
+        assert "batch 1/3: 0 done, 1 in progress, 2 waiting" in summary
+        assert summary.count("waiting") == 1, summary
+        assert summary.startswith("0/3 servers converged"), summary
+    finally:
+        fleet.close()
