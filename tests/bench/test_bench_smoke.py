@@ -5,6 +5,7 @@ Speed goals live in ``python -m bench``, not here.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def test_concurrency_scenario_runs_and_scales_the_one_worker_figures() -> None:
 
     rows = measure([24], 4, lambda n: latency_fleet(n, 0.001), 12, lambda _: None)
     ((one, pooled),) = rows
+    assert one is not None
     assert (one.workers, pooled.workers) == (1, 4)
     assert pooled.publish.pointers == 24
     assert pooled.following.pointers == 0
@@ -48,6 +50,29 @@ def test_concurrency_scenario_runs_and_scales_the_one_worker_figures() -> None:
     assert one.publish.pointers == 24  # measured at 12 servers, scaled by 2
     printed = table("smoke", rows)
     assert "measured at 12 servers, scaled by 2" in printed
+
+
+def test_concurrency_sequential_max_zero_skips_the_one_worker_baseline() -> None:
+    from bench.concurrency import Fleet, goal, latency_fleet, measure, table
+
+    built: list[int] = []
+
+    def make_fleet(servers: int) -> AbstractContextManager[Fleet]:
+        built.append(servers)
+        return latency_fleet(servers, 0.001)
+
+    rows = measure([24], 4, make_fleet, 0, lambda _: None)
+    assert built == [24]  # no fleet of 0 servers, no one-worker pass
+    ((one, pooled),) = rows
+    assert one is None
+    assert pooled.publish.pointers == 24
+    printed = table("smoke", rows).splitlines()
+    publish = next(line for line in printed if " publish " in line).split()
+    assert (publish[5], publish[7]) == ("-", "-")  # 1 worker and speed-up: not measured
+    pooled.servers = 10_000  # the goal line, as a 10,000-server run would print it
+    verdict = goal([(None, pooled)], 20)
+    assert verdict is not None
+    assert "speed-up not measured" in verdict
 
 
 def test_cluster_scenario_bring_up_join_and_leave_converge(tmp_path: Path) -> None:
