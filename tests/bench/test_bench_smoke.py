@@ -5,6 +5,7 @@ Speed goals live in ``python -m bench``, not here.
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -96,3 +97,26 @@ def test_dashboard_scenario_fetches_every_page(capsys: pytest.CaptureFixture[str
     assert "overview, first (reads the fleet, then renders)" in printed
     for label, _ in PAGES:
         assert f"{label} (median)" in printed
+
+
+def test_publish_bytes_finds_every_object_that_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.publish_bytes import main
+
+    saved = tmp_path / "saved.json"
+    assert main(["--servers", "12", "--save", str(saved)]) == 0
+    assert main(["--servers", "12", "--against", str(saved)]) == 0  # deterministic
+    doc = json.loads(saved.read_text())
+    objects = doc["objects"]
+    assert "controller/ledger" in objects
+    pointers = sorted(k for k in objects if k.endswith("/pointer"))
+    assert len(pointers) == 12
+    objects[pointers[0]] = "0" * 64  # as if a change had altered one pointer's bytes
+    del objects[pointers[1]]
+    saved.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["--servers", "12", "--against", str(saved)]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"2 of {len(objects) + 1} objects differ from {saved}"
+    assert printed[1:] == [f"  {pointers[0]}: bytes", f"  {pointers[1]}: only now"]
