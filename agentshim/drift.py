@@ -2,7 +2,11 @@
 
 With ``--drift-interval`` the agent re-runs, every interval (jittered ±10%),
 the check mode of each deployment whose digest succeeded here and is active
-(``agentshim.checking``: the action is UPDATE, what a correction would run),
+(``agentshim.checking``: the action is UPDATE, what a correction would run);
+a suspended deployment is not checked and has no drift result. A digest is
+first checked one jittered interval after it was applied, or after the agent
+started, never at start-up: a fleet restarted at once does not run every
+tool's check mode at once, and a config just applied needs no check yet.
 and reports per deployment: ``clean``, ``drifted`` (with the tool's summary
 of what differs) or ``unknown`` (nothing can tell: a script without a CHECK
 config). The config's attached files and directories are checked first, by
@@ -40,31 +44,42 @@ class DriftWatch:
         self.checker = checker
         self.interval = interval
         self.rng = rng
-        # The first check is due at the agent's first cycle (so ``--once`` checks too).
-        self.next_at = None if interval is None else ctx.clock()
+        # deployment -> (the applied digest, when its next check is due)
+        self.due: dict[str, tuple[str, float]] = {}
 
     def _jittered(self) -> float:
         assert self.interval is not None
         return self.interval * self.rng.uniform(1 - JITTER, 1 + JITTER)
 
     def run(self, manifest: Manifest) -> None:
-        """A drift check of every applied config when one is due; one report
+        """A drift check of every applied config whose check is due; one report
         write at most, and only when a result changed."""
         ctx = self.ctx
-        if self.next_at is None or ctx.clock() < self.next_at:
+        if self.interval is None:
             return
-        self.next_at = ctx.clock() + self._jittered()
+        now = ctx.clock()
         state = ctx.state
-        found: dict[str, CheckReport] = {}
-        for entry in manifest.deployments:
+        active = {
+            e.name: e for e in manifest.deployments if applied(state.deployments.get(e.name), e)
+        }
+        for name, entry in active.items():
+            if self.due.get(name, ("", 0.0))[0] != entry.config:
+                self.due[name] = (entry.config, now + self._jittered())  # applied, or started
+        self.due = {n: d for n, d in self.due.items() if n in active}
+        # Results only for what is applied and active now, each for its digest.
+        found = {
+            n: r for n, r in state.drift.items() if n in active and r.config == active[n].config
+        }
+        for name, entry in active.items():
+            if now < self.due[name][1]:
+                continue
             if ctx.stop.is_set():
                 return
-            if not applied(state.deployments.get(entry.name), entry):
-                continue
             result = self._check(entry)
             if result is None:
                 return
-            found[entry.name] = result
+            found[name] = result
+            self.due[name] = (entry.config, now + self._jittered())
         if found != state.drift:
             for name, result in found.items():
                 if result != state.drift.get(name):
@@ -105,9 +120,11 @@ class DriftWatch:
 
 
 def applied(dep: DeploymentState | None, entry: ManifestEntry) -> bool:
-    """The entry's digest succeeded here, its last run too, and it is active."""
+    """The entry's digest succeeded here, its last run too, and it is active
+    (here, and in the manifest: one being suspended is not checked either)."""
     return (
-        dep is not None
+        entry.state == "active"
+        and dep is not None
         and dep.succeeded == entry.config
         and dep.report is not None
         and dep.report.status == "COMPLETE"

@@ -258,22 +258,40 @@ def _write_plan(
 
 
 def _preflight(args: argparse.Namespace, store: Any, head_rev: str) -> dict[str, Any]:
-    """Publish HEAD's changes to check on every server (under the store's lease),
-    then wait for the answers."""
+    """Publish HEAD's changes to check on every server, then wait for the answers.
+
+    The request document keeps the checks published by every reconcile pass
+    while the plan waits. With the store's lease free, the plan publishes the
+    pointers itself; while a controller holds it (``setpoint watch``), that
+    controller publishes them on its next pass."""
     from setpoint.controller.converge.preflight import await_answers
+    from setpoint.controller.converge.preflight_requests import delete_request
     from setpoint.controller.gitops.environments import EnvironmentReconciler
 
     if store is None:
         raise SetpointError("--preflight needs --store: the servers answer through it")
-    try:
-        with replicas.reconcile_lease(args, store) as lease, GitRepo.open(args.repo) as repo:
-            reconciler = EnvironmentReconciler(
-                repo, store, rev=head_rev, policy=pointer_policy(args), env=args.env, lease=lease
+    timeout = args.preflight_timeout
+    with GitRepo.open(args.repo) as repo:
+        reconciler = EnvironmentReconciler(
+            repo, store, rev=head_rev, policy=pointer_policy(args), env=args.env
+        )
+        try:
+            with replicas.reconcile_lease(args, store) as lease:
+                reconciler.lease = lease
+                request = reconciler.publish_preflight(timeout)
+        except replicas.LeaseBusy as exc:
+            print(
+                f"setpoint: {exc}; it publishes the checks on its next pass",
+                file=sys.stderr,
             )
-            checks = reconciler.publish_preflight()
-    except (replicas.LeaseBusy, replicas.LeaseLost) as exc:
-        raise SetpointError(f"cannot publish the preflight: {exc}") from exc
-    return await_answers(store, checks, args.preflight_timeout)
+            reconciler.lease = None
+            request = reconciler.publish_preflight(timeout, pointers=False)
+        except replicas.LeaseLost as exc:
+            raise SetpointError(f"cannot publish the preflight: {exc}") from exc
+    try:
+        return await_answers(store, request.checks, timeout)
+    finally:
+        delete_request(store, request)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -263,7 +263,9 @@ def _passes(args: argparse.Namespace, reconciler: Any, recorder: Any, notifier: 
         if not args.wait:
             outcome = reconciler.run_pass()
             record(outcome)
-            code = OK
+            # A rollout stopped by this pass (halted, rolled back, a preflight
+            # that failed) is a failed rollout, as --wait says it.
+            code = FAILED if outcome.desired.failures else OK
         else:
             from setpoint.controller.cli.progress import Progress
 

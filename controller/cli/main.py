@@ -28,7 +28,8 @@ from setpoint.store.errors import StoreError
 EPILOG = """\
 exit codes:
   0   success (reconcile --wait: every server converged; fsck: the store is clean)
-  1   a deployment failed (reconcile --wait); fsck found problems (or some are
+  1   a deployment failed (reconcile --wait); a rollout stopped: halted, rolled
+      back, or halted by a failed preflight (reconcile --once); fsck found problems (or some are
       left after --repair); gc refused (the store is broken: run fsck)
   2   timed out before the fleet converged (reconcile --wait)
   3   invalid definitions: every problem is listed with file, line and field;
@@ -36,6 +37,8 @@ exit codes:
   4   the repository or the store could not be used, or reconcile refused to
       replace signed pointers it cannot verify (nothing was published)
   5   another controller holds the store's lease (reconcile; see --lease-wait)
+  6   reconcile --plan: the branch head or the store's pointers moved since
+      'setpoint plan --out' made that plan (nothing was published)
   64  wrong usage
 
 how it fits together:

@@ -10,10 +10,11 @@ runs that. Each entry carries a new run token, so a server checks it afresh even
 answered for that digest before (the server may have changed since). The
 answers are awaited, bounded, and shown per server.
 
-The next reconcile pass publishes the deployments' own desired state again,
-which drops these preflight entries (unless the deployment asks for
-``preflight: true``): run the plan's preflight where no controller publishes a
-different commit meanwhile, or its answers may be cut short.
+The plan also writes a request document naming these entries
+(``converge.preflight_requests``), which every reconcile pass merges into
+what it publishes until the plan deletes it: a running controller
+(``setpoint watch``) keeps the checks published, and, when it holds the
+store's lease, is the one that publishes them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class PreflightPublication:
     groups: dict[str, DesiredState] = field(default_factory=dict)
     # server -> the entries it is asked to check
     checks: dict[str, tuple[ManifestEntry, ...]] = field(default_factory=dict)
+    # server -> the bundles those entries need (tree digest -> zip digest)
+    bundles: dict[str, dict[str, str]] = field(default_factory=dict)
+    # digest -> bytes of every config and file the entries to check name
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 def changed_entries(wanted: Manifest, prior: Manifest) -> tuple[ManifestEntry, ...]:
@@ -74,6 +79,8 @@ def preflight_publication(
         checks = tuple(replace(e, run=(CHECK, token)) for e in changed_entries(wanted, prior))
         if checks:
             out.checks[server] = checks
+            out.bundles[server] = dict(wanted.bundles)
+            out.blobs.update(_check_blobs(head, checks, wanted.bundles))
         # Checks a deployment's own preflight asked for stay, unless replaced.
         asked = {e.name for e in checks}
         kept = tuple(e for e in prior.preflight if e.name not in asked)
@@ -87,6 +94,20 @@ def preflight_publication(
             bundles={**prior.bundles, **wanted.bundles} if checks else prior.bundles,
             preflight=checks + kept,
         )
+    return out
+
+
+def _check_blobs(
+    head: DesiredState, entries: tuple[ManifestEntry, ...], bundles: dict[str, str]
+) -> dict[str, bytes]:
+    """The configs and files ``entries`` name, as rendered (all of them are)."""
+    out: dict[str, bytes] = {}
+    for entry in entries:
+        rendered = head.configs[entry.config]
+        out[entry.config] = rendered.blob
+        for ref in rendered.body["files"].values():
+            zipped = bundles.get(ref["digest"], ref["digest"])
+            out[zipped] = head.attachments[zipped]
     return out
 
 

@@ -10,6 +10,7 @@ store say (the cache only saves reads: a new process reads everything once).
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ import structlog
 
 from setpoint.controller.converge import heat_agent
 from setpoint.controller.converge.preflight import preflight_publication
+from setpoint.controller.converge.preflight_requests import (
+    PreflightRequest,
+    live_requests,
+    merge_requests,
+    write_request,
+)
 from setpoint.controller.converge.publish import PointerPolicy, PublishResult, publish
 from setpoint.controller.converge.runs import Masker, masked_reasons
 from setpoint.controller.converge.trust import trusted_pointers
@@ -39,6 +46,10 @@ from setpoint.store.lease import Lease
 from setpoint.store.signing import SigningKey
 
 log = structlog.get_logger("setpoint.reconcile")
+
+# How long a plan's preflight request outlives its wait: a plan killed while
+# it waits leaves a request that stops counting this long after its timeout.
+REQUEST_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class PassOutcome:
 
     @property
     def failed(self) -> list[str]:
-        stopped = list(self.desired.failures)
+        stopped = list(self.desired.failures) + self.desired.left_out
         return stopped + [f"{s.server}: {f}" for s in self.servers.values() for f in s.failed]
 
     @property
@@ -108,7 +119,12 @@ class PassOutcome:
         if drifted:
             parts.append(f"{drifted} drifted")
         if self.desired.failures:
-            parts.append(f"{len(self.desired.failures)} rollouts stopped")
+            parts.append(f"{counted(len(self.desired.failures), 'rollout')} stopped")
+        if self.desired.left_out:
+            parts.append(
+                f"{counted(len(self.desired.left_out), 'rollout')} without servers "
+                "whose preflight failed"
+            )
         if self.invalid:
             parts.append(f"{len(self.invalid)} invalid")
         return ", ".join(parts)
@@ -128,7 +144,7 @@ class PassOutcome:
         agent did before it saw that pointer, not what it will do with it."""
         awaiting = self.awaiting(published)
         answering = [s for s in self.servers.values() if s.server not in awaiting]
-        failed = list(self.desired.failures)
+        failed = list(self.desired.failures) + self.desired.left_out
         failed += [f"{s.server}: {f}" for s in answering for f in s.failed]
         converged = self.desired.complete and not awaiting and all(s.converged for s in answering)
         return failed, converged
@@ -296,6 +312,11 @@ class Reconciler:
         model = self.load()
         fleet = self._read_fleet(model)
         ledger, desired = self._decide(model, fleet)
+        # A plan's preflight checks stay published while it waits for the answers.
+        verifier = self.policy.verifier() if self.policy.signing_key else None
+        merge_requests(
+            desired.manifests, live_requests(self.store, verifier, self.clock()), fleet.servers
+        )
         ledger.retired = {
             s: ledger.retired.get(s, model.commit)
             for s in fleet.servers
@@ -332,10 +353,13 @@ class Reconciler:
         )
         return outcome
 
-    def publish_preflight(self) -> dict[str, tuple[ManifestEntry, ...]]:
-        """``plan --preflight``: the commit's changed entries published to check
-        beside what each server runs, nothing else changed (``converge.preflight``);
-        returns what each server was asked to check."""
+    def publish_preflight(self, timeout: float, pointers: bool = True) -> PreflightRequest:
+        """``plan --preflight``: the commit's changed entries to check beside what
+        each server runs, nothing else changed (``converge.preflight``). Their
+        blobs are stored, then the request document that keeps them published
+        for ``timeout`` seconds and a minute more (``converge.preflight_requests``);
+        then, with ``pointers``, the pointers (fenced by ``lease``, when held);
+        without, a running controller publishes them on its next pass."""
         model = self.load()
         fleet = self._read_fleet(model)
 
@@ -344,18 +368,32 @@ class Reconciler:
 
         head = compute_desired(model, fleet.reports, previous)
         trusted = {s: p for s, p in fleet.pointers.items() if s not in fleet.bad_pointers}
-        token = f"plan-{int(self.clock() * 1000)}"
-        request = preflight_publication(head, previous, trusted, token)
+        now = self.clock()
+        token = f"plan-{int(now * 1000)}-{secrets.token_hex(3)}"
+        publication = preflight_publication(head, previous, trusted, token)
+        request = PreflightRequest(
+            token,
+            model.commit,
+            now + timeout + REQUEST_MARGIN,
+            publication.checks,
+            publication.bundles,
+        )
+        # Blobs before the request that names them: a pass may publish it at once.
+        missing = sorted(self.store.find_missing(publication.blobs))
+        self.store.pool.map(self.store.put_blob, [publication.blobs[d] for d in missing])
+        write_request(self.store, request, self.policy.signing_key)
+        if not pointers:
+            return request
         fence: dict[str, Any] = {}
         if self.lease is not None:
             self.lease.hold()
             listed = {s: fleet.versions.get(pointer_key(s)) for s in fleet.servers}
             fence = {"fence": self.lease.hold}
             fence["versions"] = listed if self.lease.fences_writes else None
-        for group in request.groups.values():
+        for group in publication.groups.values():
             current = {s: trusted.get(s) for s in group.manifests}
             publish(self.store, group, current, self.clock, self.policy, fleet.seen, **fence)
-        return request.checks
+        return request
 
     def _read_fleet(self, model: Model) -> _Fleet:
         """List ``agents/``, then read what changed: pointers, reports, manifests."""

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from setpoint.controller.definitions.checks import Where, did_you_mean
-from setpoint.controller.definitions.fields import read_actions, read_timeout, read_update_policy
+from setpoint.controller.definitions.fields import (
+    read_actions,
+    read_preflight,
+    read_timeout,
+    read_update_policy,
+)
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.intrinsics import INVALID, NativeIntrinsics, has_deferred
 from setpoint.controller.definitions.model import (
@@ -204,11 +209,7 @@ class DeploymentReader:
             "state": checks.choice(dm, "state", where, STATES, defaults.get("state", "active")),
             "run": run,
             "converge": checks.boolean(dm, "converge", where),
-            "preflight": (
-                checks.boolean(dm, "preflight", where)
-                if "preflight" in dm
-                else bool(defaults.get("preflight", False))
-            ),
+            "preflight": read_preflight(checks, dm, where, defaults.get("preflight"), count),
             "on_drift": checks.choice(
                 dm, "on_drift", where, ON_DRIFT, defaults.get("on_drift", "report")
             ),

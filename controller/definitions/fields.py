@@ -8,7 +8,13 @@ import re
 from typing import Any
 
 from setpoint.controller.definitions.checks import Checks, Where
-from setpoint.controller.definitions.model import HOT_TYPES, INPUT_TYPES, UpdatePolicy
+from setpoint.controller.definitions.model import (
+    EVERY_SERVER,
+    HOT_TYPES,
+    INPUT_TYPES,
+    Preflight,
+    UpdatePolicy,
+)
 from setpoint.controller.definitions.values import kind_of
 from setpoint.controller.definitions.yamlsource import YMap
 from setpoint.store.documents import LIFECYCLE_ACTIONS
@@ -85,6 +91,47 @@ def read_update_policy(
             f"(the deployment has {servers})",
         )
     return policy
+
+
+# ``min_pass: 90%``: a whole percentage of the servers checked.
+PERCENT_RE = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
+
+
+def read_preflight(
+    checks: Checks, m: YMap, where: Where, default: Preflight | None, servers: int
+) -> Preflight | None:
+    """``preflight: true | false | {min_pass: N% | N}`` (``default`` when absent);
+    ``servers`` is the number listed, 0 when unknown (a group)."""
+    if "preflight" not in m:
+        return default
+    value = m["preflight"]
+    c = where.at(m, "preflight")
+    if isinstance(value, bool):
+        return EVERY_SERVER if value else None
+    if not isinstance(value, YMap):
+        checks.error(c, f"expected true, false or {{min_pass: N% or N}}, got {kind_of(value)}")
+        return None
+    checks.check_keys(value, c, ("min_pass",), ("min_pass",))
+    if "min_pass" not in value:
+        return None
+    raw = value["min_pass"]
+    at = c.at(value, "min_pass")
+    shown = repr(raw) if isinstance(raw, str | int | float) else kind_of(raw)
+    percent = PERCENT_RE.match(raw) if isinstance(raw, str) else None
+    if percent is not None and 1 <= int(percent.group(1)) <= 100:
+        return Preflight(int(percent.group(1)), percent=True)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        if servers and raw > servers:
+            checks.error(
+                at,
+                f"min_pass {raw} is more servers than the deployment has ({servers})",
+            )
+            return None
+        return Preflight(raw, percent=False)
+    checks.error(
+        at, f"min_pass must be a percentage 1%..100% or a count of servers >= 1, got {shown}"
+    )
+    return None
 
 
 def read_typed_default(checks: Checks, m: YMap, where: Where) -> tuple[str, Any, bool] | None:

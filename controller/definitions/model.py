@@ -7,6 +7,7 @@ is an output that agents report.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,34 @@ class UpdatePolicy:
 
 ALL_AT_ONCE = UpdatePolicy()
 ONE_AT_A_TIME = UpdatePolicy(max_batch_size=1)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """``preflight``: a change is checked on every server before its first batch,
+    and the rollout starts once ``min_pass`` of the servers checked passed: a
+    percentage of them (``percent``) or a count. ``preflight: true`` is 100%.
+    The servers whose check failed are left out of a rollout that starts."""
+
+    min_pass: int = 100
+    percent: bool = True
+
+    @property
+    def everywhere(self) -> bool:
+        """Every server checked must pass (``preflight: true``, ``min_pass: 100%``)."""
+        return self.percent and self.min_pass >= 100
+
+    def required(self, checked: int) -> int:
+        """How many of ``checked`` servers must pass for the rollout to start."""
+        if self.percent:
+            return math.ceil(checked * self.min_pass / 100)
+        return min(self.min_pass, checked)
+
+    def describe(self) -> str:
+        return f"min_pass {self.min_pass}{'%' if self.percent else ''}"
+
+
+EVERY_SERVER = Preflight()
 
 
 @dataclass(frozen=True)
@@ -205,8 +234,9 @@ class Deployment:
     # Heat's ``signal_transport: NO_SIGNAL``: COMPLETE once delivered, for the
     # groups Heat's agents only deliver (``Heat::Ungrouped``, ``os-apply-config``).
     no_signal: bool = False
-    # Check a change on every server (the tools' check modes) before its first batch.
-    preflight: bool = False
+    # Check a change on every server (the tools' check modes) before its first
+    # batch (None: no preflight).
+    preflight: Preflight | None = None
     on_drift: str = "report"
 
     @property

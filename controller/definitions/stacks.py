@@ -8,7 +8,7 @@ from typing import Any
 from setpoint.controller.definitions.checks import NAME_RE, Where
 from setpoint.controller.definitions.deployments import DeploymentReader
 from setpoint.controller.definitions.environments import EnvironmentValues
-from setpoint.controller.definitions.fields import read_typed_default
+from setpoint.controller.definitions.fields import read_preflight, read_typed_default
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.heat.environment_file import is_environment_file
 from setpoint.controller.definitions.heat.template import (
@@ -107,7 +107,7 @@ class StackReader:
         defaults: dict[str, Any] = {
             "on_failure": checks.choice(m, "on_failure", where, ON_FAILURE, "halt"),
             "state": checks.choice(m, "state", where, STATES, "active"),
-            "preflight": checks.boolean(m, "preflight", where),
+            "preflight": read_preflight(checks, m, where, None, 0),
             "on_drift": checks.choice(m, "on_drift", where, ON_DRIFT, "report"),
         }
         if "kind" in m and m["kind"] != "Stack":

@@ -2,7 +2,9 @@
 
 A blob is *reachable* when a current pointer reaches it (its manifest, the
 configs in it, their files and zips), when the ledger's rollbacks would go
-back to it, or when one of the last deployed commits renders it (``keep``,
+back to it, when a plan's preflight request names it
+(``controller/preflight-*``, until the plan deletes it; an expired one is
+deleted here), or when one of the last deployed commits renders it (``keep``,
 gathered by the caller from the commit notes): a ``git revert`` of a recent
 commit then uploads nothing. Everything else is garbage, collected in two
 runs at least ``grace`` seconds apart:
@@ -42,9 +44,14 @@ from typing import Any
 
 import structlog
 
+from setpoint.controller.converge.preflight_requests import (
+    PREFIX,
+    PreflightRequest,
+    drop_expired,
+)
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import SetpointError
-from setpoint.controller.fleet.move import ledger_blobs, manifest_blobs
+from setpoint.controller.fleet.move import config_blobs, ledger_blobs, manifest_blobs
 from setpoint.controller.fleet.rerender import rendered_blobs
 from setpoint.controller.rollout.ledger import LEDGER
 from setpoint.controller.wording import counted
@@ -154,6 +161,24 @@ def reachable_blobs(store: Store, keep: Iterable[str] = ()) -> set[str]:
         out |= ledger_blobs(store, store.read_controller_doc(LEDGER) or {})
     except (InvalidDocument, DigestMismatch) as exc:
         raise GcRefused(f"controller/{LEDGER}", str(exc)) from exc
+    return out | request_blobs(store)
+
+
+def request_blobs(store: Store) -> set[str]:
+    """Blobs the preflight requests in the store name, signed or not, live or
+    expired (keeping more is safe; ``gc`` deletes the expired ones first)."""
+    out: set[str] = set()
+    for name in store.list_controller_docs(PREFIX):
+        try:
+            request = PreflightRequest.from_dict(store.read_controller_doc(name) or {})
+        except (InvalidDocument, TypeError, ValueError, KeyError, AttributeError):
+            continue  # no pass publishes what it names
+        for server, entries in request.checks.items():
+            for entry in entries:
+                try:
+                    out |= config_blobs(store, entry.config, request.bundles.get(server, {}))
+                except (NotFound, InvalidDocument, DigestMismatch):
+                    out.add(entry.config)
     return out
 
 
@@ -183,6 +208,8 @@ def gc(
     kept = set(keep)
     result = GcResult(dry_run=dry_run)
     now = clock()
+    if not dry_run:
+        drop_expired(store, now)  # a plan killed while it waited leaves its request
     mark = _read_mark(store)
     if mark is not None and now < mark[0] + grace:
         result.marked, result.marked_at = mark[1], mark[0]

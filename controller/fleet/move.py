@@ -95,7 +95,7 @@ class MoveResult:
         }
 
 
-def _config_blobs(store: Store, config: str, bundles: dict[str, str]) -> set[str]:
+def config_blobs(store: Store, config: str, bundles: dict[str, str]) -> set[str]:
     """A derived config and the zips (or files) it attaches."""
     body = store.get_json_blob(config, "config")
     out = {config}
@@ -111,7 +111,7 @@ def manifest_blobs(store: Store, digest: str) -> set[str]:
     manifest = Manifest.from_dict(store.get_json_blob(digest, "manifest"))
     out = {digest}
     for entry in manifest.fetched:
-        out |= _config_blobs(store, entry.config, manifest.bundles)
+        out |= config_blobs(store, entry.config, manifest.bundles)
     return out
 
 
@@ -129,7 +129,7 @@ def ledger_blobs(store: Store, ledger: dict[str, Any]) -> set[str]:
                 continue
             bundles = {k: v for k, v in (good.get("bundles") or {}).items() if is_digest(v)}
             try:
-                out |= _config_blobs(store, good["config"], bundles)
+                out |= config_blobs(store, good["config"], bundles)
             except NotFound:
                 out.add(good["config"])  # reported as lost by the copy
     return out

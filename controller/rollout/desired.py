@@ -41,6 +41,8 @@ class DesiredState:
     waiting: list[Waiting] = field(default_factory=list)
     # Rollouts stopped by a failure this pass (halted or rolled back), as text.
     failures: list[str] = field(default_factory=list)
+    # Rollouts that went on without the servers whose preflight failed (``min_pass``).
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -293,6 +295,7 @@ class _DesiredPass:
             self.preflight[server].append(entry)
             self.add_component_bundles(server, dep)
         state.failures += decision.failures
+        state.left_out += decision.left_out
         for server, why in decision.waiting.items():
             state.waiting.append(Waiting(qualified, server, qualified, None, None, why))
         for server, read in decision.reads.items():  # update_order: reverse

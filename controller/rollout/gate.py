@@ -39,6 +39,7 @@ from setpoint.controller.rollout.batches import (
     unreachable,
 )
 from setpoint.controller.rollout.ledger import Ledger, Rollout
+from setpoint.controller.wording import counted
 from setpoint.store.documents import DeploymentReport, ManifestEntry, Report
 
 
@@ -57,6 +58,9 @@ class Decision:
     # server -> the new entry it checks, not applies, before it is given it
     # (``preflight: true``: the manifest's preflight entries)
     preflight: dict[str, ManifestEntry] = field(default_factory=dict)
+    # A rollout that starts without the servers whose check failed (``min_pass``):
+    # what the operator must know, though nothing stopped.
+    left_out: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -199,11 +203,25 @@ class Gate:
         if not seen.pending:
             self._no_change_left(dep, rollout, seen)
             return decision
-        if dep.preflight and self._preflight_holds(dep, targets, seen, decision):
+        left_out: dict[str, str] = {}
+        if dep.preflight is not None:
+            held = self._preflight(dep, targets, seen, decision)
+            if held is None:
+                return decision
+            left_out = held
+        pending = [s for s in seen.pending if s not in left_out]
+        for server, reason in left_out.items():
+            decision.waiting[server] = f"preflight failed ({reason}): left out of the rollout"
+        failed = {s: f"preflight failed: {r}" for s, r in left_out.items()}
+        if not pending:
+            # Only servers left out remain: the rollout stays on record (what it
+            # gave whom counts toward ``min_pass`` when one of them passes later).
+            self._progress(dep, rollout, seen.done, seen.running, failed, [])
             return decision
 
         rollout = rollout or self._new_rollout(name)
         rollout.commit = self.commit
+        rollout.outcome = "rolling"  # nothing stops it (any more): batches go on
         batches = Batches(self.reports, self.now, self.unreachable_after)
         why = batches.admit(
             dep,
@@ -211,38 +229,84 @@ class Gate:
             seen.before,
             seen.bundles,
             rollout,
-            seen.pending,
+            pending,
             seen.running,
             decision.entries,
         )
-        still = [s for s in seen.pending if decision.entries.get(s) is not targets[s]]
+        still = [s for s in pending if decision.entries.get(s) is not targets[s]]
         for server in still:
             decision.waiting[server] = why
         # Progress as it stands after this pass, so that the next pass, if
         # nothing happened meanwhile, finds the same and writes nothing.
-        admitted = [s for s in seen.pending if s not in still]
-        self._progress(dep, rollout, seen.done, seen.running + admitted, seen.failed, still)
+        admitted = [s for s in pending if s not in still]
+        self._progress(dep, rollout, seen.done, seen.running + admitted, failed, still)
         return decision
 
-    def _preflight_holds(
+    def _preflight(
         self, dep: Deployment, targets: dict[str, ManifestEntry], seen: _Sorted, decision: Decision
-    ) -> bool:
-        """``preflight: true``: every server not yet given its new digest checks it
-        first (a preflight entry); no batch starts until each one PASSED. A
-        FAILED check halts the rollout, naming the servers and why. Held while
-        checks are out or failed, True; False once every check passed. An entry
-        whose digest the server already has (a state, a run token, a drift
+    ) -> dict[str, str] | None:
+        """``preflight``: every server not yet given its new digest checks it
+        first (a preflight entry); no batch starts until each one answered. The
+        rollout starts when at least ``min_pass`` of the servers checked passed
+        (those this rollout already gave the digest count as passed); the
+        servers whose check failed are left out of it, and returned with why.
+        Fewer passed, or fewer can still pass: the rollout halts, naming the
+        servers and why. None: held (checks out, or halted). An entry whose
+        digest the server already has (a state, a run token, a drift
         correction) needs no check."""
+        assert dep.preflight is not None
         name = dep.qualified
-        failed: dict[str, str] = {}
-        checking: list[str] = []
         changing = [
             s
             for s in seen.pending
             if (prior := seen.before.get(s)) is None or prior.config != targets[s].config
         ]
         if not changing:
-            return False
+            return {}
+        given = seen.rollout.targets if seen.rollout else {}
+        admitted = [
+            s
+            for s, config in given.items()
+            if s in targets and s not in changing and targets[s].config == config
+        ]
+        failed, checking = self._answers(changing, targets, decision)
+        checked = len(changing) + len(admitted)
+        need = dep.preflight.required(checked)
+        passed = checked - len(failed) - len(checking)
+        share = f"{dep.preflight.describe()}: {passed} of {counted(checked, 'server')} passed"
+        what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
+        if failed and checked - len(failed) < need:
+            untouched = "" if seen.done or seen.running else "nothing of it applied"
+            notes = [n for n in (untouched, "" if dep.preflight.everywhere else share) if n]
+            decision.failures.append(
+                f"{name}: preflight failed on {what}; rollout halted"
+                + (f" ({'; '.join(notes)})" if notes else "")
+            )
+            why = f"preflight failed on {', '.join(sorted(failed))}"
+            if seen.rollout is not None:
+                # A rollout under way (an earlier commit's) stops here: its
+                # progress is as it stands, no batch of it goes on.
+                seen.rollout.outcome = "halted"
+                self._progress(dep, seen.rollout, seen.done, seen.running, failed, [])
+        elif checking:
+            why = f"preflight: waiting for the check on {', '.join(sorted(checking))}"
+        else:
+            if failed:
+                decision.left_out.append(
+                    f"{name}: preflight failed on {what}; left out of the rollout ({share})"
+                )
+            return failed
+        for server in seen.pending:
+            decision.waiting[server] = why
+        return None
+
+    def _answers(
+        self, changing: list[str], targets: dict[str, ManifestEntry], decision: Decision
+    ) -> tuple[dict[str, str], list[str]]:
+        """Ask each server in ``changing`` to check its new entry; the servers
+        whose check failed (and why), and those still checking."""
+        failed: dict[str, str] = {}
+        checking: list[str] = []
         for server in changing:
             target = targets[server]
             decision.preflight[server] = target
@@ -258,20 +322,7 @@ class Gate:
                 failed[server] = "the agent is unreachable (no heartbeat): no answer"
             else:
                 checking.append(server)
-        if failed:
-            what = ", ".join(f"{s} ({r})" for s, r in sorted(failed.items()))
-            untouched = "" if seen.done or seen.running else " (nothing of it applied)"
-            decision.failures.append(
-                f"{name}: preflight failed on {what}; rollout halted{untouched}"
-            )
-            why = f"preflight failed on {', '.join(sorted(failed))}"
-        elif checking:
-            why = f"preflight: waiting for the check on {', '.join(sorted(checking))}"
-        else:
-            return False
-        for server in seen.pending:
-            decision.waiting[server] = why
-        return True
+        return failed, checking
 
     def _apply_ledger(self, name: str, targets: dict[str, ManifestEntry]) -> None:
         """Quarantines a new render lifts, and the retry counts each target carries."""

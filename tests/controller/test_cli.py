@@ -122,6 +122,18 @@ def test_help_teaches_exit_codes() -> None:
     assert result.returncode == 0
     assert "exit codes:" in result.stdout
     assert "invalid definitions" in result.stdout
+    # Every exit code a command can return is in the table scripts read.
+    from setpoint.controller.cli import common
+
+    codes = {
+        value
+        for name, value in vars(common).items()
+        if name.isupper() and type(value) is int and value < 256
+    }
+    listed = {
+        int(line.split()[0]) for line in result.stdout.splitlines() if line[:4].strip().isdigit()
+    }
+    assert codes <= listed, f"exit codes missing from --help: {sorted(codes - listed)}"
 
 
 @pytest.mark.parametrize("command", ["reconcile", "watch", "move", "status"])

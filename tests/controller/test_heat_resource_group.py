@@ -150,3 +150,145 @@ def test_a_group_of_servers_is_not_managed(make_fleet: MakeFleet) -> None:
         "stacks/app.yaml:4: resources.servers.type: OS::Heat::ResourceGroup is not managed "
         "by setpoint"
     ]
+
+
+REFERENCES = """
+heat_template_version: 2016-10-14
+parameters:
+  log:
+    type: string
+resources:
+  server1:
+    type: OS::Nova::Server
+  config:
+    type: OS::Heat::SoftwareConfig
+    properties:
+      group: script
+      inputs:
+      - name: label
+      outputs:
+      - name: got
+      config: |
+        #!/bin/sh
+        echo -n "$label" > $heat_outputs_path.got
+  workers:
+    type: OS::Heat::ResourceGroup
+    properties:
+      count: 2
+      resource_def:
+        type: OS::Heat::SoftwareDeployment
+        properties:
+          config: {get_resource: config}
+          server: {get_resource: server1}
+          input_values:
+            label: worker-%index%
+  collect_config:
+    type: OS::Heat::SoftwareConfig
+    properties:
+      group: script
+      inputs:
+      - name: by_index
+        type: Json
+      - name: got
+        type: Json
+      - name: removed
+        type: Json
+      config: |
+        #!/bin/sh
+        echo "$refs | $first | $second | $by_index | $got | $removed" >> $log
+  collect:
+    type: OS::Heat::SoftwareDeployment
+    properties:
+      config: {get_resource: collect_config}
+      server: {get_resource: server1}
+      input_values:
+        refs: {list_join: [",", {get_attr: [workers, refs]}]}
+        first: {get_attr: [workers, refs, 0]}
+        second: {get_attr: [workers, resource.1]}
+        by_index: {get_attr: [workers, refs_map]}
+        got: {get_attr: [workers, attributes, got]}
+        removed: {get_attr: [workers, removed_rsrc_list]}
+        log: {get_param: log}
+"""
+
+
+def test_refs_refs_map_attributes_and_removed_rsrc_list_of_a_group(
+    make_fleet: MakeFleet, tmp_path: Path
+) -> None:
+    """As Heat's ResourceGroup gives them: a member's reference is what
+    get_resource of it gives (a deployment's is its name in setpoint);
+    refs_map and attributes are keyed by the member's index; setpoint never
+    removes members by name, so removed_rsrc_list is empty."""
+    log = tmp_path / "collect.log"
+    fleet = make_fleet(
+        {
+            "stacks/app.yaml": dedent(REFERENCES),
+            "stacks/app.env.yaml": f"parameter_defaults:\n  log: {log}\n",
+        }
+    )
+    model = fleet.model()
+    collect = model.deployment("app/collect")
+    assert collect.input_values["refs"] == "app/workers/0,app/workers/1"
+    assert collect.input_values["first"] == "app/workers/0"
+    assert collect.input_values["second"] == "app/workers/1"
+    assert collect.input_values["by_index"] == {"0": "app/workers/0", "1": "app/workers/1"}
+    assert collect.input_values["removed"] == []
+    assert collect.upstreams() == {"app/workers/0", "app/workers/1"}
+    fleet.converge()
+    assert log.read_text().splitlines() == [
+        "app/workers/0,app/workers/1 | app/workers/0 | app/workers/1 | "
+        '{"0":"app/workers/0","1":"app/workers/1"} | {"0":"worker-0","1":"worker-1"} | []'
+    ]
+
+
+def test_attributes_of_a_group_needs_the_attribute_name(make_fleet: MakeFleet) -> None:
+    template = REFERENCES.replace("[workers, attributes, got]", "[workers, attributes]")
+    env = "parameter_defaults:\n  log: /dev/null\n"
+    fleet = make_fleet({"stacks/app.yaml": dedent(template), "stacks/app.env.yaml": env})
+    with pytest.raises(InvalidDefinitions) as caught:
+        fleet.model()
+    assert [str(p) for p in caught.value.problems] == [
+        "stacks/app.yaml:54: resources.collect.properties.input_values.got.get_attr: "
+        "get_attr: attributes of ResourceGroup 'workers' takes the name of the members' "
+        "attribute after it"
+    ]
+
+
+def test_refs_of_a_group_of_template_resources_are_their_nested_stacks(
+    make_fleet: MakeFleet,
+) -> None:
+    template = """
+    heat_template_version: 2016-10-14
+    resources:
+      server1:
+        type: OS::Nova::Server
+      greeters:
+        type: OS::Heat::ResourceGroup
+        properties:
+          count: 2
+          resource_def:
+            type: nested/greet.yaml
+            properties:
+              server: {get_resource: server1}
+              greeting: hello-%index%
+      show_config:
+        type: OS::Heat::SoftwareConfig
+        properties:
+          group: script
+          config: "#!/bin/sh\\n"
+      show:
+        type: OS::Heat::SoftwareDeployment
+        properties:
+          config: {get_resource: show_config}
+          server: {get_resource: server1}
+          input_values:
+            stacks: {list_join: [" ", {get_attr: [greeters, refs]}]}
+            said: {list_join: [" ", {get_attr: [greeters, said]}]}
+    """
+    fleet = make_fleet(
+        {"stacks/app.yaml": dedent(template), "stacks/nested/greet.yaml": dedent(GREET)}
+    )
+    show = fleet.model().deployment("app/show")
+    assert show.input_values["stacks"] == "app/greeters/0 app/greeters/1"
+    fleet.converge()
+    assert show.upstreams() == {"app/greeters/0/deployment", "app/greeters/1/deployment"}

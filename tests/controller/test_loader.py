@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from setpoint.controller.definitions.loader import load_model
-from setpoint.controller.definitions.model import GetAttr, Model
+from setpoint.controller.definitions.model import EVERY_SERVER, GetAttr, Model, Preflight
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.errors import InvalidDefinitions, Problem
 
@@ -333,8 +333,62 @@ def test_preflight_and_on_drift_from_the_stack_or_the_deployment(
     )
     model = load(make_repo, {"components/c/component.yaml": COMPONENT, "stacks/s.yaml": stack})
     a, b = model.deployment("s/a"), model.deployment("s/b")
-    assert (a.preflight, a.on_drift) == (True, "correct")
-    assert (b.preflight, b.on_drift) == (False, "report")
+    assert (a.preflight, a.on_drift) == (EVERY_SERVER, "correct")
+    assert (b.preflight, b.on_drift) == (None, "report")
+
+
+def test_preflight_min_pass_as_a_percentage_or_a_count(make_repo: Callable[..., Path]) -> None:
+    stack = (
+        "kind: Stack\npreflight: {min_pass: 75%}\ndeployments:\n"
+        "  a:\n    component: c\n    servers: [s1, s2, s3]\n    input_values: {label: x}\n"
+        "  b:\n    component: c\n    servers: [s1, s2, s3]\n    input_values: {label: x}\n"
+        "    preflight: {min_pass: 2}\n"
+    )
+    model = load(make_repo, {"components/c/component.yaml": COMPONENT, "stacks/s.yaml": stack})
+    a, b = model.deployment("s/a"), model.deployment("s/b")
+    assert a.preflight == Preflight(75, percent=True)
+    assert (a.preflight.required(3), a.preflight.required(4)) == (3, 3)
+    assert b.preflight == Preflight(2, percent=False)
+    assert (b.preflight.required(3), b.preflight.required(1)) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "{min_pass: 0%}",
+            "min_pass must be a percentage 1%..100% or a count of servers >= 1, got '0%'",
+        ),
+        (
+            "{min_pass: 120%}",
+            "min_pass must be a percentage 1%..100% or a count of servers >= 1, got '120%'",
+        ),
+        (
+            "{min_pass: most}",
+            "min_pass must be a percentage 1%..100% or a count of servers >= 1, got 'most'",
+        ),
+        (
+            "{min_pass: 0}",
+            "min_pass must be a percentage 1%..100% or a count of servers >= 1, got 0",
+        ),
+        ("{min_pass: 3}", "min_pass 3 is more servers than the deployment has (2)"),
+    ],
+)
+def test_a_wrong_min_pass_names_file_line_and_field(
+    make_repo: Callable[..., Path], value: str, message: str
+) -> None:
+    stack = (
+        "kind: Stack\ndeployments:\n"
+        "  a:\n    component: c\n    servers: [s1, s2]\n    input_values: {label: x}\n"
+        f"    preflight: {value}\n"
+    )
+    found = problems(make_repo, {"components/c/component.yaml": COMPONENT, "stacks/s.yaml": stack})
+    got = find(found, message)
+    assert (got.file, got.line, got.field) == (
+        "stacks/s.yaml",
+        7,
+        "deployments.a.preflight.min_pass",
+    )
 
 
 def test_a_wrong_preflight_or_on_drift_names_file_line_and_field(
@@ -346,7 +400,7 @@ def test_a_wrong_preflight_or_on_drift_names_file_line_and_field(
         "    preflight: sometimes\n    on_drift: fix\n"
     )
     found = problems(make_repo, {"components/c/component.yaml": COMPONENT, "stacks/s.yaml": stack})
-    preflight = find(found, "expected true or false")
+    preflight = find(found, "expected true, false or {min_pass: N% or N}, got")
     assert (preflight.file, preflight.line, preflight.field) == (
         "stacks/s.yaml",
         7,

@@ -512,7 +512,8 @@ def test_a_retry_not_yet_published_is_a_change_with_a_store(
     assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
     report_every_entry(store, "s2", "FAILED")
     report_every_entry(store, "s3")
-    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 0
+    # The failure halts the rollout: a failed rollout, exit 1.
+    assert main(["reconcile", "--repo", str(repo), "--store", str(store_dir)]) == 1
     code, out = plan(capsys, repo, "HEAD", "HEAD", "--store", str(store_dir), "--exit-code")
     assert code == 0, out  # quarantined: the next pass publishes nothing
     assert main(["retry", "web/app", "--store", str(store_dir)]) == 0

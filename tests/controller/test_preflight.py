@@ -14,14 +14,27 @@ from pathlib import Path
 import pytest
 
 from setpoint.agentshim.agent import Agent
+from setpoint.controller.cli.common import FAILED
+from setpoint.controller.cli.main import main
+from setpoint.controller.converge.preflight import await_answers, preflight_passed
+from setpoint.controller.converge.preflight_requests import (
+    delete_request,
+    live_requests,
+    write_request,
+)
 from setpoint.controller.converge.reconcile import PassOutcome, Reconciler
 from setpoint.controller.converge.status import fleet_status
 from setpoint.controller.definitions.repository import GitRepo, commit_all, init_repo_from_dir
+from setpoint.controller.fleet.gc import gc
 from setpoint.controller.gitops.notes import CONVERGED, DeployRecord
 from setpoint.controller.gitops.recording import update_record
 from setpoint.controller.observe.events import pass_events
 from setpoint.controller.observe.metrics import exposition
+from setpoint.store.base import Store
+from setpoint.store.documents import Manifest
+from setpoint.store.local import LocalStore
 from setpoint.store.memory import MemoryStore
+from setpoint.store.signing import SigningKey
 
 SERVERS = ("s1", "s2", "s3")
 COMPONENT = """\
@@ -48,14 +61,14 @@ configs:
 """
 
 
-def stack(root: Path, content: str, extra: str = "") -> str:
+def stack(root: Path, content: str, extra: str = "", preflight: str = "true") -> str:
     return (
         "kind: Stack\n"
         "deployments:\n"
         "  app:\n"
         "    component: app\n"
         "    servers: [s1, s2, s3]\n"
-        "    preflight: true\n"
+        f"    preflight: {preflight}\n"
         f"{extra}"
         "    input_values:\n"
         f'      root: "{root}"\n'
@@ -66,10 +79,13 @@ def stack(root: Path, content: str, extra: str = "") -> str:
 class Site:
     """A repository, a memory store, a reconciler and an agent per server."""
 
-    def __init__(self, tmp_path: Path, extra: str = "") -> None:
+    def __init__(
+        self, tmp_path: Path, extra: str = "", preflight: str = "true", store: Store | None = None
+    ) -> None:
         self.root = tmp_path / "managed"
         self.root.mkdir()
         self.extra = extra
+        self.preflight = preflight
         src = tmp_path / "src"
         (src / "components/app").mkdir(parents=True)
         (src / "stacks").mkdir()
@@ -77,11 +93,11 @@ class Site:
             "kind: Inventory\nservers:\n" + "".join(f"  {s}: {{}}\n" for s in SERVERS)
         )
         (src / "components/app/component.yaml").write_text(COMPONENT)
-        (src / "stacks/site.yaml").write_text(stack(self.root, "v1", extra))
+        (src / "stacks/site.yaml").write_text(stack(self.root, "v1", extra, preflight))
         self.repo_path = tmp_path / "repo"
         init_repo_from_dir(src, self.repo_path, "v1")
         self.repo = GitRepo.open(self.repo_path)
-        self.store = MemoryStore("site")
+        self.store = store or MemoryStore("site")
         self.now = 1_700_000_000.0
         self.reconciler = Reconciler(self.repo, self.store, clock=lambda: self.now)
         self.agents = {
@@ -97,7 +113,9 @@ class Site:
         }
 
     def change(self, content: str) -> None:
-        (self.repo_path / "stacks/site.yaml").write_text(stack(self.root, content, self.extra))
+        (self.repo_path / "stacks/site.yaml").write_text(
+            stack(self.root, content, self.extra, self.preflight)
+        )
         commit_all(self.repo_path, content)
 
     def step(self) -> PassOutcome:
@@ -173,6 +191,69 @@ def test_a_check_failing_on_one_server_halts_with_nothing_applied(site: Site) ->
     assert site.written() == dict.fromkeys(SERVERS, "v2\n")
 
 
+def test_min_pass_starts_the_rollout_without_the_servers_whose_check_failed(
+    tmp_path: Path,
+) -> None:
+    site = Site(tmp_path, preflight="{min_pass: 60%}")
+    try:
+        site.step()
+        site.step()
+        (site.root / "broken-s2").write_text("")
+        site.change("v2")
+        site.step()  # the checks are asked for
+        outcome = site.step()  # 2 of 3 passed: 60% is 2, the rollout starts without s2
+        left_out = (
+            "site/app: preflight failed on s2 (script exited with status 1); "
+            "left out of the rollout (min_pass 60%: 2 of 3 servers passed)"
+        )
+        assert outcome.failed == [left_out]
+        assert not outcome.desired.failures  # no rollout stopped
+        why = {w.server: w.reason for w in outcome.waiting}
+        assert (
+            why["s2"] == "preflight failed (script exited with status 1): left out of the rollout"
+        )
+        site.step()
+        assert site.written() == {"broken-s2": "", "s1": "v2\n", "s2": "v1\n", "s3": "v2\n"}
+        outcome = site.step()
+        assert not outcome.converged
+        assert outcome.failed == [left_out]
+        assert "1 rollout without servers whose preflight failed" in outcome.summary()
+        status = {s.server: s for s in fleet_status(site.store, now=site.now)}
+        assert status["s2"].troubled
+        assert status["s2"].check_lines()[0].startswith("s2 site/app: preflight FAILED (")
+
+        # Fixed by hand, s2 passes its check again (after a backoff) and is given v2.
+        (site.root / "broken-s2").unlink()
+        site.now += 10
+        for _ in range(4):
+            outcome = site.step()
+        assert site.written() == dict.fromkeys(SERVERS, "v2\n")
+        assert site.step().converged
+    finally:
+        site.repo.close()
+
+
+def test_min_pass_halts_when_fewer_servers_can_pass(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="{min_pass: 2}")
+    try:
+        site.step()
+        site.step()
+        for server in ("s1", "s3"):
+            (site.root / f"broken-{server}").write_text("")
+        site.change("v2")
+        site.step()
+        outcome = site.step()
+        assert outcome.failed == [
+            "site/app: preflight failed on s1 (script exited with status 1), "
+            "s3 (script exited with status 1); rollout halted (nothing of it applied; "
+            "min_pass 2: 1 of 3 servers passed)"
+        ]
+        site.step()
+        assert [site.written()[s] for s in SERVERS] == ["v1\n"] * 3
+    finally:
+        site.repo.close()
+
+
 def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
     site = Site(tmp_path, "    on_drift: correct\n")
     try:
@@ -231,3 +312,126 @@ def test_an_agent_without_a_heartbeat_fails_its_check_rather_than_stall(site: Si
         "site/app: preflight failed on s3 (the agent is unreachable (no heartbeat): no answer); "
         "rollout halted (nothing of it applied)"
     ]
+
+
+def published_checks(site: Site) -> dict[str, tuple[str, ...]]:
+    """Each server's preflight entries as its pointer's manifest names them."""
+    out = {}
+    for server in SERVERS:
+        pointer = site.store.read_pointer(server)
+        assert pointer is not None
+        manifest = Manifest.from_dict(site.store.get_json_blob(pointer.manifest, "manifest"))
+        out[server] = tuple(e.name for e in manifest.preflight)
+    return out
+
+
+def plan_beside_a_watch(site: Site) -> Reconciler:
+    """The site converged on v1 under a controller that stays on v1 (the branch
+    it watches), and a commit v2 (a pull request's head) for a plan to check."""
+    for _ in range(3):
+        site.step()
+    watched = site.repo.resolve("HEAD")
+    site.reconciler = Reconciler(site.repo, site.store, rev=watched, clock=lambda: site.now)
+    site.change("v2")
+    return Reconciler(site.repo, site.store, clock=lambda: site.now)
+
+
+@pytest.mark.parametrize("pointers", [True, False], ids=["plan-publishes", "watch-publishes"])
+def test_a_plan_preflight_stays_published_through_a_running_controller(
+    tmp_path: Path, pointers: bool
+) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=pointers)
+        # The running controller's pass comes before any agent answered.
+        site.reconciler.run_pass()
+        assert published_checks(site) == dict.fromkeys(SERVERS, ("site/app",))
+        for agent in site.agents.values():
+            agent.run_once()
+        answers = await_answers(site.store, request.checks, timeout=0)
+        assert preflight_passed(answers)
+        changes = {s: a["site/app"].changes for s, a in answers.items() if a["site/app"]}
+        assert changes == {s: f"{site.root}/{s} would hold v2" for s in SERVERS}
+
+        # The plan is done: its request goes, and the next pass drops the checks.
+        delete_request(site.store, request)
+        assert site.reconciler.run_pass().converged
+        assert published_checks(site) == dict.fromkeys(SERVERS, ())
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+    finally:
+        site.repo.close()
+
+
+def test_an_expired_or_forged_request_is_not_published(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        site.now += 30 + 61  # the plan was killed: its request outlived its margin
+        site.reconciler.run_pass()
+        assert published_checks(site) == dict.fromkeys(SERVERS, ())
+        assert [r.token for r in live_requests(site.store, None, site.now - 60)] == [request.token]
+        # A signing controller merges only a request a key it trusts signed.
+        key, other = SigningKey.generate("ctl"), SigningKey.generate("intruder")
+        trusted = {"ctl": key.public()}
+        write_request(site.store, request, other)
+        assert live_requests(site.store, trusted, site.now - 60) == []
+        write_request(site.store, request, key)
+        assert [r.token for r in live_requests(site.store, trusted, site.now - 60)] == [
+            request.token
+        ]
+    finally:
+        site.repo.close()
+
+
+def test_gc_keeps_what_a_plan_asks_to_check_until_its_request_goes(tmp_path: Path) -> None:
+    site = Site(tmp_path, preflight="false")
+    try:
+        plan = plan_beside_a_watch(site)
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        (asked,) = {e.config for entries in request.checks.values() for e in entries}
+        site.reconciler.run_pass()
+        delete_request(site.store, request)
+        site.reconciler.run_pass()  # no pointer names the v2 config any more
+        request = plan.publish_preflight(timeout=30.0, pointers=False)
+        gc(site.store, grace=0, clock=lambda: site.now)  # mark
+        gc(site.store, grace=0, clock=lambda: site.now)  # sweep
+        assert not site.store.find_missing([asked])
+        # Expired (its plan was killed): gc deletes the request, then its blobs.
+        site.now += 30 + 61
+        gc(site.store, grace=0, clock=lambda: site.now)
+        assert site.store.read_controller_doc(request.name) is None
+        gc(site.store, grace=0, clock=lambda: site.now)
+        assert site.store.find_missing([asked]) == {asked}
+    finally:
+        site.repo.close()
+
+
+def test_reconcile_once_exits_failed_on_a_preflight_halt_without_a_stale_batch_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = "    update_policy: {max_batch_size: 1}\n"
+    site = Site(tmp_path, policy, store=LocalStore(tmp_path / "store"))
+    try:
+        for _ in range(6):
+            site.step()
+        assert site.written() == dict.fromkeys(SERVERS, "v1\n")
+        site.change("v2")
+        site.step()  # the checks
+        rolling = site.step()  # batch 1 of 3
+        assert "site/app batch 1/3" in rolling.summary()
+        (site.root / "broken-s3").write_text("")
+        site.change("v3")  # before v2 finished: its checks, and s3's fails
+        site.step()
+        capsys.readouterr()
+        code = main(
+            ["reconcile", "--repo", str(site.repo_path), "--store", str(tmp_path / "store")]
+        )
+        out = capsys.readouterr().out
+        assert code == FAILED
+        assert "batch" not in out.splitlines()[0]
+        assert "1 rollout stopped" in out.splitlines()[0]
+        assert "FAILED: site/app: preflight failed on s3 (script exited with status 1)" in out
+    finally:
+        site.repo.close()

@@ -61,13 +61,14 @@ def test_idle_pass_reads_no_pointer_or_report(tmp_path: Path) -> None:
             raise AssertionError("did not converge")
         assert not [k for k in store.agent_reads() if k.endswith("/pointer")]
 
-        # Idle: a listing and the controller's own documents, whatever the fleet size.
+        # Idle: a listing of agents/, one of the plans' preflight requests
+        # (controller/), and the controller's own documents, whatever the fleet size.
         store.reset()
         idle = reconciler.run_pass()
         assert idle.converged
         assert not idle.published.changed
         assert store.agent_reads() == []
-        assert store.stats.requests["list"] == 1
+        assert store.stats.requests["list"] == 2
         assert store.stats.requests["get"] == len(store.read) <= 3
         assert store.stats.writes == 0
 

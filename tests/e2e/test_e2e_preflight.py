@@ -195,6 +195,8 @@ def test_plan_preflight_shows_what_each_server_would_change(
         assert "-hello\n  +goodbye\n" in plan.stdout
         # Nothing applied: every server still has the deployed message.
         assert (root / f"{server}.motd").read_text() == "hello\n"
+    # Its answers in, the plan deleted its request: no pass publishes the checks again.
+    assert LocalStore(store_dir).list_controller_docs("preflight-") == []
 
     # A second plan asks every server afresh: s1 changed since.
     (root / "s1.motd").write_text("edited by hand\n")

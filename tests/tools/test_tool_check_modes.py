@@ -187,6 +187,8 @@ def test_a_file_changed_by_hand_is_drift(
     agent = make_agent(drift_interval=60.0)
     assert agent.run_once().exit_code == 0
     applied = target.read_text()
+    agent.ctx.clock.advance(70.0)  # type: ignore[attr-defined]
+    agent.run_once()  # the first check, one interval after the apply
     assert drift(store).status == "clean"
 
     target.write_text("changed by hand\n")
@@ -209,6 +211,8 @@ def test_an_unchanged_drift_result_writes_no_report(
     publisher.publish({"app/web": managed("puppet", PUPPET, tmp_path / "m.txt", "alice")})
     agent = make_agent(drift_interval=60.0, heartbeat=None)
     agent.run_once()
+    agent.ctx.clock.advance(70.0)  # type: ignore[attr-defined]
+    agent.run_once()  # the first check: clean, written once
     store.stats.reset()
     agent.ctx.clock.advance(70.0)  # type: ignore[attr-defined]
     agent.run_once()
@@ -228,6 +232,8 @@ def test_an_attached_file_changed_on_the_server_is_drift_without_running_a_tool(
     config = with_motd(store, f"#!/bin/sh\necho run >> {ran}\n")
     publisher.publish({"app/web": config})
     agent = make_agent(drift_interval=60.0)
+    agent.run_once()
+    agent.ctx.clock.advance(70.0)  # type: ignore[attr-defined]
     agent.run_once()
     assert drift(store).status == "unknown"  # a script without CHECK cannot tell
     files = agent.layout.files_dir(publisher.digests["app/web"])

@@ -208,14 +208,22 @@ class Evaluator:
         if not isinstance(arg, str) or arg not in resources:
             self.checks.error(c, f"get_resource: {self.scope.unknown_resource(arg)}")
             return INVALID
-        if resources[arg].type in SERVER_TYPES:
-            return self.servers.server_of(arg, c)
-        if resources[arg].type == RANDOM_STRING:  # its id is its value, in Heat
-            return self.attr_of(resources[arg], "value", [], c)
+        return self.reference(resources[arg], c)
+
+    def reference(self, res: Resource, c: Where) -> Any:
+        """What ``get_resource`` of ``res`` gives. Heat gives a physical id;
+        setpoint has one where it names the thing: a server's inventory name, a
+        deployment's (or a nested stack's) name in setpoint (``<stack>/<path>``),
+        a RandomString's value (its id, in Heat)."""
+        if res.type in SERVER_TYPES:
+            return self.servers.server_of(res.name, c)
+        if res.type == RANDOM_STRING:
+            return self.attr_of(res, "value", [], c)
+        if res.type in SINGLE_TYPES + GROUP_TYPES or res.template is not None:
+            return self.scope.qualified(res.name)
         self.checks.error(
             c,
-            f"get_resource: the id of {arg!r} ({resources[arg].type}) is not "
-            "known to setpoint here",
+            f"get_resource: the id of {res.name!r} ({res.type}) is not known to setpoint here",
         )
         return INVALID
 

@@ -11,7 +11,8 @@ reads the nested template's output ``name``.
 A ResourceGroup's members are ``<group>/0`` … ``<group>/<count - 1>``, each
 its ``resource_def`` with ``%index%`` (or ``index_var``) replaced by its
 index; ``get_attr`` of the group gives the list of its members' attributes,
-``[group, resource.<n>, ...]`` one member's.
+``[group, resource.<n>, ...]`` one member's, and ``refs``, ``refs_map``,
+``attributes`` and ``removed_rsrc_list`` as Heat's ResourceGroup gives them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.heat.functions import select
 from setpoint.controller.definitions.heat.registry import (
+    NONE_TYPE,
     ResourceRegistry,
     is_template_type,
     template_path,
@@ -83,6 +85,8 @@ OpenTemplate = Callable[[str, Nesting], NestedTemplate | None]
 Evaluate = Callable[[Any, Where], Any]
 # The attribute of one resource (``Evaluator.attr_of``).
 AttrOf = Callable[[Resource, str, list[Any], Where], Any]
+# What ``get_resource`` of one resource gives (``Evaluator.reference``).
+RefOf = Callable[[Resource, Where], Any]
 
 
 def substitute_index(value: Any, index_var: str, index: int) -> Any:
@@ -126,7 +130,10 @@ class NestedStacks:
         self.templates: dict[str, NestedTemplate | None] = {}
         self.members: dict[str, list[Resource]] = {}
         self.loading: set[str] = set()  # template resources being read, to find cycles
+        # The registries of group members' nested stacks (Heat's, drilled down twice).
+        self.registries: dict[str, ResourceRegistry] = {}
         self.attr_of: AttrOf | None = None  # set by the evaluator that reads attributes
+        self.ref_of: RefOf | None = None  # ``get_resource`` of a member, set likewise
 
     @property
     def member_names(self) -> set[str]:
@@ -170,7 +177,7 @@ class NestedStacks:
             return None
         depends = self.deployments_waited_for(res)
         nesting = Nesting(
-            registry=self.nesting.registry,
+            registry=self.registry_of(res),
             state=self.nesting.state,
             chain=(*chain, template),
             prefix=f"{self.scope.prefix}{res.name}/",
@@ -212,8 +219,15 @@ class NestedStacks:
         rdef = props.get("resource_def")
         if not isinstance(rdef, YMap) or not isinstance(rdef.get("type"), str):
             return None
-        member_type, template = self.resolve_type(rdef["type"], c.at(props, "resource_def"))
-        if member_type not in SINGLE_TYPES and template is None:
+        # As Heat reads a group: its members are resources "0", "1", ... of its
+        # nested stack, each typed through that stack's registry.
+        registry = self.nesting.registry.child(res.name)
+        count = self.count(props, c)
+        types = [
+            self.resolve_type(rdef["type"], c.at(props, "resource_def"), str(index), registry)
+            for index in range(max(count, 1))
+        ]
+        if not any(rtype in SINGLE_TYPES or template for rtype, template in types):
             return None
         self.checks.check_keys(props, c, GROUP_KEYS, ("resource_def",))
         dc = c.at(props, "resource_def")
@@ -224,7 +238,6 @@ class NestedStacks:
                 "removal_policies is not supported by setpoint: a group's members are "
                 "always 0 to count - 1 (lower count to remove the last ones)",
             )
-        count = self.count(props, c)
         index_var = props.get("index_var", "%index%")
         if not isinstance(index_var, str) or not index_var:
             self.checks.error(c.at(props, "index_var"), "expected index_var: a non-empty string")
@@ -235,6 +248,14 @@ class NestedStacks:
             return []
         members: list[Resource] = []
         for index in range(count):
+            member_type, template = types[index]
+            if member_type not in (*SINGLE_TYPES, NONE_TYPE) and template is None:
+                self.checks.error(
+                    dc.at(rdef, "type"),
+                    f"member {index} of {res.name!r} is mapped to {member_type}: setpoint "
+                    "reads groups of deployments or of template resources",
+                )
+                continue
             body = substitute_index(rdef, index_var, index)
             member_props = body.get("properties") or YMap()
             member = Resource(
@@ -242,12 +263,21 @@ class NestedStacks:
             )
             member.refs = walk_refs(member_props, self.choose) | res.refs
             members.append(member)
+            self.registries[member.name] = registry.child(str(index))
         self.members[res.name] = members
         return members
 
-    def resolve_type(self, rtype: str, c: Where) -> tuple[str, str | None]:
-        """A type once mapped by the registry, and the template it names (if any)."""
-        mapped, mapping = self.nesting.registry.resolve(self.checks, rtype, c)
+    def registry_of(self, res: Resource) -> ResourceRegistry:
+        """The registry of the nested stack of template resource ``res``."""
+        return self.registries.get(res.name) or self.nesting.registry.child(res.name)
+
+    def resolve_type(
+        self, rtype: str, c: Where, name: str, registry: ResourceRegistry | None = None
+    ) -> tuple[str, str | None]:
+        """The type of resource ``name`` once mapped by the registry, and the
+        template it names (if any)."""
+        registry = registry or self.nesting.registry
+        mapped, mapping = registry.resolve(self.checks, rtype, c, name)
         if mapping is not None:
             return mapped, mapping.target
         if is_template_type(mapped):
@@ -296,25 +326,59 @@ class NestedStacks:
         return None if nested is None else nested.output_names()
 
     def group_attr(self, res: Resource, attribute: str, path: list[Any], c: Where) -> Any:
-        """``[group, attr]``: every member's; ``[group, resource.<n>, attr]``: member n's."""
-        assert self.attr_of is not None
+        """A ResourceGroup's attributes, as Heat's: ``[group, attr]`` the list of
+        every member's; ``resource.<n>`` member n's (its reference alone);
+        ``refs`` and ``refs_map`` the members' references (what ``get_resource``
+        of each gives); ``attributes`` a map of index to member attribute;
+        ``removed_rsrc_list`` is empty, since setpoint never removes members by
+        name. As in Heat, ``refs_map`` and ``removed_rsrc_list`` take no path."""
         members = self.members[res.name]
         if attribute.startswith("resource."):
-            index = attribute.split(".", 1)[1]
-            if not index.isdigit() or int(index) >= len(members) or not path:
+            parts = attribute.split(".", 2)  # and Heat's resource.<n>.<attr> form
+            return self.member_attr(res, parts[1], [*parts[2:], *path], c)
+        if attribute == "refs":
+            refs = self.member_refs(members, c)
+            return refs if refs is INVALID or not path else self.select(refs, path)
+        if attribute == "refs_map":
+            refs = self.member_refs(members, c)
+            return refs if refs is INVALID else dict(zip(self.indexes(members), refs, strict=True))
+        if attribute == "removed_rsrc_list":
+            return []
+        if attribute == "attributes":
+            if not path or not isinstance(path[0], str):
                 self.checks.error(
                     c,
-                    f"get_attr: {res.name!r} has members 0 to {len(members) - 1}; "
-                    "resource.<n> takes an attribute after it",
+                    f"get_attr: attributes of ResourceGroup {res.name!r} takes the name of "
+                    "the members' attribute after it",
                 )
                 return INVALID
-            member = members[int(index)]
-            return self.attr_of(member, str(path[0]), list(path[1:]), c)
-        if attribute in ("refs", "refs_map", "removed_rsrc_list", "attributes"):
+            values = self.member_attrs(members, str(path[0]), list(path[1:]), c)
+            return (
+                values
+                if values is INVALID
+                else dict(zip(self.indexes(members), values, strict=True))
+            )
+        return self.member_attrs(members, attribute, path, c)
+
+    def member_attr(self, res: Resource, index: str, path: list[Any], c: Where) -> Any:
+        """``resource.<n>``: member n's reference, or its attribute ``path[0]``."""
+        assert self.attr_of is not None
+        assert self.ref_of is not None
+        members = self.members[res.name]
+        if not index.isdigit() or int(index) >= len(members):
             self.checks.error(
-                c, f"get_attr: {attribute!r} of a ResourceGroup is not known to setpoint"
+                c, f"get_attr: {res.name!r} has members 0 to {len(members) - 1}, not {index!r}"
             )
             return INVALID
+        member = members[int(index)]
+        if not path:
+            return self.ref_of(member, c)
+        return self.attr_of(member, str(path[0]), list(path[1:]), c)
+
+    def member_attrs(
+        self, members: list[Resource], attribute: str, path: list[Any], c: Where
+    ) -> Any:
+        assert self.attr_of is not None
         values = []
         for member in members:
             got = self.attr_of(member, attribute, path, c)
@@ -322,6 +386,21 @@ class NestedStacks:
                 return INVALID
             values.append(got)
         return values
+
+    def member_refs(self, members: list[Resource], c: Where) -> Any:
+        assert self.ref_of is not None
+        refs = []
+        for member in members:
+            got = self.ref_of(member, c)
+            if got is INVALID:
+                return INVALID
+            refs.append(got)
+        return refs
+
+    @staticmethod
+    def indexes(members: list[Resource]) -> list[str]:
+        """Each member's index, as Heat names a group's members: "0", "1", ..."""
+        return [m.name.rsplit("/", 1)[1] for m in members]
 
     def select(self, value: Any, path: list[Any]) -> Any:
         if has_deferred(value):

@@ -58,6 +58,7 @@ from setpoint.controller.definitions.heat.registry import (
     NoneResources,
     is_template_type,
     registry_of,
+    template_targets,
 )
 from setpoint.controller.definitions.heat.resources import (
     CONFIG_TYPES,
@@ -142,9 +143,7 @@ def nested_template_paths(sources: HeatSources, paths: list[str]) -> set[str]:
                 (env.get("resource_registry") if isinstance(env, YMap) else None, env_path)
             )
     for raw, base in registries:
-        for target in raw.values() if isinstance(raw, YMap) else ():
-            if isinstance(target, str) and is_template_type(target):
-                named.add(_relative(base, target))
+        named |= {_relative(base, target) for target in template_targets(raw)}
     return named
 
 
@@ -245,6 +244,7 @@ class HeatTemplate:
             evaluator.branch,
         )
         self.nested.attr_of = evaluator.attr_of
+        self.nested.ref_of = evaluator.reference
         evaluator.attribute_sources += [
             self.nested,
             RandomStrings(scope, self.sources.render_secret, evaluator.evaluate),
@@ -303,7 +303,7 @@ class HeatTemplate:
         """Types the registry maps, templates named, and resource groups' members."""
         for res in list(self.scope.resources.values()):
             res.type, res.template = self.nested.resolve_type(
-                res.type, res.where.at(res.body, "type")
+                res.type, res.where.at(res.body, "type"), res.name
             )
             if res.type == RESOURCE_GROUP:
                 for member in self.nested.expand_group(res) or ():
