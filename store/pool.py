@@ -25,8 +25,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TypeVar, cast
 
 from setpoint.store.errors import InvalidArgument
 
@@ -77,18 +77,33 @@ class WorkerPool:
         todo = list(items)
         if self.size == 1 or len(todo) <= 1 or getattr(self._worker, "busy", False):
             return [fn(item) for item in todo]
+        # One task per worker, each taking the next item not yet taken until
+        # none is left: a future per item cost more than a 20 ms request's
+        # share of CPU at 10,000 items, and taking items one at a time (not a
+        # fixed slice each) keeps one slow call from holding back the rest.
+        results: list[R | None] = [None] * len(todo)
+        errors: list[BaseException | None] = [None] * len(todo)
+        taken = iter(range(len(todo)))
+        taking = threading.Lock()
 
-        def run(item: T) -> R:
+        def drain() -> None:
             self._worker.busy = True  # this thread is one of the pool's
-            return fn(item)
+            while True:
+                with taking:
+                    i = next(taken, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = fn(todo[i])
+                except BaseException as exc:  # raised below, in input order, as a future would
+                    errors[i] = exc
 
-        futures: list[Future[R]] = [self._pool().submit(run, item) for item in todo]
-        wait(futures)
-        for future in futures:
-            error = future.exception()
+        tasks = [self._pool().submit(drain) for _ in range(min(self.size, len(todo)))]
+        wait(tasks)
+        for error in errors:
             if error is not None:
                 raise error
-        return [future.result() for future in futures]
+        return cast("list[R]", results)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:

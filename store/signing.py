@@ -15,6 +15,7 @@ import binascii
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -107,16 +108,18 @@ class SigningKey:
     def secret_text(self) -> str:
         return f"{self.name}:{base64.b64encode(self.seed).decode('ascii')}"
 
+    @cached_property
+    def _private(self) -> Ed25519PrivateKey:
+        # Derived once per key: deriving it from the seed costs as much as a
+        # signature, and a fleet-wide pass signs a pointer per server.
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
+
     def public(self) -> PublicKey:
-        raw = (
-            Ed25519PrivateKey.from_private_bytes(self.seed)
-            .public_key()
-            .public_bytes(Encoding.Raw, PublicFormat.Raw)
-        )
+        raw = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return PublicKey(self.name, raw)
 
     def sign(self, payload: bytes) -> str:
-        signature = Ed25519PrivateKey.from_private_bytes(self.seed).sign(payload)
+        signature = self._private.sign(payload)
         return base64.b64encode(signature).decode("ascii")
 
 

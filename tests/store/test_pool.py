@@ -150,3 +150,42 @@ def test_a_long_probe_is_cut_into_contiguous_slices_up_to_the_pool_size() -> Non
     probe_side_by_side(few, pool, probe_slice)
     assert seen == [few]  # too few keys to gain anything from a second slice
     pool.close()
+
+
+def test_a_slow_call_does_not_hold_back_the_calls_after_it() -> None:
+    """The first call ends only once every other one has: the other workers
+    must take them all, whichever worker the first call holds."""
+    pool = WorkerPool(2)
+    others_done = threading.Event()
+    done = 0
+    lock = threading.Lock()
+
+    def call(n: int) -> int:
+        nonlocal done
+        if n == 0:
+            return int(others_done.wait(timeout=5))
+        with lock:
+            done += 1
+            if done == 9:
+                others_done.set()
+        return n
+
+    assert pool.map(call, range(10)) == [1, *range(1, 10)]
+    pool.close()
+
+
+def test_a_call_that_raised_leaves_its_worker_taking_the_next_ones() -> None:
+    pool = WorkerPool(2)
+    ran: list[int] = []
+
+    def call(n: int) -> int:
+        ran.append(n)
+        if n % 2:
+            raise NotFound(f"k{n}")
+        return n
+
+    with pytest.raises(NotFound) as caught:
+        pool.map(call, range(20))
+    assert caught.value.key == "k1"
+    assert sorted(ran) == list(range(20))
+    pool.close()
