@@ -249,3 +249,52 @@ def test_the_corpus_layers_render_and_converge(make_fleet: MakeFleet, tmp_path: 
     }
     fleet.converge()
     assert log.read_text().splitlines() == ["good morning world!", "monitoring prod"]
+
+
+def test_a_file_several_stacks_list_is_reported_once(make_fleet: MakeFleet) -> None:
+    listing = "setpoint:\n  environment_files: [env/shared.yaml]\n"
+    fleet = make_fleet(
+        {
+            "stacks/app.yaml": dedent(APP),
+            "stacks/app.env.yaml": listing,
+            "stacks/other.yaml": dedent(APP),
+            "stacks/other.env.yaml": listing,
+            "stacks/env/shared.yaml": "parameter_defaults: {greeting: hi}\nbogus: 1\n",
+        }
+    )
+    with pytest.raises(InvalidDefinitions) as err:
+        fleet.model()
+    assert [str(p) for p in err.value.problems] == [
+        "stacks/env/shared.yaml:2: bogus: unknown key 'bogus' (allowed: parameters, "
+        "parameter_defaults, resource_registry, event_sinks, encrypted_param_names, "
+        "parameter_merge_strategies)"
+    ]
+
+
+def test_a_shared_default_a_template_does_not_declare_is_not_warned_about(
+    make_fleet: MakeFleet,
+) -> None:
+    """Shared files carry the defaults of many templates (Heat ignores the
+    ones a template does not declare); the stack's own file is still checked."""
+    fleet = make_fleet(
+        {
+            "stacks/app.yaml": dedent(APP),
+            "stacks/app.env.yaml": dedent("""
+                parameter_defaults: {greating: typo}
+                setpoint:
+                  environment_files: [env/shared.yaml]
+                """),
+            "stacks/env/shared.yaml": dedent("""
+                parameter_defaults: {greeting: hi, db_size: 10}
+                parameters: {colour: blue}
+                """),
+        }
+    )
+    warnings: list[str] = []
+    load_model(fleet.repo.tree("HEAD"), on_problem=lambda p: warnings.append(str(p)))
+    assert sorted(warnings) == [
+        "stacks/app.env.yaml:1: parameter_defaults.greating: the template declares no "
+        "parameter 'greating'",
+        "stacks/env/shared.yaml:2: parameters.colour: stacks/app.yaml declares no "
+        "parameter 'colour'",
+    ]

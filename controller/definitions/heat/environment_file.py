@@ -47,7 +47,9 @@ class HeatEnvironment:
     # Each file's ``resource_registry`` section and where it is written, in
     # merge order (``registry``).
     registries: list[tuple[Any, Where]] = field(default_factory=list)
-    # The files ``environment_files`` lists, as commit paths, in order.
+    # The file itself, and the files its ``environment_files`` lists, as
+    # commit paths, in order.
+    path: str = ""
     listed: list[str] = field(default_factory=list)
 
 
@@ -78,6 +80,7 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
     path = environment_file_path(files, template_path)
     if path is None:
         return found
+    found.path = path
     where = Where(path, 1, "")
     doc = load_yaml(files.tree.read(path), path, checks.problems)
     m = checks.mapping(doc, where, "a Heat environment") if doc is not None else YMap()

@@ -263,8 +263,14 @@ class HeatTemplate:
         )
         deployments = self.by_config_name(self.deployments(reader))
         for pname, (_value, pwhere) in env_file.values.items():
-            if pname not in self.nesting.declared:  # by this template or one it nests
+            if pname in self.nesting.declared:  # by this template or one it nests
+                continue
+            if pwhere.file == env_file.path:
                 checks.warn(pwhere, f"the template declares no parameter {pname!r}")
+            # A listed file may be shared by many templates: its defaults that
+            # this one does not declare are ignored, as Heat ignores them.
+            elif not pwhere.field.startswith("parameter_defaults"):
+                checks.warn(pwhere, f"{scope.path} declares no parameter {pname!r}")
         for name, (_server, swhere) in env_file.server_map.items():
             is_server = name in scope.resources and scope.resources[name].type in SERVER_TYPES
             if not is_server and name not in scope.disabled:
