@@ -64,6 +64,9 @@ def load_model(
     notifications = read_notifications(files)
     ordering = Ordering(checks, stacks)
     order = ordering.order() if not _errors(checks) else ()
+    # A file several stacks read (an environment file they all list) is read
+    # once per stack: a problem at one place is said once.
+    checks.problems = list(dict.fromkeys(checks.problems))
     errors = _errors(checks)
     if on_problem is not None:
         for p in checks.problems:

@@ -1,12 +1,13 @@
 """Heat's ``resource_registry``: resource types mapped to other types or to
 template files, and template resources (a ``type:`` that is a template file).
 
-Mappings come from the template's environment file (``stacks/<stem>.env.yaml``)
-and from the selected setpoint environment (``environments/<name>.yaml``),
-merged in that order key by key, later winning and ``null`` removing, as Heat
-loads several ``-e`` files. A file a mapping names is relative to the file the
-mapping is written in, as in Heat; a file a ``type:`` names is relative to its
-template. The mappings apply to the nested templates too.
+Mappings come from the files ``setpoint.environment_files`` lists, the
+template's environment file (``stacks/<stem>.env.yaml``) and the selected
+setpoint environment (``environments/<name>.yaml``), merged in that order key
+by key, later winning and ``null`` removing, as Heat loads several ``-e``
+files. A file a mapping names is relative to the file the mapping is written
+in, as in Heat; a file a ``type:`` names is relative to its template. The
+mappings apply to the nested templates too.
 
 Which mapping a type takes is Heat's rule (``heat.engine.environment``): a
 per-resource entry (``resources: {name: {Type: target}}``) first, then the

@@ -38,14 +38,13 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.definitions.checks import NAME_RE, Where, did_you_mean
+from setpoint.controller.definitions.checks import NAME_RE, Checks, Where, did_you_mean
 from setpoint.controller.definitions.environments import EnvironmentValues
 from setpoint.controller.definitions.files import CommitFiles
 from setpoint.controller.definitions.heat.configs import ConfigReader
 from setpoint.controller.definitions.heat.deployments import HeatDeploymentReader
 from setpoint.controller.definitions.heat.environment_file import (
     HeatEnvironment,
-    environment_file_path,
     read_environment_file,
 )
 from setpoint.controller.definitions.heat.intrinsics import Evaluator
@@ -125,23 +124,24 @@ class HeatSources:
 
 
 def nested_template_paths(sources: HeatSources, paths: list[str]) -> set[str]:
-    """The templates among ``paths`` (and beyond) that templates in ``paths``
-    nest, by ``type:`` or through a ``resource_registry`` mapping: they are read
-    where they are used, not as stacks of their own. A first look, which
-    reports nothing: the templates' own reading reports what is wrong."""
+    """The files among ``paths`` (and beyond) that templates in ``paths`` read
+    as part of themselves: templates they nest, by ``type:`` or through a
+    ``resource_registry`` mapping, and the environment files their
+    ``setpoint.environment_files`` list. They are read where they are used,
+    not as stacks of their own. A first look, which reports nothing: the
+    templates' own reading reports what is wrong."""
     named: set[str] = set()
     registries = [(sources.environment.registry[0], sources.environment.registry[1].file)]
+    # A reader of its own, so that nothing it meets counts as reported.
+    quiet = CommitFiles(sources.files.tree, Checks())
     for path in paths:
         doc = sources.document(path)
         resources = doc.get("resources") if isinstance(doc, YMap) else None
         for body in resources.values() if isinstance(resources, YMap) else ():
             named |= {_relative(path, t) for t in _template_types(body)}
-        env_path = environment_file_path(sources.files, path)
-        if env_path is not None:
-            env = load_yaml(sources.files.tree.read(env_path), env_path, [])
-            registries.append(
-                (env.get("resource_registry") if isinstance(env, YMap) else None, env_path)
-            )
+        env = read_environment_file(quiet, path)
+        named.update(env.listed)
+        registries += [(raw, where.file) for raw, where in env.registries]
     for raw, base in registries:
         named |= {_relative(base, target) for target in template_targets(raw)}
     return named
@@ -211,7 +211,7 @@ class HeatTemplate:
         if self.nesting is None:
             env_file = read_environment_file(scope.files, scope.path)
             registry = registry_of(
-                scope.files, [env_file.registry, self.sources.environment.registry]
+                scope.files, [*env_file.registries, self.sources.environment.registry]
             )
             self.nesting = Nesting(
                 registry, env_file.state, (scope.path,), defaults=env_file.defaults
@@ -263,8 +263,14 @@ class HeatTemplate:
         )
         deployments = self.by_config_name(self.deployments(reader))
         for pname, (_value, pwhere) in env_file.values.items():
-            if pname not in self.nesting.declared:  # by this template or one it nests
+            if pname in self.nesting.declared:  # by this template or one it nests
+                continue
+            if pwhere.file == env_file.path:
                 checks.warn(pwhere, f"the template declares no parameter {pname!r}")
+            # A listed file may be shared by many templates: its defaults that
+            # this one does not declare are ignored, as Heat ignores them.
+            elif not pwhere.field.startswith("parameter_defaults"):
+                checks.warn(pwhere, f"{scope.path} declares no parameter {pname!r}")
         for name, (_server, swhere) in env_file.server_map.items():
             is_server = name in scope.resources and scope.resources[name].type in SERVER_TYPES
             if not is_server and name not in scope.disabled:
