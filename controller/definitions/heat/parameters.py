@@ -9,7 +9,7 @@ from typing import Any
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.environments import EnvironmentValues
 from setpoint.controller.definitions.heat.secrets import is_secret
-from setpoint.controller.definitions.intrinsics import has_deferred
+from setpoint.controller.definitions.intrinsics import INVALID, has_deferred
 from setpoint.controller.definitions.model import HOT_TYPES, ParamDef
 from setpoint.controller.definitions.yamlsource import YList, YMap
 
@@ -66,16 +66,16 @@ def _parameter(
         )
         return None
     has = "default" in pm
-    value = checks.literal(type_name, pm["default"], c.at(pm, "default")) if has else None
+    value = _value(checks, type_name, pm["default"], c.at(pm, "default")) if has else None
     deferred = False
     if name in env_file_values:
         env_raw, env_where = env_file_values[name]
         # A nested template's parameter may be given a value known only once
         # rendered, or a secret: it goes on as it is.
         deferred = has_deferred(env_raw) or is_secret(env_raw)
-        value = env_raw if deferred else checks.literal(type_name, env_raw, env_where)
+        value = env_raw if deferred else _value(checks, type_name, env_raw, env_where)
         has = True
-    if has and not deferred:
+    if has and not deferred and value is not INVALID:
         check_constraints(checks, pm, c, value)
     description = pm.get("description")
     return ParamDef(
@@ -85,6 +85,13 @@ def _parameter(
         has_default=has,
         description=description if isinstance(description, str) else "",
     )
+
+
+def _value(checks: Checks, type_name: str, raw: Any, where: Where) -> Any:
+    """``raw`` as a value of ``type_name``; ``INVALID`` (its problem told here)
+    when it does not fit, so that no use of the parameter reports it again."""
+    value = checks.literal(type_name, raw, where)
+    return INVALID if value is None and raw is not None else value
 
 
 def check_constraints(checks: Checks, pm: YMap, c: Where, value: Any) -> None:
