@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -19,8 +20,19 @@ from tests.browser_fixtures import ServeFactory
 pytestmark = pytest.mark.e2e
 
 
+def text_of(driver: Any, css: str) -> str:
+    """The text of ``css``, read again when live updates swapped the element
+    between finding it and reading it."""
+    for _ in range(20):
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} kept being replaced")
+
+
 def card(driver: Any, state: str) -> int:
-    return int(driver.find_element(By.CSS_SELECTOR, f".card.st-{state} .big").text)
+    return int(text_of(driver, f".card.st-{state} .big"))
 
 
 def test_the_overview_follows_agents_converging_the_fleet(
@@ -49,9 +61,9 @@ def test_the_overview_follows_agents_converging_the_fleet(
     WebDriverWait(browser, 30).until(
         lambda d: card(d, "converged") > 0 and card(d, "in-progress") + card(d, "waiting") == 0
     )
-    assert "Nothing published yet." not in browser.find_element(By.TAG_NAME, "main").text
+    assert "Nothing published yet." not in text_of(browser, "main")
     assert card(browser, "failed") + card(browser, "quarantined") == 0
     rows = browser.find_elements(By.CSS_SELECTOR, "table.deployments tbody tr")
     assert len(rows) >= 3
     browser.find_element(By.LINK_TEXT, "History").click()
-    assert "converged" in browser.find_element(By.CSS_SELECTOR, "main table tbody").text
+    assert "converged" in text_of(browser, "main table tbody")

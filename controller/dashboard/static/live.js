@@ -25,7 +25,9 @@
       })
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
-        if (fresh) main.innerHTML = fresh.innerHTML;
+        // Swap only what changed: an unchanged page keeps its elements (and
+        // whatever a reader or a test holds of them).
+        if (fresh && fresh.innerHTML !== main.innerHTML) main.innerHTML = fresh.innerHTML;
         status.textContent = "live · updated " + new Date().toLocaleTimeString();
         status.className = "muted";
       })
