@@ -8,6 +8,10 @@ a component every server runs, let the agents answer, change it back, let
 them answer again. Then it takes the BLAKE3 digest of every object in the
 store: pointers, reports, blobs, the ledger, the commit records.
 
+- ``--lease``: the controller holds the store's lease (``store.lease``), so
+  the ledger carries the epoch and every write is fenced, as for replicas.
+  The lease object itself is left out of the comparison: each renewal
+  writes a new random token into it.
 - With no option, the scenario runs twice and the two stores are compared
   (that the scenario is deterministic, so that a comparison means something).
 - ``--save FILE`` writes the digests of one run; ``--against FILE``, run at
@@ -36,6 +40,7 @@ from setpoint.controller.converge.publish import PointerPolicy
 from setpoint.controller.converge.reconcile import Reconciler
 from setpoint.controller.definitions.repository import GitRepo
 from setpoint.controller.wording import counted
+from setpoint.store.lease import LEASE, Lease
 from setpoint.store.local import LocalStore
 from setpoint.store.signing import SigningKey
 
@@ -51,7 +56,7 @@ def shape_for(servers: int) -> FleetShape:
     )
 
 
-def publish(root: Path, servers: int) -> dict[str, str]:
+def publish(root: Path, servers: int, lease: bool) -> dict[str, str]:
     """Run the scenario into ``root/store``; the digest of every object, by key."""
     shape = shape_for(servers)
     repo_path = init_fleet(root, shape)
@@ -60,7 +65,11 @@ def publish(root: Path, servers: int) -> dict[str, str]:
     now = [float(FIXED_TIME)]
     with GitRepo.open(repo_path) as repo:
         policy = PointerPolicy(SigningKey("bench", SEED))
-        reconciler = Reconciler(repo, store, clock=lambda: now[0], policy=policy)
+        # A ttl no pass outlasts: the clock moves by a minute a pass.
+        held = Lease(store, "bench", ttl=86_400, clock=lambda: now[0]) if lease else None
+        if held is not None and not held.try_acquire():
+            raise RuntimeError("the lease of a fresh store could not be taken")
+        reconciler = Reconciler(repo, store, clock=lambda: now[0], policy=policy, lease=held)
 
         def converge() -> None:
             for _ in range(10):
@@ -75,7 +84,10 @@ def publish(root: Path, servers: int) -> dict[str, str]:
         converge()
         change_one_component(repo_path, revision="1")  # back: the old digests again
         converge()
-    return digests(root / "store")
+    out = digests(root / "store")
+    if lease:
+        out.pop(f"controller/{LEASE}")
+    return out
 
 
 def digests(store_root: Path) -> dict[str, str]:
@@ -94,10 +106,10 @@ def compare(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-def run_once(servers: int) -> dict[str, str]:
+def run_once(servers: int, lease: bool) -> dict[str, str]:
     scratch = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="setpoint-publish-bytes-", dir=scratch) as tmp:
-        return publish(Path(tmp), servers)
+        return publish(Path(tmp), servers, lease)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.publish_bytes", description=__doc__.split("\n")[0]
     )
     p.add_argument("--servers", type=int, default=10_000, help="fleet size (default: 10000)")
+    p.add_argument("--lease", action="store_true", help="the controller holds the lease")
     p.add_argument("--save", metavar="FILE", help="write this run's digests here")
     p.add_argument("--against", metavar="FILE", help="compare with digests saved by --save")
     args = p.parse_args(argv)
@@ -114,22 +127,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"... {text}", file=sys.stderr, flush=True)
 
     say(f"{args.servers} servers: publishing")
-    now = run_once(args.servers)
+    now = run_once(args.servers, args.lease)
     if args.save:
-        Path(args.save).write_text(
-            json.dumps({"servers": args.servers, "objects": now}, indent=0, sort_keys=True) + "\n"
-        )
+        run = {"servers": args.servers, "lease": args.lease, "objects": now}
+        Path(args.save).write_text(json.dumps(run, indent=0, sort_keys=True) + "\n")
         say(f"{counted(len(now), 'object')} saved to {args.save}")
     if args.against:
         saved = json.loads(Path(args.against).read_text())
         if saved["servers"] != args.servers:
             raise SystemExit(f"{args.against} holds a run at {saved['servers']} servers")
+        if saved.get("lease", False) != args.lease:
+            held = "with" if saved.get("lease") else "without"
+            raise SystemExit(f"{args.against} holds a run {held} the lease")
         before, label = saved["objects"], args.against
     elif args.save:
         return 0
     else:
         say(f"{args.servers} servers: publishing again")
-        before, label = run_once(args.servers), "a second run"
+        before, label = run_once(args.servers, args.lease), "a second run"
     differ = compare(before, now)
     total = len(before.keys() | now.keys())
     print(f"{len(differ)} of {counted(total, 'object')} differ from {label}")

@@ -68,10 +68,16 @@ class PublicKey:
     def __str__(self) -> str:
         return f"{self.name}:{base64.b64encode(self.raw).decode('ascii')}"
 
+    @cached_property
+    def _public(self) -> Ed25519PublicKey:
+        # Built once per key, as SigningKey's private key is: a pass verifies
+        # every stored pointer with the same few keys.
+        return Ed25519PublicKey.from_public_bytes(self.raw)
+
     def verify(self, payload: bytes, signature: str) -> None:
         try:
             sig = base64.b64decode(signature, validate=True)
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(sig, payload)
+            self._public.verify(sig, payload)
         except (binascii.Error, ValueError, InvalidSignature) as exc:
             raise SignatureError(f"signature by key {self.name!r} does not verify") from exc
 

@@ -43,7 +43,6 @@ from setpoint.store.digest import short
 from setpoint.store.documents import Manifest, ManifestEntry, Pointer, Report, is_server_name
 from setpoint.store.errors import DigestMismatch, InvalidDocument, NotFound
 from setpoint.store.lease import Lease
-from setpoint.store.signing import SigningKey
 
 log = structlog.get_logger("setpoint.reconcile")
 
@@ -538,7 +537,7 @@ class Reconciler:
         signing = self.policy.signing_key
         # The ledger before the pointers: a rollback target is on record before
         # the server's entry changes.
-        ledger_fence, pointer_fence = self._fencing(ledger, signing, fleet.servers, fleet.versions)
+        ledger_fence, pointer_fence = self._fencing(fleet.servers, fleet.versions)
         write_ledger(self.store, ledger, signing, **ledger_fence)
         current = {s: p for s, p in fleet.pointers.items() if s not in held}
         published = publish(
@@ -576,34 +575,29 @@ class Reconciler:
         """Write ``ledger`` again after the pass, fenced as the pass's write was
         (what notifications were sent is recorded this way); whether it changed."""
         signing = self.policy.signing_key
-        ledger_fence, _ = self._fencing(ledger, signing, [], {})
+        ledger_fence, _ = self._fencing([], {})
         return write_ledger(self.store, ledger, signing, **ledger_fence)
 
     def _fencing(
-        self,
-        ledger: Ledger,
-        signing: SigningKey | None,
-        servers: list[str],
-        listed: dict[str, str],
+        self, servers: list[str], listed: dict[str, str]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """With a lease: the arguments that fence the ledger write (held right
-        before it, epoch recorded, conditional on the version read) and the
-        pointer batch (held right before it, each pointer conditional on the
-        version of the object stored, valid or not: the one read, else the
-        one listed)."""
+        before it, if it is written; epoch recorded, conditional on the version
+        read) and the pointer batch (held right before it, each pointer
+        conditional on the version of the object stored, valid or not: the one
+        read, else the one listed)."""
         lease = self.lease
         if lease is None:
             return {}, {}
-        resign = signing is not None and ledger.signed_by != signing.name
-        if lease.epoch is None or ledger.changed or resign or ledger.epoch != lease.epoch:
-            lease.hold()  # the ledger will be written: lead now, or write nothing
+        if lease.epoch is None:
+            lease.hold()  # never taken: raises LeaseLost, and nothing is written
         conditional = lease.fences_writes
         versions = {
             s: self._pointers[s][0] if s in self._pointers else listed.get(pointer_key(s))
             for s in servers
         }
         return (
-            {"epoch": lease.epoch, "conditional": conditional},
+            {"epoch": lease.epoch, "conditional": conditional, "fence": lease.hold},
             {"fence": lease.hold, "versions": versions if conditional else None},
         )
 

@@ -40,6 +40,7 @@ written by anyone else is treated as lost (sign only what you verified).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +227,10 @@ class Ledger:
     @property
     def changed(self) -> bool:
         now = self.to_dict()
+        return self._differs(now, canonical_json(now))
+
+    def _differs(self, now: dict[str, Any], encoded: bytes) -> bool:
+        """Whether ``now`` (this ledger's ``to_dict``, encoded) differs from what was read."""
         if self.loaded is None:
             # Nothing stored yet: an empty ledger need not be written.
             kinds = (
@@ -239,7 +244,7 @@ class Ledger:
                 "notified",
             )
             return any(now.get(k) for k in kinds)
-        return canonical_json(now) != self.loaded
+        return encoded != self.loaded
 
 
 class LedgerError(SetpointError):
@@ -343,6 +348,7 @@ def write_ledger(
     key: SigningKey | None = None,
     epoch: int | None = None,
     conditional: bool = False,
+    fence: Callable[[], object] | None = None,
 ) -> bool:
     """Write the ledger if it changed, signed with ``key``; whether it was written.
 
@@ -353,15 +359,20 @@ def write_ledger(
     of a newer epoch is never replaced (``LeaseLost``). ``conditional``: write
     only over the version read (``ConditionFailed`` if another write came
     since); a ledger that could not be read at all is replaced as before.
+    ``fence`` (``Lease.hold``) is called right before a write, and only then.
     """
     if epoch is not None:
         if ledger.epoch is not None and ledger.epoch > epoch:
             raise LeaseLost("this controller", epoch, None, ledger.epoch)
         ledger.epoch = epoch
-    resign = key is not None and ledger.loaded is not None and ledger.signed_by != key.name
-    if not ledger.changed and not resign:
-        return False
+    # Encoded once: whether it changed, and what it is known as once written.
     doc = ledger.to_dict()
+    encoded = canonical_json(doc)
+    resign = key is not None and ledger.loaded is not None and ledger.signed_by != key.name
+    if not ledger._differs(doc, encoded) and not resign:
+        return False
+    if fence is not None:
+        fence()
     stored = dict(doc)
     if key is not None:
         stored["key"] = key.name
@@ -370,7 +381,7 @@ def write_ledger(
         ledger.version = store.write_controller_doc_if(LEDGER, stored, ledger.version)
     else:
         store.write_controller_doc(LEDGER, stored)
-    ledger.loaded = canonical_json(doc)
+    ledger.loaded = encoded
     ledger.signed_by = key.name if key is not None else None
     return True
 

@@ -199,3 +199,39 @@ def test_a_signing_leader_signs_the_ledger_with_its_epoch(repo: GitRepo, store: 
     assert lease_b.try_acquire()
     successor.run_pass()
     assert read_ledger(store, trusted).epoch == 2
+
+
+def test_a_pass_under_the_lease_encodes_the_ledger_once(
+    repo: GitRepo, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twice a pass in all: once to remember the ledger read, once for the ledger
+    the pass leaves (whether it changed, and what is written, come from that one)."""
+    from setpoint.controller.rollout import ledger as ledger_module
+    from setpoint.store.digest import canonical_json
+
+    clock = Clock()
+    leader = controller(repo, store, "a", clock)
+    assert leader.lease is not None
+    assert leader.lease.try_acquire()
+    leader.run_pass()
+    assert store.read_controller_doc(LEDGER) is not None
+    encoded: list[object] = []
+
+    def counted(doc: object) -> bytes:
+        encoded.append(doc.get("kind") if isinstance(doc, dict) else doc)
+        return canonical_json(doc)
+
+    monkeypatch.setattr(ledger_module, "canonical_json", counted)
+    for server in store.list_servers():
+        simulate_agent(store, server)  # type: ignore[arg-type]
+    written = store.read_controller_doc_versioned(LEDGER)
+    clock.now += 60
+    leader.run_pass()  # the rollout moves on: the ledger is written
+    assert store.read_controller_doc_versioned(LEDGER) != written
+    assert encoded == ["ControllerLedger"] * 2, f"{len(encoded)} encodings"
+    encoded.clear()
+    written = store.read_controller_doc_versioned(LEDGER)
+    clock.now += 60
+    leader.run_pass()  # nothing new: the ledger is not written
+    assert store.read_controller_doc_versioned(LEDGER) == written
+    assert encoded == ["ControllerLedger"] * 2, f"{len(encoded)} encodings"

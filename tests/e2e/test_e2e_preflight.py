@@ -2,13 +2,15 @@
 
 A change marked ``preflight: true`` is first checked on every server (puppet
 --noop); a check that fails on one server halts the rollout before anything
-is applied anywhere. An agent with ``--drift-interval`` reports a managed file
+is applied anywhere. With ``preflight: {min_pass: 60%}`` the rollout goes on
+without the server whose check failed. An agent with ``--drift-interval`` reports a managed file
 changed by hand, and ``on_drift: correct`` puts it back.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,15 +44,17 @@ configs:
 """
 
 
-def stack(root: Path, message: str, extra: str = "") -> str:
+def stack(
+    root: Path, message: str, extra: str = "", preflight: str = "true", batch: int = 1
+) -> str:
     return f"""\
 kind: Stack
 deployments:
   motd:
     component: motd
     servers: [s1, s2, s3]
-    preflight: true
-    update_policy: {{max_batch_size: 1}}
+    preflight: {preflight}
+    update_policy: {{max_batch_size: {batch}}}
 {extra}    input_values:
       root: "{root}"
       message: "{message}"
@@ -130,6 +134,71 @@ def test_a_preflight_failing_on_one_server_applies_nothing_anywhere(
     status = setpoint("status", "--store", str(store_dir))
     assert "s3 site/motd: preflight FAILED" in status.stdout, status.stdout
     assert "puppet not found on this server" in status.stdout
+
+
+def test_min_pass_rolls_out_where_the_check_passed_and_leaves_the_rest_as_it_was(
+    tmp_path: Path,
+    start_agents: Callable[..., list[subprocess.Popen[bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "managed"
+    root.mkdir()
+    # One batch for all: the first deployment costs one round of puppet runs.
+    repo = make_repo(tmp_path, root)
+    (repo / "stacks/site.yaml").write_text(stack(root, "hello", preflight="false", batch=3))
+    commit_all(repo, "No checks for the first deployment")
+    store_dir = tmp_path / "store"
+    start_agents(store_dir, ("s1", "s2"))
+    (s3,) = start_agents(store_dir, ("s3",))
+    wait = ("--wait", "--timeout", "90", "--interval", "0.2", "--json")
+    result = setpoint("reconcile", "--repo", str(repo), "--store", str(store_dir), *wait)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {p.name: p.read_text() for p in root.iterdir()} == {
+        f"{s}.motd": "hello\n" for s in SERVERS
+    }
+
+    # s3 loses its puppet: its check of the next change fails.
+    s3.terminate()
+    s3.wait(timeout=10)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    start_agents(store_dir, ("s3",))
+    changed = stack(root, "goodbye", preflight="{min_pass: 60%}", batch=3)
+    (repo / "stacks/site.yaml").write_text(changed)
+    commit_all(repo, "A new message, where its check passes")
+    result = setpoint("reconcile", "--repo", str(repo), "--store", str(store_dir), *wait)
+    # --wait stops at the pass that leaves s3 out: a failure to report.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout)["failed"] == [
+        "site/motd: preflight failed on s3 (puppet not found on this server "
+        "(install puppet or puppet-agent)); "
+        "left out of the rollout (min_pass 60%: 2 of 3 servers passed)"
+    ]
+
+    # The rollout started on s1 and s2; s3 keeps what it ran.
+    deadline = time.monotonic() + 60
+    written: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        written = {p.name: p.read_text() for p in root.iterdir()}
+        if written["s1.motd"] == written["s2.motd"] == "goodbye\n":
+            break
+        time.sleep(0.2)
+    assert written == {"s1.motd": "goodbye\n", "s2.motd": "goodbye\n", "s3.motd": "hello\n"}
+    store = LocalStore(store_dir)
+    assert report(store, "s3").preflight["site/motd"].status == "FAILED"
+
+    status = setpoint("status", "--store", str(store_dir))
+    assert "s3 site/motd: preflight FAILED" in status.stdout, status.stdout
+    assert (
+        "waiting: site/motd on s3: preflight failed (puppet not found on this server "
+        "(install puppet or puppet-agent)): left out of the rollout"
+    ) in status.stdout
+    # Its row: desired and reported are still the first deployment's digest.
+    rows = {
+        row[0]: row
+        for row in map(str.split, status.stdout.splitlines())
+        if row[1:2] == ["site/motd"]
+    }
+    assert rows["s3"][2] == rows["s3"][3] != rows["s1"][2] == rows["s2"][3]
 
 
 def test_preflight_then_rollout_then_drift_put_back(

@@ -1,4 +1,5 @@
-"""Signing keys: each signs with its own seed, whatever else it shares a name with."""
+"""Signing keys: each signs with its own seed, and each public key verifies with its own
+bytes, whatever else they share a name with."""
 
 from __future__ import annotations
 
@@ -33,3 +34,19 @@ def test_keys_of_one_name_sign_with_their_own_seeds() -> None:
     assert new.public() != old.public()
     with pytest.raises(SignatureError):
         old.public().verify(PAYLOAD, signature)
+
+
+def test_public_keys_of_one_name_verify_with_their_own_bytes() -> None:
+    old_secret = SigningKey("ctl", bytes(32))
+    new_secret = replace(old_secret, seed=bytes(range(32)))
+    old_signature, new_signature = old_secret.sign(PAYLOAD), new_secret.sign(PAYLOAD)
+    old = old_secret.public()
+    old.verify(PAYLOAD, old_signature)  # used first, as a rotated-away key would have been
+    new = replace(old, raw=new_secret.public().raw)
+    new.verify(PAYLOAD, new_signature)
+    new.verify(PAYLOAD, new_signature)
+    with pytest.raises(SignatureError):
+        new.verify(PAYLOAD, old_signature)
+    with pytest.raises(SignatureError):
+        old.verify(PAYLOAD, new_signature)
+    old.verify(PAYLOAD, old_signature)
