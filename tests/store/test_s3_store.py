@@ -189,9 +189,11 @@ def test_head_statuses_too(proxy: FlakyProxy) -> None:
 
 
 def test_read_timeout_is_transient(proxy: FlakyProxy) -> None:
-    store = moto_store(proxy.url, timeouts=Timeouts(connect=1, read=0.2), retry=Retry(attempts=1))
+    # A read timeout with room for the PUT before it on a loaded machine (0.2 s
+    # timed the PUT out too under CI load); the stalled GET far outlasts it.
+    store = moto_store(proxy.url, timeouts=Timeouts(connect=1, read=1.0), retry=Retry(attempts=1))
     digest = store.put_blob(b"slow")
-    proxy.fail_next(Fault(stall=0.6, method="GET"))
+    proxy.fail_next(Fault(stall=2.5, method="GET"))
     with pytest.raises(TransientError) as info:
         store.get_blob(digest)
     assert_translated(info.value)
