@@ -347,6 +347,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return OK
 
 
+HISTORY_FAILURES = 5  # failure lines shown per commit; --json gives every one kept
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from setpoint.controller.gitops.environments import record_name
     from setpoint.controller.gitops.history import deployed_history, servers_now
@@ -375,6 +378,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"{'':14}{d.author}")
         for name, servers in sorted(r.rolled_back.items()):
             print(f"{'':14}rolled back: {name} on {', '.join(servers)}")
+        # The note keeps the first failures, reasons masked as the controller read them.
+        for line in r.failures[:HISTORY_FAILURES]:
+            print(f"{'':14}failed: {line}")
+        if len(r.failures) > HISTORY_FAILURES:
+            print(f"{'':14}... {len(r.failures) - HISTORY_FAILURES} more (--json has them all)")
     if now:
         print("\nservers now:")
         for server, commit in sorted(now.items()):

@@ -91,11 +91,11 @@ class DeployRecord:
             f"; {name} rolled back on {counted(len(servers), 'server')}"
             for name, servers in sorted(self.rolled_back.items())
         )
-        drift = f"; {len(self.drifted)} servers drifted" if self.drifted else ""
+        drift = f"; {counted(len(self.drifted), 'server')} drifted" if self.drifted else ""
         return (
             f"setpoint {self.environment}: {head}: {self.count('converged')} converged, "
             f"{self.count('failed')} failed, {self.count('pending')} pending; "
-            f"{self.rollbacks} rollbacks{back}{drift}"
+            f"{counted(self.rollbacks, 'rollback')}{back}{drift}"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def test_a_rollback_is_recorded_in_the_commits_note_and_history(
         # Every server is back on version 1: no config of this commit converged.
         assert "s/app" not in record.configs
         assert record.servers == dict.fromkeys(SERVERS, "converged")
-        assert "1 rollbacks; s/app rolled back on 18 servers" in record.summary()
+        assert "1 rollback; s/app rolled back on 18 servers" in record.summary()
         # The first commit's record is final: converged, not superseded.
         old = Notebook(fleet.repo_path).record(first or "", None)
         assert old is not None
@@ -74,6 +74,9 @@ def test_a_rollback_is_recorded_in_the_commits_note_and_history(
         assert main(["history", "--repo", str(fleet.repo_path)]) == 0
         out = capsys.readouterr().out
         assert f"rolled back: s/app on {', '.join(SERVERS[:18])}" in out
+        # Why it failed, as the note keeps it, without --json too.
+        assert record.failures
+        assert f"failed: {record.failures[0]}" in out
         assert main(["history", "--repo", str(fleet.repo_path), "--json"]) == 0
         doc = json.loads(capsys.readouterr().out)
         assert doc["commits"][0]["record"]["rolled_back"] == {"s/app": SERVERS[:18]}
