@@ -6,8 +6,11 @@ from collections.abc import Callable, Mapping
 
 
 def counted(n: int, noun: str) -> str:
-    """``1 stack``, ``2 stacks``: a count with its noun (regular plurals only)."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    """``1 stack``, ``2 stacks``, ``2 batches``: a count with its noun (regular
+    plurals only)."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{n} {noun}s"
 
 
 def commits_named(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from setpoint.controller.rollout.desired import DesiredState
+from setpoint.controller.wording import counted
 from setpoint.store.base import Store
 from setpoint.store.digest import short
 from setpoint.store.documents import CheckReport, Manifest, ManifestEntry, Pointer
@@ -165,7 +166,7 @@ def format_answers(
     failed = sum(1 for g in found if g is not None and g.status == "FAILED")
     silent = sum(1 for g in found if g is None)
     lines = [
-        f"preflight of {commit[:12]} on {len(answers)} servers: "
+        f"preflight of {commit[:12]} on {counted(len(answers), 'server')}: "
         f"{passed} passed, {failed} failed, {silent} without an answer"
     ]
     for server, per in sorted(answers.items()):

@@ -32,6 +32,7 @@ from typing import Any
 from setpoint.controller.converge.reconcile import PassOutcome
 from setpoint.controller.rollout.batches import UNREACHABLE_AFTER_BEATS, unreachable
 from setpoint.controller.rollout.ledger import Ledger, Rollout
+from setpoint.controller.wording import counted
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def pass_events(
                 f"converged/{outcome.commit}",
                 "converged",
                 outcome.commit,
-                f"commit {outcome.commit[:12]} converged on {len(outcome.servers)} servers",
+                f"commit {outcome.commit[:12]} converged on "
+                f"{counted(len(outcome.servers), 'server')}",
                 details={"servers": len(outcome.servers)},
             )
         )
@@ -140,7 +142,7 @@ def _rollout_events(name: str, rollout: Rollout) -> list[Event]:
                 f"rollout_started/{name}/{commit}",
                 "rollout_started",
                 commit,
-                f"{name}: rollout of {short} started ({batches} batches)",
+                f"{name}: rollout of {short} started ({counted(batches, 'batch')})",
                 deployment=name,
                 details={"batches": batches},
             )
@@ -202,7 +204,7 @@ def grouped(new: list[Event], burst: int = UNREACHABLE_BURST) -> list[Event]:
         f"agent_unreachable/{len(servers)} servers/{digest[:16]}",
         "agent_unreachable",
         silent[0].commit,
-        f"{len(servers)} agents unreachable: {shown}{more}",
+        f"{counted(len(servers), 'agent')} unreachable: {shown}{more}",
         details={"servers": dict(sorted(servers.items()))},
     )
     return [e for e in new if e.kind != "agent_unreachable"] + [group]

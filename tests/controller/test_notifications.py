@@ -289,7 +289,7 @@ def test_a_slack_target_gets_text(tmp_path: Path, hook: Receiver) -> None:
     slack = [r for r in hook.delivered() if r.path == "/hook/slack"]
     assert len(slack) == 1
     assert slack[0].json == {
-        "text": f"setpoint: commit {fleet.repo.resolve('HEAD')[:12]} converged on 1 servers"
+        "text": f"setpoint: commit {fleet.repo.resolve('HEAD')[:12]} converged on 1 server"
     }
     assert "x-setpoint-signature" not in slack[0].headers
 

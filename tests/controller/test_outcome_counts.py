@@ -106,3 +106,18 @@ def test_a_rollout_in_batches_counts_each_waiting_server_once(tmp_path: Path) ->
         assert summary.startswith("0/3 servers converged"), summary
     finally:
         fleet.close()
+
+
+def test_counted_says_one_thing_and_many_things() -> None:
+    from setpoint.controller.wording import counted
+
+    assert [counted(1, "server"), counted(2, "server"), counted(0, "server")] == [
+        "1 server",
+        "2 servers",
+        "0 servers",
+    ]
+    assert [counted(1, "batch"), counted(3, "batch"), counted(2, "address")] == [
+        "1 batch",
+        "3 batches",
+        "2 addresses",
+    ]

@@ -282,7 +282,7 @@ def test_drift_is_reported_and_corrected_once(tmp_path: Path) -> None:
         assert 'setpoint_drift{deployment="site/app",state="unknown"} 0.0' in body
         update_record(record, outcome, site.now)
         assert record.drifted == {"s3": ["site/app"]}
-        assert record.summary().endswith("; 1 servers drifted")
+        assert record.summary().endswith("; 1 server drifted")
         for agent in site.agents.values():
             agent.run_once()
 
