@@ -107,15 +107,9 @@ def delete_request(store: Store, request: PreflightRequest) -> None:
 def drop_expired(store: Store, now: float) -> list[str]:
     """Delete the requests expired at ``now`` (a plan killed while it waited);
     the names deleted. One that cannot be read is left for an operator."""
-    dropped = []
-    for name in sorted(store.list_controller_docs(PREFIX)):
-        try:
-            expires = (store.read_controller_doc(name) or {}).get("expires_at")
-        except InvalidDocument:
-            continue
-        if isinstance(expires, int | float) and expires <= now:
-            store.delete_controller_doc(name)
-            dropped.append(name)
+    dropped = read_requests(store, None, now).expired
+    for name in dropped:
+        store.delete_controller_doc(name)
     return dropped
 
 
