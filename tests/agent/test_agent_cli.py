@@ -83,6 +83,12 @@ def in_progress_with_pid(store: LocalStore, state_dir: Path) -> bool:
     return bool(state["in_flight"] and state["in_flight"]["pid"])
 
 
+def hook_running(store: LocalStore, state_dir: Path, tmp_path: Path) -> bool:
+    """The run is IN_PROGRESS and the hook has written its process id (the agent
+    reports IN_PROGRESS before the hook's shell gets to its first line)."""
+    return in_progress_with_pid(store, state_dir) and (tmp_path / "leader").exists()
+
+
 def web(store: LocalStore) -> DeploymentReport:
     report = store.read_report(SERVER)
     assert report is not None
@@ -94,7 +100,8 @@ def sleepy_first_run(tmp_path: Path) -> str:
     first, leader, runs = tmp_path / "first", tmp_path / "leader", tmp_path / "runs"
     return (
         f"echo run >> {runs}\n"
-        f"if [ ! -e {first} ]; then echo $$ > {leader}; touch {first}; sleep 30; fi\n"
+        f"if [ ! -e {first} ]; then echo $$ > {leader}.new; mv {leader}.new {leader}; "
+        f"touch {first}; sleep 30; fi\n"
         "echo done\n"
     )
 
@@ -112,7 +119,7 @@ def test_killed_mid_run_the_run_counts_as_failed_and_reruns(tmp_path: Path) -> N
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: in_progress_with_pid(store, state_dir), "the run to be IN_PROGRESS")
+        wait_for(lambda: hook_running(store, state_dir, tmp_path), "the hook to be running")
     finally:
         proc.kill()
         proc.wait()
@@ -150,7 +157,7 @@ def test_sigterm_in_loop_mode_aborts_the_hook_and_exits_cleanly(tmp_path: Path) 
         text=True,
     )
     try:
-        wait_for(lambda: in_progress_with_pid(store, state_dir), "the run to be IN_PROGRESS")
+        wait_for(lambda: hook_running(store, state_dir, tmp_path), "the hook to be running")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=15)
     finally:
