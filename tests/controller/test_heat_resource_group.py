@@ -292,3 +292,46 @@ def test_refs_of_a_group_of_template_resources_are_their_nested_stacks(
     assert show.input_values["stacks"] == "app/greeters/0 app/greeters/1"
     fleet.converge()
     assert show.upstreams() == {"app/greeters/0/deployment", "app/greeters/1/deployment"}
+
+
+def test_get_resource_of_a_group_is_its_name_in_setpoint(
+    make_fleet: MakeFleet, tmp_path: Path
+) -> None:
+    """Heat gives a ResourceGroup's (or a deployment group's) physical id, a
+    string; setpoint gives its name, ``<stack>/<group>``, as it does for a
+    deployment: the same on every render. The reference orders the
+    deployment after every member, as Heat's dependency on the group does."""
+    log = tmp_path / "collect.log"
+    template = WORKERS.replace(
+        "        log: {get_param: log}\n",
+        "        log: {get_param: log}\n"
+        "        group: {get_resource: workers}\n"
+        "        deployments: {get_resource: everywhere}\n",
+    ).replace('echo "$second | $all"', 'echo "$group $deployments"')
+    template += (
+        "  everywhere:\n"
+        "    type: OS::Heat::SoftwareDeploymentGroup\n"
+        "    properties:\n"
+        "      config: {get_resource: config}\n"
+        "      servers: {a: {get_resource: server1}}\n"
+        "      input_values: {label: everywhere}\n"
+    )
+    fleet = make_fleet(
+        {
+            "stacks/app.yaml": dedent(template),
+            "stacks/app.env.yaml": f"parameter_defaults:\n  log: {log}\n",
+        }
+    )
+    collect = fleet.model().deployment("app/collect")
+    assert (collect.input_values["group"], collect.input_values["deployments"]) == (
+        "app/workers",
+        "app/everywhere",
+    )
+    assert collect.upstreams() == {
+        "app/workers/0",
+        "app/workers/1",
+        "app/workers/2",
+        "app/everywhere",
+    }
+    fleet.converge()
+    assert log.read_text().splitlines() == ["app/workers app/everywhere"]

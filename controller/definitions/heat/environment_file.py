@@ -7,17 +7,28 @@ values (``parameter_defaults``, then ``parameters``, which win), a
 them with ``openstack stack create -e a.yaml -e b.yaml -e <stem>.env.yaml``:
 the listed files in order, then the stack's own file, last and winning. They
 merge as Heat's ``merge_environments`` merges ``-e`` files: each section key
-by key, a later file's value replacing an earlier one's; a parameter's value
-is its merged ``parameters`` entry, else its merged ``parameter_defaults``
-entry, whichever file gave them."""
+by key, a later file's value replacing an earlier one's, or joined to it
+where ``parameter_merge_strategies`` says ``merge`` or ``deep_merge``
+(``parameter_merge``); a parameter's value is its merged ``parameters``
+entry, else its merged ``parameter_defaults`` entry, whichever file gave them.
+
+A parameter's strategy is Heat's: the one named for it in the first file
+that gives it a value, else that file's ``default``, else ``overwrite``; a
+later file that names another for it is Heat's error ("Conflicting merge
+strategy")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from setpoint.controller.definitions.checks import Where
+from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.files import CommitFiles
+from setpoint.controller.definitions.heat.parameter_merge import (
+    OVERWRITE,
+    STRATEGIES,
+    MergedSection,
+)
 from setpoint.controller.definitions.model import STATES
 from setpoint.controller.definitions.yamlsource import YList, YMap, load_yaml
 
@@ -26,8 +37,6 @@ ENV_KEYS = (
     "encrypted_param_names", "parameter_merge_strategies", "setpoint",
 )  # fmt: skip
 SETTINGS_KEYS = ("servers", "state", "environment_files")
-# Heat's default strategy: a later file's value replaces an earlier one's.
-OVERWRITE = "overwrite"
 
 
 def is_environment_file(name: str) -> bool:
@@ -39,9 +48,9 @@ def is_environment_file(name: str) -> bool:
 class HeatEnvironment:
     """What a template's environment files say (empty when it has none)."""
 
-    values: dict[str, tuple[Any, Where]] = field(default_factory=dict)
-    # ``parameter_defaults`` alone: they apply to nested templates too, as in Heat.
-    defaults: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    parameters: MergedSection = field(default_factory=MergedSection)
+    # ``parameter_defaults``: they apply to nested templates too, as in Heat.
+    defaults: MergedSection = field(default_factory=MergedSection)
     server_map: dict[str, tuple[str, Where]] = field(default_factory=dict)
     state: str = "active"
     # Each file's ``resource_registry`` section and where it is written, in
@@ -51,17 +60,23 @@ class HeatEnvironment:
     # commit paths, in order.
     path: str = ""
     listed: list[str] = field(default_factory=list)
+    # Each parameter's merge strategy, and where the value that fixed it is.
+    strategies: dict[str, tuple[str, Where]] = field(default_factory=dict)
 
+    def values_for(self, checks: Checks, types: dict[str, str]) -> dict[str, tuple[Any, Where]]:
+        """The values of the parameters ``types`` declares (name -> Heat
+        type), each merged as its type merges: its ``parameters`` value, else
+        its ``parameter_defaults`` one."""
+        found: dict[str, tuple[Any, Where]] = {}
+        for name, heat_type in types.items():
+            section = self.parameters if name in self.parameters else self.defaults
+            if name in section:
+                found[name] = section.value(checks, name, heat_type)
+        return found
 
-@dataclass
-class _Merged:
-    """The ``parameters`` and ``parameter_defaults`` sections merged so far,
-    and the merge strategies earlier files named (Heat keeps them)."""
-
-    sections: dict[str, dict[str, tuple[Any, Where]]] = field(
-        default_factory=lambda: {"parameter_defaults": {}, "parameters": {}}
-    )
-    strategies: dict[str, str] = field(default_factory=dict)
+    def given(self) -> dict[str, Where]:
+        """Every parameter the files give a value, and where its latest is written."""
+        return {**self.defaults.wheres(), **self.parameters.wheres()}
 
 
 def environment_file_path(files: CommitFiles, template_path: str) -> str | None:
@@ -89,7 +104,6 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
     checks.check_keys(m, where, ENV_KEYS)
     if m.get("setpoint") is not None:
         _read_settings(files, m, where, found)
-    merged = _Merged()
     for listed in found.listed:
         lwhere = Where(listed, 1, "")
         doc = files.parse(listed)
@@ -103,54 +117,70 @@ def read_environment_file(files: CommitFiles, template_path: str) -> HeatEnviron
             )
         heat_only = YMap({k: v for k, v in lm.items() if k != "setpoint"}, key_lines=lm.key_lines)
         checks.check_keys(heat_only, lwhere, ENV_KEYS[:-1])
-        _read_sections(files, lm, lwhere, found, merged)
-    _read_sections(files, m, where, found, merged)
-    found.defaults = merged.sections["parameter_defaults"]
-    found.values = {**found.defaults, **merged.sections["parameters"]}  # parameters win
+        _read_sections(files, lm, lwhere, found)
+    _read_sections(files, m, where, found)
     return found
 
 
-def _read_sections(
-    files: CommitFiles, m: YMap, where: Where, found: HeatEnvironment, merged: _Merged
-) -> None:
+def _read_sections(files: CommitFiles, m: YMap, where: Where, found: HeatEnvironment) -> None:
     """One environment file's sections, merged over the files before it."""
     checks = files.checks
-    strategies = _strategies(files, m, where)
-    for key, section in merged.sections.items():
+    named, default = _strategies(files, m, where)
+    for key in ("parameter_defaults", "parameters"):
+        section = found.defaults if key == "parameter_defaults" else found.parameters
         raw = m.get(key)
         kwhere = where.at(m, key)
         if raw is None or checks.mapping(raw, kwhere, key) is None:
             continue
         for pname, value in raw.items():
             name, vwhere = str(pname), kwhere.at(raw, pname)
-            # Heat's: this file's strategy for the name, else an earlier file's,
-            # else this file's default.
-            strategy = strategies.get(
-                name, merged.strategies.get(name, strategies.get("default", OVERWRITE))
-            )
-            if strategy != OVERWRITE and name in section:
-                before = section[name][1]
+            # Heat's get_param_merge_strategy: this file's strategy for the
+            # name, else the one its first value fixed, else this file's default.
+            fixed = found.strategies.get(name)
+            strategy, swhere = named.get(name, fixed or (default, vwhere))
+            if fixed is None:
+                found.strategies[name] = (strategy, vwhere)
+            elif strategy != fixed[0]:
                 checks.error(
-                    vwhere,
-                    f"Heat would merge this value into the one of {before.file}:{before.line} "
-                    f"(parameter_merge_strategies: {strategy}); setpoint only overwrites: "
-                    "give the whole value in the later file",
+                    swhere,
+                    f"parameter {name!r} merges by {fixed[0]}, fixed by its first value at "
+                    f"{fixed[1].file}:{fixed[1].line}; Heat refuses {strategy} for it in a "
+                    f"later file (Conflicting merge strategy '{strategy}' for parameter "
+                    f"'{name}'): name the strategy in {fixed[1].file}",
                 )
-            section[name] = (value, vwhere)
-            if name in strategies:
-                merged.strategies[name] = strategies[name]
+                strategy = fixed[0]
+            section.add(name, value, vwhere, strategy)
     found.registries.append((m.get("resource_registry"), where.at(m, "resource_registry")))
     if m.get("event_sinks"):
         checks.warn(where.at(m, "event_sinks"), "event_sinks is not used by setpoint")
 
 
-def _strategies(files: CommitFiles, m: YMap, where: Where) -> dict[str, str]:
-    """A file's ``parameter_merge_strategies``: parameter (or ``default``) -> strategy."""
+def _strategies(
+    files: CommitFiles, m: YMap, where: Where
+) -> tuple[dict[str, tuple[str, Where]], str]:
+    """A file's ``parameter_merge_strategies``: each parameter's strategy and
+    where it is named, and the file's ``default``. A strategy Heat does not
+    know is warned about and, as in Heat, the file's default is used (for
+    ``default`` itself, ``overwrite``)."""
     raw = m.get("parameter_merge_strategies")
     swhere = where.at(m, "parameter_merge_strategies")
     if raw is None or files.checks.mapping(raw, swhere, "parameter_merge_strategies") is None:
-        return {}
-    return {str(k): str(v) for k, v in raw.items()}
+        return {}, OVERWRITE
+    known = " or ".join(STRATEGIES)
+
+    def strategy(key: Any, fallback: str) -> str:
+        value = raw[key]
+        if value in STRATEGIES:
+            return str(value)
+        files.checks.warn(
+            swhere.at(raw, key),
+            f"unknown merge strategy {value!r} ({known}): Heat uses {fallback}",
+        )
+        return fallback
+
+    default = strategy("default", OVERWRITE) if "default" in raw else OVERWRITE
+    named = {str(k): (strategy(k, default), swhere.at(raw, k)) for k in raw if str(k) != "default"}
+    return named, default
 
 
 def _read_settings(files: CommitFiles, m: YMap, where: Where, found: HeatEnvironment) -> None:

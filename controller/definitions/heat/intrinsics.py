@@ -17,6 +17,7 @@ from setpoint.controller.definitions.heat.functions import param_path, select
 from setpoint.controller.definitions.heat.resources import (
     GROUP_TYPES,
     RANDOM_STRING,
+    RESOURCE_GROUP,
     SERVER_TYPES,
     SINGLE_TYPES,
     Resource,
@@ -213,13 +214,14 @@ class Evaluator:
     def reference(self, res: Resource, c: Where) -> Any:
         """What ``get_resource`` of ``res`` gives. Heat gives a physical id;
         setpoint has one where it names the thing: a server's inventory name, a
-        deployment's (or a nested stack's) name in setpoint (``<stack>/<path>``),
-        a RandomString's value (its id, in Heat)."""
+        deployment's, a group's (its nested stack's id, in Heat) or a nested
+        stack's name in setpoint (``<stack>/<path>``), a RandomString's value
+        (its id, in Heat): the same on every render."""
         if res.type in SERVER_TYPES:
             return self.servers.server_of(res.name, c)
         if res.type == RANDOM_STRING:
             return self.attr_of(res, "value", [], c)
-        if res.type in SINGLE_TYPES + GROUP_TYPES or res.template is not None:
+        if res.type in (*SINGLE_TYPES, *GROUP_TYPES, RESOURCE_GROUP) or res.template is not None:
             return self.scope.qualified(res.name)
         self.checks.error(
             c,

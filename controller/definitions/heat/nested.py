@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from setpoint.controller.definitions.checks import Checks, Where
 from setpoint.controller.definitions.heat.functions import select
+from setpoint.controller.definitions.heat.parameter_merge import MergedSection
 from setpoint.controller.definitions.heat.registry import (
     NONE_TYPE,
     ResourceRegistry,
@@ -58,7 +59,7 @@ class Nesting:
     # Deployments (qualified) every deployment of this template waits for.
     depends_on: tuple[str, ...] = ()
     # The environment file's ``parameter_defaults``, for every template of the stack.
-    defaults: dict[str, tuple[Any, Where]] = field(default_factory=dict)
+    defaults: MergedSection = field(default_factory=MergedSection)
     # Every parameter name the stack's templates declare (filled as they are read).
     declared: set[str] = field(default_factory=set)
 

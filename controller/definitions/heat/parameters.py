@@ -71,9 +71,11 @@ def _parameter(
     if name in env_file_values:
         env_raw, env_where = env_file_values[name]
         # A nested template's parameter may be given a value known only once
-        # rendered, or a secret: it goes on as it is.
+        # rendered, or a secret: it goes on as it is. One whose problem was
+        # told where it is given (values Heat could not merge) stays INVALID.
         deferred = has_deferred(env_raw) or is_secret(env_raw)
-        value = env_raw if deferred else _value(checks, type_name, env_raw, env_where)
+        as_is = deferred or env_raw is INVALID
+        value = env_raw if as_is else _value(checks, type_name, env_raw, env_where)
         has = True
     if has and not deferred and value is not INVALID:
         check_constraints(checks, pm, c, value)

@@ -159,6 +159,18 @@ def _template_types(body: Any) -> list[str]:
     return [rtype] if isinstance(rtype, str) and is_template_type(rtype) else []
 
 
+def declared_types(m: YMap) -> dict[str, str]:
+    """The parameters a template declares, each with its Heat type as written
+    (an unknown or missing one is reported where it is declared)."""
+    raw = m.get("parameters")
+    if not isinstance(raw, YMap):
+        return {}
+    return {
+        str(name): str(body.get("type")) if isinstance(body, YMap) else ""
+        for name, body in raw.items()
+    }
+
+
 def _relative(base_file: str, name: str) -> str:
     return posixpath.normpath(posixpath.join(posixpath.dirname(base_file), name))
 
@@ -216,8 +228,9 @@ class HeatTemplate:
             self.nesting = Nesting(
                 registry, env_file.state, (scope.path,), defaults=env_file.defaults
             )
+            given = env_file.values_for(checks, declared_types(m))
             scope.params, scope.hidden = read_parameters(
-                checks, m, where, env_file.values, self.sources.environment
+                checks, m, where, given, self.sources.environment
             )
         else:
             scope.prefix = self.nesting.prefix
@@ -262,7 +275,7 @@ class HeatTemplate:
             self.nesting.depends_on,
         )
         deployments = self.by_config_name(self.deployments(reader))
-        for pname, (_value, pwhere) in env_file.values.items():
+        for pname, pwhere in env_file.given().items():
             if pname in self.nesting.declared:  # by this template or one it nests
                 continue
             if pwhere.file == env_file.path:
@@ -284,8 +297,8 @@ class HeatTemplate:
         selected setpoint environment's, else the environment file's
         ``parameter_defaults``, as Heat gives them to nested stacks."""
         assert self.nesting is not None
-        declared = m.get("parameters")
-        names = set(declared) if isinstance(declared, YMap) else set()
+        types = declared_types(m)
+        names = set(types)
         given = self.nesting.values
         for pname, (_value, pwhere) in given.items():
             if pname not in names:
@@ -302,7 +315,7 @@ class HeatTemplate:
                 environment.used.add(name)
                 values[name] = environment.values[name]
             elif name in self.nesting.defaults:
-                values[name] = self.nesting.defaults[name]
+                values[name] = self.nesting.defaults.value(self.checks, name, types[name])
         return values
 
     def resolve_types(self) -> None:
