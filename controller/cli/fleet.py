@@ -44,7 +44,8 @@ def add_parsers(sub: Any) -> None:
         description="Create DIR as a git repository holding an inventory (the --servers, in "
         "group web), one component (a script and an attached file) and one stack, committed; "
         "and in DIR/.setpoint/ (ignored by git) a signing key, a local store, each server's "
-        "agent bootstrap and agents.sh, which runs the agents as local processes. Prints the "
+        "agent bootstrap and agents.sh, which starts, stops and shows the agents as local "
+        "processes (sh .setpoint/agents.sh start|stop|status|restart|run). Prints the "
         "commands that deploy it.",
         epilog="exit codes: 0 created, 1 DIR exists and is not empty, or a server name is "
         "not valid (nothing written).",
@@ -193,6 +194,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  cd {args.dir}")
     for command in made.commands():
         print(f"  {command}")
+    print(f"\nthe agents: {made.agents_command} status|stop|restart (logs in {LOCAL}/logs/)")
     return OK
 
 

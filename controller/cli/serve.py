@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -41,8 +42,9 @@ def add_parsers(sub: Any) -> None:
         "repository are never written, and secret inputs are masked everywhere.",
         epilog="It listens on 127.0.0.1 unless --host says otherwise, and refuses another "
         "address without --token (checked as a bearer token, or as the password of HTTP "
-        "basic auth) unless --insecure-no-auth. exit codes: 0 stopped (Ctrl-C), 4 the store "
-        "or the repository cannot be read, or the address cannot be bound, 64 wrong usage "
+        "basic auth) unless --insecure-no-auth. exit codes: 0 stopped (Ctrl-C or SIGTERM), "
+        "4 the store or the repository cannot be read, or the address cannot be bound, 64 "
+        "wrong usage "
         "(another address without a token).",
     )
     p.add_argument("--store", required=True, help="store URL or path (read only)")
@@ -131,8 +133,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"setpoint serve: http://{shown}:{port}/ (read only; Ctrl-C stops)", flush=True)
     # Lifespan events start the background read of the fleet and stop it with the server.
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    # uvicorn shuts down on Ctrl-C, then raises it again: stopping is the normal
-    # way out (exit 0, as --help says), not an interruption.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn shuts down on SIGINT or SIGTERM, then raises the signal again, and
+    # SIGTERM's default action would end the process by the signal (-15), which
+    # systemd counts as a failure. SIGTERM raises KeyboardInterrupt as Ctrl-C does:
+    # stopping is the normal way out (exit 0, as --help says and as 'watch' does).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

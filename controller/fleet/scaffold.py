@@ -14,7 +14,6 @@ servers: start the agents, ``setpoint reconcile``, ``setpoint status``.
 from __future__ import annotations
 
 import json
-import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from setpoint.controller.definitions.render_secret import create_beside_signing_
 from setpoint.controller.definitions.repository import init_repo_from_dir
 from setpoint.controller.errors import SetpointError
 from setpoint.controller.fleet.enroll import bootstrap_for
+from setpoint.controller.fleet.local_agents import SCRIPT, agents_script
 from setpoint.store.documents import is_server_name
 from setpoint.store.local import LocalStore
 from setpoint.store.signing import SigningKey
@@ -97,12 +97,16 @@ class Scaffold:
     def commands(self) -> list[str]:
         """What deploys it, run from ``root``: the agents, a reconcile, a look."""
         key, store = self.key.relative_to(self.root), self.store.relative_to(self.root)
-        agents = self.agents_script.relative_to(self.root)
         return [
-            f"sh {agents} &",
+            f"{self.agents_command} start",
             f"setpoint reconcile --signing-key {key} --store {store} --wait",
             f"setpoint status --store {store}",
         ]
+
+    @property
+    def agents_command(self) -> str:
+        """How to manage the local agents from ``root``: add start, stop, status..."""
+        return f"sh {self.agents_script.relative_to(self.root)}"
 
 
 def _inventory(servers: tuple[str, ...]) -> str:
@@ -110,24 +114,6 @@ def _inventory(servers: tuple[str, ...]) -> str:
              "kind: Inventory", "servers:"]  # fmt: skip
     lines += [f"  {s}: {{}}" for s in servers]
     lines += ["groups:", f"  {GROUP}: [{', '.join(servers)}]"]
-    return "\n".join(lines) + "\n"
-
-
-def _agents_script(root: Path, servers: tuple[str, ...]) -> str:
-    """Each server's agent as a local process; Ctrl-C (or a kill of the script) stops all."""
-    lines = [
-        "#!/bin/sh",
-        "# The agents of this fleet, as local processes standing in for its servers.",
-        "# On a real server: setpoint-agent --bootstrap <its bootstrap> --state-dir <a directory>",
-        f"cd {shlex.quote(str(root))}",
-        "trap 'kill 0' INT TERM  # a background job ignores INT: stop it with kill %1",
-    ]
-    for server in servers:
-        lines.append(
-            f"setpoint-agent --bootstrap {LOCAL}/agents/{server}.json "
-            f"--state-dir {LOCAL}/servers/{server} --interval 1 &"
-        )
-    lines.append("wait")
     return "\n".join(lines) + "\n"
 
 
@@ -170,6 +156,6 @@ def scaffold(root: Path, servers: tuple[str, ...]) -> Scaffold:
         boot = bootstrap_for(store, server, {KEY_NAME: str(key.public())})
         path = local / "agents" / f"{server}.json"
         path.write_text(json.dumps(boot.to_dict(), indent=2, sort_keys=True) + "\n")
-    script = local / "agents.sh"
-    script.write_text(_agents_script(root, servers))
+    script = local / SCRIPT
+    script.write_text(agents_script(root, LOCAL, servers))
     return Scaffold(root, commit, servers, key_path, store_dir, script)

@@ -602,8 +602,8 @@ def make_plan(
     ``retries`` (from a store, ``retries_to_publish``): the pairs whose failed
     config the next pass publishes again with a new retry count.
     ``elsewhere`` (from a store's pointers): the servers deployed from another
-    commit than BASE, each compared from that commit. Membership entries,
-    batch order and stack outputs are still BASE's.
+    commit than BASE, each compared from that commit, membership entries
+    included. Batch order and stack outputs are still BASE's.
     """
     reports = reports or {}
     elsewhere = elsewhere or {}
@@ -632,8 +632,12 @@ def make_plan(
                 change.retry = pending[1]
                 if change.action == UNCHANGED:
                     change.action = RETRY
-        if base is not None and name in head.order and name in base.order:
-            _note_entries(server_changes, entry_changes(base, head, dep, reports))
+        if name in head.order:
+            # Each server gains or loses entries from the commit it was deployed from:
+            # a join leaves the members' pointers on the commit before it.
+            for model, those in _by_deployed_model(base, elsewhere, server_changes):
+                if name in model.order:
+                    _note_entries(those, entry_changes(model, head, dep, reports))
         item = DeploymentChange(name=name, component=dep.component, servers=server_changes)
         if base is not None:
             item.reorders = update_reorder(base, head, name)
@@ -652,6 +656,19 @@ def make_plan(
             outputs_from_reports(head, reports),
         ),
     )
+
+
+def _by_deployed_model(
+    base: Model | None, elsewhere: Elsewhere, server_changes: list[ServerChange]
+) -> list[tuple[Model, list[ServerChange]]]:
+    """``server_changes`` by the model each server was deployed from (BASE, or
+    the one its own pointer names); those with nothing deployed are left out."""
+    groups: dict[str, tuple[Model, list[ServerChange]]] = {}
+    for change in server_changes:
+        model = elsewhere.get(change.server, base)  # None in elsewhere: nothing there
+        if model is not None:
+            groups.setdefault(model.commit, (model, []))[1].append(change)
+    return list(groups.values())
 
 
 def _change_batches(head: Model, name: str, server_changes: list[ServerChange]) -> list[list[str]]:

@@ -18,6 +18,7 @@ from bench.simulate import SimAgent, input_values
 from setpoint.controller.cli.common import INVALID, OK
 from setpoint.controller.cli.main import main
 from setpoint.controller.rollout.ledger import read_ledger
+from setpoint.store.base import Store
 from setpoint.store.local import LocalStore
 from tests.controller.fleet import Fleet, inventory
 
@@ -64,8 +65,8 @@ def cluster_files(members: list[str], stack: str, component: str = MEMBER) -> di
 class Cluster:
     """A fleet whose agents report ``addr`` and remember the PEERS of every run."""
 
-    def __init__(self, tmp_path: Path, files: dict[str, str]):
-        self.fleet = Fleet(tmp_path, files)
+    def __init__(self, tmp_path: Path, files: dict[str, str], store: Store | None = None):
+        self.fleet = Fleet(tmp_path, files, store)
         for server in ["m1", "m2", "m3", "m4"]:
             self.fleet.agents[server] = SimAgent(
                 server, self.fleet.store, self.fleet.clock, outputs_for=addr_of
@@ -303,6 +304,43 @@ def test_plan_shows_the_members_a_join_or_a_leave_reruns_and_their_new_entries(
             ("m2", "leaves", "********")
         ]
         assert (left["m3"]["action"], left["m2"]["action"]) == ("UPDATE", "DELETE")
+    finally:
+        cluster.fleet.close()
+
+
+def test_plan_against_the_store_shows_the_rerun_of_members_a_join_left_on_their_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """m4 joins: its CREATE is published, but m1-m3's configs stay the same until
+    m4 reported, so their pointers still name the commit before the join. The
+    plan against the store (the newest pointer: the join) still says they re-run."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    store = LocalStore(store_dir)
+    cluster = Cluster(tmp_path, cluster_files(["m1", "m2", "m3"], cluster_stack()), store)
+    try:
+        cluster.converge()
+        cluster.move(["m1", "m2", "m3", "m4"])
+        cluster.fleet.run_pass()
+        commits = {s: p.commit for s in ("m1", "m2", "m3", "m4") if (p := store.read_pointer(s))}
+        assert commits["m4"] != commits["m1"] == commits["m2"] == commits["m3"]
+        capsys.readouterr()
+        repo = str(cluster.fleet.repo_path)
+        code = main(["plan", "--repo", repo, "--store", str(store_dir), "--format", "json"])
+        assert code == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["base"] == commits["m4"]
+        (deployment,) = result["deployments"]
+        members = {s["server"]: s for s in deployment["servers"]}
+        for server in ("m1", "m2", "m3"):
+            assert (members[server]["action"], members[server]["after_joiners"]) == (
+                "UPDATE",
+                True,
+            )
+            assert [(e["server"], e["change"]) for e in members[server]["entries"]] == [
+                ("m4", "joins")
+            ]
+        assert deployment["batches"] == [["m1", "m2", "m3"]]  # m4's CREATE is out already
     finally:
         cluster.fleet.close()
 

@@ -22,7 +22,8 @@ def test_init_writes_a_valid_repository_and_a_local_fleet(
     fleet = tmp_path / "fleet"
     assert main(["init", str(fleet), "--servers", "a-1,a-2,a-3"]) == OK
     out = capsys.readouterr().out
-    assert f"  cd {fleet}\n  sh .setpoint/agents.sh &\n" in out
+    assert f"  cd {fleet}\n  sh .setpoint/agents.sh start\n" in out
+    assert "the agents: sh .setpoint/agents.sh status|stop|restart (logs in .setpoint/logs/)" in out
     assert main(["validate", "--repo", str(fleet)]) == OK
     assert "valid: 1 component, 1 stack, 1 deployment, 3 (deployment, server) pairs" in (
         capsys.readouterr().out
@@ -36,7 +37,7 @@ def test_init_writes_a_valid_repository_and_a_local_fleet(
         assert boot.server == server
         assert boot.trusted_keys == {"controller": str(key.public())}
         assert boot.store_url == (fleet / ".setpoint/store").as_uri()
-    assert "a-3.json" in (fleet / ".setpoint/agents.sh").read_text()
+    assert "SERVERS='a-1 a-2 a-3'" in (fleet / ".setpoint/agents.sh").read_text()
     assert (fleet / ".gitignore").read_text().endswith(".setpoint/\n")
 
 

@@ -8,9 +8,11 @@ import hashlib
 import html
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -151,6 +153,24 @@ def serve_once(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     command = [sys.executable, "-m", "setpoint.controller.cli", "serve", "--port", "0", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_serve_cleanly_with_exit_0(
+    fleet_on_disk: FleetOnDisk, serve: ServeFactory, stop: signal.Signals
+) -> None:
+    # systemd stops a unit with SIGTERM and counts anything but exit 0 as a failure;
+    # Ctrl-C ends it as it ends 'setpoint watch': exit 0.
+    served = serve("--store", str(fleet_on_disk.store))
+    assert get(served.url + "/")[0] == 200
+    sent = time.monotonic()
+    served.proc.send_signal(stop)
+    code = served.proc.wait(timeout=15)
+    took = time.monotonic() - sent
+    served.stop()
+    assert code == 0, served.stderr
+    assert took < 5, f"stopped {took:.1f}s after {stop.name}"
+    assert "Traceback" not in served.stderr
 
 
 def test_another_address_needs_a_token(fleet_on_disk: FleetOnDisk) -> None:
