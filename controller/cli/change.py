@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from setpoint.controller.cli import observing, replicas
@@ -23,6 +24,7 @@ from setpoint.controller.cli.common import (
     trust_args,
     tuning_args,
 )
+from setpoint.controller.cli.stopping import finish_pass_on_sigterm
 from setpoint.controller.definitions.repository import GitError, GitRepo
 from setpoint.controller.errors import InvalidDefinitions, SetpointError
 from setpoint.store.errors import StoreError
@@ -108,7 +110,9 @@ def add_parsers(sub: Any) -> None:
         "under refs/notes/setpoint (git log --notes=setpoint). --metrics-port serves "
         "Prometheus metrics; events (rollout started, batch failed, rollback, commit "
         "converged, agent unreachable) go to --notify webhooks and the commit's "
-        "notifications.yaml, each once, recorded in the store's ledger.",
+        "notifications.yaml, each once, recorded in the store's ledger. SIGTERM finishes the "
+        "pass in flight, releases the lease (a standby takes over at once), sends the queued "
+        "notifications and exits 0; a second SIGTERM or Ctrl-C stops at once.",
     )
     p.add_argument("--repo", required=True, help="repository path or URL to follow")
     p.add_argument(
@@ -333,8 +337,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         notifier=observing.notifier(args),
         metrics=observing.metrics(args, store, lease),
     )
+    stop = threading.Event()
     try:
-        watcher.run(max_passes=1 if args.once else args.passes)
+        with finish_pass_on_sigterm(stop, source.wake):
+            watcher.run(stop, max_passes=1 if args.once else args.passes)
     except KeyboardInterrupt:
         pass
     finally:

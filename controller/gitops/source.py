@@ -172,6 +172,10 @@ class LocalSource:
         self._changed.clear()
         return woke
 
+    def wake(self) -> None:
+        """End a ``wait`` now (the daemon is stopping)."""
+        self._changed.set()
+
     def push_notes(self) -> None:
         """The notes are written into this repository itself: nothing to push."""
 
@@ -190,6 +194,7 @@ class RemoteSource:
         self.interval = interval
         self._clock = clock or time.monotonic
         self._last_fetch: float | None = None
+        self._woken = threading.Event()
         mirror = Path(mirror)
         if not (mirror / "objects").is_dir():
             mirror.mkdir(parents=True, exist_ok=True)
@@ -237,15 +242,18 @@ class RemoteSource:
 
     def wait(self, seconds: float) -> bool:
         """Sleep until the next fetch is due or ``seconds`` pass, whichever is first."""
-        import time
-
         due = (
             self.interval
             if self._last_fetch is None
             else (self._last_fetch + self.interval - self._clock())
         )
-        time.sleep(max(0.0, min(seconds, due)))
+        self._woken.wait(max(0.0, min(seconds, due)))
+        self._woken.clear()
         return False
+
+    def wake(self) -> None:
+        """End a ``wait`` now (the daemon is stopping)."""
+        self._woken.set()
 
     def push_notes(self) -> None:
         """Send the mirror's ``refs/notes/setpoint`` back to the remote."""

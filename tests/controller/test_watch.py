@@ -194,6 +194,23 @@ def test_a_remote_push_over_a_file_url_is_fetched_into_the_mirror(
     assert Notebook(tmp_path / "mirror").record(new, None) is not None
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "remote"])
+def test_wake_ends_the_wait_between_passes_at_once(
+    bare: Path, tmp_path: Path, remote: bool
+) -> None:
+    """A stopping daemon (SIGTERM) wakes its source: the wait between passes,
+    up to --interval or --fetch-interval long, must not delay the stop."""
+    source: LocalSource | RemoteSource = (
+        RemoteSource(bare.as_uri(), "main", tmp_path / "mirror", 90.0)
+        if remote
+        else LocalSource(bare, "main")
+    )
+    threading.Timer(0.2, source.wake).start()
+    started = time.monotonic()
+    source.wait(90.0)
+    assert time.monotonic() - started < 60.0
+
+
 def test_a_remote_push_over_git_daemon_and_notes_pushed_back(
     git: Git, work: Path, bare: Path, store: Store, tmp_path: Path
 ) -> None:

@@ -314,3 +314,53 @@ def test_two_reconcile_runs_never_interleave(example_repo: Path, tmp_path: Path)
             first.kill()
         first.communicate()
     assert first.returncode == 2  # timed out: nothing converged without agents
+
+
+def test_sigterm_stops_the_leader_cleanly_and_a_standby_takes_over_at_once(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """systemd's stop (SIGTERM) ends the pass in flight, releases the lease and
+    exits 0, so the standby leads within its own --interval, not after the
+    lease's ttl; the leader's long --interval does not delay its stop."""
+    store_dir = tmp_path / "store"
+    store = LocalStore(store_dir)
+    ttl = 30.0
+
+    def replica(name: str, interval: float) -> subprocess.Popen[str]:
+        cmd = [
+            sys.executable, "-m", "setpoint.controller.cli", "--log-level", "warning",
+            "watch", "--repo", str(example_repo), "--branch", "main",
+            "--store", str(store_dir), "--replica", name,
+            "--lease-ttl", str(ttl), "--interval", str(interval),
+        ]  # fmt: skip
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def leader() -> str | None:
+        status = lease_status(store, time.time())
+        return status.leader if status else None
+
+    procs = [replica("ctl-a", 600.0)]
+    try:
+        wait_until("ctl-a to lead", lambda: leader() == "ctl-a", 30)
+        procs.append(replica("ctl-b", 0.2))
+        wait_until(
+            "ctl-b to stand by",
+            lambda: store.read_controller_doc("replica-ctl-b") is not None,
+            30,
+        )
+        procs[0].send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        _, stderr = procs[0].communicate(timeout=30)
+        assert procs[0].returncode == 0, stderr
+        assert store.read_controller_doc("replica-ctl-a") is None, "its heartbeat is removed"
+        # ctl-a renewed at most ttl/3 ago, so its lease would expire no sooner than
+        # 2/3 ttl from now; released, the standby takes it at its next look, which
+        # comes every ttl/3.
+        wait_until("ctl-b to lead", lambda: leader() == "ctl-b", ttl)
+        took = time.monotonic() - stopped_at
+        assert took < ttl * 0.6, f"took {took:.1f}s: the lease expired rather than released"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
