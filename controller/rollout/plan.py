@@ -44,9 +44,15 @@ from setpoint.controller.definitions.model import Computed, Deployment, GetAttr,
 from setpoint.controller.errors import Problem
 from setpoint.controller.render.derived import derived_config
 from setpoint.controller.rollout.batches import next_batch
-from setpoint.controller.rollout.desired import compute_desired, entry_of
+from setpoint.controller.rollout.desired import DesiredState, compute_desired, entry_of
 from setpoint.controller.rollout.inputs import output_reads
-from setpoint.controller.rollout.outputs import OutputChange, output_changes, outputs_from_reports
+from setpoint.controller.rollout.outputs import (
+    OutputChange,
+    ShownOutput,
+    output_changes,
+    outputs_from_reports,
+    stack_outputs,
+)
 from setpoint.controller.rollout.plan_members import JOINS, EntryChange, entry_changes
 from setpoint.controller.wording import counted
 from setpoint.store.documents import Manifest, Report
@@ -587,6 +593,25 @@ def deployed_sides(
     return sides
 
 
+def deployed_outputs(
+    base: Model, elsewhere: Elsewhere, reports: dict[str, Report]
+) -> list[ShownOutput]:
+    """BASE's stack outputs, each read against the config its server runs: a
+    server the rollout has not reached still reports the outputs of the config
+    its own pointer names, which BASE would call not yet run (pending)."""
+    if not any(stack.outputs for stack in base.stacks.values()):
+        return []
+    runs = DesiredState(commit=base.commit)
+    for model in _bases(base, elsewhere):
+        desired = compute_desired(model, reports, lambda _server: None)
+        for key, digest in desired.rendered.items():
+            owner = elsewhere.get(key[1], base)  # None: nothing deployed there
+            if owner is not None and owner.commit == model.commit:
+                runs.rendered[key] = digest
+                runs.instances[key] = desired.instances[key]
+    return stack_outputs(base, runs, reports)
+
+
 def make_plan(
     base: Model | None,
     head: Model,
@@ -603,7 +628,8 @@ def make_plan(
     config the next pass publishes again with a new retry count.
     ``elsewhere`` (from a store's pointers): the servers deployed from another
     commit than BASE, each compared from that commit, membership entries
-    included. Batch order and stack outputs are still BASE's.
+    included; stack outputs are BASE's, read against what each server runs.
+    Batch order is still BASE's.
     """
     reports = reports or {}
     elsewhere = elsewhere or {}
@@ -652,7 +678,7 @@ def make_plan(
         deployments=changes,
         base_problems=base_problems or [],
         outputs=output_changes(
-            outputs_from_reports(base, reports) if base is not None else [],
+            deployed_outputs(base, elsewhere, reports) if base is not None else [],
             outputs_from_reports(head, reports),
         ),
     )

@@ -210,3 +210,51 @@ def test_plan_shows_the_outputs_a_change_adds_removes_or_changes(
     assert shown[1]["after"]["state"] == "pending"
     assert main([*plan, "--format", "markdown"]) == 0
     assert "Outputs:\n\n```text\n  + db/port  5432\n" in capsys.readouterr().out
+
+
+def test_plan_against_the_store_reads_an_output_from_the_commit_its_server_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mid-rollout: the config changes on both servers, the replica (which depends
+    on the primary) waits, its pointer still naming the commit before. It still
+    reports replica_dsn for the config it runs: the plan shows that value going
+    to pending, not pending on both sides (measured against the newest commit)."""
+    store_path = tmp_path / "store"
+    template = (
+        (CORPUS / "conditions.yaml")
+        .read_text()
+        .replace(
+            "    condition: want_replica\n    properties:\n      config: {get_resource: db_config}",
+            "    condition: want_replica\n    depends_on: [primary_deployment]\n"
+            "    properties:\n      config: {get_resource: db_config}",
+        )
+    )
+    files = {"stacks/db.yaml": template, "stacks/db.env.yaml": ENV}
+    store = LocalStore(store_path)
+    fleet = HeatFleet(tmp_path, files, store=store)
+    fleet.converge()
+    first = fleet.repo.resolve("HEAD")
+    changed = template.replace("#!/bin/sh -e\n", "#!/bin/sh -e\n        # v2\n")
+    fleet.commit({"stacks/db.yaml": changed})
+    fleet.reconciler.run_pass()  # the primary's new config is out; the replica waits for it
+    commits = {s: p.commit for s in ("server1", "server2") if (p := store.read_pointer(s))}
+    assert commits["server2"] == first != commits["server1"]
+    capsys.readouterr()
+    plan = ["plan", "--repo", str(fleet.repo_path), "--store", str(store_path)]
+    assert main([*plan, "--format", "json"]) == 0
+    shown = {o["output"]: o for o in json.loads(capsys.readouterr().out)["outputs"]}
+    assert list(shown) == ["db/replica_dsn"]  # primary_dsn: pending on both sides
+    replica = shown["db/replica_dsn"]
+    assert (replica["before"]["state"], replica["before"]["value"]) == (
+        "known",
+        "pg://replica:500",
+    )
+    assert replica["after"]["state"] == "pending"
+    assert main([*plan, "--no-diff"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "outputs:\n"
+        '  ~ db/replica_dsn  "pg://replica:500" -> pending: waits for db/replica_deployment.dsn '
+        "on server2: db/replica_deployment is itself waiting\n"
+        "\n"
+        "1 server, 1 deployment change; 1 server unchanged\n"
+    )
