@@ -178,16 +178,18 @@ def test_timeout_fails_and_kills_the_process_group(
 ) -> None:
     child = tmp_path / "child.pid"
     body = f"sleep 30 &\necho $! > {child}\necho started\nwait\n"
-    publisher.publish({"app/web": Deploy(script(body), timeout=0.5)})
+    # 2 s: time for the shell to start its child and write its pid on a loaded
+    # machine before the timeout kills it (0.5 s was not always enough).
+    publisher.publish({"app/web": Deploy(script(body), timeout=2)})
     began = time.monotonic()
     make_agent().run_once()
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 15, "the agent waited for the hook's 30 s child"
     dep = entry(store)
     assert dep.status == "FAILED"
-    assert dep.reason == "script timed out after 0.5s: killed its process group"
+    assert dep.reason == "script timed out after 2s: killed its process group"
     assert dep.stdout_tail == "started\n"
     pid = int(child.read_text())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not process_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process_gone(pid), "the hook's background child survived the timeout"
@@ -335,11 +337,12 @@ def test_external_hook_timeout_kills_its_group(
 ) -> None:
     child = tmp_path / "child.pid"
     write_hook(tmp_path / "hooks", "slow", f"#!/bin/sh\nsleep 30 &\necho $! > {child}\nwait\n")
-    publisher.publish({"app/web": Deploy(component([(["CREATE"], "slow", "")]), ("CREATE",), 0.3)})
+    # 2 s: time for the hook to start its child and write its pid before the timeout.
+    publisher.publish({"app/web": Deploy(component([(["CREATE"], "slow", "")]), ("CREATE",), 2)})
     make_agent().run_once()
-    assert entry(store).reason == "hook 'slow' timed out after 0.3s: killed its process group"
+    assert entry(store).reason == "hook 'slow' timed out after 2s: killed its process group"
     pid = int(child.read_text())
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not process_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process_gone(pid)

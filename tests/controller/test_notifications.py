@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -410,11 +411,16 @@ def test_a_restarted_watch_sends_nothing_again(controller: Controller, hook: Rec
     assert hook.events() == [f"rollout_started/s/app/{head}", f"converged/{head}"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+# The watch daemon's log line saying where its metrics are served.
+METRICS_URL = re.compile(r"metrics_serving .*url=http://127\.0\.0\.1:(\d+)/metrics")
+
+
+def metrics_port(log: Path, until: Callable[[Callable[[], bool]], None]) -> int:
+    """The port a daemon started with ``--metrics-port 0`` logged to ``log``."""
+    until(lambda: METRICS_URL.search(log.read_text()) is not None)
+    found = METRICS_URL.search(log.read_text())
+    assert found is not None
+    return int(found[1])
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -433,6 +439,11 @@ def scrape(port: int) -> dict[str, float]:
 
 def passes(port: int) -> float:
     return scrape(port).get('setpoint_passes_total{"result": "ok"}', 0.0)
+
+
+def passed(port: int, n: int) -> Callable[[], bool]:
+    """Whether the daemon ran ``n`` passes in all."""
+    return lambda: passes(port) >= n
 
 
 def more_passes(port: int, n: int) -> Callable[[], bool]:
@@ -455,10 +466,11 @@ def test_the_watch_daemon_serves_metrics_and_notifies_once_across_a_restart(
     )
     fleet.close()
     store = tmp_path / "store"
-    port = free_port()
     argv = [sys.executable, "-m", "setpoint.controller.cli", "watch"]
     argv += ["--repo", str(fleet.repo_path), "--store", str(store), "--interval", "0.2"]
-    argv += ["--metrics-port", str(port), "--notify", hook.url]
+    # Port 0: the daemon binds a free port and logs it (a port picked here and
+    # bound by the daemon later could be taken in between).
+    argv += ["--metrics-port", "0", "--notify", hook.url]
 
     def until(what: Callable[[], bool]) -> None:
         deadline = time.monotonic() + 60
@@ -467,9 +479,13 @@ def test_the_watch_daemon_serves_metrics_and_notifies_once_across_a_restart(
             time.sleep(0.1)
 
     for run in range(2):
-        daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe read only at the end could fill and stall it.
+        log = tmp_path / f"watch-{run}.log"
+        with log.open("wb") as err:
+            daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         try:
-            until(lambda: passes(port) >= 2)
+            port = metrics_port(log, until)
+            until(passed(port, 2))
             answer_all(LocalStore(store), SERVERS)
             until(lambda: len(hook.delivered()) >= 2)
             # A few passes more: nothing new to tell.
@@ -477,8 +493,8 @@ def test_the_watch_daemon_serves_metrics_and_notifies_once_across_a_restart(
             metrics = scrape(port)
         finally:
             daemon.send_signal(signal.SIGINT)
-            _, err = daemon.communicate(timeout=30)
-        assert daemon.returncode == 0, err.decode()
+            daemon.wait(timeout=30)
+        assert daemon.returncode == 0, log.read_text()
         head = fleet.repo.resolve("HEAD")
         assert hook.events() == [f"rollout_started/s/app/{head}", f"converged/{head}"], run
         complete = 'setpoint_servers{"deployment": "s/app", "state": "complete"}'

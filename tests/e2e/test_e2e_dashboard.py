@@ -66,4 +66,7 @@ def test_the_overview_follows_agents_converging_the_fleet(
     rows = browser.find_elements(By.CSS_SELECTOR, "table.deployments tbody tr")
     assert len(rows) >= 3
     browser.find_element(By.LINK_TEXT, "History").click()
+    # Read the history page's table, not the overview's still on screen while
+    # the click's navigation completes.
+    WebDriverWait(browser, 30).until(lambda d: text_of(d, "h1") == "History")
     assert "converged" in text_of(browser, "main table tbody")

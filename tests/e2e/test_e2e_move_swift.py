@@ -34,7 +34,7 @@ def test_fleet_moves_from_swift_to_s3_and_converges_there(tmp_path: Path, swift_
     try:
         with GitRepo.open(repo_dir) as repo:
             code, _ = wait_for_convergence(
-                Reconciler(repo, swift, policy=policy), 30, 0.3, lambda _o: None
+                Reconciler(repo, swift, policy=policy), 60, 0.3, lambda _o: None
             )
             assert code == 0
 
@@ -43,7 +43,7 @@ def test_fleet_moves_from_swift_to_s3_and_converges_there(tmp_path: Path, swift_
             assert redirect is not None
             assert redirect.moved_to is not None
             assert redirect.moved_to["capabilities"]["kind"] == "s3"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a hang guard
             while time.monotonic() < deadline:
                 moved = move_status(s3)
                 if moved is not None and moved.followed == ["db-1"]:
@@ -54,7 +54,7 @@ def test_fleet_moves_from_swift_to_s3_and_converges_there(tmp_path: Path, swift_
 
             bump_backend(repo_dir, "4.0.0")
             code, outcome = wait_for_convergence(
-                Reconciler(repo, s3, policy=policy), 30, 0.3, lambda _o: None
+                Reconciler(repo, s3, policy=policy), 60, 0.3, lambda _o: None
             )
             assert code == 0, outcome.summary()
         report = s3.read_report("db-1")

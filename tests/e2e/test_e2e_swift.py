@@ -148,8 +148,8 @@ def test_temp_url_key_rotation_keeps_running_agents(
     try:
         with GitRepo.open(repo_dir) as repo:
             reconciler = Reconciler(repo, store, policy=PointerPolicy(key))
-            assert wait_for_convergence(reconciler, 30, 0.3, lambda _o: None)[0] == 0
-            result = rotate_temp_url_key(reconciler, timeout=30, interval=0.3)
+            assert wait_for_convergence(reconciler, 60, 0.3, lambda _o: None)[0] == 0
+            result = rotate_temp_url_key(reconciler, timeout=60, interval=0.3)
             assert result.retired_old_key
             assert result.behind == []
             keys = store.temp_url_keys()  # type: ignore[attr-defined]
@@ -157,7 +157,7 @@ def test_temp_url_key_rotation_keeps_running_agents(
             assert keys[1] is None
             assert _status("GET", old_pointer_url) == 401  # the old URLs are dead
             bump_backend(repo_dir, "3.0.0")
-            code, outcome = wait_for_convergence(reconciler, 30, 0.3, lambda _o: None)
+            code, outcome = wait_for_convergence(reconciler, 60, 0.3, lambda _o: None)
             assert code == 0, outcome.summary()
     finally:
         agent.terminate()
@@ -180,7 +180,7 @@ def test_urls_are_renewed_through_the_pointer_before_they_expire(
         started = time.time()
         with GitRepo.open(repo_dir) as repo:
             reconciler = Reconciler(repo, store, policy=policy)
-            code, _ = wait_for_convergence(reconciler, 30, 0.3, lambda _o: None)
+            code, _ = wait_for_convergence(reconciler, 60, 0.3, lambda _o: None)
             assert code == 0
             first = store.read_pointer("db-1")
             assert first is not None
@@ -194,7 +194,7 @@ def test_urls_are_renewed_through_the_pointer_before_they_expire(
             time.sleep(max(0.0, started + 10 - time.time()))  # the bootstrap URLs are dead
             assert _status("GET", boot.capabilities.pointer) == 401  # type: ignore[union-attr]
             bump_backend(repo_dir, "1.0.1")
-            code, outcome = wait_for_convergence(reconciler, 30, 0.3, lambda _o: None)
+            code, outcome = wait_for_convergence(reconciler, 60, 0.3, lambda _o: None)
             assert code == 0, outcome.summary()
             third = store.read_pointer("db-1")
             report = store.read_report("db-1")

@@ -77,7 +77,7 @@ def test_concurrent_put_of_the_same_blob_writes_once(
     data = b"raced" * 1000
     # Every writer passes the existence check and stages its temp file before
     # any of them links it into place: the race is forced, not hoped for.
-    barrier = threading.Barrier(writers, timeout=10)
+    barrier = threading.Barrier(writers, timeout=60)  # a hang guard
     original = atomic_files.write_temp
 
     def staged(path: Path, payload: bytes, mode: int = 0o600) -> Path:

@@ -32,12 +32,19 @@ def test_no_more_than_size_calls_run_at_once() -> None:
     running = 0
     most = 0
     lock = threading.Lock()
+    three_in = threading.Event()
 
     def call(_: int) -> None:
         nonlocal running, most
         with lock:
             running += 1
             most = max(most, running)
+            if running == 3:
+                three_in.set()
+        # The first calls wait for a third to start (a 20 ms sleep alone can pass
+        # on a loaded machine before the third thread runs): three do overlap.
+        # Then each stays 20 ms, time for a fourth, if the pool let one in, to count.
+        three_in.wait(timeout=30)
         time.sleep(0.02)
         with lock:
             running -= 1
@@ -163,7 +170,7 @@ def test_a_slow_call_does_not_hold_back_the_calls_after_it() -> None:
     def call(n: int) -> int:
         nonlocal done
         if n == 0:
-            return int(others_done.wait(timeout=5))
+            return int(others_done.wait(timeout=30))  # a hang guard
         with lock:
             done += 1
             if done == 9:

@@ -191,7 +191,7 @@ def test_timeout_kills_the_tool_s_process_group(
     publisher.publish({"app/web": Deploy(tool_config("chef", '["recipe[a]"]'), timeout=0.5)})
     began = time.monotonic()
     make_agent().run_once()
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 15, "the agent waited for the tool's 30 s sleep"
     assert report(store).reason == "chef-client timed out after 0.5s: killed its process group"
 
 
