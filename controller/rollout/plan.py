@@ -50,7 +50,6 @@ from setpoint.controller.rollout.outputs import (
     OutputChange,
     ShownOutput,
     output_changes,
-    outputs_from_reports,
     stack_outputs,
 )
 from setpoint.controller.rollout.plan_members import JOINS, EntryChange, entry_changes
@@ -119,13 +118,18 @@ def _placeholder(value: Any, server: str) -> Any:
     return value
 
 
-def render_sides(model: Model, reports: dict[str, Report]) -> dict[tuple[str, str], Side]:
-    """Every (deployment, server) pair of ``model``, rendered as reconcile would."""
+def rendered(model: Model, reports: dict[str, Report]) -> DesiredState:
+    """``model`` rendered as reconcile would, with nothing published yet: the
+    plan renders each commit once, for its sides and its stack outputs."""
 
     def nothing_published(_server: str) -> Manifest | None:
         return None
 
-    desired = compute_desired(model, reports, nothing_published)
+    return compute_desired(model, reports, nothing_published)
+
+
+def render_sides(model: Model, desired: DesiredState) -> dict[tuple[str, str], Side]:
+    """Every (deployment, server) pair of ``model``, as ``desired`` rendered it."""
     out: dict[tuple[str, str], Side] = {}
     for dep in model.deployments():
         qualified = dep.qualified
@@ -573,8 +577,12 @@ def _bases(base: Model | None, elsewhere: Elsewhere) -> list[Model]:
     return list(found.values())
 
 
+# commit -> that commit's model rendered (``rendered``), for every model of ``_bases``
+RenderedBases = dict[str, DesiredState]
+
+
 def deployed_sides(
-    base: Model | None, elsewhere: Elsewhere, reports: dict[str, Report]
+    base: Model | None, elsewhere: Elsewhere, renders: RenderedBases
 ) -> dict[tuple[str, str], Side]:
     """Every (deployment, server) pair as it is deployed: rendered from BASE,
     except on the servers of ``elsewhere``, rendered from the model their own
@@ -586,7 +594,7 @@ def deployed_sides(
     sides: dict[tuple[str, str], Side] = {}
     for model in _bases(base, elsewhere):
         on = servers_of.get(model.commit)
-        for key, side in render_sides(model, reports).items():
+        for key, side in render_sides(model, renders[model.commit]).items():
             here = key[1] in on if on is not None else key[1] not in elsewhere
             if here:
                 sides[key] = side
@@ -594,7 +602,7 @@ def deployed_sides(
 
 
 def deployed_outputs(
-    base: Model, elsewhere: Elsewhere, reports: dict[str, Report]
+    base: Model, elsewhere: Elsewhere, renders: RenderedBases, reports: dict[str, Report]
 ) -> list[ShownOutput]:
     """BASE's stack outputs, each read against the config its server runs: a
     server the rollout has not reached still reports the outputs of the config
@@ -603,7 +611,7 @@ def deployed_outputs(
         return []
     runs = DesiredState(commit=base.commit)
     for model in _bases(base, elsewhere):
-        desired = compute_desired(model, reports, lambda _server: None)
+        desired = renders[model.commit]
         for key, digest in desired.rendered.items():
             owner = elsewhere.get(key[1], base)  # None: nothing deployed there
             if owner is not None and owner.commit == model.commit:
@@ -634,8 +642,10 @@ def make_plan(
     reports = reports or {}
     elsewhere = elsewhere or {}
     bases = _bases(base, elsewhere)
-    old_sides = deployed_sides(base, elsewhere, reports)
-    new_sides = render_sides(head, reports)
+    renders = {model.commit: rendered(model, reports) for model in bases}
+    head_render = rendered(head, reports)
+    old_sides = deployed_sides(base, elsewhere, renders)
+    new_sides = render_sides(head, head_render)
     env_name = head.environment or "default"
     changes: list[DeploymentChange] = []
     changed_on: ChangedOn = {}
@@ -678,8 +688,8 @@ def make_plan(
         deployments=changes,
         base_problems=base_problems or [],
         outputs=output_changes(
-            deployed_outputs(base, elsewhere, reports) if base is not None else [],
-            outputs_from_reports(head, reports),
+            deployed_outputs(base, elsewhere, renders, reports) if base is not None else [],
+            stack_outputs(head, head_render, reports),
         ),
     )
 
